@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Wire vocabulary shared by every stage: byte order lives in the type (be16/be32 never convert
+// implicitly), addresses are types, and a flow has one canonical key for both directions.
+//
+// Theory of operation for FlowKey: a connection is stored once, under the key whose first
+// endpoint is the smaller (address, port) pair. A packet maps to that key and learns whether it
+// travels lo->hi or hi->lo; the connection entry records which of the two was the initiator.
+// One lookup per packet, one hash entry per connection, and both directions hash alike, which
+// is also what lets any worker compute the owner of a flow (symmetric by construction).
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <optional>
+
+namespace baton {
+
+// Big-endian integers as they sit on the wire. Construct with from_host()/raw, read with host().
+class be16 {
+ public:
+  constexpr be16() = default;
+  static constexpr be16 from_host(uint16_t v) { return be16(__builtin_bswap16(v)); }
+  static constexpr be16 from_raw(uint16_t raw) { return be16(raw); }
+  constexpr uint16_t host() const { return __builtin_bswap16(raw_); }
+  constexpr uint16_t raw() const { return raw_; }
+  constexpr auto operator<=>(const be16&) const = default;
+
+ private:
+  constexpr explicit be16(uint16_t raw) : raw_(raw) {}
+  uint16_t raw_ = 0;
+};
+static_assert(sizeof(be16) == 2);
+
+class be32 {
+ public:
+  constexpr be32() = default;
+  static constexpr be32 from_host(uint32_t v) { return be32(__builtin_bswap32(v)); }
+  static constexpr be32 from_raw(uint32_t raw) { return be32(raw); }
+  constexpr uint32_t host() const { return __builtin_bswap32(raw_); }
+  constexpr uint32_t raw() const { return raw_; }
+  constexpr auto operator<=>(const be32&) const = default;
+
+ private:
+  constexpr explicit be32(uint32_t raw) : raw_(raw) {}
+  uint32_t raw_ = 0;
+};
+static_assert(sizeof(be32) == 4);
+
+enum class Family : uint8_t { kNone = 0, kV4 = 4, kV6 = 6 };
+
+// An IPv4 or IPv6 address in network byte order. IPv4 uses the first 4 bytes, the rest zero,
+// so that a v4 key hashes over defined bytes.
+struct IpAddr {
+  std::array<uint8_t, 16> b{};
+
+  static IpAddr v4(be32 a) {
+    IpAddr r;
+    uint32_t raw = a.raw();
+    std::memcpy(r.b.data(), &raw, 4);
+    return r;
+  }
+  static IpAddr v6(const uint8_t* p) {
+    IpAddr r;
+    std::memcpy(r.b.data(), p, 16);
+    return r;
+  }
+  be32 as_v4() const {
+    uint32_t raw;
+    std::memcpy(&raw, b.data(), 4);
+    return be32::from_raw(raw);
+  }
+  auto operator<=>(const IpAddr&) const = default;
+
+  // Text forms; parse() accepts dotted quad or RFC 4291 text and says which family it was.
+  std::string to_string(Family f) const;
+  static std::optional<IpAddr> parse(const std::string& s, Family* family);
+};
+
+struct MacAddr {
+  std::array<uint8_t, 6> b{};
+  auto operator<=>(const MacAddr&) const = default;
+  bool is_multicast() const { return b[0] & 1; }
+  std::string to_string() const;
+  static std::optional<MacAddr> parse(const std::string& s);
+};
+
+enum class IpProto : uint8_t { kIcmp = 1, kTcp = 6, kUdp = 17, kIcmp6 = 58 };
+
+// A directional 5-tuple as parsed from one packet (plus VLAN, which scopes the flow).
+struct Tuple {
+  IpAddr src, dst;
+  be16 sport, dport;   // ICMP query: both hold the identifier
+  uint8_t proto = 0;
+  Family family = Family::kNone;
+  uint16_t vlan = 0;   // host order; 0 = untagged
+
+  Tuple reverse() const {
+    Tuple r = *this;
+    r.src = dst;
+    r.dst = src;
+    r.sport = dport;
+    r.dport = sport;
+    return r;
+  }
+  bool operator==(const Tuple&) const = default;
+};
+
+// Which way a packet travels relative to its canonical key.
+enum class Dir : uint8_t { kLoToHi = 0, kHiToLo = 1 };
+inline Dir opposite(Dir d) { return d == Dir::kLoToHi ? Dir::kHiToLo : Dir::kLoToHi; }
+
+// The canonical, direction-free key of a connection: 40 bytes, every byte defined (hashable).
+struct FlowKey {
+  IpAddr lo_addr, hi_addr;
+  be16 lo_port, hi_port;
+  uint8_t proto = 0;
+  Family family = Family::kNone;
+  uint16_t vlan = 0;
+
+  // Canonicalises a tuple; *dir tells whether the tuple's source is the key's lo endpoint.
+  static FlowKey from_tuple(const Tuple& t, Dir* dir) {
+    FlowKey k;
+    k.proto = t.proto;
+    k.family = t.family;
+    k.vlan = t.vlan;
+    bool src_is_lo = t.src < t.dst || (t.src == t.dst && t.sport.host() <= t.dport.host());
+    if (src_is_lo) {
+      k.lo_addr = t.src; k.lo_port = t.sport; k.hi_addr = t.dst; k.hi_port = t.dport;
+    } else {
+      k.lo_addr = t.dst; k.lo_port = t.dport; k.hi_addr = t.src; k.hi_port = t.sport;
+    }
+    if (dir) *dir = src_is_lo ? Dir::kLoToHi : Dir::kHiToLo;
+    return k;
+  }
+  // The tuple of a packet travelling in direction d.
+  Tuple tuple(Dir d) const {
+    Tuple t;
+    t.proto = proto; t.family = family; t.vlan = vlan;
+    if (d == Dir::kLoToHi) {
+      t.src = lo_addr; t.sport = lo_port; t.dst = hi_addr; t.dport = hi_port;
+    } else {
+      t.src = hi_addr; t.sport = hi_port; t.dst = lo_addr; t.dport = lo_port;
+    }
+    return t;
+  }
+  bool operator==(const FlowKey&) const = default;
+
+  // Symmetric 32-bit hash used to pick the owning worker; cheap and independent of rte_hash's
+  // own hash so that owner choice and bucket choice do not correlate.
+  uint32_t owner_hash() const {
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(this);
+    for (size_t i = 0; i < sizeof(*this); i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      h = (h ^ w) * 0xff51afd7ed558ccdull;
+      h ^= h >> 32;
+    }
+    return static_cast<uint32_t>(h);
+  }
+};
+static_assert(sizeof(FlowKey) == 40, "FlowKey is hashed as raw bytes; no padding allowed");
+
+// Human form "tcp 10.0.0.1:1234 -> 10.0.0.2:80" of a tuple.
+std::string to_string(const Tuple& t);
+const char* proto_name(uint8_t proto);
+
+}  // namespace baton

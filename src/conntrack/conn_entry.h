@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// One tracked connection, both directions. Plain data (no pointers): a migration copies it field
+// by field through the codec, and the table stores it in a slot-indexed array.
+//
+// Concurrency: the owning worker is the only writer. It brackets every update with
+// ConnTable::begin_write/end_write, which bump `version` to odd and back to even (a seqlock), so
+// another core (the control core taking a snapshot) can copy the entry and retry if it raced.
+// The same counter is the entry's version on the wire: a destination applies a record only if
+// its version is newer than what it holds, which makes duplicated or reordered deltas harmless.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "common/net_types.h"
+
+namespace baton {
+
+// RFC 9293 connection states as a middlebox sees them (both ends' view folded into one).
+enum class TcpState : uint8_t {
+  kNone = 0,
+  kSynSent,      // initiator's SYN seen
+  kSynSent2,     // simultaneous open: both sides sent SYN
+  kSynRecv,      // responder's SYN-ACK seen
+  kEstablished,  // initiator's ACK of the SYN-ACK seen
+  kFinWait,      // one side sent FIN
+  kCloseWait,    // the FIN was acknowledged, other side still open (half-close)
+  kLastAck,      // both sides sent FIN, last ACK pending
+  kTimeWait,     // both FINs acknowledged
+  kClose,        // RST seen
+  kCount
+};
+const char* tcp_state_name(TcpState s);
+
+// Per-direction window tracking state (Guido van Rooij, "Real Stateful TCP Packet Filtering in
+// IP Filter"; the same scheme as Linux nf_conntrack_proto_tcp): the sender's highest sequence end,
+// the highest end the receiver's window allows, the largest window seen, the window scale.
+struct TcpPeer {
+  uint32_t end = 0;     // highest seq + len sent by this side
+  uint32_t maxend = 0;  // highest ack + window (scaled) the other side allowed us
+  uint32_t maxwin = 0;  // largest scaled window this side advertised
+  uint8_t wscale = 0;   // shift this side asked for (0 when not negotiated)
+  uint8_t flags = 0;    // TcpPeerFlag bits
+  uint16_t reserved = 0;
+};
+static_assert(sizeof(TcpPeer) == 16);
+
+namespace peerflag {
+constexpr uint8_t kWscaleSeen = 0x01;   // this side sent a window-scale option in its SYN
+constexpr uint8_t kSackPerm = 0x02;
+constexpr uint8_t kFinSent = 0x04;
+constexpr uint8_t kFinAcked = 0x08;     // the other side acknowledged this side's FIN
+constexpr uint8_t kDataSeen = 0x10;     // end/maxend valid (first segment seen)
+}  // namespace peerflag
+
+namespace connflag {
+constexpr uint8_t kOrigIsHi = 0x01;   // the initiator is the key's hi endpoint
+constexpr uint8_t kPending = 0x02;    // installed by a migration, not yet active
+constexpr uint8_t kDirty = 0x04;      // queued for the next migration delta
+constexpr uint8_t kReplied = 0x08;    // UDP/ICMP: the responder has answered
+constexpr uint8_t kFromPeer = 0x10;   // arrived through a migration (never loosely picked up)
+}  // namespace connflag
+
+constexpr uint32_t kNoSlot = 0xffffffffu;
+
+struct ConnEntry {
+  std::atomic<uint32_t> version{0};   // seqlock; even = stable
+  uint8_t l4_state = 0;               // TcpState for TCP; unused otherwise
+  uint8_t flags = 0;                  // connflag bits
+  uint16_t vm_id = 0;                 // 0 = belongs to no VM
+  uint32_t last_seen = 0;             // seconds on the owner's clock (Clock::now_s)
+  uint8_t owner = 0;                  // worker that owns it
+  uint8_t age_class = 0;              // which aging list it is on
+  uint8_t zone = 0;                   // zone of the initiator's side (ingress port's zone)
+  uint8_t reserved = 0;
+  TcpPeer peer[2];                    // indexed by Dir: [kLoToHi] is the lo endpoint as sender
+  uint64_t packets[2] = {0, 0};       // by Dir
+  uint64_t bytes[2] = {0, 0};
+  // Intrusive links, slot numbers: the VM index (per VM and owner) and the owner's aging list.
+  uint32_t vm_prev = kNoSlot, vm_next = kNoSlot;
+  uint32_t age_prev = kNoSlot, age_next = kNoSlot;
+
+  ConnEntry() = default;
+  ConnEntry(const ConnEntry& o) { copy_from(o); }
+  ConnEntry& operator=(const ConnEntry& o) {
+    copy_from(o);
+    return *this;
+  }
+  // Direction the initiator sends in.
+  Dir orig_dir() const { return (flags & connflag::kOrigIsHi) ? Dir::kHiToLo : Dir::kLoToHi; }
+
+ private:
+  void copy_from(const ConnEntry& o) {
+    version.store(o.version.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    l4_state = o.l4_state; flags = o.flags; vm_id = o.vm_id; last_seen = o.last_seen;
+    owner = o.owner; age_class = o.age_class; zone = o.zone; reserved = o.reserved;
+    peer[0] = o.peer[0]; peer[1] = o.peer[1];
+    packets[0] = o.packets[0]; packets[1] = o.packets[1];
+    bytes[0] = o.bytes[0]; bytes[1] = o.bytes[1];
+    vm_prev = o.vm_prev; vm_next = o.vm_next; age_prev = o.age_prev; age_next = o.age_next;
+  }
+};
+static_assert(sizeof(ConnEntry) == 96);
+
+}  // namespace baton

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/net_types.h"
+
+#include <gtest/gtest.h>
+
+namespace baton {
+namespace {
+
+Tuple tcp4(const char* s, uint16_t sp, const char* d, uint16_t dp) {
+  Tuple t;
+  Family f;
+  t.src = *IpAddr::parse(s, &f);
+  t.dst = *IpAddr::parse(d, &f);
+  t.family = f;
+  t.sport = be16::from_host(sp);
+  t.dport = be16::from_host(dp);
+  t.proto = 6;
+  return t;
+}
+
+TEST(FlowKey, BothDirectionsMapToOneKey) {
+  Tuple t = tcp4("10.0.0.2", 40000, "10.0.0.1", 80);
+  Dir d1, d2;
+  FlowKey k1 = FlowKey::from_tuple(t, &d1);
+  FlowKey k2 = FlowKey::from_tuple(t.reverse(), &d2);
+  EXPECT_EQ(k1, k2);
+  EXPECT_NE(d1, d2);
+  EXPECT_EQ(k1.owner_hash(), k2.owner_hash());
+  EXPECT_EQ(k1.tuple(d1), t);
+  EXPECT_EQ(k1.tuple(d2), t.reverse());
+}
+
+TEST(FlowKey, SameAddressOrdersByPort) {
+  Tuple t = tcp4("10.0.0.1", 9000, "10.0.0.1", 80);
+  Dir d;
+  FlowKey k = FlowKey::from_tuple(t, &d);
+  EXPECT_EQ(d, Dir::kHiToLo);
+  EXPECT_EQ(k.lo_port.host(), 80);
+}
+
+TEST(ByteOrder, Be16HoldsWireBytes) {
+  be16 v = be16::from_host(0x1234);
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(&v);
+  EXPECT_EQ(p[0], 0x12);
+  EXPECT_EQ(p[1], 0x34);
+  EXPECT_EQ(v.host(), 0x1234);
+}
+
+TEST(Address, ParsesAndPrints) {
+  Family f;
+  auto a = IpAddr::parse("2001:db8::1", &f);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(f, Family::kV6);
+  EXPECT_EQ(a->to_string(f), "2001:db8::1");
+  EXPECT_FALSE(IpAddr::parse("300.1.1.1", &f));
+  EXPECT_EQ(MacAddr::parse("02:00:00:00:00:0a")->to_string(), "02:00:00:00:00:0a");
+  EXPECT_FALSE(MacAddr::parse("02:00:00:00:00"));
+  EXPECT_FALSE(MacAddr::parse("02:00:00:00:00:0a:ff"));
+}
+
+}  // namespace
+}  // namespace baton
