@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Per-worker counters: plain fields on the worker's own cache lines, written only by that worker
+// and summed by the control core on read (a torn 64-bit read cannot happen on x86-64, and a
+// counter read a few packets late is fine). Declared once in a list that also gives the metric
+// names, so struct, metrics and API cannot drift.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "dataplane/drop_reason.h"
+
+namespace baton {
+
+// name, metric suffix (baton_<suffix>), help
+#define BATON_FOREACH_WORKER_COUNTER(X)                                                   \
+  X(rx_packets, "worker_rx_packets_total", "Packets received by the worker")              \
+  X(tx_packets, "worker_tx_packets_total", "Packets transmitted by the worker")           \
+  X(dropped, "worker_dropped_packets_total", "Packets dropped by the worker, all reasons") \
+  X(conn_created, "conn_created_total", "Connections created")                            \
+  X(conn_expired, "conn_expired_total", "Connections removed by aging")                   \
+  X(conn_closed, "conn_closed_total", "Connections removed after close")                  \
+  X(handoff_out, "handoff_out_packets_total", "Packets handed to the owning worker")      \
+  X(held_packets, "held_packets_total", "Packets held for a frozen VM")                    \
+  X(polls, "worker_polls_total", "RX polls")                                              \
+  X(busy_polls, "worker_busy_polls_total", "RX polls that returned packets")              \
+  X(busy_cycles, "worker_busy_cycles_total", "TSC cycles spent on polls with work")       \
+  X(total_cycles, "worker_cycles_total", "TSC cycles in the poll loop")
+
+struct alignas(64) WorkerStats {
+#define BATON_COUNTER_FIELD(name, metric, help) uint64_t name = 0;
+  BATON_FOREACH_WORKER_COUNTER(BATON_COUNTER_FIELD)
+#undef BATON_COUNTER_FIELD
+  std::array<uint64_t, kDropReasonCount> drops{};
+};
+
+}  // namespace baton
