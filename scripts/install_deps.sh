@@ -7,9 +7,10 @@ set -euo pipefail
 PKGS=(
   build-essential g++ meson ninja-build pkg-config
   libdpdk-dev dpdk-dev            # DPDK 22.11 (rte_hash, rte_acl, rte_ring, rte_rcu), dpdk-testpmd
-  libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libbpf-dev libssl-dev libcpp-httplib-dev
+  libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libbpf-dev libssl-dev libcpp-httplib-dev nlohmann-json3-dev
   libpcap-dev
   iproute2 ethtool iperf3 curl netcat-openbsd tcpdump python3-scapy openssl procps psmisc
+  iputils-ping iputils-arping
   valgrind jq
 )
 

@@ -149,12 +149,13 @@ struct FlowKey {
   }
   bool operator==(const FlowKey&) const = default;
 
-  // Symmetric 32-bit hash used to pick the owning worker; cheap and independent of rte_hash's
-  // own hash so that owner choice and bucket choice do not correlate.
+  // Symmetric 32-bit hash that picks the owning worker. It covers the two addresses and the
+  // VLAN but not the ports, so a non-first fragment (no ports) lands on the owner of its flow.
+  // Independent of rte_hash's hash, so owner choice and bucket choice do not correlate.
   uint32_t owner_hash() const {
-    uint64_t h = 0x9e3779b97f4a7c15ull;
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(this);
-    for (size_t i = 0; i < sizeof(*this); i += 8) {
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ vlan;
+    const uint8_t* p = lo_addr.b.data();
+    for (size_t i = 0; i < 32; i += 8) {  // lo_addr then hi_addr, contiguous
       uint64_t w;
       std::memcpy(&w, p + i, 8);
       h = (h ^ w) * 0xff51afd7ed558ccdull;

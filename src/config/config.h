@@ -91,7 +91,7 @@ struct VmConfig {
 
 struct L3Address {
   std::string port;
-  Prefix prefix;  // address/len
+  Prefix prefix;  // address/len; unlike other prefixes, addr keeps its host bits (192.0.2.1/24)
 };
 struct Route {
   Prefix prefix;

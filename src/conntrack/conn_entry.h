@@ -57,7 +57,6 @@ constexpr uint8_t kDataSeen = 0x10;     // end/maxend valid (first segment seen)
 namespace connflag {
 constexpr uint8_t kOrigIsHi = 0x01;   // the initiator is the key's hi endpoint
 constexpr uint8_t kPending = 0x02;    // installed by a migration, not yet active
-constexpr uint8_t kDirty = 0x04;      // queued for the next migration delta
 constexpr uint8_t kReplied = 0x08;    // UDP/ICMP: the responder has answered
 constexpr uint8_t kFromPeer = 0x10;   // arrived through a migration (never loosely picked up)
 }  // namespace connflag
@@ -70,10 +69,11 @@ struct ConnEntry {
   uint8_t flags = 0;                  // connflag bits
   uint16_t vm_id = 0;                 // 0 = belongs to no VM
   uint32_t last_seen = 0;             // seconds on the owner's clock (Clock::now_s)
-  uint8_t owner = 0;                  // worker that owns it
   uint8_t age_class = 0;              // which aging list it is on
   uint8_t zone = 0;                   // zone of the initiator's side (ingress port's zone)
-  uint8_t reserved = 0;
+  // Migration change tracking, written by the owner only: the VM's tracking epoch in which this
+  // entry was last queued for a delta. 16 bits so that an idle entry cannot alias a new epoch.
+  uint16_t mig_epoch = 0;
   TcpPeer peer[2];                    // indexed by Dir: [kLoToHi] is the lo endpoint as sender
   uint64_t packets[2] = {0, 0};       // by Dir
   uint64_t bytes[2] = {0, 0};
@@ -94,7 +94,7 @@ struct ConnEntry {
   void copy_from(const ConnEntry& o) {
     version.store(o.version.load(std::memory_order_relaxed), std::memory_order_relaxed);
     l4_state = o.l4_state; flags = o.flags; vm_id = o.vm_id; last_seen = o.last_seen;
-    owner = o.owner; age_class = o.age_class; zone = o.zone; reserved = o.reserved;
+    age_class = o.age_class; zone = o.zone; mig_epoch = o.mig_epoch;
     peer[0] = o.peer[0]; peer[1] = o.peer[1];
     packets[0] = o.packets[0]; packets[1] = o.packets[1];
     bytes[0] = o.bytes[0]; bytes[1] = o.bytes[1];

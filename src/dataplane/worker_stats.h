@@ -28,11 +28,25 @@ namespace baton {
   X(busy_cycles, "worker_busy_cycles_total", "TSC cycles spent on polls with work")       \
   X(total_cycles, "worker_cycles_total", "TSC cycles in the poll loop")
 
+constexpr int kConnKindUdp = 10, kConnKindIcmp = 11, kConnKindOther = 12, kConnKinds = 13;
+inline int conn_kind(uint8_t proto, uint8_t tcp_state) {
+  switch (proto) {
+    case 6: return tcp_state < 10 ? tcp_state : 0;
+    case 17: return kConnKindUdp;
+    case 1:
+    case 58: return kConnKindIcmp;
+    default: return kConnKindOther;
+  }
+}
+
 struct alignas(64) WorkerStats {
 #define BATON_COUNTER_FIELD(name, metric, help) uint64_t name = 0;
   BATON_FOREACH_WORKER_COUNTER(BATON_COUNTER_FIELD)
 #undef BATON_COUNTER_FIELD
   std::array<uint64_t, kDropReasonCount> drops{};
+  // Live connections by kind/state (a gauge kept by the owner): TCP states by TcpState value,
+  // then UDP, ICMP, other.
+  std::array<int64_t, kConnKinds> conns{};
 };
 
 }  // namespace baton

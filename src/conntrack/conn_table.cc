@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "conntrack/conn_table.h"
+
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+
+#include <algorithm>
+#include <new>
+
+namespace baton {
+
+namespace {
+
+// Deleted slots wait out a grace period; while the table is full, inserts can only reuse
+// slots whose grace period has ended. capacity/32 extra positions (at least 256) cover a burst
+// of churn within one grace period; at 1,000,000 entries it also keeps the hash below 2^20
+// positions, so rte_hash's power-of-two rings and buckets do not double.
+uint32_t slack_for(uint32_t capacity) { return std::max<uint32_t>(256, capacity / 32); }
+
+// Defer-queue reclaim: try once more than this many positions wait, up to this many at a time.
+constexpr uint32_t kReclaimTrigger = 64;
+constexpr uint32_t kReclaimBatch = 64;
+
+// Bytes handed out by the DPDK heaps of every socket.
+size_t heap_allocated_bytes() {
+  size_t total = 0;
+  for (unsigned i = 0; i < rte_socket_count(); ++i) {
+    rte_malloc_socket_stats st{};
+    if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(i), &st) == 0)
+      total += st.heap_allocsz_bytes;
+  }
+  return total;
+}
+
+template <class T>
+T* zalloc_array(const char* what, size_t n, int socket) {
+  return static_cast<T*>(rte_zmalloc_socket(what, n * sizeof(T), RTE_CACHE_LINE_SIZE, socket));
+}
+
+}  // namespace
+
+std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) {
+  auto fail = [&](const std::string& why) -> std::unique_ptr<ConnTable> {
+    if (err) *err = "conn table '" + p.name + "': " + why;
+    return nullptr;
+  };
+  if (p.name.empty() || p.name.size() > kMaxNameLen)
+    return fail("name must be 1.." + std::to_string(kMaxNameLen) + " characters");
+  if (p.capacity == 0 || p.capacity > kMaxCapacity)
+    return fail("capacity must be 1.." + std::to_string(kMaxCapacity));
+  if (p.rcu == nullptr) return fail("no RCU QSBR variable");
+  if (p.age_classes == 0) return fail("at least one age class is needed");
+
+  std::unique_ptr<ConnTable> t(new ConnTable());
+  t->name_ = p.name;
+  t->capacity_ = p.capacity;
+  t->slots_ = p.capacity + slack_for(p.capacity);
+  t->max_vms_ = p.max_vms;
+  t->age_classes_ = p.age_classes;
+  const size_t heap_before = heap_allocated_bytes();
+
+  rte_hash_parameters hp{};
+  hp.name = p.name.c_str();
+  hp.entries = t->slots_;
+  hp.key_len = sizeof(FlowKey);
+  hp.hash_func = nullptr;  // rte_hash's default: CRC32 where the CPU has it, else jhash
+  hp.hash_func_init_val = 0;
+  hp.socket_id = p.socket_id;
+  // LF: lock-free readers on other cores, one writer (the owner). EXT_TABLE: an insert below
+  // capacity never fails for lack of a cuckoo path.
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+  t->hash_ = rte_hash_create(&hp);
+  if (t->hash_ == nullptr) return fail(std::string("rte_hash_create: ") + rte_strerror(rte_errno));
+
+  rte_hash_rcu_config rc{};
+  rc.v = p.rcu;
+  rc.mode = RTE_HASH_QSBR_MODE_DQ;
+  rc.dq_size = 0;  // default: every position, so the defer queue can never overflow
+  rc.trigger_reclaim_limit = kReclaimTrigger;
+  rc.max_reclaim_size = kReclaimBatch;
+  if (rte_hash_rcu_qsbr_add(t->hash_, &rc) != 0)
+    return fail(std::string("rte_hash_rcu_qsbr_add: ") + rte_strerror(rte_errno));
+
+  t->entries_ = zalloc_array<ConnEntry>("conn_entries", t->slots_, p.socket_id);
+  t->live_ = zalloc_array<uint8_t>("conn_live", t->slots_ + 8, p.socket_id);
+  t->vm_head_ = zalloc_array<uint32_t>("conn_vm_head", size_t{p.max_vms} + 1, p.socket_id);
+  t->vm_count_ = zalloc_array<uint32_t>("conn_vm_count", size_t{p.max_vms} + 1, p.socket_id);
+  if (!t->entries_ || !t->live_ || !t->vm_head_ || !t->vm_count_)
+    return fail("out of DPDK memory for " + std::to_string(t->slots_) + " entries");
+  for (uint32_t s = 0; s < t->slots_; ++s) new (&t->entries_[s]) ConnEntry();
+  std::fill(t->vm_head_, t->vm_head_ + p.max_vms + 1, kNoSlot);
+  t->age_head_.assign(p.age_classes, kNoSlot);
+  t->age_tail_.assign(p.age_classes, kNoSlot);
+
+  // rte_hash stores the key of position p at key_store + (p + 1) * key_entry_size and never
+  // moves it; rte_hash_get_key_with_position returns that address (and -ENOENT for an empty
+  // position, which is fine here). Derive base and stride once and check them at the far end.
+  void* k0 = nullptr;
+  void* k1 = nullptr;
+  void* kl = nullptr;
+  rte_hash_get_key_with_position(t->hash_, 0, &k0);
+  rte_hash_get_key_with_position(t->hash_, 1, &k1);
+  rte_hash_get_key_with_position(t->hash_, static_cast<int32_t>(t->slots_ - 1), &kl);
+  if (!k0 || !k1 || !kl || k1 <= k0) return fail("cannot locate rte_hash key store");
+  t->key_base_ = static_cast<const uint8_t*>(k0);
+  t->key_stride_ = static_cast<const uint8_t*>(k1) - t->key_base_;
+  if (t->key_base_ + size_t{t->slots_ - 1} * t->key_stride_ != kl || t->key_stride_ < sizeof(FlowKey))
+    return fail("unexpected rte_hash key store layout");
+
+  t->memory_bytes_ = (heap_allocated_bytes() - heap_before) + sizeof(ConnTable) +
+                     2 * p.age_classes * sizeof(uint32_t);
+  return t;
+}
+
+ConnTable::~ConnTable() {
+  rte_hash_free(hash_);  // drains the defer queue (non-blocking), frees rings and key store
+  rte_free(entries_);
+  rte_free(live_);
+  rte_free(vm_head_);
+  rte_free(vm_count_);
+}
+
+void ConnTable::lookup_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const {
+  if (n == 0) return;
+  // rte_hash takes const void**; it only reads the keys.
+  rte_hash_lookup_bulk(hash_, const_cast<const void**>(reinterpret_cast<const void* const*>(keys)),
+                       n, slots);
+  for (uint32_t i = 0; i < n; ++i)
+    if (slots[i] < 0) slots[i] = -1;
+}
+
+int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init) {
+  if (init.vm_id > max_vms_ || init.age_class >= age_classes_) return -EINVAL;
+  if (size() >= capacity_) {
+    ++stats_.full_drops;
+    return -ENOSPC;
+  }
+  const hash_sig_t sig = rte_hash_hash(hash_, &k);
+  // add_key would silently return the existing slot, so check first (single writer: no race).
+  if (rte_hash_lookup_with_hash(hash_, &k, sig) >= 0) return -EEXIST;
+  int32_t pos = rte_hash_add_key_with_hash(hash_, &k, sig);
+  if (pos < 0) {
+    if (pos == -ENOSPC) ++stats_.reclaim_stalls;
+    return pos;
+  }
+  const uint32_t slot = static_cast<uint32_t>(pos);
+  ConnEntry& e = entries_[slot];
+  // The slot is not live: readers look at live_ before the content, so plain stores suffice.
+  e = init;
+  e.version.store(init.version.load(std::memory_order_relaxed) & ~1u, std::memory_order_relaxed);
+  e.vm_prev = e.vm_next = e.age_prev = e.age_next = kNoSlot;
+  age_link_tail(slot, init.age_class);
+  std::atomic_ref<uint8_t>(live_[slot]).store(1, std::memory_order_release);
+  if (init.vm_id != 0) vm_link(slot, init.vm_id);  // publishes after the content
+  size_.store(size() + 1, std::memory_order_relaxed);
+  ++stats_.inserts;
+  return pos;
+}
+
+void ConnTable::remove(uint32_t slot) {
+  if (slot >= slots_ || !live(slot)) return;
+  ConnEntry& e = entries_[slot];
+  if (e.vm_id != 0) vm_unlink(slot, e.vm_id);
+  age_unlink(slot);
+  std::atomic_ref<uint8_t>(live_[slot]).store(0, std::memory_order_release);
+  // Deletes by the key's own bytes in the key store; rte_hash only reads them, and queues the
+  // position on the RCU defer queue (the key bytes stay until the position is reused).
+  rte_hash_del_key(hash_, &key(slot));
+  size_.store(size() - 1, std::memory_order_relaxed);
+  ++stats_.removes;
+}
+
+void ConnTable::set_age_class(uint32_t slot, uint8_t cls) {
+  if (cls >= age_classes_) return;
+  age_unlink(slot);
+  entries_[slot].age_class = cls;
+  age_link_tail(slot, cls);
+}
+
+void ConnTable::age_unlink(uint32_t slot) {
+  ConnEntry& e = entries_[slot];
+  const uint8_t cls = e.age_class;
+  if (e.age_prev != kNoSlot) entries_[e.age_prev].age_next = e.age_next;
+  else age_head_[cls] = e.age_next;
+  if (e.age_next != kNoSlot) entries_[e.age_next].age_prev = e.age_prev;
+  else age_tail_[cls] = e.age_prev;
+  e.age_prev = e.age_next = kNoSlot;
+}
+
+void ConnTable::age_link_tail(uint32_t slot, uint8_t cls) {
+  ConnEntry& e = entries_[slot];
+  e.age_prev = age_tail_[cls];
+  e.age_next = kNoSlot;
+  if (age_tail_[cls] != kNoSlot) entries_[age_tail_[cls]].age_next = slot;
+  else age_head_[cls] = slot;
+  age_tail_[cls] = slot;
+}
+
+void ConnTable::vm_link(uint32_t slot, uint16_t vm) {
+  ConnEntry& e = entries_[slot];
+  std::atomic_ref<uint32_t> head(vm_head_[vm]);
+  const uint32_t first = head.load(std::memory_order_relaxed);
+  e.vm_prev = kNoSlot;
+  ref(e.vm_next).store(first, std::memory_order_relaxed);
+  if (first != kNoSlot) entries_[first].vm_prev = slot;
+  head.store(slot, std::memory_order_release);  // publish: the entry is complete
+  std::atomic_ref<uint32_t> cnt(vm_count_[vm]);
+  cnt.store(cnt.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void ConnTable::vm_unlink(uint32_t slot, uint16_t vm) {
+  ConnEntry& e = entries_[slot];
+  const uint32_t next = ref(e.vm_next).load(std::memory_order_relaxed);
+  // Readers may be standing on `slot`: its vm_next stays as is until the grace period ends.
+  if (e.vm_prev != kNoSlot)
+    ref(entries_[e.vm_prev].vm_next).store(next, std::memory_order_release);
+  else
+    std::atomic_ref<uint32_t>(vm_head_[vm]).store(next, std::memory_order_release);
+  if (next != kNoSlot) entries_[next].vm_prev = e.vm_prev;
+  std::atomic_ref<uint32_t> cnt(vm_count_[vm]);
+  cnt.store(cnt.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
+}  // namespace baton

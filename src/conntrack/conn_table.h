@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// ConnTable: one worker's shard of the connection table.
+//
+// Theory of operation
+//
+// The table is sharded per worker: each worker owns one ConnTable and is its only writer (the
+// owner of a flow is FlowKey::owner_hash() % workers; other workers hand packets to it). Other
+// cores (the control core taking a snapshot or listing, the migration engine) only read.
+//
+//   FlowKey --rte_hash (RW_CONCURRENCY_LF, EXT_TABLE)--> position == slot
+//   slot --> entries_[slot]  (ConnEntry, 96 bytes)    key(slot) --> rte_hash's own key store
+//            live_[slot]     (1 byte: 1 = the slot holds a live entry)
+//
+// * Slots are rte_hash key positions, so the key is stored once (in rte_hash's key store) and
+//   the entry array needs no free list of its own. The hash has `capacity + slack` positions;
+//   the table itself refuses inserts beyond `capacity` (-ENOSPC, counter full_drops: the new
+//   flow is dropped, nothing established is evicted). The slack absorbs slots that are deleted
+//   but still inside their RCU grace period. EXT_TABLE guarantees that an insert below capacity
+//   never fails because of cuckoo displacement limits.
+// * Reclaim: rte_hash's own RCU integration (rte_hash_rcu_qsbr_add, RTE_HASH_QSBR_MODE_DQ) on
+//   the caller's QSBR variable. rte_hash_del_key pushes the key position on a defer queue with
+//   a QSBR token; rte_hash hands the position out again only after every registered reader has
+//   reported quiescent since the delete. Since position == slot, the entry array slot, its key
+//   and its links stay intact for any reader that may still hold the slot number. Deferred
+//   positions are reclaimed in batches on delete and when the free list runs dry on insert; if
+//   a reader stays online for long, inserts may fail with -ENOSPC (counter reclaim_stalls).
+// * Seqlock per entry (ConnEntry::version): the owner brackets updates with begin_write /
+//   end_write (odd while writing). read() copies the entry and key and retries until it sees
+//   the same even version before and after. The version is also the entry's wire version, so
+//   insert() stores init.version (rounded down to even) unchanged; live_ is what publishes a
+//   new entry: a reader that sees live == 0 reports "not live" without looking at the entry.
+//   Removal only clears live_ (the content stays until the grace period ends), so a read racing
+//   a removal returns the last state before it.
+// * VM index: per VM (1..max_vms; 0 = none) an RCU singly-walkable list threaded through
+//   ConnEntry::vm_next (vm_prev is owner-only, for O(1) unlink). Insert publishes at the head
+//   with a release store; removal rewrites the predecessor's link but leaves the removed
+//   entry's vm_next alone, so a walker standing on it continues into the live list (the classic
+//   list_del_rcu argument: everything a walker can reach is reclaimed only after it goes
+//   quiescent). Listing a VM costs time proportional to its entries, not to the table size.
+// * Aging: one doubly linked list per age class (ConnEntry::age_prev/age_next, owner-only), in
+//   insertion / last-class-change order. expire() looks at a few list heads per call
+//   (round-robin over classes): an expired head is removed, a fresh one (its last_seen was
+//   refreshed by traffic) goes to the tail. Traffic never touches the lists: lazy LRU.
+//
+// Fields of a read() copy outside the seqlock contract: the link fields (vm_*/age_*) are
+// rewritten by neighbours' inserts/removes without a bracket; read() returns them as kNoSlot.
+// set_age_class() writes age_class; call it inside the caller's write bracket when readers
+// must see the class change together with the state change that caused it.
+//
+// Threads: every method not marked "any core" is owner-only. "Any core" methods must run while
+// the calling thread is online on the QSBR variable given at creation (or while the owner is
+// known not to be removing). The table must be destroyed only when no reader can reach it and
+// every reader has gone quiescent since the last removal (rte_hash_free drains the defer
+// queue without waiting).
+#pragma once
+
+#include <rte_hash.h>
+#include <rte_pause.h>
+#include <rte_rcu_qsbr.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/net_types.h"
+#include "conntrack/conn_entry.h"
+
+namespace baton {
+
+// name, metric suffix (baton_<suffix>), help
+#define BATON_FOREACH_CONN_TABLE_COUNTER(X)                                                  \
+  X(inserts, "conn_table_inserts_total", "Entries inserted")                                 \
+  X(removes, "conn_table_removes_total", "Entries removed (aging included)")                 \
+  X(expired, "conn_table_expired_total", "Entries removed by aging")                         \
+  X(full_drops, "conn_table_full_total", "Inserts refused: table at capacity")               \
+  X(reclaim_stalls, "conn_table_reclaim_stalls_total",                                       \
+    "Inserts refused: free slots still waiting for an RCU grace period")                     \
+  X(age_requeues, "conn_table_age_requeues_total", "Aging heads found fresh and requeued")
+
+// Written by the owner only; read by the control core (a count a few operations late is fine).
+struct alignas(64) ConnTableStats {
+#define BATON_COUNTER_FIELD(name, metric, help) uint64_t name = 0;
+  BATON_FOREACH_CONN_TABLE_COUNTER(BATON_COUNTER_FIELD)
+#undef BATON_COUNTER_FIELD
+};
+
+class ConnTable {
+ public:
+  struct Params {
+    std::string name;        // unique per process, at most kMaxNameLen characters
+    uint32_t capacity = 0;   // live entries allowed
+    uint16_t max_vms = 0;    // VM ids 1..max_vms are indexed; 0 = no VM
+    int socket_id = SOCKET_ID_ANY;
+    rte_rcu_qsbr* rcu = nullptr;  // shared by all shards; readers registered by the caller
+    uint8_t age_classes = 1;
+  };
+
+  // rte_hash names its rings "HT_<name>" and its RCU defer queue "HASH_RCU_<name>"; ring names
+  // are limited to 28 characters, so longer names would be truncated into collisions.
+  static constexpr size_t kMaxNameLen = 19;
+  static constexpr uint32_t kMaxCapacity = 1u << 28;
+
+  static std::unique_ptr<ConnTable> create(const Params& p, std::string* err);
+  ~ConnTable();
+  ConnTable(const ConnTable&) = delete;
+  ConnTable& operator=(const ConnTable&) = delete;
+
+  // ---- Owner (single writer) side --------------------------------------------------------
+
+  // Slot of k, or -1. (Also safe from any core: rte_hash readers are lock-free.)
+  int32_t lookup(const FlowKey& k) const {
+    int32_t pos = rte_hash_lookup(hash_, &k);
+    return pos >= 0 ? pos : -1;
+  }
+  // n <= RTE_HASH_LOOKUP_BULK_MAX (64); slots[i] = slot of *keys[i] or -1.
+  void lookup_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const;
+
+  // Links the new entry into VM init.vm_id's index (0 = none) and at the tail of aging list
+  // init.age_class. Returns the slot, -EEXIST, -ENOSPC (at capacity, or no slot out of its
+  // grace period yet), -EINVAL (vm_id > max_vms or age_class >= age_classes).
+  int32_t insert(const FlowKey& k, const ConnEntry& init);
+  // Unlinks from the VM index and the aging list and deletes the key; the slot is handed out
+  // again only after an RCU grace period.
+  void remove(uint32_t slot);
+
+  ConnEntry& entry(uint32_t slot) { return entries_[slot]; }
+  const ConnEntry& entry(uint32_t slot) const { return entries_[slot]; }
+  // The key lives in rte_hash's key store (position-indexed, never moved by cuckoo moves).
+  const FlowKey& key(uint32_t slot) const {
+    return *reinterpret_cast<const FlowKey*>(key_base_ + size_t{slot} * key_stride_);
+  }
+
+  // Seqlock bracket around every update of a live entry by the owner.
+  void begin_write(uint32_t slot) {
+    std::atomic<uint32_t>& v = entries_[slot].version;
+    v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);  // odd before any data store
+  }
+  void end_write(uint32_t slot) {
+    std::atomic<uint32_t>& v = entries_[slot].version;
+    v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+
+  // Moves the entry to the tail of class cls (also when it is already in cls).
+  void set_age_class(uint32_t slot, uint8_t cls);
+
+  // Aging, a little every loop. Looks at up to `budget` list heads, round-robin over the
+  // classes: a head with now_s - last_seen >= timeout_of(entry) is removed (on_expire(slot)
+  // first; it must not remove the slot itself), a fresh one goes to the tail of its list.
+  // A last_seen in the future counts as age 0. Returns the number removed.
+  template <class TimeoutFn, class ExpireFn>
+  uint32_t expire(uint32_t now_s, uint32_t budget, TimeoutFn&& timeout_of, ExpireFn&& on_expire);
+
+  // ---- Any core (online in RCU) ------------------------------------------------------------
+
+  // Consistent copy of a live entry (and its key if key_out); false if the slot is not live.
+  // Link fields of *out are kNoSlot (see the header comment).
+  bool read(uint32_t slot, ConnEntry* out, FlowKey* key_out) const;
+  bool live(uint32_t slot) const {
+    return slot < slots_ && std::atomic_ref<uint8_t>(live_[slot]).load(std::memory_order_acquire);
+  }
+
+  // Walks VM vm's entries: fn(uint32_t slot) for each entry live when visited. Safe against
+  // the owner's concurrent inserts/removes; entries inserted during the walk may be missed.
+  template <class Fn>
+  void for_each_in_vm(uint16_t vm, Fn&& fn) const;
+  uint32_t vm_count(uint16_t vm) const {
+    return vm <= max_vms_ ? std::atomic_ref<uint32_t>(vm_count_[vm]).load(std::memory_order_relaxed)
+                          : 0;
+  }
+  // fn(uint32_t slot) for every live slot; O(capacity), for listings.
+  template <class Fn>
+  void for_each(Fn&& fn) const;
+
+  uint32_t size() const { return size_.load(std::memory_order_relaxed); }
+  uint32_t capacity() const { return capacity_; }
+  // Positions in the hash (capacity + slack): slot numbers are < slots().
+  uint32_t slots() const { return slots_; }
+  // DPDK heap growth measured across create() (rte_hash buckets, ext buckets, key store, free
+  // rings, RCU defer queue, entry array, live flags, VM heads) plus the object itself.
+  size_t memory_bytes() const { return memory_bytes_; }
+  uint16_t max_vms() const { return max_vms_; }
+  uint8_t age_classes() const { return age_classes_; }
+  const ConnTableStats& stats() const { return stats_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  ConnTable() = default;
+
+  static std::atomic_ref<uint32_t> ref(uint32_t& x) { return std::atomic_ref<uint32_t>(x); }
+  void age_unlink(uint32_t slot);
+  void age_link_tail(uint32_t slot, uint8_t cls);
+  void vm_link(uint32_t slot, uint16_t vm);
+  void vm_unlink(uint32_t slot, uint16_t vm);
+
+  std::string name_;
+  rte_hash* hash_ = nullptr;
+  ConnEntry* entries_ = nullptr;        // slots_ entries
+  uint8_t* live_ = nullptr;             // slots_ flags, accessed through atomic_ref
+  uint32_t* vm_head_ = nullptr;         // max_vms_ + 1, atomic_ref (readers walk from here)
+  uint32_t* vm_count_ = nullptr;        // max_vms_ + 1, atomic_ref
+  std::vector<uint32_t> age_head_, age_tail_;  // owner-only
+  const uint8_t* key_base_ = nullptr;   // key of position p at key_base_ + p * key_stride_
+  size_t key_stride_ = 0;
+  uint32_t capacity_ = 0;
+  uint32_t slots_ = 0;
+  uint16_t max_vms_ = 0;
+  uint8_t age_classes_ = 1;
+  uint8_t age_cursor_ = 0;
+  std::atomic<uint32_t> size_{0};
+  size_t memory_bytes_ = 0;
+  ConnTableStats stats_;
+};
+
+// ---- templates and inline bodies -------------------------------------------------------------
+
+inline bool ConnTable::read(uint32_t slot, ConnEntry* out, FlowKey* key_out) const {
+  if (slot >= slots_) return false;
+  const ConnEntry& e = entries_[slot];
+  for (;;) {
+    uint32_t v1 = e.version.load(std::memory_order_acquire);
+    if (v1 & 1) {
+      rte_pause();
+      continue;
+    }
+    if (!std::atomic_ref<uint8_t>(live_[slot]).load(std::memory_order_acquire)) return false;
+    *out = e;
+    if (key_out) std::memcpy(static_cast<void*>(key_out), &key(slot), sizeof(FlowKey));
+    std::atomic_thread_fence(std::memory_order_acquire);  // data loads before the re-check
+    if (e.version.load(std::memory_order_relaxed) == v1) {
+      out->version.store(v1, std::memory_order_relaxed);
+      out->vm_prev = out->vm_next = out->age_prev = out->age_next = kNoSlot;
+      return true;
+    }
+  }
+}
+
+template <class Fn>
+void ConnTable::for_each_in_vm(uint16_t vm, Fn&& fn) const {
+  if (vm == 0 || vm > max_vms_) return;
+  uint32_t s = std::atomic_ref<uint32_t>(vm_head_[vm]).load(std::memory_order_acquire);
+  while (s != kNoSlot) {
+    // Load the successor before calling fn: fn may be slow, the link stays valid either way.
+    uint32_t next = ref(entries_[s].vm_next).load(std::memory_order_acquire);
+    if (live(s)) fn(s);
+    s = next;
+  }
+}
+
+template <class Fn>
+void ConnTable::for_each(Fn&& fn) const {
+  uint32_t s = 0;
+  // Skip empty stretches 8 flags at a time.
+  for (; s + 8 <= slots_; s += 8) {
+    uint64_t w;
+    std::memcpy(&w, live_ + s, 8);
+    if (w == 0) continue;
+    for (uint32_t i = s; i < s + 8; ++i)
+      if (live(i)) fn(i);
+  }
+  for (; s < slots_; ++s)
+    if (live(s)) fn(s);
+}
+
+template <class TimeoutFn, class ExpireFn>
+uint32_t ConnTable::expire(uint32_t now_s, uint32_t budget, TimeoutFn&& timeout_of,
+                           ExpireFn&& on_expire) {
+  uint32_t removed = 0;
+  for (uint32_t n = 0; n < budget && size() > 0; ++n) {
+    uint8_t cls = age_cursor_;
+    for (uint8_t i = 0; i < age_classes_ && age_head_[cls] == kNoSlot; ++i)
+      cls = static_cast<uint8_t>(cls + 1 == age_classes_ ? 0 : cls + 1);
+    uint32_t s = age_head_[cls];
+    if (s == kNoSlot) break;  // cannot happen while size() > 0; be safe
+    age_cursor_ = static_cast<uint8_t>(cls + 1 == age_classes_ ? 0 : cls + 1);
+
+    const ConnEntry& e = entries_[s];
+    uint32_t age = now_s >= e.last_seen ? now_s - e.last_seen : 0;
+    if (age >= static_cast<uint32_t>(timeout_of(e))) {
+      on_expire(s);
+      remove(s);
+      ++stats_.expired;
+      ++removed;
+    } else if (age_tail_[cls] != s) {
+      age_unlink(s);
+      age_link_tail(s, cls);
+      ++stats_.age_requeues;
+    }
+  }
+  return removed;
+}
+
+}  // namespace baton

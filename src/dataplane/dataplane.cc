@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "dataplane/dataplane.h"
+
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+
+#include "common/log.h"
+#include "conntrack/age_class.h"
+#include "conntrack/conn_table.h"
+
+namespace baton {
+namespace {
+
+int worker_main(void* arg) { return static_cast<Worker*>(arg)->run(); }
+
+}  // namespace
+
+std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
+                                             std::string* err) {
+  std::unique_ptr<Dataplane> dp(new Dataplane(cfg));
+  dp->with_ports_ = with_ports;
+  dp->tsc_start_ = rte_get_tsc_cycles();
+  dp->tsc_hz_ = rte_get_tsc_hz();
+  const uint16_t workers = cfg.workers;
+  if (workers > kMaxWorkers) {
+    *err = "too many workers";
+    return nullptr;
+  }
+
+  // mbufs: every RX/TX descriptor, per-worker staging and rings, the hold buffers, slack.
+  uint32_t ports = static_cast<uint32_t>(cfg.ports.size());
+  uint32_t nb_mbufs = ports * workers * 2048u + workers * 4096u + cfg.migration.hold_packets * 2u +
+                      8192u;
+  char name[RTE_MEMPOOL_NAMESIZE];
+  std::snprintf(name, sizeof name, "mbuf_%s", cfg.instance.substr(0, 16).c_str());
+  dp->pool_ = rte_pktmbuf_pool_create(name, nb_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                      SOCKET_ID_ANY);
+  if (!dp->pool_) {
+    *err = std::string("cannot create mbuf pool: ") + rte_strerror(rte_errno);
+    return nullptr;
+  }
+
+  dp->vms_ = VmTable::create(cfg.vms, err);
+  if (!dp->vms_) return nullptr;
+  dp->acl_ = Acl::build(cfg.acl, cfg.zones, err);
+  if (!dp->acl_) return nullptr;
+
+  unsigned threads = workers + kControlReaders;
+  size_t sz = rte_rcu_qsbr_get_memsize(threads);
+  dp->rcu_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("rcu", sz, RTE_CACHE_LINE_SIZE));
+  if (!dp->rcu_ || rte_rcu_qsbr_init(dp->rcu_, threads) != 0) {
+    *err = "cannot create RCU variable";
+    return nullptr;
+  }
+  dp->reader_used_.assign(kControlReaders, false);
+
+  dp->capacity_per_worker_ = std::max<uint32_t>(1, (cfg.conntrack.capacity + workers - 1) / workers);
+  static std::atomic<int> seq{0};
+  int n = seq++;
+  for (uint16_t w = 0; w < workers; w++) {
+    ConnTable::Params p;
+    p.name = "ct" + std::to_string(n) + "_" + std::to_string(w);
+    p.capacity = dp->capacity_per_worker_;
+    p.max_vms = kMaxVms - 1;
+    p.rcu = dp->rcu_;
+    p.age_classes = kAgeClassCount;
+    auto t = ConnTable::create(p, err);
+    if (!t) return nullptr;
+    dp->shards_.push_back(std::move(t));
+  }
+
+  if (with_ports && !dp->ports_.init(cfg, dp->pool_, err)) return nullptr;
+  dp->port_index_.assign(RTE_MAX_ETHPORTS, -1);
+  if (with_ports) {
+    for (size_t i = 0; i < dp->ports_.all().size(); i++)
+      dp->port_index_[dp->ports_.all()[i].port_id] = static_cast<int>(i);
+  } else {
+    // Tests drive the pipeline with mbuf->port = 0 or 1 standing for the configured ports.
+    for (size_t i = 0; i < cfg.ports.size(); i++) {
+      Port p;
+      p.name = cfg.ports[i].name;
+      p.zone = cfg.ports[i].zone;
+      p.port_id = static_cast<uint16_t>(i);
+      for (size_t z = 0; z < cfg.zones.size(); z++)
+        if (cfg.zones[z].name == p.zone) p.zone_id = static_cast<uint8_t>(z);
+      p.tx_queues = 1;
+      dp->ports_.all().push_back(std::move(p));
+      dp->port_index_[i] = static_cast<int>(i);
+    }
+  }
+
+  // Worker i runs on the i-th worker lcore EAL was given (the main lcore is the control core).
+  unsigned lcore = rte_get_next_lcore(-1, 1, 0);
+  for (uint16_t w = 0; w < workers; w++) {
+    auto wk = std::make_unique<Worker>(*dp, w, lcore);
+    lcore = rte_get_next_lcore(lcore, 1, 0);
+    if (!wk->init(err)) return nullptr;
+    dp->workers_.push_back(std::move(wk));
+  }
+  return dp;
+}
+
+Dataplane::~Dataplane() {
+  stop();
+  workers_.clear();
+  if (with_ports_) ports_.stop();
+  shards_.clear();
+  vms_.reset();
+  acl_.reset();
+  if (rcu_) rte_free(rcu_);
+  if (pool_) rte_mempool_free(pool_);
+}
+
+bool Dataplane::start(std::string* err) {
+  running_.store(true);
+  for (auto& w : workers_) {
+    unsigned lcore = w->lcore();
+    if (lcore >= RTE_MAX_LCORE) {
+      *err = "not enough lcores for " + std::to_string(workers_.size()) +
+             " workers (give EAL one lcore per worker plus the main lcore)";
+      running_.store(false);
+      rte_eal_mp_wait_lcore();
+      return false;
+    }
+    if (int rc = rte_eal_remote_launch(worker_main, w.get(), lcore); rc != 0) {
+      *err = "cannot launch worker on lcore " + std::to_string(lcore);
+      running_.store(false);
+      rte_eal_mp_wait_lcore();
+      return false;
+    }
+  }
+  return true;
+}
+
+void Dataplane::stop() {
+  if (!running_.exchange(false)) return;
+  rte_eal_mp_wait_lcore();
+}
+
+void Dataplane::grace_period() { rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID); }
+
+uint32_t Dataplane::now_s() const {
+  return static_cast<uint32_t>((rte_get_tsc_cycles() - tsc_start_) / tsc_hz_);
+}
+
+unsigned Dataplane::acquire_reader_id() {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(readers_mu_);
+      for (unsigned i = 0; i < kControlReaders; i++)
+        if (!reader_used_[i]) {
+          reader_used_[i] = true;
+          return worker_count() + i;
+        }
+    }
+    rte_delay_us_sleep(100);
+  }
+}
+
+void Dataplane::release_reader_id(unsigned id) {
+  std::lock_guard<std::mutex> lock(readers_mu_);
+  reader_used_[id - worker_count()] = false;
+}
+
+Dataplane::ReaderGuard::ReaderGuard(Dataplane& dp) : dp_(dp), id_(dp.acquire_reader_id()) {
+  rte_rcu_qsbr_thread_register(dp_.rcu_, id_);
+  rte_rcu_qsbr_thread_online(dp_.rcu_, id_);
+}
+
+Dataplane::ReaderGuard::~ReaderGuard() {
+  rte_rcu_qsbr_thread_offline(dp_.rcu_, id_);
+  rte_rcu_qsbr_thread_unregister(dp_.rcu_, id_);
+  dp_.release_reader_id(id_);
+}
+
+}  // namespace baton

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The VMs this instance protects, and the per-VM switches the migration engine flips.
+//
+// Theory of operation: a VM has a small id (1..kMaxVms-1; 0 means "no VM") that every connection
+// entry carries. The control core is the only writer of this table; workers read it. A VM's
+// `state` decides what a worker does with the VM's packets:
+//   kLocal     forward as usual
+//   kTracking  forward, and queue every changed entry on the VM's per-worker dirty ring
+//   kFrozen    do not process: park the packet on the VM's hold ring (migration pause)
+//   kArriving  entries are being installed by a migration: park packets until activation
+//   kGone      handed to a peer: entries deleted, packets treated like any unknown flow
+// Lookup by address is an rte_hash with lock-free readers so that a VM that arrives through a
+// migration can be added while workers run. Hold and dirty rings are created when a migration
+// starts and freed only after the workers have passed a grace period.
+#pragma once
+
+#include <rte_hash.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net_types.h"
+#include "config/config.h"
+
+namespace baton {
+
+enum class VmState : uint8_t { kLocal, kTracking, kFrozen, kArriving, kGone };
+const char* vm_state_name(VmState s);
+
+constexpr uint16_t kMaxVms = 1024;
+constexpr uint16_t kMaxWorkers = 64;
+
+struct alignas(64) VmSlot {
+  std::atomic<VmState> state{VmState::kLocal};
+  std::atomic<uint16_t> epoch{1};         // change-tracking epoch (see Worker::note_change)
+  std::atomic<bool> dirty_overflow{false};
+  bool used = false;
+  rte_ring* hold = nullptr;               // MP/SC: workers park, control drains
+  rte_ring* dirty[kMaxWorkers] = {};      // SP/SC per worker: slot numbers of changed entries
+  std::atomic<uint64_t> held{0}, hold_dropped{0};
+  VmConfig config;                        // control core only
+};
+
+class VmTable {
+ public:
+  static std::unique_ptr<VmTable> create(const std::vector<VmConfig>& vms, std::string* err);
+  ~VmTable();
+
+  // Worker side: which VM owns this address (0 = none). Lock-free.
+  uint16_t find_by_ip(const IpAddr& a, Family f) const;
+  VmSlot& slot(uint16_t id) { return slots_[id]; }
+  const VmSlot& slot(uint16_t id) const { return slots_[id]; }
+
+  // Control side (one thread at a time: callers hold control_mutex()).
+  std::optional<uint16_t> find_by_name(const std::string& name) const;
+  // Adds a VM (config or migration). Fails on a duplicate name or address.
+  std::optional<uint16_t> add(const VmConfig& vm, std::string* err);
+  // Forgets a VM's addresses and frees its id; caller ensures no entries remain.
+  void remove(uint16_t id);
+  // Creates the hold ring and per-worker dirty rings for a migration.
+  bool open_migration_rings(uint16_t id, uint16_t workers, uint32_t hold_packets,
+                            uint32_t dirty_size, std::string* err);
+  void close_migration_rings(uint16_t id);  // after a grace period; rings must be empty
+  std::vector<uint16_t> ids() const;
+  std::mutex& control_mutex() { return mu_; }
+
+ private:
+  VmTable() = default;
+  struct IpKey {
+    IpAddr addr;
+    uint32_t family;
+  };
+  static IpKey ip_key(const IpAddr& a, Family f) { return IpKey{a, static_cast<uint32_t>(f)}; }
+
+  rte_hash* by_ip_ = nullptr;
+  std::unique_ptr<VmSlot[]> slots_;
+  mutable std::mutex mu_;
+};
+
+}  // namespace baton

@@ -1,0 +1,481 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "dataplane/worker.h"
+
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_prefetch.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "common/log.h"
+#include "conntrack/age_class.h"
+#include "conntrack/conn_table.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/parser.h"
+
+namespace baton {
+namespace {
+
+constexpr uint32_t kAgeBudget = 64;       // list heads looked at per loop
+constexpr uint32_t kFragLifetimeS = 30;   // a fragment train older than this is forgotten
+
+bool is_icmp_control(const PacketMeta& pm) {
+  // Neighbour discovery and MLD are link machinery, not flows: a bump in the wire passes them
+  // (snooping them is the switch-state work's job).
+  if (pm.tuple.proto != 58) return false;
+  uint8_t t = pm.icmp.type;
+  return (t >= 130 && t <= 137) || t == 143;
+}
+
+}  // namespace
+
+Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore) : dp_(dp), id_(id), lcore_(lcore) {}
+
+Worker::~Worker() {
+  for (rte_ring* r : {handoff_, inject_}) {
+    if (!r) continue;
+    void* m;
+    while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
+  }
+  if (commands_) rte_ring_free(commands_);
+  for (TxBuf& t : tx_) rte_pktmbuf_free_bulk(t.pkts, t.n);
+}
+
+bool Worker::init(std::string* err) {
+  table_ = &dp_.shard(id_);
+  char name[RTE_RING_NAMESIZE];
+  static std::atomic<int> seq{0};
+  int n = seq++;
+  auto mk = [&](const char* what, unsigned size, unsigned flags) -> rte_ring* {
+    std::snprintf(name, sizeof name, "%s_%d_%u", what, n, id_);
+    rte_ring* r = rte_ring_create(name, size, SOCKET_ID_ANY, flags);
+    if (!r) *err = std::string("cannot create ring ") + name + ": " + rte_strerror(rte_errno);
+    return r;
+  };
+  if (!(handoff_ = mk("handoff", 4096, RING_F_SC_DEQ))) return false;
+  if (!(inject_ = mk("inject", 8192, RING_F_SC_DEQ))) return false;
+  if (!(commands_ = mk("cmd", 1024, RING_F_SC_DEQ))) return false;
+  tx_.resize(dp_.ports().all().size());
+  frags_.resize(kFragSlots);
+  return true;
+}
+
+int Worker::run() {
+  rte_rcu_qsbr_thread_register(dp_.rcu_, id_);
+  rte_rcu_qsbr_thread_online(dp_.rcu_, id_);
+  BLOG_INFO("worker", "worker %u on lcore %u", id_, lcore_);
+  std::vector<Port>& ports = dp_.ports().all();
+  rte_mbuf* pkts[kMaxBurst];
+  const uint32_t burst = std::min<uint32_t>(dp_.config().burst, kMaxBurst);
+  uint32_t idle = 0;
+  uint64_t last = rte_rdtsc();
+  while (dp_.running()) {
+    uint32_t got = 0;
+    for (Port& p : ports) {
+      if (id_ >= p.rx_queues) continue;
+      uint16_t n = rte_eth_rx_burst(p.port_id, id_, pkts, burst);
+      stats_.polls++;
+      if (n) {
+        got += n;
+        stats_.busy_polls++;
+        process_burst(pkts, n);
+      }
+    }
+    // Packets handed over by other workers and injected by the control core.
+    for (rte_ring* r : {handoff_, inject_}) {
+      unsigned n = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), burst, nullptr);
+      if (n) {
+        got += n;
+        process_burst(pkts, n);
+      }
+    }
+    flush_tx();
+    housekeeping();
+    rte_rcu_qsbr_quiescent(dp_.rcu_, id_);
+
+    uint64_t t = rte_rdtsc();
+    stats_.total_cycles += t - last;
+    if (got) {
+      stats_.busy_cycles += t - last;
+      idle = 0;
+    } else if (++idle > 32) {
+      // Back off: sleeping hands the core to the TCP endpoints and the other instance.
+      uint32_t us = std::min<uint32_t>(1u << std::min<uint32_t>((idle - 32) / 8, 8), kMaxIdleSleepUs);
+      rte_rcu_qsbr_thread_offline(dp_.rcu_, id_);
+      usleep(us);
+      rte_rcu_qsbr_thread_online(dp_.rcu_, id_);
+    } else {
+      rte_pause();
+    }
+    last = rte_rdtsc();
+  }
+  flush_tx();
+  rte_rcu_qsbr_thread_offline(dp_.rcu_, id_);
+  rte_rcu_qsbr_thread_unregister(dp_.rcu_, id_);
+  return 0;
+}
+
+void Worker::housekeeping() {
+  now_s_ = dp_.now_s();
+  void* c;
+  // One command per loop keeps a large install from stalling forwarding.
+  if (rte_ring_sc_dequeue(commands_, &c) == 0) apply(*static_cast<WorkerCommand*>(c));
+  age();
+}
+
+void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
+  PacketMeta metas[kMaxBurst];
+  FlowKey keys[kMaxBurst];
+  Dir dirs[kMaxBurst];
+  rte_mbuf* owned[kMaxBurst];
+  uint32_t n_owned = 0;
+  stats_.rx_packets += n;
+  const bool l2 = dp_.config().mode == Mode::kL2;
+  const uint16_t workers = dp_.worker_count();
+
+  for (uint32_t i = 0; i < n; i++) {
+    if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
+    rte_mbuf* m = pkts[i];
+    PacketMeta& pm = metas[n_owned];
+    DropReason why;
+    if (unlikely(m->nb_segs != 1)) {
+      drop(m, DropReason::kTruncated);  // the parser reads one contiguous segment
+      continue;
+    }
+    if (!parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, &pm, &why)) {
+      drop(m, why);
+      continue;
+    }
+    if (pm.l3 == L3Kind::kArp || is_icmp_control(pm)) {
+      if (l2)
+        forward(m);
+      else
+        drop(m, DropReason::kArpIgnored);
+      continue;
+    }
+    // ICMP errors belong to the flow of the packet they quote.
+    const Tuple& t = (pm.icmp.is_error && pm.icmp.has_inner) ? pm.icmp.inner : pm.tuple;
+    FlowKey k = FlowKey::from_tuple(t, &dirs[n_owned]);
+    if (workers > 1) {
+      uint16_t owner = k.owner_hash() % workers;
+      if (owner != id_) {
+        if (dp_.workers()[owner]->handoff(m))
+          stats_.handoff_out++;
+        else
+          drop(m, DropReason::kHandoffRingFull);
+        continue;
+      }
+    }
+    keys[n_owned] = k;
+    owned[n_owned++] = m;
+  }
+  if (n_owned) process_owned(owned, metas, keys, dirs, n_owned);
+}
+
+void Worker::process_owned(rte_mbuf** pkts, PacketMeta* metas, FlowKey* keys, Dir* dirs,
+                           uint32_t n) {
+  const FlowKey* kp[kMaxBurst];
+  int32_t slots[kMaxBurst];
+  for (uint32_t i = 0; i < n; i++) kp[i] = &keys[i];
+  table_->lookup_bulk(kp, n, slots);
+  for (uint32_t i = 0; i < n; i++) {
+    if (i + 1 < n && slots[i + 1] >= 0) rte_prefetch0(&table_->entry(slots[i + 1]));
+    const PacketMeta& pm = metas[i];
+    rte_mbuf* m = pkts[i];
+    if (unlikely(pm.is_fragment && !pm.first_fragment)) {
+      // Non-first fragments carry no ports: they pass if the first fragment of the same
+      // datagram was accepted (docs: fragments are tracked, not reassembled).
+      FragSlot& f = frag_slot(pm);
+      if (f.valid && f.id == pm.frag_id && f.src == pm.tuple.src && f.dst == pm.tuple.dst &&
+          f.proto == pm.tuple.proto && now_s_ < f.expires)
+        forward(m);
+      else
+        drop(m, DropReason::kFragment);
+      continue;
+    }
+    if (slots[i] >= 0)
+      handle_known(m, pm, static_cast<uint32_t>(slots[i]), dirs[i]);
+    else
+      handle_new(m, pm, keys[i], dirs[i]);
+  }
+}
+
+void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d) {
+  if (pm.icmp.is_error) return drop(m, DropReason::kIcmpNoFlow);
+  const uint8_t proto = pm.tuple.proto;
+  if (proto == 6 && !TcpTracker::may_create(pm.tcp))
+    return drop(m, DropReason::kNoConnection);  // strict: no mid-stream pickup
+  if ((proto == 1 || proto == 58) && !(pm.icmp.is_query && pm.icmp.is_request))
+    return drop(m, DropReason::kNoConnection);
+
+  // Which VM the flow belongs to: the protected end's address.
+  uint16_t vm = dp_.vms().find_by_ip(pm.tuple.dst, pm.tuple.family);
+  if (!vm) vm = dp_.vms().find_by_ip(pm.tuple.src, pm.tuple.family);
+  if (vm) {
+    VmState st = dp_.vms().slot(vm).state.load(std::memory_order_acquire);
+    if (st == VmState::kFrozen || st == VmState::kArriving) {
+      hold(m, vm);
+      return;
+    }
+  }
+  const int pidx = dp_.port_index(m->port);
+  const uint8_t zone = pidx >= 0 ? dp_.ports().all()[pidx].zone_id : 0;
+  AclMatch am = dp_.acl().classify_one(AclQuery{zone, pm.tuple});
+  if (am.action != Action::kPermit) return drop(m, DropReason::kAclDeny);
+
+  ConnEntry e;
+  e.vm_id = vm;
+  e.zone = zone;
+  e.last_seen = now_s_;
+  if (d == Dir::kHiToLo) e.flags |= connflag::kOrigIsHi;
+  if (proto == 6) dp_.tracker().init(e, d, pm.tcp);
+  e.age_class = static_cast<uint8_t>(
+      age_class_of(proto, static_cast<TcpState>(e.l4_state), false));
+  e.packets[static_cast<int>(d)] = 1;
+  e.bytes[static_cast<int>(d)] = m->pkt_len;
+  int32_t slot = table_->insert(k, e);
+  if (slot < 0) return drop(m, DropReason::kTableFull);
+  stats_.conn_created++;
+  stats_.conns[conn_kind(proto, e.l4_state)]++;
+  if (pm.first_fragment) {
+    FragSlot& f = frag_slot(pm);
+    f = FragSlot{pm.tuple.src, pm.tuple.dst, pm.frag_id, pm.tuple.proto, true, now_s_ + kFragLifetimeS};
+  }
+  if (vm) note_change(static_cast<uint32_t>(slot), table_->entry(slot));
+  forward(m);
+}
+
+void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir d) {
+  ConnEntry& e = table_->entry(slot);
+  if (e.vm_id) {
+    VmSlot& vs = dp_.vms().slot(e.vm_id);
+    VmState st = vs.state.load(std::memory_order_acquire);
+    if (unlikely(st == VmState::kFrozen || st == VmState::kArriving)) {
+      hold(m, e.vm_id);
+      return;
+    }
+    if (unlikely(e.flags & connflag::kPending)) {
+      // Installed by a migration. The VM's activation (one store of its state) makes every
+      // pending entry of the VM usable at once; the owner clears the mark on first use.
+      if (st != VmState::kLocal && st != VmState::kTracking)
+        return drop(m, DropReason::kNoConnection);
+      table_->begin_write(slot);
+      e.flags &= ~connflag::kPending;
+      table_->end_write(slot);
+    }
+  }
+  if (pm.icmp.is_error) {
+    // Related traffic: passes for a known flow, changes nothing in it.
+    return forward(m);
+  }
+  const int di = static_cast<int>(d);
+  table_->begin_write(slot);
+  uint8_t old_class = e.age_class;
+  if (pm.tuple.proto == 6) {
+    uint8_t old_state = e.l4_state;
+    TcpVerdict v = dp_.tracker().track(e, d, pm.tcp);
+    if (!v.accept) {
+      table_->end_write(slot);
+      return drop(m, v.reason);
+    }
+    if (v.state_changed) {
+      stats_.conns[conn_kind(6, old_state)]--;
+      stats_.conns[conn_kind(6, e.l4_state)]++;
+    }
+    if (v.state_changed)
+      e.age_class = static_cast<uint8_t>(
+          age_class_of(6, static_cast<TcpState>(e.l4_state), false));
+  } else if (d != e.orig_dir() && !(e.flags & connflag::kReplied)) {
+    e.flags |= connflag::kReplied;
+    e.age_class = static_cast<uint8_t>(age_class_of(pm.tuple.proto, TcpState::kNone, true));
+  }
+  e.packets[di]++;
+  e.bytes[di] += m->pkt_len;
+  e.last_seen = now_s_;
+  table_->end_write(slot);
+  if (e.age_class != old_class) table_->set_age_class(slot, e.age_class);
+  if (e.vm_id) note_change(slot, e);
+  if (pm.first_fragment) {
+    FragSlot& f = frag_slot(pm);
+    f = FragSlot{pm.tuple.src, pm.tuple.dst, pm.frag_id, pm.tuple.proto, true, now_s_ + kFragLifetimeS};
+  }
+  forward(m);
+}
+
+// Change tracking for a VM under migration. The VM's epoch is bumped by the control core at
+// each delta round, followed by a grace period; an entry changed in an epoch is queued once
+// for it. Costs one load of the VM's state for VMs not being migrated.
+void Worker::note_change(uint32_t slot, ConnEntry& e) {
+  VmSlot& vs = dp_.vms().slot(e.vm_id);
+  VmState st = vs.state.load(std::memory_order_relaxed);
+  if (likely(st != VmState::kTracking)) return;
+  uint16_t epoch = vs.epoch.load(std::memory_order_acquire);
+  if (e.mig_epoch == epoch) return;
+  e.mig_epoch = epoch;  // owner-only field, outside the version bracket on purpose
+  rte_ring* r = vs.dirty[id_];
+  if (!r || rte_ring_sp_enqueue_elem(r, &slot, sizeof slot) != 0)
+    vs.dirty_overflow.store(true, std::memory_order_release);
+}
+
+void Worker::forget(uint32_t slot) {
+  ConnEntry& e = table_->entry(slot);
+  stats_.conns[conn_kind(table_->key(slot).proto, e.l4_state)]--;
+  if (e.vm_id) {
+    // A removal is a change too: the migration reader turns the vanished slot into a tombstone.
+    VmSlot& vs = dp_.vms().slot(e.vm_id);
+    if (vs.state.load(std::memory_order_relaxed) == VmState::kTracking &&
+        (!vs.dirty[id_] || rte_ring_sp_enqueue_elem(vs.dirty[id_], &slot, sizeof slot) != 0))
+      vs.dirty_overflow.store(true, std::memory_order_release);
+  }
+}
+
+bool Worker::hold(rte_mbuf* m, uint16_t vm) {
+  VmSlot& vs = dp_.vms().slot(vm);
+  if (vs.hold && rte_ring_mp_enqueue(vs.hold, m) == 0) {
+    vs.held.fetch_add(1, std::memory_order_relaxed);
+    stats_.held_packets++;
+    return true;
+  }
+  vs.hold_dropped.fetch_add(1, std::memory_order_relaxed);
+  drop(m, DropReason::kFrozenOverflow);
+  return false;
+}
+
+Worker::FragSlot& Worker::frag_slot(const PacketMeta& pm) {
+  uint32_t h = pm.frag_id * 2654435761u ^ pm.tuple.src.b[3] ^ (pm.tuple.dst.b[3] << 8);
+  return frags_[h % kFragSlots];
+}
+
+void Worker::forward(rte_mbuf* m) {
+  // Transparent L2: a bump in the wire between exactly two ports.
+  int in = dp_.port_index(m->port);
+  int out = (in == 0) ? 1 : 0;
+  if (unlikely(in < 0 || static_cast<size_t>(out) >= tx_.size()))
+    return drop(m, DropReason::kNoRoute);
+  TxBuf& t = tx_[out];
+  t.pkts[t.n++] = m;
+  if (t.n == kMaxBurst * 2) flush_tx();
+}
+
+void Worker::drop(rte_mbuf* m, DropReason r) {
+  stats_.dropped++;
+  stats_.drops[static_cast<int>(r)]++;
+  rte_pktmbuf_free(m);
+}
+
+void Worker::flush_tx() {
+  std::vector<Port>& ports = dp_.ports().all();
+  for (size_t p = 0; p < tx_.size(); p++) {
+    TxBuf& t = tx_[p];
+    if (!t.n) continue;
+    Port& port = ports[p];
+    uint16_t q = id_ % port.tx_queues;
+    uint32_t sent = 0;
+    if (port.shared_tx) rte_spinlock_lock(&port.tx_locks[q]);
+    for (int tries = 0; tries < 4 && sent < t.n; tries++)
+      sent += rte_eth_tx_burst(port.port_id, q, t.pkts + sent, t.n - sent);
+    if (port.shared_tx) rte_spinlock_unlock(&port.tx_locks[q]);
+    stats_.tx_packets += sent;
+    for (uint32_t i = sent; i < t.n; i++) drop(t.pkts[i], DropReason::kTxFull);
+    t.n = 0;
+  }
+}
+
+void Worker::age() {
+  const Timeouts& to = dp_.config().conntrack.timeouts;
+  uint32_t removed = table_->expire(
+      now_s_, kAgeBudget,
+      [&](const ConnEntry& e) {
+        // Entries of a VM being handed off must stay until the migration decides.
+        if (e.vm_id) {
+          VmState st = dp_.vms().slot(e.vm_id).state.load(std::memory_order_relaxed);
+          if (st == VmState::kFrozen || st == VmState::kArriving) return UINT32_MAX;
+        }
+        return age_class_timeout(to, e.age_class);
+      },
+      [&](uint32_t slot) { forget(slot); });
+  stats_.conn_expired += removed;
+}
+
+void Worker::apply(WorkerCommand& c) {
+  switch (c.kind) {
+    case WorkerCommand::Kind::kInstall:
+      for (InstallItem& it : c.items) {
+        int32_t slot = table_->lookup(it.key);
+        if (slot >= 0) {
+          ConnEntry& e = table_->entry(slot);
+          // Versions make a duplicated or reordered delta harmless.
+          if (it.entry.version.load(std::memory_order_relaxed) <=
+              e.version.load(std::memory_order_relaxed)) {
+            c.stale++;
+            continue;
+          }
+          if (it.deleted) {
+            forget(slot);
+            table_->remove(slot);
+            c.removed++;
+            continue;
+          }
+          forget(slot);
+          stats_.conns[conn_kind(table_->key(slot).proto, it.entry.l4_state)]++;
+          table_->begin_write(slot);
+          e.l4_state = it.entry.l4_state;
+          e.flags = static_cast<uint8_t>(it.entry.flags | connflag::kPending | connflag::kFromPeer);
+          e.zone = it.entry.zone;
+          e.peer[0] = it.entry.peer[0];
+          e.peer[1] = it.entry.peer[1];
+          for (int i = 0; i < 2; i++) {
+            e.packets[i] = it.entry.packets[i];
+            e.bytes[i] = it.entry.bytes[i];
+          }
+          e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
+          uint8_t cls = static_cast<uint8_t>(age_class_of(
+              table_->key(slot).proto, static_cast<TcpState>(e.l4_state),
+              e.flags & connflag::kReplied));
+          // end_write leaves version even; set it to the source's version afterwards.
+          table_->end_write(slot);
+          e.version.store(it.entry.version.load(std::memory_order_relaxed),
+                          std::memory_order_release);
+          if (cls != e.age_class) table_->set_age_class(slot, cls);
+          c.applied++;
+          continue;
+        }
+        if (it.deleted) {
+          c.stale++;
+          continue;
+        }
+        ConnEntry e = it.entry;
+        e.vm_id = c.vm;
+        e.flags = static_cast<uint8_t>(e.flags | connflag::kPending | connflag::kFromPeer);
+        e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
+        e.age_class = static_cast<uint8_t>(age_class_of(
+            it.key.proto, static_cast<TcpState>(e.l4_state), e.flags & connflag::kReplied));
+        e.mig_epoch = 0;
+        slot = table_->insert(it.key, e);
+        if (slot < 0) {
+          c.failed++;
+        } else {
+          c.applied++;
+          stats_.conns[conn_kind(it.key.proto, e.l4_state)]++;
+        }
+      }
+      break;
+    case WorkerCommand::Kind::kDeleteVm: {
+      std::vector<uint32_t> slots;
+      table_->for_each_in_vm(c.vm, [&](uint32_t s) { slots.push_back(s); });
+      for (uint32_t s : slots) {
+        forget(s);
+        table_->remove(s);
+      }
+      c.removed = static_cast<uint32_t>(slots.size());
+      stats_.conn_closed += slots.size();
+      break;
+    }
+  }
+  c.done.store(true, std::memory_order_release);
+}
+
+}  // namespace baton

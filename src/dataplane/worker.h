@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// A worker lcore: polls its RX queue of every port, runs the pipeline over each burst, and owns
+// one shard of the connection table.
+//
+// Theory of operation. The owner of a flow is FlowKey::owner_hash() % workers (symmetric, over
+// the address pair). A packet read by another worker is handed to the owner on the owner's
+// handoff ring, so the state of a flow has exactly one writer and both directions of a flow
+// are seen by that writer, whatever the NIC's RSS does. The control core never writes an entry:
+// it sends WorkerCommand objects on the command ring, and the owner applies them between
+// bursts. The pipeline per burst is
+//   parse -> owner/handoff -> bulk lookup -> [miss: ACL, VM classify, create] -> track -> tx
+// and every drop carries a DropReason counted per worker.
+//
+// Idle back-off: after a run of empty polls the loop sleeps, growing to kMaxIdleSleepUs, so two
+// instances and real TCP endpoints can share a 2-core machine. Any packet resets it.
+#pragma once
+
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "common/net_types.h"
+#include "conntrack/conn_entry.h"
+#include "dataplane/packet_meta.h"
+#include "dataplane/worker_stats.h"
+
+namespace baton {
+
+class Dataplane;
+class ConnTable;
+
+// One entry to install or delete at the destination of a migration.
+struct InstallItem {
+  FlowKey key;
+  ConnEntry entry;      // version = the source's version; links ignored
+  uint32_t idle_s = 0;  // age at the source; last_seen = now - idle_s
+  bool deleted = false;
+};
+
+struct WorkerCommand {
+  enum class Kind : uint8_t {
+    kInstall,    // install/update items as pending entries of vm
+    kDeleteVm,   // remove every entry of vm (source, after SUCCESS; destination, on FAIL)
+  };
+  Kind kind = Kind::kInstall;
+  uint16_t vm = 0;
+  std::vector<InstallItem> items;
+  // Results, written by the worker before `done` is released.
+  uint32_t applied = 0, stale = 0, failed = 0, removed = 0;
+  std::atomic<bool> done{false};
+};
+
+class Worker {
+ public:
+  static constexpr uint32_t kMaxBurst = 64;
+  static constexpr uint32_t kMaxIdleSleepUs = 200;
+
+  Worker(Dataplane& dp, uint16_t id, unsigned lcore);
+  ~Worker();
+  bool init(std::string* err);
+
+  int run();  // lcore entry; returns when the dataplane stops
+
+  uint16_t id() const { return id_; }
+  unsigned lcore() const { return lcore_; }
+  const WorkerStats& stats() const { return stats_; }
+  ConnTable& table() { return *table_; }
+  const ConnTable& table() const { return *table_; }
+
+  // Multi-producer entry points (other workers, control core).
+  bool handoff(rte_mbuf* m) { return rte_ring_mp_enqueue(handoff_, m) == 0; }
+  bool inject(rte_mbuf* m) { return rte_ring_mp_enqueue(inject_, m) == 0; }
+  bool command(WorkerCommand* c) { return rte_ring_mp_enqueue(commands_, c) == 0; }
+
+  // Processes one burst as if it had been received (public for in-process tests and the
+  // benchmark: drives the pipeline without a port).
+  void process_burst(rte_mbuf** pkts, uint32_t n);
+  void flush_tx();
+  void set_now(uint32_t now_s) { now_s_ = now_s; }
+  // Aging, commands, inject: what one loop iteration does besides RX.
+  void housekeeping();
+
+ private:
+  struct FragSlot {
+    IpAddr src, dst;
+    uint32_t id = 0;
+    uint8_t proto = 0;
+    bool valid = false;
+    uint32_t expires = 0;
+  };
+  static constexpr uint32_t kFragSlots = 1024;
+
+  void process_owned(rte_mbuf** pkts, PacketMeta* metas, FlowKey* keys, Dir* dirs, uint32_t n);
+  void handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d);
+  void handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir d);
+  void forward(rte_mbuf* m);
+  void drop(rte_mbuf* m, DropReason r);
+  bool hold(rte_mbuf* m, uint16_t vm);  // parks the packet on a frozen VM's hold ring
+  void note_change(uint32_t slot, ConnEntry& e);
+  void forget(uint32_t slot);  // state gauge bookkeeping before a removal
+  void apply(WorkerCommand& c);
+  void age();
+  FragSlot& frag_slot(const PacketMeta& pm);
+
+  Dataplane& dp_;
+  uint16_t id_;
+  unsigned lcore_;
+  ConnTable* table_ = nullptr;  // owned by Dataplane
+  rte_ring* handoff_ = nullptr;
+  rte_ring* inject_ = nullptr;
+  rte_ring* commands_ = nullptr;
+  uint32_t now_s_ = 0;
+  WorkerStats stats_;
+  // TX staging per port index.
+  struct TxBuf {
+    rte_mbuf* pkts[kMaxBurst * 2];
+    uint32_t n = 0;
+  };
+  std::vector<TxBuf> tx_;
+  std::vector<FragSlot> frags_;
+};
+
+}  // namespace baton

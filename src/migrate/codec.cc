@@ -1,0 +1,608 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "migrate/codec.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace baton::migrate {
+
+const char* msg_kind_name(MsgKind k) {
+  switch (k) {
+    case MsgKind::kHello: return "HELLO";
+    case MsgKind::kPrepare: return "PREPARE";
+    case MsgKind::kAccept: return "ACCEPT";
+    case MsgKind::kFail: return "FAIL";
+    case MsgKind::kEntries: return "ENTRIES";
+    case MsgKind::kRoundEnd: return "ROUND_END";
+    case MsgKind::kFinalEnd: return "FINAL_END";
+    case MsgKind::kActivate: return "ACTIVATE";
+    case MsgKind::kActivated: return "ACTIVATED";
+    case MsgKind::kHeldPackets: return "HELD_PACKETS";
+    case MsgKind::kAck: return "ACK";
+    case MsgKind::kAbort: return "ABORT";
+  }
+  return "UNKNOWN";
+}
+
+bool msg_kind_known(uint16_t v) { return v >= 1 && v <= kMsgKindMax; }
+
+std::string state_kind_name(uint8_t kind) {
+  static constexpr const char* kNames[kStateKindCount] = {
+      "conn", "nat_mapping", "lb_conn", "sticky", "dynamic_acl", "snoop_binding",
+      "mcast_membership", "vm_counters"};
+  if (kind < kStateKindCount) return kNames[kind];
+  return "kind" + std::to_string(kind);
+}
+
+const char* codec_error_name(CodecError e) {
+  switch (e) {
+    case CodecError::kOk: return "ok";
+    case CodecError::kTruncated: return "truncated";
+    case CodecError::kBadMagic: return "bad_magic";
+    case CodecError::kBadVersion: return "bad_version";
+    case CodecError::kUnknownKind: return "unknown_kind";
+    case CodecError::kTooLarge: return "too_large";
+    case CodecError::kTrailingBytes: return "trailing_bytes";
+    case CodecError::kBadCount: return "bad_count";
+    case CodecError::kStringTooLong: return "string_too_long";
+    case CodecError::kBadValue: return "bad_value";
+    case CodecError::kKindMismatch: return "kind_mismatch";
+  }
+  return "unknown";
+}
+
+// ---- Writer / Reader --------------------------------------------------------------------------
+
+void Writer::u16(uint16_t v) {
+  u8(static_cast<uint8_t>(v >> 8));
+  u8(static_cast<uint8_t>(v));
+}
+void Writer::u32(uint32_t v) {
+  u16(static_cast<uint16_t>(v >> 16));
+  u16(static_cast<uint16_t>(v));
+}
+void Writer::u64(uint64_t v) {
+  u32(static_cast<uint32_t>(v >> 32));
+  u32(static_cast<uint32_t>(v));
+}
+void Writer::str(std::string_view s) {
+  assert(s.size() <= 0xffff);
+  u16(static_cast<uint16_t>(s.size()));
+  bytes(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+bool Reader::need(size_t k) {
+  if (!ok()) return false;
+  if (n_ - off_ < k) return fail(CodecError::kTruncated);
+  return true;
+}
+bool Reader::u8(uint8_t* v) {
+  if (!need(1)) return false;
+  *v = p_[off_++];
+  return true;
+}
+bool Reader::u16(uint16_t* v) {
+  if (!need(2)) return false;
+  *v = static_cast<uint16_t>(p_[off_] << 8 | p_[off_ + 1]);
+  off_ += 2;
+  return true;
+}
+bool Reader::u32(uint32_t* v) {
+  uint16_t hi, lo;
+  if (!need(4)) return false;
+  u16(&hi);
+  u16(&lo);
+  *v = static_cast<uint32_t>(hi) << 16 | lo;
+  return true;
+}
+bool Reader::u64(uint64_t* v) {
+  uint32_t hi, lo;
+  if (!need(8)) return false;
+  u32(&hi);
+  u32(&lo);
+  *v = static_cast<uint64_t>(hi) << 32 | lo;
+  return true;
+}
+bool Reader::bytes(uint8_t* out, size_t n) {
+  if (!need(n)) return false;
+  std::copy(p_ + off_, p_ + off_ + n, out);
+  off_ += n;
+  return true;
+}
+bool Reader::str(std::string* s, size_t max_len) {
+  uint16_t len;
+  if (!u16(&len)) return false;
+  if (len > max_len) return fail(CodecError::kStringTooLong);
+  if (!need(len)) return false;
+  s->assign(reinterpret_cast<const char*>(p_ + off_), len);
+  off_ += len;
+  return true;
+}
+bool Reader::count(uint32_t* n, int width, size_t min_elem_size) {
+  uint32_t v = 0;
+  if (width == 1) {
+    uint8_t x;
+    if (!u8(&x)) return false;
+    v = x;
+  } else if (width == 2) {
+    uint16_t x;
+    if (!u16(&x)) return false;
+    v = x;
+  } else {
+    if (!u32(&v)) return false;
+  }
+  if (min_elem_size != 0 && static_cast<uint64_t>(v) * min_elem_size > n_ - off_) {
+    return fail(CodecError::kBadCount);
+  }
+  *n = v;
+  return true;
+}
+bool Reader::finish() {
+  if (!ok()) return false;
+  if (off_ != n_) return fail(CodecError::kTrailingBytes);
+  return true;
+}
+
+// ---- shared pieces ----------------------------------------------------------------------------
+
+namespace {
+
+bool read_family(Reader& r, Family* f, bool allow_none) {
+  uint8_t v;
+  if (!r.u8(&v)) return false;
+  if (v == 4) {
+    *f = Family::kV4;
+  } else if (v == 6) {
+    *f = Family::kV6;
+  } else if (v == 0 && allow_none) {
+    *f = Family::kNone;
+  } else {
+    return r.fail(CodecError::kBadValue);
+  }
+  return true;
+}
+
+// An address of a known family: 4 or 16 bytes on the wire, IpAddr's v4 layout in memory.
+void write_addr(Writer& w, const IpAddr& a, Family f) {
+  w.bytes(a.b.data(), f == Family::kV4 ? 4 : 16);
+}
+bool read_addr(Reader& r, IpAddr* a, Family f) {
+  *a = IpAddr{};
+  return r.bytes(a->b.data(), f == Family::kV4 ? 4 : 16);
+}
+
+// Prefix: family (0 = absent), address, length.
+void write_prefix(Writer& w, const std::optional<Prefix>& p) {
+  if (!p) {
+    w.u8(0);
+    return;
+  }
+  w.u8(static_cast<uint8_t>(p->family));
+  write_addr(w, p->addr, p->family);
+  w.u8(p->len);
+}
+bool read_prefix(Reader& r, std::optional<Prefix>* out) {
+  Family f;
+  if (!read_family(r, &f, true)) return false;
+  if (f == Family::kNone) {
+    out->reset();
+    return true;
+  }
+  Prefix p;
+  p.family = f;
+  if (!read_addr(r, &p.addr, f) || !r.u8(&p.len)) return false;
+  if (p.len > (f == Family::kV4 ? 32 : 128)) return r.fail(CodecError::kBadValue);
+  *out = p;
+  return true;
+}
+
+// Smallest wire size of one ACL rule (all optional parts absent, empty zone).
+constexpr size_t kMinAclRuleSize = 2 + 1 + 1 + 1 + 8 + 1 + 1 + 1;
+
+void write_acl(Writer& w, const AclRule& a) {
+  w.str(a.zone);
+  write_prefix(w, a.src);
+  write_prefix(w, a.dst);
+  w.u8(a.proto ? 1 : 0);
+  if (a.proto) w.u8(*a.proto);
+  w.u16(a.sport.lo);
+  w.u16(a.sport.hi);
+  w.u16(a.dport.lo);
+  w.u16(a.dport.hi);
+  w.u8(a.vlan ? 1 : 0);
+  if (a.vlan) w.u16(*a.vlan);
+  w.u8(static_cast<uint8_t>(a.action));
+  w.u8(a.log ? 1 : 0);
+}
+bool read_acl(Reader& r, AclRule* a) {
+  uint8_t has, action, log;
+  if (!r.str(&a->zone, kMaxNameLen) || !read_prefix(r, &a->src) || !read_prefix(r, &a->dst) ||
+      !r.u8(&has))
+    return false;
+  if (has > 1) return r.fail(CodecError::kBadValue);
+  if (has) {
+    uint8_t p;
+    if (!r.u8(&p)) return false;
+    a->proto = p;
+  }
+  if (!r.u16(&a->sport.lo) || !r.u16(&a->sport.hi) || !r.u16(&a->dport.lo) ||
+      !r.u16(&a->dport.hi) || !r.u8(&has))
+    return false;
+  if (has > 1) return r.fail(CodecError::kBadValue);
+  if (has) {
+    uint16_t v;
+    if (!r.u16(&v)) return false;
+    if (v > 4095) return r.fail(CodecError::kBadValue);
+    a->vlan = v;
+  }
+  if (!r.u8(&action) || !r.u8(&log)) return false;
+  if (action > 1 || log > 1 || a->sport.lo > a->sport.hi || a->dport.lo > a->dport.hi)
+    return r.fail(CodecError::kBadValue);
+  a->action = static_cast<Action>(action);
+  a->log = log;
+  return true;
+}
+
+bool acl_equal(const AclRule& a, const AclRule& b) {
+  auto pfx_eq = [](const std::optional<Prefix>& x, const std::optional<Prefix>& y) {
+    if (x.has_value() != y.has_value()) return false;
+    return !x || (x->addr == y->addr && x->len == y->len && x->family == y->family);
+  };
+  return a.zone == b.zone && pfx_eq(a.src, b.src) && pfx_eq(a.dst, b.dst) && a.proto == b.proto &&
+         a.sport.lo == b.sport.lo && a.sport.hi == b.sport.hi && a.dport.lo == b.dport.lo &&
+         a.dport.hi == b.dport.hi && a.vlan == b.vlan && a.action == b.action && a.log == b.log;
+}
+
+void write_counts(Writer& w, const std::vector<KindCount>& v) {
+  assert(v.size() <= 0xff);
+  w.u8(static_cast<uint8_t>(v.size()));
+  for (const auto& c : v) {
+    w.u8(c.kind);
+    w.u64(c.count);
+  }
+}
+bool read_counts(Reader& r, std::vector<KindCount>* out) {
+  uint32_t n;
+  if (!r.count(&n, 1, 9)) return false;
+  out->clear();
+  uint64_t seen_hi[8] = {};  // 256 bits: each kind at most once
+  for (uint32_t i = 0; i < n; ++i) {
+    KindCount c;
+    if (!r.u8(&c.kind) || !r.u64(&c.count)) return false;
+    uint64_t bit = 1ull << (c.kind % 64);
+    if (seen_hi[c.kind / 64] & bit) return r.fail(CodecError::kBadValue);
+    seen_hi[c.kind / 64] |= bit;
+    out->push_back(c);
+  }
+  return true;
+}
+
+bool peer_equal(const TcpPeer& a, const TcpPeer& b) {
+  return a.end == b.end && a.maxend == b.maxend && a.maxwin == b.maxwin &&
+         a.wscale == b.wscale && a.flags == b.flags;
+}
+
+constexpr uint8_t kKnownPeerFlags = peerflag::kWscaleSeen | peerflag::kSackPerm |
+                                    peerflag::kFinSent | peerflag::kFinAcked | peerflag::kDataSeen;
+
+}  // namespace
+
+// ---- ConnRecord -------------------------------------------------------------------------------
+
+ConnRecord ConnRecord::from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s) {
+  ConnRecord r;
+  r.key = key;
+  r.version = e.version.load(std::memory_order_relaxed);
+  r.l4_state = e.l4_state;
+  r.flags = e.flags & kWireFlags;
+  r.zone = e.zone;
+  r.idle_s = now_s >= e.last_seen ? now_s - e.last_seen : 0;
+  for (int d = 0; d < 2; ++d) {
+    r.peer[d] = e.peer[d];
+    r.peer[d].reserved = 0;
+    r.packets[d] = e.packets[d];
+    r.bytes[d] = e.bytes[d];
+  }
+  return r;
+}
+
+ConnRecord ConnRecord::tombstone(const FlowKey& key, uint32_t version) {
+  ConnRecord r;
+  r.key = key;
+  r.version = version;
+  r.deleted = true;
+  return r;
+}
+
+void ConnRecord::to_entry(ConnEntry* e, uint32_t now_s) const {
+  e->l4_state = l4_state;
+  e->flags = static_cast<uint8_t>((e->flags & ~kWireFlags) | (flags & kWireFlags));
+  e->zone = zone;
+  e->last_seen = now_s >= idle_s ? now_s - idle_s : 0;
+  for (int d = 0; d < 2; ++d) {
+    e->peer[d] = peer[d];
+    e->packets[d] = packets[d];
+    e->bytes[d] = bytes[d];
+  }
+}
+
+// Layout (112 bytes): version u32, deleted u8, family u8, proto u8, vlan u16, lo_addr[16],
+// hi_addr[16], lo_port u16, hi_port u16, l4_state u8, flags u8, zone u8, idle_s u32,
+// 2 x {end u32, maxend u32, maxwin u32, wscale u8, flags u8}, packets[2] u64, bytes[2] u64.
+void ConnRecord::encode(Writer& w) const {
+  w.u32(version);
+  w.u8(deleted ? 1 : 0);
+  w.u8(static_cast<uint8_t>(key.family));
+  w.u8(key.proto);
+  w.u16(key.vlan);
+  w.ip(key.lo_addr);
+  w.ip(key.hi_addr);
+  w.u16(key.lo_port.host());
+  w.u16(key.hi_port.host());
+  w.u8(l4_state);
+  w.u8(flags & kWireFlags);
+  w.u8(zone);
+  w.u32(idle_s);
+  for (const auto& p : peer) {
+    w.u32(p.end);
+    w.u32(p.maxend);
+    w.u32(p.maxwin);
+    w.u8(p.wscale);
+    w.u8(p.flags);
+  }
+  for (uint64_t v : packets) w.u64(v);
+  for (uint64_t v : bytes) w.u64(v);
+}
+
+bool ConnRecord::decode(Reader& r) {
+  uint8_t del;
+  uint16_t lo_port, hi_port;
+  if (!r.u32(&version) || !r.u8(&del) || !read_family(r, &key.family, false) ||
+      !r.u8(&key.proto) || !r.u16(&key.vlan) || !r.ip(&key.lo_addr) || !r.ip(&key.hi_addr) ||
+      !r.u16(&lo_port) || !r.u16(&hi_port) || !r.u8(&l4_state) || !r.u8(&flags) ||
+      !r.u8(&zone) || !r.u32(&idle_s))
+    return false;
+  for (auto& p : peer) {
+    p = TcpPeer{};
+    if (!r.u32(&p.end) || !r.u32(&p.maxend) || !r.u32(&p.maxwin) || !r.u8(&p.wscale) ||
+        !r.u8(&p.flags))
+      return false;
+    // RFC 7323 section 2.3: a shift above 14 is not a valid window scale.
+    if (p.wscale > 14 || (p.flags & ~kKnownPeerFlags)) return r.fail(CodecError::kBadValue);
+  }
+  for (auto& v : packets)
+    if (!r.u64(&v)) return false;
+  for (auto& v : bytes)
+    if (!r.u64(&v)) return false;
+  if (del > 1 || key.vlan > 4095 || (flags & ~kWireFlags)) return r.fail(CodecError::kBadValue);
+  if (key.proto == static_cast<uint8_t>(IpProto::kTcp) &&
+      l4_state >= static_cast<uint8_t>(TcpState::kCount))
+    return r.fail(CodecError::kBadValue);
+  // An IPv4 key keeps bytes 4..15 zero: the table hashes all 40 bytes of FlowKey.
+  if (key.family == Family::kV4) {
+    for (int i = 4; i < 16; ++i)
+      if (key.lo_addr.b[i] || key.hi_addr.b[i]) return r.fail(CodecError::kBadValue);
+  }
+  deleted = del;
+  key.lo_port = be16::from_host(lo_port);
+  key.hi_port = be16::from_host(hi_port);
+  return true;
+}
+
+bool ConnRecord::operator==(const ConnRecord& o) const {
+  return key == o.key && version == o.version && deleted == o.deleted && l4_state == o.l4_state &&
+         flags == o.flags && zone == o.zone && idle_s == o.idle_s && peer_equal(peer[0], o.peer[0]) &&
+         peer_equal(peer[1], o.peer[1]) && packets[0] == o.packets[0] &&
+         packets[1] == o.packets[1] && bytes[0] == o.bytes[0] && bytes[1] == o.bytes[1];
+}
+
+// ---- messages ---------------------------------------------------------------------------------
+
+void HelloMsg::encode(Writer& w) const {
+  w.u16(version_min);
+  w.u16(version_max);
+  w.str(instance);
+  w.u32(kinds);
+}
+bool HelloMsg::decode(Reader& r) {
+  if (!r.u16(&version_min) || !r.u16(&version_max) || !r.str(&instance, kMaxNameLen) ||
+      !r.u32(&kinds))
+    return false;
+  if (version_min == 0 || version_min > version_max) return r.fail(CodecError::kBadValue);
+  return true;
+}
+
+void PrepareMsg::encode(Writer& w) const {
+  w.u16(protocol_version);
+  w.str(source_instance);
+  w.str(vm.name);
+  w.bytes(vm.mac.b.data(), 6);
+  assert(vm.ipv4.size() <= 0xffff && vm.ipv6.size() <= 0xffff && vm.profile.acl.size() <= 0xffff);
+  w.u16(static_cast<uint16_t>(vm.ipv4.size()));
+  for (const auto& a : vm.ipv4) write_addr(w, a, Family::kV4);
+  w.u16(static_cast<uint16_t>(vm.ipv6.size()));
+  for (const auto& a : vm.ipv6) write_addr(w, a, Family::kV6);
+  w.u16(vm.vlan);
+  w.u64(vm.profile.qos_rate_bps);
+  if (vm.profile.nat_public_ip && nat_family != Family::kNone) {
+    w.u8(static_cast<uint8_t>(nat_family));
+    write_addr(w, *vm.profile.nat_public_ip, nat_family);
+  } else {
+    w.u8(0);
+  }
+  w.u16(static_cast<uint16_t>(vm.profile.acl.size()));
+  for (const auto& a : vm.profile.acl) write_acl(w, a);
+  write_counts(w, counts);
+}
+
+bool PrepareMsg::decode(Reader& r) {
+  uint32_t n;
+  if (!r.u16(&protocol_version) || !r.str(&source_instance, kMaxNameLen) ||
+      !r.str(&vm.name, kMaxNameLen) || !r.bytes(vm.mac.b.data(), 6) || !r.count(&n, 2, 4))
+    return false;
+  vm.ipv4.assign(n, IpAddr{});
+  for (auto& a : vm.ipv4)
+    if (!read_addr(r, &a, Family::kV4)) return false;
+  if (!r.count(&n, 2, 16)) return false;
+  vm.ipv6.assign(n, IpAddr{});
+  for (auto& a : vm.ipv6)
+    if (!read_addr(r, &a, Family::kV6)) return false;
+  if (!r.u16(&vm.vlan) || !r.u64(&vm.profile.qos_rate_bps) || !read_family(r, &nat_family, true))
+    return false;
+  if (vm.vlan > 4095) return r.fail(CodecError::kBadValue);
+  vm.profile.nat_public_ip.reset();
+  if (nat_family != Family::kNone) {
+    IpAddr a;
+    if (!read_addr(r, &a, nat_family)) return false;
+    vm.profile.nat_public_ip = a;
+  }
+  if (!r.count(&n, 2, kMinAclRuleSize)) return false;
+  vm.profile.acl.assign(n, AclRule{});
+  for (auto& a : vm.profile.acl)
+    if (!read_acl(r, &a)) return false;
+  return read_counts(r, &counts);
+}
+
+bool operator==(const PrepareMsg& a, const PrepareMsg& b) {
+  if (a.protocol_version != b.protocol_version || a.source_instance != b.source_instance ||
+      a.vm.name != b.vm.name || a.vm.mac != b.vm.mac || a.vm.ipv4 != b.vm.ipv4 ||
+      a.vm.ipv6 != b.vm.ipv6 || a.vm.vlan != b.vm.vlan ||
+      a.vm.profile.qos_rate_bps != b.vm.profile.qos_rate_bps ||
+      a.vm.profile.nat_public_ip != b.vm.profile.nat_public_ip || a.nat_family != b.nat_family ||
+      a.counts != b.counts || a.vm.profile.acl.size() != b.vm.profile.acl.size())
+    return false;
+  for (size_t i = 0; i < a.vm.profile.acl.size(); ++i)
+    if (!acl_equal(a.vm.profile.acl[i], b.vm.profile.acl[i])) return false;
+  return true;
+}
+
+void FailMsg::encode(Writer& w) const {
+  w.u8(static_cast<uint8_t>(reason));
+  w.str(detail.substr(0, kMaxDetailLen));
+}
+bool FailMsg::decode(Reader& r) {
+  uint8_t v;
+  if (!r.u8(&v) || !r.str(&detail, kMaxDetailLen)) return false;
+  auto fr = fail_reason_from_wire(v);
+  if (!fr || *fr == FailReason::kNone) return r.fail(CodecError::kBadValue);
+  reason = *fr;
+  return true;
+}
+
+void EntriesMsg::encode(Writer& w) const {
+  assert(records.size() <= kMaxRecordsPerFrame);
+  w.u32(round);
+  w.u32(static_cast<uint32_t>(records.size()));
+  w.buffer().reserve(w.size() + records.size() * kConnRecordSize);
+  for (const auto& rec : records) rec.encode(w);
+}
+bool EntriesMsg::decode(Reader& r) {
+  uint32_t n;
+  if (!r.u32(&round) || !r.count(&n, 4, kConnRecordSize)) return false;
+  records.assign(n, ConnRecord{});
+  for (auto& rec : records)
+    if (!rec.decode(r)) return false;
+  return true;
+}
+
+void RoundEndMsg::encode(Writer& w) const {
+  w.u32(round);
+  w.u64(entries);
+}
+bool RoundEndMsg::decode(Reader& r) { return r.u32(&round) && r.u64(&entries); }
+
+void FinalEndMsg::encode(Writer& w) const {
+  w.u32(round);
+  w.u64(entries_total);
+}
+bool FinalEndMsg::decode(Reader& r) { return r.u32(&round) && r.u64(&entries_total); }
+
+void ActivatedMsg::encode(Writer& w) const { write_counts(w, installed); }
+bool ActivatedMsg::decode(Reader& r) { return read_counts(r, &installed); }
+
+void HeldPacketsMsg::encode(Writer& w) const {
+  w.u32(static_cast<uint32_t>(packets.size()));
+  for (const auto& p : packets) {
+    assert(p.frame.size() <= kMaxHeldFrameLen);
+    w.u8(static_cast<uint8_t>(p.side));
+    w.u16(static_cast<uint16_t>(p.frame.size()));
+    w.bytes(p.frame.data(), p.frame.size());
+  }
+}
+bool HeldPacketsMsg::decode(Reader& r) {
+  uint32_t n;
+  if (!r.count(&n, 4, 3)) return false;
+  packets.assign(n, HeldPacket{});
+  for (auto& p : packets) {
+    uint8_t side;
+    uint16_t len;
+    if (!r.u8(&side) || !r.u16(&len)) return false;
+    if (side > 1 || len > kMaxHeldFrameLen) return r.fail(CodecError::kBadValue);
+    p.side = static_cast<Side>(side);
+    p.frame.resize(len);
+    if (!r.bytes(p.frame.data(), len)) return false;
+  }
+  return true;
+}
+
+void AckMsg::encode(Writer& w) const { w.u64(acked_seq); }
+bool AckMsg::decode(Reader& r) { return r.u64(&acked_seq); }
+
+void AbortMsg::encode(Writer& w) const {
+  w.u8(static_cast<uint8_t>(reason));
+  w.str(detail.substr(0, kMaxDetailLen));
+}
+bool AbortMsg::decode(Reader& r) {
+  uint8_t v;
+  if (!r.u8(&v) || !r.str(&detail, kMaxDetailLen)) return false;
+  auto fr = fail_reason_from_wire(v);
+  if (!fr || *fr == FailReason::kNone) return r.fail(CodecError::kBadValue);
+  reason = *fr;
+  return true;
+}
+
+// ---- frames -----------------------------------------------------------------------------------
+
+void encode_header(const FrameHeader& h, Writer& w) {
+  w.u32(h.magic);
+  w.u16(h.version);
+  w.u16(static_cast<uint16_t>(h.kind));
+  w.u32(h.body_len);
+  w.u64(h.migration_id);
+  w.u64(h.seq);
+}
+
+CodecError decode_header(const uint8_t* p, size_t n, FrameHeader* h) {
+  if (n < kHeaderSize) return CodecError::kTruncated;
+  Reader r(p, kHeaderSize);
+  FrameHeader out;
+  uint16_t kind;
+  r.u32(&out.magic);
+  r.u16(&out.version);
+  r.u16(&kind);
+  r.u32(&out.body_len);
+  r.u64(&out.migration_id);
+  r.u64(&out.seq);
+  if (out.magic != kMagic) return CodecError::kBadMagic;
+  if (out.version < kProtocolVersionMin || out.version > kProtocolVersionMax)
+    return CodecError::kBadVersion;
+  if (!msg_kind_known(kind)) return CodecError::kUnknownKind;
+  if (out.body_len > kMaxBodySize) return CodecError::kTooLarge;
+  out.kind = static_cast<MsgKind>(kind);
+  *h = out;
+  return CodecError::kOk;
+}
+
+CodecError decode_frame(const uint8_t* p, size_t n, Frame* f) {
+  FrameHeader h;
+  CodecError e = decode_header(p, n, &h);
+  if (e != CodecError::kOk) return e;
+  size_t total = kHeaderSize + h.body_len;
+  if (n < total) return CodecError::kTruncated;
+  if (n > total) return CodecError::kTrailingBytes;
+  f->header = h;
+  f->body.assign(p + kHeaderSize, p + total);
+  return CodecError::kOk;
+}
+
+}  // namespace baton::migrate

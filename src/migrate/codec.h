@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The migration wire format: explicit, versioned, big-endian, bounds-checked (docs/WIRE.md is
+// the reference; keep the two in step).
+//
+// Theory of operation. Every message is one frame: a fixed 28-byte header followed by a body
+// whose length the header gives.
+//
+//   magic u32 'BATN' | version u16 | kind u16 | body_len u32 | migration_id u64 | seq u64 | body
+//
+// In-memory structs (ConnEntry, VmConfig) are never copied onto the wire: each message has a
+// typed struct here with encode(Writer&) / decode(Reader&) that write and read field by field,
+// so the layout in memory may change freely while the wire stays put, and a new protocol
+// version is a new branch in decode, not a new struct. Reader never reads past its buffer: every
+// read is checked, the first failure sticks (later reads return false and change nothing), and
+// decode_body() also refuses trailing bytes. Counts are checked against the bytes left before
+// anything is allocated, so a hostile length cannot make us reserve gigabytes.
+//
+// Idempotency: each ConnRecord carries the entry's version (ConnEntry::version, the seqlock
+// counter); a destination applies a record only if it is newer than what it holds. The codec
+// does not apply anything; it only carries the version.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/net_types.h"
+#include "config/config.h"
+#include "conntrack/conn_entry.h"
+#include "migrate/feedback.h"
+
+namespace baton::migrate {
+
+constexpr uint32_t kMagic = 0x4241544e;  // "BATN"
+// Protocol versions this build speaks. A frame with a version outside this range is refused
+// (kBadVersion); HELLO negotiates the highest common one (negotiation.h).
+constexpr uint16_t kProtocolVersionMin = 1;
+constexpr uint16_t kProtocolVersionMax = 1;
+constexpr size_t kHeaderSize = 28;
+constexpr size_t kMaxFrameSize = 16u << 20;  // header + body
+constexpr size_t kMaxBodySize = kMaxFrameSize - kHeaderSize;
+constexpr size_t kMaxNameLen = 255;      // instance, VM and zone names
+constexpr size_t kMaxDetailLen = 4096;   // FAIL / ABORT detail text
+constexpr size_t kMaxHeldFrameLen = 16384;
+constexpr size_t kConnRecordSize = 112;  // fixed; docs/WIRE.md gives the layout
+
+enum class MsgKind : uint16_t {
+  kHello = 1,
+  kPrepare = 2,
+  kAccept = 3,
+  kFail = 4,
+  kEntries = 5,
+  kRoundEnd = 6,
+  kFinalEnd = 7,
+  kActivate = 8,
+  kActivated = 9,
+  kHeldPackets = 10,
+  kAck = 11,
+  kAbort = 12,
+};
+constexpr uint16_t kMsgKindMax = 12;
+const char* msg_kind_name(MsgKind k);
+bool msg_kind_known(uint16_t v);
+
+// Kinds of state a VM may own (DESIGN.md section 1), one table each. The wire value is the bit
+// number in HELLO's bitmap. Only kConn has records in protocol version 1; the others are named so
+// that a source can count them and a destination can refuse them as UNSUPPORTED.
+enum class StateKind : uint8_t {
+  kConn = 0,
+  kNatMapping = 1,
+  kLbConn = 2,
+  kSticky = 3,
+  kDynamicAcl = 4,
+  kSnoopBinding = 5,
+  kMcastMembership = 6,
+  kVmCounters = 7,
+};
+constexpr uint8_t kStateKindCount = 8;
+constexpr uint32_t kind_bit(StateKind k) { return 1u << static_cast<uint8_t>(k); }
+// "conn", "nat_mapping", ...; also the name of the kind's table. "kind<N>" for an unknown one.
+std::string state_kind_name(uint8_t kind);
+
+enum class CodecError : uint8_t {
+  kOk = 0,
+  kTruncated,      // fewer bytes than the header or a field needs
+  kBadMagic,
+  kBadVersion,     // protocol version outside [kProtocolVersionMin, kProtocolVersionMax]
+  kUnknownKind,
+  kTooLarge,       // body length beyond kMaxBodySize
+  kTrailingBytes,  // bytes left after the last field
+  kBadCount,       // a count larger than the remaining body can hold
+  kStringTooLong,
+  kBadValue,       // a field outside its domain (unknown enum, stray flag bits, ...)
+  kKindMismatch,   // decode_body<T> on a frame of another kind
+};
+const char* codec_error_name(CodecError e);
+
+// Appends big-endian fields to a growing buffer. Never fails; the caller keeps within limits
+// (encode() of each message asserts its own counts fit their wire width).
+class Writer {
+ public:
+  void u8(uint8_t v) { buf_.push_back(v); }
+  void u16(uint16_t v);
+  void u32(uint32_t v);
+  void u64(uint64_t v);
+  void bytes(const uint8_t* p, size_t n) { buf_.insert(buf_.end(), p, p + n); }
+  void str(std::string_view s);  // u16 length + bytes (callers cap at kMax*Len)
+  void ip(const IpAddr& a) { bytes(a.b.data(), a.b.size()); }
+  size_t size() const { return buf_.size(); }
+  std::vector<uint8_t>& buffer() { return buf_; }
+  std::vector<uint8_t> take() { return std::move(buf_); }
+
+ private:
+  std::vector<uint8_t> buf_;
+};
+
+// Reads big-endian fields from [p, p+n). Each read returns false once the buffer or an earlier
+// read failed; error() says why (the first failure).
+class Reader {
+ public:
+  Reader(const uint8_t* p, size_t n) : p_(p), n_(n) {}
+  bool u8(uint8_t* v);
+  bool u16(uint16_t* v);
+  bool u32(uint32_t* v);
+  bool u64(uint64_t* v);
+  bool bytes(uint8_t* out, size_t n);
+  bool str(std::string* s, size_t max_len);
+  bool ip(IpAddr* a) { return bytes(a->b.data(), a->b.size()); }
+  // Reads a count of the given wire width (1, 2 or 4 bytes) and checks that `count` elements of
+  // at least `min_elem_size` bytes each fit in what is left.
+  bool count(uint32_t* n, int width, size_t min_elem_size);
+  bool fail(CodecError e) {
+    if (err_ == CodecError::kOk) err_ = e;
+    return false;
+  }
+  bool ok() const { return err_ == CodecError::kOk; }
+  CodecError error() const { return err_; }
+  size_t remaining() const { return ok() ? n_ - off_ : 0; }
+  // True when every byte was consumed; otherwise records kTrailingBytes.
+  bool finish();
+
+ private:
+  bool need(size_t k);
+  const uint8_t* p_;
+  size_t n_;
+  size_t off_ = 0;
+  CodecError err_ = CodecError::kOk;
+};
+
+struct FrameHeader {
+  uint32_t magic = kMagic;
+  uint16_t version = kProtocolVersionMax;
+  MsgKind kind = MsgKind::kHello;
+  uint32_t body_len = 0;
+  uint64_t migration_id = 0;
+  uint64_t seq = 0;
+};
+
+struct Frame {
+  FrameHeader header;
+  std::vector<uint8_t> body;
+};
+
+// ---- records and messages -------------------------------------------------------------------
+
+// One connection as it travels: the key, the fields a destination needs to go on tracking it
+// strictly (TCP window state of both sides), and the counters. Host-local fields (slot links,
+// owner, aging list, vm_id, pending/dirty flags) stay home; last_seen becomes a relative idle
+// time because the two hosts' clocks differ.
+struct ConnRecord {
+  static constexpr uint8_t kWireFlags = connflag::kOrigIsHi | connflag::kReplied;
+
+  FlowKey key;
+  uint32_t version = 0;  // entry version; newer wins, equal or older is a no-op
+  bool deleted = false;  // a delta saying "this entry is gone"; the fields below are ignored
+  uint8_t l4_state = 0;  // TcpState for TCP
+  uint8_t flags = 0;     // kWireFlags bits only
+  uint8_t zone = 0;
+  uint32_t idle_s = 0;   // seconds since last use, on the source's clock
+  TcpPeer peer[2];       // reserved is not carried
+  uint64_t packets[2] = {0, 0};
+  uint64_t bytes[2] = {0, 0};
+
+  static ConnRecord from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s);
+  static ConnRecord tombstone(const FlowKey& key, uint32_t version);
+  // Fills the fields the record carries; leaves host-local ones (links, owner, vm_id) alone and
+  // sets last_seen = now_s - idle_s (saturating at 0).
+  void to_entry(ConnEntry* e, uint32_t now_s) const;
+
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const ConnRecord& o) const;
+};
+
+struct KindCount {
+  uint8_t kind = 0;     // StateKind wire value; unknown values are kept (and refused by decide)
+  uint64_t count = 0;
+  bool operator==(const KindCount&) const = default;
+};
+
+struct HelloMsg {
+  static constexpr MsgKind kKind = MsgKind::kHello;
+  uint16_t version_min = kProtocolVersionMin;
+  uint16_t version_max = kProtocolVersionMax;
+  std::string instance;
+  uint32_t kinds = kind_bit(StateKind::kConn);  // bitmap of StateKind this side can carry
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const HelloMsg&) const = default;
+};
+
+struct PrepareMsg {
+  static constexpr MsgKind kKind = MsgKind::kPrepare;
+  uint16_t protocol_version = kProtocolVersionMax;  // the version the source will speak
+  std::string source_instance;
+  VmConfig vm;              // identity and profile; acl[].line is not carried (it is local)
+  // VmProfile::nat_public_ip carries no family; the wire needs one. kNone = no NAT public IP.
+  Family nat_family = Family::kNone;
+  std::vector<KindCount> counts;  // entries per state kind, each kind at most once
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+};
+bool operator==(const PrepareMsg& a, const PrepareMsg& b);
+
+struct AcceptMsg {
+  static constexpr MsgKind kKind = MsgKind::kAccept;
+  void encode(Writer&) const {}
+  bool decode(Reader&) { return true; }
+  bool operator==(const AcceptMsg&) const = default;
+};
+
+struct FailMsg {
+  static constexpr MsgKind kKind = MsgKind::kFail;
+  FailReason reason = FailReason::kTransfer;
+  std::string detail;
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const FailMsg&) const = default;
+};
+
+struct EntriesMsg {
+  static constexpr MsgKind kKind = MsgKind::kEntries;
+  uint32_t round = 0;  // 0 = snapshot, 1.. = deltas, last = final (FINAL_END names it)
+  std::vector<ConnRecord> records;
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const EntriesMsg&) const = default;
+};
+// How many records fit one ENTRIES frame.
+constexpr size_t kMaxRecordsPerFrame = (kMaxBodySize - 8) / kConnRecordSize;
+
+struct RoundEndMsg {
+  static constexpr MsgKind kKind = MsgKind::kRoundEnd;
+  uint32_t round = 0;
+  uint64_t entries = 0;  // records sent in this round, for the destination to check
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const RoundEndMsg&) const = default;
+};
+
+struct FinalEndMsg {
+  static constexpr MsgKind kKind = MsgKind::kFinalEnd;
+  uint32_t round = 0;          // the final round's number
+  uint64_t entries_total = 0;  // distinct live entries the destination should now hold
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const FinalEndMsg&) const = default;
+};
+
+struct ActivateMsg {
+  static constexpr MsgKind kKind = MsgKind::kActivate;
+  void encode(Writer&) const {}
+  bool decode(Reader&) { return true; }
+  bool operator==(const ActivateMsg&) const = default;
+};
+
+struct ActivatedMsg {
+  static constexpr MsgKind kKind = MsgKind::kActivated;
+  std::vector<KindCount> installed;  // entries made active, per kind
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const ActivatedMsg&) const = default;
+};
+
+// Which side of the middlebox a held packet came in on.
+enum class Side : uint8_t { kVm = 0, kNetwork = 1 };
+
+struct HeldPacket {
+  Side side = Side::kVm;
+  std::vector<uint8_t> frame;  // the Ethernet frame as received, at most kMaxHeldFrameLen
+  bool operator==(const HeldPacket&) const = default;
+};
+
+struct HeldPacketsMsg {
+  static constexpr MsgKind kKind = MsgKind::kHeldPackets;
+  std::vector<HeldPacket> packets;  // in arrival order
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const HeldPacketsMsg&) const = default;
+};
+
+struct AckMsg {
+  static constexpr MsgKind kKind = MsgKind::kAck;
+  uint64_t acked_seq = 0;  // every frame with seq <= acked_seq has been applied
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const AckMsg&) const = default;
+};
+
+struct AbortMsg {
+  static constexpr MsgKind kKind = MsgKind::kAbort;
+  FailReason reason = FailReason::kAborted;
+  std::string detail;
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const AbortMsg&) const = default;
+};
+
+// ---- frames ----------------------------------------------------------------------------------
+
+void encode_header(const FrameHeader& h, Writer& w);
+
+// Header + body of one message, ready for PeerLink::send. The header's version defaults to
+// kProtocolVersionMax, except HELLO, whose header always carries kProtocolVersionMin (WIRE.md).
+template <typename Msg>
+std::vector<uint8_t> encode_frame(const Msg& msg, uint64_t migration_id, uint64_t seq,
+                                  uint16_t version = Msg::kKind == MsgKind::kHello
+                                                         ? kProtocolVersionMin
+                                                         : kProtocolVersionMax) {
+  Writer w;
+  w.buffer().reserve(kHeaderSize + 64);
+  FrameHeader h;
+  h.version = version;
+  h.kind = Msg::kKind;
+  h.migration_id = migration_id;
+  h.seq = seq;
+  encode_header(h, w);
+  msg.encode(w);
+  size_t body = w.size() - kHeaderSize;
+  // Patch body_len (offset 8) now that the body is known.
+  auto& b = w.buffer();
+  b[8] = static_cast<uint8_t>(body >> 24);
+  b[9] = static_cast<uint8_t>(body >> 16);
+  b[10] = static_cast<uint8_t>(body >> 8);
+  b[11] = static_cast<uint8_t>(body);
+  return w.take();
+}
+
+// Parses and checks the first kHeaderSize bytes: magic, version, kind, body length limit.
+CodecError decode_header(const uint8_t* p, size_t n, FrameHeader* h);
+// A whole frame in one buffer: the header, then exactly body_len bytes (fewer = kTruncated,
+// more = kTrailingBytes).
+CodecError decode_frame(const uint8_t* p, size_t n, Frame* f);
+
+// Decodes a frame's body as Msg; refuses another kind, short bodies and trailing bytes.
+template <typename Msg>
+CodecError decode_body(const Frame& f, Msg* out) {
+  if (f.header.kind != Msg::kKind) return CodecError::kKindMismatch;
+  Reader r(f.body.data(), f.body.size());
+  Msg m;
+  if (!m.decode(r) || !r.finish()) return r.ok() ? CodecError::kBadValue : r.error();
+  *out = std::move(m);
+  return CodecError::kOk;
+}
+
+}  // namespace baton::migrate

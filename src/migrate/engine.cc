@@ -1,0 +1,965 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "migrate/engine.h"
+
+#include <rte_mbuf.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "common/log.h"
+#include "conntrack/conn_table.h"
+#include "control/http_api.h"
+#include "control/metrics.h"
+#include "dataplane/dataplane.h"
+#include "migrate/codec.h"
+#include "migrate/negotiation.h"
+#include "migrate/peer_link.h"
+#include "migrate/vm_state_io.h"
+
+namespace baton {
+
+using migrate::Error;
+using migrate::FailReason;
+using migrate::Frame;
+using migrate::LinkError;
+using migrate::MsgKind;
+using migrate::PeerLink;
+using nlohmann::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+constexpr int kRoundIntervalMs = 100;   // pre-copy delta cadence
+constexpr int kLingerMs = 1000;         // after SUCCESS, late packets still go to the peer
+constexpr size_t kHeldPerFrame = 256;
+constexpr size_t kHistory = 64;
+
+// A failure with its reason, thrown inside a session thread and turned into FAIL(reason).
+struct SessionFail {
+  FailReason reason;
+  std::string detail;
+};
+
+[[noreturn]] void fail(FailReason r, std::string detail) { throw SessionFail{r, std::move(detail)}; }
+
+FailReason link_reason(const Error& e) { return migrate::to_fail_reason(e); }
+
+// One peer connection with its sequence numbers.
+struct Link {
+  std::string name;
+  std::unique_ptr<PeerLink> link;
+  uint64_t seq = 0;
+  uint64_t bytes = 0, frames = 0;
+
+  template <typename Msg>
+  void send(const Msg& m, uint64_t mid, int timeout_ms) {
+    auto f = migrate::encode_frame(m, mid, ++seq);
+    if (!link->send(f, timeout_ms)) {
+      Error e = link->last_error();
+      fail(link_reason(e), "send to " + name + ": " + e.detail);
+    }
+    bytes += f.size();
+    frames++;
+  }
+  Frame recv(int timeout_ms) {
+    Frame f;
+    Error e = link->recv(&f, timeout_ms);
+    if (e.code != LinkError::kNone)
+      fail(link_reason(e), std::string("from ") + name + ": " + migrate::link_error_name(e.code) +
+                               (e.detail.empty() ? "" : " (" + e.detail + ")"));
+    return f;
+  }
+  // Receives a frame of kind Msg; a FAIL or ABORT from the peer ends the session with its reason.
+  template <typename Msg>
+  Msg expect(int timeout_ms) {
+    Frame f = recv(timeout_ms);
+    if (f.header.kind == MsgKind::kFail) {
+      migrate::FailMsg m;
+      migrate::decode_body(f, &m);
+      fail(m.reason, name + ": " + m.detail);
+    }
+    if (f.header.kind == MsgKind::kAbort) {
+      migrate::AbortMsg m;
+      migrate::decode_body(f, &m);
+      fail(m.reason, name + " aborted: " + m.detail);
+    }
+    Msg m;
+    migrate::CodecError ce = migrate::decode_body(f, &m);
+    if (ce != migrate::CodecError::kOk)
+      fail(FailReason::kTransfer, name + ": expected " + migrate::msg_kind_name(Msg::kKind) +
+                                      ", got " + migrate::msg_kind_name(f.header.kind) + " (" +
+                                      migrate::codec_error_name(ce) + ")");
+    return m;
+  }
+};
+
+void send_records(std::vector<Link>& links, uint64_t mid, uint32_t round,
+                  const std::vector<migrate::ConnRecord>& recs, int timeout_ms) {
+  const size_t per = std::min<size_t>(migrate::kMaxRecordsPerFrame, 8192);
+  for (size_t i = 0; i < recs.size(); i += per) {
+    migrate::EntriesMsg m;
+    m.round = round;
+    m.records.assign(recs.begin() + i, recs.begin() + std::min(recs.size(), i + per));
+    for (Link& l : links) l.send(m, mid, timeout_ms);
+  }
+}
+
+// Waits for the ACK of everything sent so far on every link.
+void await_acks(std::vector<Link>& links, int timeout_ms) {
+  for (Link& l : links) {
+    migrate::AckMsg a = l.expect<migrate::AckMsg>(timeout_ms);
+    if (a.acked_seq < l.seq)
+      fail(FailReason::kTransfer, l.name + " acknowledged " + std::to_string(a.acked_seq) +
+                                      " of " + std::to_string(l.seq));
+  }
+}
+
+// Which side of the box a parked packet came in on: in L2 mode the first port faces the
+// network and the second the hosts (docs/CONFIG.md).
+migrate::Side side_of(Dataplane& dp, const rte_mbuf* m) {
+  return dp.port_index(m->port) == 1 ? migrate::Side::kVm : migrate::Side::kNetwork;
+}
+
+std::vector<rte_mbuf*> drain_hold(VmSlot& vs) {
+  std::vector<rte_mbuf*> out;
+  if (!vs.hold) return out;
+  void* p;
+  while (rte_ring_sc_dequeue(vs.hold, &p) == 0) out.push_back(static_cast<rte_mbuf*>(p));
+  return out;
+}
+
+// Re-injects packets into the pipeline in order (worker 0 hands them to their owners).
+uint64_t reinject(Dataplane& dp, const std::vector<rte_mbuf*>& pkts) {
+  uint64_t lost = 0;
+  Worker& w0 = *dp.workers()[0];
+  for (rte_mbuf* m : pkts) {
+    int tries = 0;
+    while (!w0.inject(m) && ++tries < 1000) usleep(100);
+    if (tries >= 1000) {
+      rte_pktmbuf_free(m);
+      lost++;
+    }
+  }
+  return lost;
+}
+
+std::vector<migrate::KindCount> conn_counts(uint64_t n) {
+  return {migrate::KindCount{static_cast<uint8_t>(migrate::StateKind::kConn), n}};
+}
+
+}  // namespace
+
+const char* migration_phase_name(MigrationPhase p) {
+  switch (p) {
+    case MigrationPhase::kPreparing: return "preparing";
+    case MigrationPhase::kPrecopy: return "precopy";
+    case MigrationPhase::kFrozen: return "frozen";
+    case MigrationPhase::kActivating: return "activating";
+    case MigrationPhase::kSucceeded: return "succeeded";
+    case MigrationPhase::kFailed: return "failed";
+  }
+  return "?";
+}
+
+json MigrationReport::to_json() const {
+  bool done = phase == MigrationPhase::kSucceeded || phase == MigrationPhase::kFailed;
+  return {{"id", id},
+          {"vm", vm},
+          {"role", role},
+          {"peers", peers},
+          {"mode", mode},
+          {"phase", migration_phase_name(phase)},
+          {"result", !done ? "RUNNING" : migrate::fail_reason_name(reason)},
+          {"reason", reason == FailReason::kNone ? "" : migrate::fail_reason_name(reason)},
+          {"retry_may_help", migrate::retry_may_help(reason)},
+          {"detail", detail},
+          {"entries", {{"snapshot", entries_snapshot}, {"delta", entries_delta},
+                       {"final", entries_final}, {"tombstones", tombstones},
+                       {"installed", entries_installed}, {"stale", entries_stale}}},
+          {"final_seq_moved", final_seq_moved},
+          {"rounds", rounds},
+          {"bytes_sent", bytes_sent},
+          {"frames_sent", frames_sent},
+          {"packets", {{"held", held_packets}, {"forwarded", forwarded_packets},
+                       {"lost", lost_packets}}},
+          {"ms", {{"prepare", prepare_ms}, {"precopy", precopy_ms},
+                  {"final_delta", final_delta_ms}, {"activation", activation_ms},
+                  {"freeze", freeze_ms}, {"baton_freeze", baton_freeze_ms}}}};
+}
+
+std::string MigrationReport::summary() const {
+  char buf[768];
+  std::snprintf(buf, sizeof buf,
+                "migration %lu vm=%s role=%s result=%s%s%s entries snapshot=%lu delta=%lu "
+                "final=%lu installed=%lu rounds=%u bytes=%lu freeze_ms=%.2f baton_ms=%.2f "
+                "held=%lu forwarded=%lu lost=%lu seq_moved_in_final=%lu",
+                id, vm.c_str(), role.c_str(), migrate::fail_reason_name(reason),
+                detail.empty() ? "" : " detail=", detail.c_str(), entries_snapshot, entries_delta,
+                entries_final, entries_installed, rounds, bytes_sent, freeze_ms, baton_freeze_ms,
+                held_packets, forwarded_packets, lost_packets, final_seq_moved);
+  return buf;
+}
+
+// ---- source side ------------------------------------------------------------------------------
+
+struct MigrationEngine::OutSession {
+  MigrationReport report;
+  uint16_t vm = 0;
+  MigrationMode mode = MigrationMode::kFull;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string signal;  // "", "pause", "resume", "abort"
+  Clock::time_point pause_at{};
+
+  // Waits for a signal until timeout; returns it (consumed) or "".
+  std::string wait_signal(int timeout_ms) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !signal.empty(); });
+    std::string s;
+    std::swap(s, signal);
+    return s;
+  }
+  MigrationReport snapshot() {
+    std::lock_guard<std::mutex> lock(mu);
+    return report;
+  }
+  void set_phase(MigrationPhase p) {
+    std::lock_guard<std::mutex> lock(mu);
+    report.phase = p;
+  }
+};
+
+MigrationEngine::MigrationEngine(Dataplane& dp) : dp_(dp) {}
+MigrationEngine::~MigrationEngine() { stop(); }
+
+bool MigrationEngine::start(std::string* err) {
+  const MigrationConfig& mc = dp_.config().migration;
+  running_ = true;
+  if (!mc.enabled || mc.cert.empty()) return true;
+  server_ctx_ = migrate::TlsContext::create(migrate::TlsContext::Role::kServer, mc.cert, mc.key,
+                                           mc.ca, err);
+  if (!server_ctx_) return false;
+  client_ctx_ = migrate::TlsContext::create(migrate::TlsContext::Role::kClient, mc.cert, mc.key,
+                                           mc.ca, err);
+  if (!client_ctx_) return false;
+  if (!mc.listen.empty()) {
+    Error e;
+    listener_ = migrate::PeerListener::listen(*server_ctx_, mc.listen, &e);
+    if (!listener_) {
+      *err = "migration listener on " + mc.listen + ": " + e.detail;
+      return false;
+    }
+    accept_thread_ = std::thread([this] { accept_loop(); });
+    BLOG_INFO("migrate", "listening for peers on %s", mc.listen.c_str());
+  }
+  return true;
+}
+
+void MigrationEngine::stop() {
+  if (!running_.exchange(false)) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [name, s] : sessions_) {
+      std::lock_guard<std::mutex> l(s->mu);
+      s->signal = "abort";
+      s->cv.notify_all();
+    }
+  }
+  if (accept_thread_.joinable()) accept_thread_.join();
+  std::vector<std::thread> ts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ts.swap(threads_);
+  }
+  for (auto& t : ts)
+    if (t.joinable()) t.join();
+}
+
+std::pair<int, json> MigrationEngine::prepare(const std::string& vm,
+                                              const std::vector<std::string>& peers,
+                                              MigrationMode mode) {
+  const MigrationConfig& mc = dp_.config().migration;
+  if (!client_ctx_) return {503, {{"error", "migration is not configured (migration.cert/key/ca)"}}};
+  if (peers.empty()) return {400, {{"error", "name at least one peer"}}};
+  for (const std::string& p : peers) {
+    bool known = false;
+    for (const PeerConfig& pc : mc.peers) known |= pc.name == p;
+    if (!known) return {400, {{"error", "unknown peer '" + p + "'"}}};
+  }
+  uint16_t id;
+  {
+    std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
+    auto found = dp_.vms().find_by_name(vm);
+    if (!found) return {404, {{"error", "no VM named '" + vm + "'"}}};
+    id = *found;
+    if (dp_.vms().slot(id).state.load() != VmState::kLocal)
+      return {409, {{"error", "VM '" + vm + "' is " +
+                                  vm_state_name(dp_.vms().slot(id).state.load())}}};
+  }
+  auto s = std::make_shared<OutSession>();
+  s->vm = id;
+  s->mode = mode;
+  s->report.id = next_id_++;
+  s->report.vm = vm;
+  s->report.role = "source";
+  s->report.peers = peers;
+  s->report.mode = mode == MigrationMode::kFull ? "full" : "snapshot-only";
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(vm);
+    if (it != sessions_.end()) {
+      MigrationPhase p = it->second->snapshot().phase;
+      if (p != MigrationPhase::kSucceeded && p != MigrationPhase::kFailed)
+        return {409, {{"error", "a migration of '" + vm + "' is already running"}}};
+    }
+    sessions_[vm] = s;
+    threads_.emplace_back([this, s] { run_out(*s); });
+  }
+  return {202, s->report.to_json()};
+}
+
+std::pair<int, json> MigrationEngine::signal(const std::string& vm, const std::string& what) {
+  std::shared_ptr<OutSession> s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(vm);
+    if (it == sessions_.end()) return {404, {{"error", "no migration of '" + vm + "'"}}};
+    s = it->second;
+  }
+  MigrationReport r = s->snapshot();
+  if (r.phase == MigrationPhase::kSucceeded || r.phase == MigrationPhase::kFailed)
+    return {409, {{"error", "migration of '" + vm + "' has ended"}, {"report", r.to_json()}}};
+  if (what == "pause" && r.phase != MigrationPhase::kPrecopy && r.phase != MigrationPhase::kPreparing)
+    return {409, {{"error", std::string("cannot pause in phase ") + migration_phase_name(r.phase)}}};
+  if (what == "resume" && r.phase != MigrationPhase::kFrozen && r.phase != MigrationPhase::kPrecopy &&
+      r.phase != MigrationPhase::kPreparing)
+    return {409, {{"error", std::string("cannot resume in phase ") + migration_phase_name(r.phase)}}};
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (what == "pause") s->pause_at = Clock::now();
+    s->signal = what;
+  }
+  s->cv.notify_all();
+  // pause and resume answer when the step is done, so a hypervisor hook can block on them.
+  const int timeout = static_cast<int>(dp_.config().migration.timeout_ms) * 3;
+  auto t0 = Clock::now();
+  while (ms_since(t0) < timeout) {
+    r = s->snapshot();
+    bool done = r.phase == MigrationPhase::kSucceeded || r.phase == MigrationPhase::kFailed;
+    if (done || (what == "pause" && r.phase == MigrationPhase::kFrozen)) break;
+    if (what == "abort" && done) break;
+    usleep(1000);
+  }
+  int code = r.phase == MigrationPhase::kFailed && what != "abort" ? 502 : 200;
+  return {code, r.to_json()};
+}
+
+std::pair<int, json> MigrationEngine::status(const std::string& vm) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(vm);
+  if (it != sessions_.end()) return {200, it->second->snapshot().to_json()};
+  for (auto h = history_.rbegin(); h != history_.rend(); ++h)
+    if (h->vm == vm) return {200, h->to_json()};
+  return {404, {{"error", "no migration of '" + vm + "'"}}};
+}
+
+json MigrationEngine::list() {
+  std::lock_guard<std::mutex> lock(mu_);
+  json out = json::array();
+  for (auto& h : history_) out.push_back(h.to_json());
+  for (auto& [name, s] : sessions_) {
+    MigrationReport r = s->snapshot();
+    if (r.phase != MigrationPhase::kSucceeded && r.phase != MigrationPhase::kFailed)
+      out.push_back(r.to_json());
+  }
+  return out;
+}
+
+void MigrationEngine::finish(const MigrationReport& r) {
+  if (r.reason == FailReason::kNone)
+    BLOG_INFO("migrate", "%s", r.summary().c_str());
+  else
+    BLOG_WARN("migrate", "%s", r.summary().c_str());
+  std::lock_guard<std::mutex> lock(mu_);
+  history_.push_back(r);
+  if (history_.size() > kHistory) history_.erase(history_.begin());
+  results_[r.role + "/" + migrate::fail_reason_name(r.reason)]++;
+  bytes_sent_total_ += r.bytes_sent;
+  entries_sent_total_ += r.entries_snapshot + r.entries_delta + r.entries_final;
+  held_total_ += r.held_packets;
+  lost_total_ += r.lost_packets;
+  if (r.role == "source" && r.reason == FailReason::kNone) {
+    freeze_samples_ms_.push_back(r.freeze_ms);
+    baton_freeze_samples_ms_.push_back(r.baton_freeze_ms);
+  }
+}
+
+void MigrationEngine::run_out(OutSession& s) {
+  const MigrationConfig& mc = dp_.config().migration;
+  const int tmo = static_cast<int>(mc.timeout_ms);
+  VmSlot& vs = dp_.vms().slot(s.vm);
+  const uint64_t mid = s.report.id;
+  std::vector<Link> links;
+  auto t_start = Clock::now();
+  bool tracking = false;
+  VmConfig vm_cfg;
+  {
+    std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
+    vm_cfg = vs.config;
+  }
+  auto update = [&](auto&& fn) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    fn(s.report);
+  };
+  try {
+    // ---- prepare: authenticate, negotiate, ask for capacity -------------------------------
+    for (const std::string& p : s.report.peers) {
+      std::string addr;
+      for (const PeerConfig& pc : mc.peers)
+        if (pc.name == p) addr = pc.address;
+      Error e;
+      auto link = PeerLink::connect(*client_ctx_, addr, tmo, &e);
+      if (!link) fail(link_reason(e), "connect to " + p + " (" + addr + "): " + e.detail);
+      links.push_back(Link{p, std::move(link)});
+    }
+    uint64_t count = 0;
+    for (uint16_t w = 0; w < dp_.worker_count(); w++) count += dp_.shard(w).vm_count(s.vm);
+    for (Link& l : links) {
+      migrate::HelloMsg h;
+      h.instance = dp_.config().instance;
+      auto f = migrate::encode_frame(h, mid, ++l.seq, migrate::kProtocolVersionMin);
+      if (!l.link->send(f, tmo)) fail(link_reason(l.link->last_error()), "hello to " + l.name);
+      migrate::HelloMsg peer = l.expect<migrate::HelloMsg>(tmo);
+      auto v = migrate::negotiate_version(migrate::kProtocolVersionMin,
+                                          migrate::kProtocolVersionMax, peer.version_min,
+                                          peer.version_max);
+      if (!v.ok) fail(FailReason::kUnsupported, l.name + " speaks no common protocol version");
+      if (!(peer.kinds & migrate::kind_bit(migrate::StateKind::kConn)))
+        fail(FailReason::kUnsupported, l.name + " cannot install connections");
+      migrate::PrepareMsg pm;
+      pm.source_instance = dp_.config().instance;
+      pm.vm = vm_cfg;
+      if (vm_cfg.profile.nat_public_ip) pm.nat_family = Family::kV4;
+      pm.counts = conn_counts(count);
+      l.send(pm, mid, tmo);
+      l.expect<migrate::AcceptMsg>(tmo);
+    }
+    update([&](MigrationReport& r) {
+      r.prepare_ms = ms_since(t_start);
+      r.phase = MigrationPhase::kPrecopy;
+    });
+
+    // ---- pre-copy: snapshot, then delta rounds until the pause signal ---------------------
+    std::string err;
+    {
+      std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
+      if (!dp_.vms().open_migration_rings(s.vm, dp_.worker_count(), mc.hold_packets,
+                                          std::max<uint32_t>(4096, count * 2), &err))
+        fail(FailReason::kResources, "local: " + err);
+    }
+    migrate::VmReader reader(dp_, s.vm);
+    auto t_precopy = Clock::now();
+    if (s.mode == MigrationMode::kFull) {
+      vs.epoch.fetch_add(1, std::memory_order_seq_cst);
+      vs.state.store(VmState::kTracking, std::memory_order_seq_cst);
+      tracking = true;
+      dp_.grace_period();
+    }
+    std::vector<migrate::ConnRecord> snap = reader.snapshot();
+    send_records(links, mid, 0, snap, tmo);
+    for (Link& l : links) l.send(migrate::RoundEndMsg{0, snap.size()}, mid, tmo);
+    await_acks(links, tmo);
+    update([&](MigrationReport& r) {
+      r.entries_snapshot = snap.size();
+      r.rounds = 1;
+    });
+    uint32_t round = 1;
+    std::string sig;
+    for (;;) {
+      sig = s.wait_signal(kRoundIntervalMs);
+      if (sig == "abort") fail(FailReason::kAborted, "aborted by the operator");
+      if (sig == "pause" || sig == "resume") break;
+      if (!running_) fail(FailReason::kAborted, "daemon stopping");
+      if (s.mode != MigrationMode::kFull) {
+        for (Link& l : links) l.send(migrate::RoundEndMsg{round, 0}, mid, tmo);  // keepalive
+        await_acks(links, tmo);
+        continue;
+      }
+      vs.epoch.fetch_add(1, std::memory_order_seq_cst);
+      dp_.grace_period();
+      std::vector<migrate::ConnRecord> d = reader.delta(nullptr);
+      send_records(links, mid, round, d, tmo);
+      for (Link& l : links) l.send(migrate::RoundEndMsg{round, d.size()}, mid, tmo);
+      await_acks(links, tmo);
+      uint64_t tomb = 0;
+      for (auto& r : d) tomb += r.deleted;
+      update([&](MigrationReport& r) {
+        r.entries_delta += d.size();
+        r.tombstones += tomb;
+        r.rounds++;
+      });
+      round++;
+    }
+
+    // ---- pause: freeze, final delta exact to the last packet processed here ---------------
+    Clock::time_point t_pause;
+    {
+      std::lock_guard<std::mutex> lock(s.mu);
+      t_pause = s.pause_at == Clock::time_point{} ? Clock::now() : s.pause_at;
+    }
+    vs.state.store(VmState::kFrozen, std::memory_order_seq_cst);
+    dp_.grace_period();  // no worker is inside a packet of this VM any more
+    uint64_t moved = 0;
+    std::vector<migrate::ConnRecord> fin;
+    if (s.mode == MigrationMode::kFull) fin = reader.delta(&moved);
+    send_records(links, mid, round, fin, tmo);
+    for (Link& l : links) l.send(migrate::FinalEndMsg{round, reader.live()}, mid, tmo);
+    await_acks(links, tmo);
+    double final_ms = ms_since(t_pause);
+    update([&](MigrationReport& r) {
+      r.precopy_ms = std::chrono::duration<double, std::milli>(t_pause - t_precopy).count();
+      r.entries_final = fin.size();
+      r.final_seq_moved = moved;
+      r.rounds++;
+      r.final_delta_ms = final_ms;
+      r.phase = MigrationPhase::kFrozen;
+    });
+
+    // ---- resume: ship parked packets, activate the peers --------------------------------
+    if (sig != "resume") {
+      // The hypervisor's stop-and-copy: bounded, so a lost resume cannot freeze a VM forever.
+      sig = s.wait_signal(tmo * 6);
+      if (sig == "abort") fail(FailReason::kAborted, "aborted by the operator");
+      if (sig != "resume") fail(FailReason::kTimeout, "no resume signal");
+    }
+    auto t_resume = Clock::now();
+    update([&](MigrationReport& r) { r.phase = MigrationPhase::kActivating; });
+    auto ship = [&](std::vector<rte_mbuf*> pkts) {
+      uint64_t n = 0;
+      for (size_t i = 0; i < pkts.size(); i += kHeldPerFrame) {
+        migrate::HeldPacketsMsg hm;
+        for (size_t j = i; j < std::min(pkts.size(), i + kHeldPerFrame); j++) {
+          rte_mbuf* m = pkts[j];
+          migrate::HeldPacket hp;
+          hp.side = side_of(dp_, m);
+          const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
+          hp.frame.assign(p, p + std::min<size_t>(m->data_len, migrate::kMaxHeldFrameLen));
+          hm.packets.push_back(std::move(hp));
+        }
+        links[0].send(hm, mid, tmo);  // the primary peer is where the VM runs now
+        n += hm.packets.size();
+      }
+      for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);
+      return n;
+    };
+    uint64_t forwarded = ship(drain_hold(vs));
+    for (Link& l : links) l.send(migrate::ActivateMsg{}, mid, tmo);
+    uint64_t installed = 0;
+    for (Link& l : links) {
+      migrate::ActivatedMsg a = l.expect<migrate::ActivatedMsg>(tmo);
+      for (auto& kc : a.installed) installed += kc.count;
+    }
+    double activation_ms = ms_since(t_resume);
+    double freeze_ms = ms_since(t_pause);
+    update([&](MigrationReport& r) {
+      r.entries_installed = installed;
+      r.activation_ms = activation_ms;
+      r.freeze_ms = freeze_ms;
+      r.baton_freeze_ms = final_ms + activation_ms;
+    });
+
+    // Committed. Packets still arriving here (the network has not re-learned where the VM
+    // is) go to the peer for a moment; then the entries are deleted.
+    auto t_linger = Clock::now();
+    while (ms_since(t_linger) < kLingerMs && running_) {
+      usleep(20 * 1000);
+      forwarded += ship(drain_hold(vs));
+    }
+    links[0].send(migrate::HeldPacketsMsg{}, mid, tmo);  // end marker: nothing more follows
+    vs.state.store(VmState::kGone, std::memory_order_seq_cst);
+    dp_.grace_period();
+    forwarded += ship(drain_hold(vs));
+    uint64_t removed = 0;
+    migrate::VmInstaller::delete_vm(dp_, s.vm, tmo, &removed);
+    {
+      std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
+      dp_.vms().remove(s.vm);
+    }
+    update([&](MigrationReport& r) {
+      r.forwarded_packets = forwarded;
+      r.held_packets = vs.held.load();
+      r.lost_packets = vs.hold_dropped.load();
+      r.phase = MigrationPhase::kSucceeded;
+    });
+  } catch (const SessionFail& f) {
+    // Rollback: the VM keeps running here exactly as before.
+    if (tracking || vs.state.load() == VmState::kFrozen) {
+      vs.state.store(VmState::kLocal, std::memory_order_seq_cst);
+      dp_.grace_period();
+    }
+    uint64_t lost = reinject(dp_, drain_hold(vs));
+    for (Link& l : links) {
+      if (!l.link || !l.link->is_open()) continue;
+      migrate::AbortMsg a;
+      a.reason = f.reason;
+      a.detail = f.detail;
+      auto fr = migrate::encode_frame(a, mid, ++l.seq);
+      l.link->send(fr, 200);
+    }
+    update([&](MigrationReport& r) {
+      r.reason = f.reason;
+      r.detail = f.detail;
+      r.held_packets = vs.held.load();
+      r.lost_packets = vs.hold_dropped.load() + lost;
+      r.phase = MigrationPhase::kFailed;
+    });
+  }
+  for (Link& l : links) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.report.bytes_sent += l.bytes;
+    s.report.frames_sent += l.frames;
+  }
+  for (Link& l : links)
+    if (l.link) l.link->close();
+  {
+    std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
+    if (s.report.phase == MigrationPhase::kFailed) {
+      dp_.grace_period();
+      dp_.vms().close_migration_rings(s.vm);
+    }
+  }
+  finish(s.snapshot());
+}
+
+// ---- destination side -------------------------------------------------------------------------
+
+struct MigrationEngine::InSession {
+  MigrationReport report;
+};
+
+void MigrationEngine::accept_loop() {
+  uint64_t serial = 0;
+  while (running_) {
+    Error e;
+    auto link = listener_->accept(200, &e);
+    if (!link) {
+      if (e.code == LinkError::kAuth)
+        BLOG_WARN("migrate", "peer refused: authentication failed: %s", e.detail.c_str());
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t n = ++serial;
+    auto* raw = link.release();
+    threads_.emplace_back([this, raw, n] { run_in(std::unique_ptr<PeerLink>(raw), n); });
+  }
+}
+
+void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
+  const MigrationConfig& mc = dp_.config().migration;
+  const int tmo = static_cast<int>(mc.timeout_ms);
+  Link link{plink->peer_name(), std::move(plink)};
+  MigrationReport rep;
+  rep.role = "destination";
+  rep.peers = {link.name};
+  uint16_t vm = 0;
+  bool added_vm = false;
+  std::vector<rte_mbuf*> from_source;  // the source's parked packets, in order
+  uint64_t mid = 0, acked = 0;
+  auto t_start = Clock::now();
+  Clock::time_point t_final{};
+  auto ack = [&](uint64_t seq) {
+    acked = seq;
+    migrate::AckMsg a;
+    a.acked_seq = seq;
+    link.send(a, mid, tmo);
+  };
+  try {
+    Frame f = link.recv(tmo);
+    migrate::HelloMsg hello;
+    if (migrate::decode_body(f, &hello) != migrate::CodecError::kOk)
+      fail(FailReason::kTransfer, "expected HELLO");
+    mid = f.header.migration_id;
+    rep.id = mid;
+    migrate::HelloMsg mine;
+    mine.instance = dp_.config().instance;
+    link.send(mine, mid, tmo);
+    Frame pf = link.recv(tmo);
+    migrate::PrepareMsg prep;
+    if (migrate::decode_body(pf, &prep) != migrate::CodecError::kOk)
+      fail(FailReason::kTransfer, "expected PREPARE");
+    rep.vm = prep.vm.name;
+
+    // Decide: capacity, kinds, conflicts with what runs here.
+    migrate::LocalView view;
+    view.headroom_percent = mc.headroom_percent;
+    uint64_t free_slots = 0;
+    for (uint16_t w = 0; w < dp_.worker_count(); w++)
+      free_slots += dp_.shard(w).capacity() - dp_.shard(w).size();
+    view.free[static_cast<int>(migrate::StateKind::kConn)] = free_slots;
+    {
+      std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
+      VmTable& vms = dp_.vms();
+      std::optional<uint16_t> existing = vms.find_by_name(prep.vm.name);
+      for (uint16_t id : vms.ids()) {
+        // A VM already arriving from another source is the n:1 case, not a conflict.
+        if (existing && id == *existing && vms.slot(id).state.load() == VmState::kArriving)
+          continue;
+        view.vms.push_back(vms.slot(id).config);
+        if (vms.slot(id).config.profile.nat_public_ip)
+          view.nat_public_in_use.push_back({*vms.slot(id).config.profile.nat_public_ip, Family::kV4});
+      }
+      migrate::Decision d = migrate::decide(prep, view);
+      if (!d.accepted()) {
+        migrate::FailMsg fm;
+        fm.reason = d.reason;
+        fm.detail = d.detail;
+        link.send(fm, mid, tmo);
+        fail(d.reason, d.detail);
+      }
+      std::string err;
+      if (existing) {
+        vm = *existing;
+      } else {
+        auto id = vms.add(prep.vm, &err);
+        if (!id) {
+          link.send(migrate::FailMsg{FailReason::kConflict, err}, mid, tmo);
+          fail(FailReason::kConflict, err);
+        }
+        vm = *id;
+        added_vm = true;
+        vms.slot(vm).state.store(VmState::kArriving, std::memory_order_seq_cst);
+      }
+      if (!vms.open_migration_rings(vm, dp_.worker_count(), mc.hold_packets, 4096, &err)) {
+        link.send(migrate::FailMsg{FailReason::kResources, err}, mid, tmo);
+        fail(FailReason::kResources, err);
+      }
+    }
+    link.send(migrate::AcceptMsg{}, mid, tmo);
+    rep.prepare_ms = ms_since(t_start);
+    rep.phase = MigrationPhase::kPrecopy;
+    BLOG_INFO("migrate", "accepted vm=%s from %s (migration %lu)", rep.vm.c_str(),
+              link.name.c_str(), mid);
+
+    migrate::VmInstaller inst(dp_, vm);
+    bool final_seen = false, held_done = false;
+    for (;;) {
+      // The source sends a frame every round interval during pre-copy; after the final delta
+      // it waits for the hypervisor's resume, which it bounds by 6 timeouts.
+      Frame fr = link.recv(final_seen ? tmo * 7 : tmo);
+      switch (fr.header.kind) {
+        case MsgKind::kEntries: {
+          migrate::EntriesMsg em;
+          if (migrate::decode_body(fr, &em) != migrate::CodecError::kOk)
+            fail(FailReason::kTransfer, "bad ENTRIES");
+          if (!inst.submit(em.records, tmo)) fail(FailReason::kTimeout, "workers did not take entries");
+          (final_seen ? rep.entries_final : (em.round == 0 ? rep.entries_snapshot : rep.entries_delta)) +=
+              em.records.size();
+          break;
+        }
+        case MsgKind::kRoundEnd:
+        case MsgKind::kFinalEnd:
+          if (!inst.wait(tmo)) fail(FailReason::kTimeout, "workers did not install entries");
+          rep.rounds++;
+          if (fr.header.kind == MsgKind::kFinalEnd) {
+            final_seen = true;
+            t_final = Clock::now();
+            rep.phase = MigrationPhase::kFrozen;
+          }
+          ack(fr.header.seq);
+          break;
+        case MsgKind::kHeldPackets: {
+          migrate::HeldPacketsMsg hm;
+          if (migrate::decode_body(fr, &hm) != migrate::CodecError::kOk)
+            fail(FailReason::kTransfer, "bad HELD_PACKETS");
+          if (hm.packets.empty() && rep.phase == MigrationPhase::kSucceeded) {
+            held_done = true;
+            break;
+          }
+          for (auto& hp : hm.packets) {
+            rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool());
+            if (!m || !rte_pktmbuf_append(m, hp.frame.size())) {
+              if (m) rte_pktmbuf_free(m);
+              rep.lost_packets++;
+              continue;
+            }
+            std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), hp.frame.data(), hp.frame.size());
+            int idx = hp.side == migrate::Side::kVm ? 1 : 0;
+            auto& ports = dp_.ports().all();
+            m->port = ports.size() > static_cast<size_t>(idx) ? ports[idx].port_id : 0;
+            if (rep.phase == MigrationPhase::kSucceeded) {
+              rep.lost_packets += reinject(dp_, {m});  // late packets after activation
+              rep.forwarded_packets++;
+            } else {
+              from_source.push_back(m);
+            }
+          }
+          break;
+        }
+        case MsgKind::kActivate: {
+          if (!final_seen) fail(FailReason::kTransfer, "ACTIVATE before the final delta");
+          if (!inst.wait(tmo)) fail(FailReason::kTimeout, "workers did not install entries");
+          auto t_act = Clock::now();
+          // One store makes every pending entry of the VM usable at once (all tables).
+          VmSlot& vs = dp_.vms().slot(vm);
+          vs.state.store(VmState::kLocal, std::memory_order_seq_cst);
+          dp_.grace_period();
+          // Source's parked packets first (older), then what was parked here.
+          rep.forwarded_packets += from_source.size();
+          rep.lost_packets += reinject(dp_, from_source);
+          from_source.clear();
+          std::vector<rte_mbuf*> mine_held = drain_hold(vs);
+          rep.held_packets = mine_held.size();
+          rep.lost_packets += reinject(dp_, mine_held) + vs.hold_dropped.load();
+          uint64_t live = 0;
+          for (uint16_t w = 0; w < dp_.worker_count(); w++) live += dp_.shard(w).vm_count(vm);
+          migrate::ActivatedMsg am;
+          am.installed = conn_counts(live);
+          link.send(am, mid, tmo);
+          rep.entries_installed = live;
+          rep.entries_stale = inst.stale;
+          rep.activation_ms = ms_since(t_act);
+          rep.freeze_ms = t_final == Clock::time_point{} ? 0 : ms_since(t_final);
+          rep.phase = MigrationPhase::kSucceeded;
+          break;
+        }
+        case MsgKind::kAbort: {
+          migrate::AbortMsg a;
+          migrate::decode_body(fr, &a);
+          fail(a.reason, "source aborted: " + a.detail);
+        }
+        default:
+          fail(FailReason::kTransfer, std::string("unexpected ") + migrate::msg_kind_name(fr.header.kind));
+      }
+      if (rep.phase == MigrationPhase::kSucceeded && held_done) break;
+      if (rep.phase == MigrationPhase::kSucceeded && !running_) break;
+    }
+  } catch (const SessionFail& f) {
+    if (rep.phase == MigrationPhase::kSucceeded) {
+      // Already active here: the late-packet stream ending early loses nothing we own.
+    } else {
+      rep.reason = f.reason;
+      rep.detail = f.detail;
+      rep.phase = MigrationPhase::kFailed;
+      for (rte_mbuf* m : from_source) rte_pktmbuf_free(m);
+      if (vm) {
+        VmSlot& vs = dp_.vms().slot(vm);
+        if (added_vm) {
+          vs.state.store(VmState::kGone, std::memory_order_seq_cst);
+          dp_.grace_period();
+          for (rte_mbuf* m : drain_hold(vs)) rte_pktmbuf_free(m);
+        }
+        uint64_t removed = 0;
+        migrate::VmInstaller::delete_vm(dp_, vm, tmo, &removed);
+        if (added_vm) {
+          std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
+          dp_.grace_period();
+          dp_.vms().remove(vm);
+        }
+      }
+    }
+  }
+  (void)acked;
+  rep.bytes_sent = link.bytes;
+  rep.frames_sent = link.frames;
+  link.link->close();
+  finish(rep);
+}
+
+// ---- API and metrics --------------------------------------------------------------------------
+
+void MigrationEngine::register_routes(control::HttpApi& api) {
+  using control::ApiRequest;
+  using control::ApiResult;
+  auto wrap = [](std::pair<int, json> r) { return ApiResult{r.first, std::move(r.second)}; };
+  api.route("POST", "/v1/vms/:vm/migration", [this, wrap](const ApiRequest& req) {
+    std::vector<std::string> peers;
+    MigrationMode mode = MigrationMode::kFull;
+    if (req.body.is_object()) {
+      if (req.body.contains("peers")) {
+        if (!req.body["peers"].is_array()) return ApiResult::error(400, "peers must be a list of peer names");
+        for (auto& p : req.body["peers"]) {
+          if (!p.is_string()) return ApiResult::error(400, "peers must be a list of peer names");
+          peers.push_back(p.get<std::string>());
+        }
+      }
+      if (req.body.contains("mode")) {
+        std::string m = req.body["mode"].is_string() ? req.body["mode"].get<std::string>() : "";
+        if (m == "full")
+          mode = MigrationMode::kFull;
+        else if (m == "snapshot-only")
+          mode = MigrationMode::kSnapshotOnly;
+        else
+          return ApiResult::error(400, "mode must be full or snapshot-only");
+      }
+    } else if (!req.body.is_null()) {
+      return ApiResult::error(400, "body must be a JSON object");
+    }
+    return wrap(prepare(req.param("vm"), peers, mode));
+  });
+  for (const char* what : {"pause", "resume", "abort"}) {
+    std::string w = what;
+    api.route("POST", "/v1/vms/:vm/migration/" + w,
+              [this, wrap, w](const ApiRequest& req) { return wrap(signal(req.param("vm"), w)); });
+  }
+  api.route("GET", "/v1/vms/:vm/migration",
+            [this, wrap](const ApiRequest& req) { return wrap(status(req.param("vm"))); });
+  api.route("GET", "/v1/migrations", [this](const ApiRequest&) { return ApiResult::ok(list()); });
+}
+
+void MigrationEngine::collect(std::vector<prometheus::MetricFamily>& out) {
+  using control::add_sample;
+  auto phase = control::gauge_family("baton_migration_phase",
+                                     "Migration phase per VM: 0 preparing, 1 precopy, 2 frozen, 3 activating, 4 succeeded, 5 failed");
+  auto entries = control::gauge_family("baton_migration_entries", "Entries sent by the running or last migration of a VM, by round kind");
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [name, s] : sessions_) {
+    MigrationReport r = s->snapshot();
+    add_sample(phase, {{"vm", name}, {"role", "source"}}, static_cast<double>(r.phase));
+    add_sample(entries, {{"vm", name}, {"round", "snapshot"}}, r.entries_snapshot);
+    add_sample(entries, {{"vm", name}, {"round", "delta"}}, r.entries_delta);
+    add_sample(entries, {{"vm", name}, {"round", "final"}}, r.entries_final);
+  }
+  out.push_back(std::move(phase));
+  out.push_back(std::move(entries));
+  auto results = control::counter_family("baton_migrations_total", "Finished migrations by role and result");
+  for (auto& [k, v] : results_) {
+    auto slash = k.find('/');
+    add_sample(results, {{"role", k.substr(0, slash)}, {"result", k.substr(slash + 1)}}, v);
+  }
+  out.push_back(std::move(results));
+  auto c = [&](const char* n, const char* h, uint64_t v) {
+    auto f = control::counter_family(n, h);
+    add_sample(f, {}, v);
+    out.push_back(std::move(f));
+  };
+  c("baton_migration_sent_bytes_total", "Bytes sent to peers by finished migrations", bytes_sent_total_);
+  c("baton_migration_sent_entries_total", "Entries sent to peers by finished migrations", entries_sent_total_);
+  c("baton_migration_held_packets_total", "Packets parked while a VM was frozen", held_total_);
+  c("baton_migration_lost_packets_total", "Parked packets lost (hold buffer full or not delivered)", lost_total_);
+  const std::vector<double> bounds = {0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000};
+  auto hist = [&](const char* n, const char* h, const std::vector<double>& samples) {
+    auto f = control::histogram_family(n, h);
+    std::vector<uint64_t> counts(bounds.size() + 1, 0);
+    double sum = 0;
+    for (double v : samples) {
+      size_t i = 0;
+      while (i < bounds.size() && v > bounds[i]) i++;
+      counts[i]++;
+      sum += v / 1000.0;
+    }
+    std::vector<double> secs;
+    for (double b : bounds) secs.push_back(b / 1000.0);
+    control::add_histogram(f, {}, secs, counts, sum);
+    out.push_back(std::move(f));
+  };
+  hist("baton_migration_freeze_seconds", "Pause signal to activation at the peer", freeze_samples_ms_);
+  hist("baton_migration_baton_freeze_seconds", "Part of the freeze spent by Baton (final delta and activation)",
+       baton_freeze_samples_ms_);
+}
+
+}  // namespace baton

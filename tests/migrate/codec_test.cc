@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "migrate/codec.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace baton::migrate {
+namespace {
+
+IpAddr v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+  IpAddr r;
+  r.b[0] = a; r.b[1] = b; r.b[2] = c; r.b[3] = d;
+  return r;
+}
+
+ConnRecord random_record(std::mt19937_64& rng) {
+  auto u = [&](uint64_t n) { return static_cast<uint64_t>(rng() % n); };
+  ConnRecord r;
+  r.key.family = u(2) ? Family::kV4 : Family::kV6;
+  for (int i = 0; i < (r.key.family == Family::kV4 ? 4 : 16); ++i) {
+    r.key.lo_addr.b[i] = static_cast<uint8_t>(rng());
+    r.key.hi_addr.b[i] = static_cast<uint8_t>(rng());
+  }
+  static constexpr uint8_t kProtos[] = {6, 17, 1, 58};
+  r.key.proto = kProtos[u(4)];
+  r.key.vlan = static_cast<uint16_t>(u(4096));
+  r.key.lo_port = be16::from_host(static_cast<uint16_t>(rng()));
+  r.key.hi_port = be16::from_host(static_cast<uint16_t>(rng()));
+  r.version = static_cast<uint32_t>(rng());
+  r.deleted = u(8) == 0;
+  r.l4_state = static_cast<uint8_t>(u(static_cast<uint8_t>(TcpState::kCount)));
+  r.flags = static_cast<uint8_t>(rng()) & ConnRecord::kWireFlags;
+  r.zone = static_cast<uint8_t>(rng());
+  r.idle_s = static_cast<uint32_t>(rng());
+  for (int d = 0; d < 2; ++d) {
+    r.peer[d].end = static_cast<uint32_t>(rng());
+    r.peer[d].maxend = static_cast<uint32_t>(rng());
+    r.peer[d].maxwin = static_cast<uint32_t>(rng());
+    r.peer[d].wscale = static_cast<uint8_t>(u(15));
+    r.peer[d].flags = static_cast<uint8_t>(u(32));
+    r.packets[d] = rng();
+    r.bytes[d] = rng();
+  }
+  return r;
+}
+
+PrepareMsg sample_prepare() {
+  PrepareMsg m;
+  m.protocol_version = 1;
+  m.source_instance = "baton-a";
+  m.vm.name = "web1";
+  m.vm.mac = *MacAddr::parse("52:54:00:12:34:56");
+  m.vm.ipv4 = {v4(10, 0, 0, 5), v4(10, 0, 1, 5)};
+  Family f;
+  m.vm.ipv6 = {*IpAddr::parse("2001:db8::5", &f)};
+  m.vm.vlan = 100;
+  m.vm.profile.qos_rate_bps = 1'000'000'000;
+  m.vm.profile.nat_public_ip = v4(203, 0, 113, 7);
+  m.nat_family = Family::kV4;
+  AclRule a;
+  a.zone = "web1";
+  a.src = Prefix::parse("10.0.0.0/8");
+  a.proto = 6;
+  a.dport = {80, 443};
+  a.vlan = 100;
+  a.action = Action::kPermit;
+  a.log = true;
+  AclRule b;
+  b.zone = "web1";
+  b.dst = Prefix::parse("2001:db8::/32");
+  b.action = Action::kDeny;
+  m.vm.profile.acl = {a, b};
+  m.counts = {{static_cast<uint8_t>(StateKind::kConn), 12345},
+              {static_cast<uint8_t>(StateKind::kNatMapping), 0}};
+  return m;
+}
+
+template <typename Msg>
+void expect_round_trip(const Msg& m, uint64_t id = 0x1122334455667788ull, uint64_t seq = 42) {
+  auto bytes = encode_frame(m, id, seq);
+  Frame f;
+  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
+  EXPECT_EQ(f.header.kind, Msg::kKind);
+  EXPECT_EQ(f.header.migration_id, id);
+  EXPECT_EQ(f.header.seq, seq);
+  EXPECT_EQ(f.header.body_len, bytes.size() - kHeaderSize);
+  Msg out;
+  ASSERT_EQ(decode_body(f, &out), CodecError::kOk) << msg_kind_name(Msg::kKind);
+  EXPECT_TRUE(out == m) << msg_kind_name(Msg::kKind);
+}
+
+// Decoding every strict prefix of a frame fails cleanly, both as a whole frame and as a frame
+// whose header was patched to claim the shorter body.
+template <typename Msg>
+void expect_every_truncation_rejected(const Msg& m) {
+  auto bytes = encode_frame(m, 1, 1);
+  for (size_t len = 0; len < bytes.size(); ++len) {
+    Frame f;
+    EXPECT_EQ(decode_frame(bytes.data(), len, &f), CodecError::kTruncated) << len;
+  }
+  for (size_t body = 0; body + kHeaderSize < bytes.size(); ++body) {
+    Frame f;
+    FrameHeader h;
+    ASSERT_EQ(decode_header(bytes.data(), bytes.size(), &h), CodecError::kOk);
+    f.header = h;
+    f.header.body_len = static_cast<uint32_t>(body);
+    f.body.assign(bytes.begin() + kHeaderSize, bytes.begin() + kHeaderSize + body);
+    Msg out;
+    CodecError e = decode_body(f, &out);
+    EXPECT_TRUE(e == CodecError::kTruncated || e == CodecError::kBadCount)
+        << msg_kind_name(Msg::kKind) << " body " << body << ": " << codec_error_name(e);
+  }
+}
+
+TEST(Codec, ConnRecordIsFixedSize) {
+  Writer w;
+  ConnRecord{}.encode(w);
+  EXPECT_EQ(w.size(), kConnRecordSize);
+}
+
+TEST(Codec, HeaderIsBigEndianWithMagicBatn) {
+  auto b = encode_frame(AckMsg{0x0102030405060708ull}, 0xa1a2a3a4a5a6a7a8ull, 9);
+  ASSERT_EQ(b.size(), kHeaderSize + 8);
+  EXPECT_EQ(std::string(b.begin(), b.begin() + 4), "BATN");
+  EXPECT_EQ(b[4], 0); EXPECT_EQ(b[5], 1);                         // version 1
+  EXPECT_EQ(b[6], 0); EXPECT_EQ(b[7], 11);                        // ACK
+  EXPECT_EQ(b[11], 8);                                            // body length
+  EXPECT_EQ(b[12], 0xa1); EXPECT_EQ(b[19], 0xa8);                 // migration id
+  EXPECT_EQ(b[27], 9);                                            // seq
+  EXPECT_EQ(b[28], 1); EXPECT_EQ(b[35], 8);                       // acked seq
+}
+
+TEST(Codec, RoundTripsEveryMessageKind) {
+  std::mt19937_64 rng(7);
+  expect_round_trip(HelloMsg{1, 1, "baton-a", kind_bit(StateKind::kConn) | kind_bit(StateKind::kSticky)});
+  expect_round_trip(sample_prepare());
+  PrepareMsg no_nat = sample_prepare();
+  no_nat.vm.profile.nat_public_ip.reset();
+  no_nat.nat_family = Family::kNone;
+  no_nat.vm.profile.acl.clear();
+  expect_round_trip(no_nat);
+  expect_round_trip(AcceptMsg{});
+  expect_round_trip(FailMsg{FailReason::kResources, "table conn: 10 > 5 free"});
+  for (int rounds = 0; rounds < 20; ++rounds) {
+    EntriesMsg e;
+    e.round = static_cast<uint32_t>(rounds);
+    size_t n = rng() % 200;
+    for (size_t i = 0; i < n; ++i) e.records.push_back(random_record(rng));
+    expect_round_trip(e, rng(), rng());
+  }
+  expect_round_trip(RoundEndMsg{3, 1000});
+  expect_round_trip(FinalEndMsg{8, 123456789012ull});
+  expect_round_trip(ActivateMsg{});
+  expect_round_trip(ActivatedMsg{{{0, 17}, {1, 2}}});
+  HeldPacketsMsg h;
+  h.packets.push_back({Side::kVm, std::vector<uint8_t>(60, 0xab)});
+  h.packets.push_back({Side::kNetwork, std::vector<uint8_t>(1514, 0x5a)});
+  h.packets.push_back({Side::kVm, {}});
+  expect_round_trip(h);
+  expect_round_trip(AckMsg{77});
+  expect_round_trip(AbortMsg{FailReason::kAborted, "operator"});
+}
+
+TEST(Codec, LargestEntriesFrameFitsAndRoundTrips) {
+  std::mt19937_64 rng(9);
+  EntriesMsg e;
+  e.records.resize(kMaxRecordsPerFrame);
+  for (auto& r : e.records) r = random_record(rng);
+  auto bytes = encode_frame(e, 1, 1);
+  EXPECT_LE(bytes.size(), kMaxFrameSize);
+  Frame f;
+  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
+  EntriesMsg out;
+  ASSERT_EQ(decode_body(f, &out), CodecError::kOk);
+  EXPECT_TRUE(out == e);
+}
+
+TEST(Codec, ConnRecordFromAndToEntryKeepsStateAndConvertsIdleTime) {
+  ConnEntry e;
+  e.version.store(8);
+  e.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
+  e.flags = connflag::kOrigIsHi | connflag::kFromPeer | connflag::kPending;
+  e.zone = 3;
+  e.last_seen = 1000;
+  e.peer[0] = {100, 2000, 65535, 7, peerflag::kWscaleSeen, 0};
+  e.peer[1] = {300, 4000, 1024, 2, peerflag::kDataSeen, 0};
+  e.packets[0] = 5; e.bytes[1] = 999;
+  FlowKey k;
+  k.family = Family::kV4;
+  k.proto = 6;
+  ConnRecord r = ConnRecord::from_entry(k, e, 1030);
+  EXPECT_EQ(r.version, 8u);
+  EXPECT_EQ(r.idle_s, 30u);
+  EXPECT_EQ(r.flags, connflag::kOrigIsHi);  // host-local flags stay home
+  ConnEntry d;
+  d.flags = connflag::kPending;
+  r.to_entry(&d, 50);  // the destination's clock is different
+  EXPECT_EQ(d.last_seen, 20u);
+  EXPECT_EQ(d.flags, connflag::kPending | connflag::kOrigIsHi);
+  EXPECT_EQ(d.peer[0].maxend, 2000u);
+  EXPECT_EQ(d.peer[1].wscale, 2);
+  EXPECT_EQ(d.bytes[1], 999u);
+  ConnRecord r2 = ConnRecord::from_entry(k, e, 10);  // clock behind last_seen
+  EXPECT_EQ(r2.idle_s, 0u);
+  r.to_entry(&d, 5);  // idle longer than the destination's uptime
+  EXPECT_EQ(d.last_seen, 0u);
+  ConnRecord t = ConnRecord::tombstone(k, 9);
+  EXPECT_TRUE(t.deleted);
+  expect_round_trip(EntriesMsg{2, {t}});
+}
+
+TEST(Codec, RejectsTruncationAtEveryLength) {
+  std::mt19937_64 rng(3);
+  expect_every_truncation_rejected(HelloMsg{1, 1, "baton-a", 1});
+  expect_every_truncation_rejected(sample_prepare());
+  expect_every_truncation_rejected(FailMsg{FailReason::kConflict, "mac in use"});
+  EntriesMsg e{1, {random_record(rng), random_record(rng), random_record(rng)}};
+  expect_every_truncation_rejected(e);
+  expect_every_truncation_rejected(RoundEndMsg{1, 3});
+  expect_every_truncation_rejected(FinalEndMsg{1, 3});
+  expect_every_truncation_rejected(ActivatedMsg{{{0, 3}}});
+  expect_every_truncation_rejected(
+      HeldPacketsMsg{{{Side::kVm, std::vector<uint8_t>(64, 1)}, {Side::kNetwork, {1, 2}}}});
+  expect_every_truncation_rejected(AckMsg{5});
+  expect_every_truncation_rejected(AbortMsg{FailReason::kAborted, "x"});
+}
+
+class CodecCorrupt : public ::testing::Test {
+ protected:
+  void SetUp() override { bytes_ = encode_frame(RoundEndMsg{1, 2}, 3, 4); }
+  CodecError decode() {
+    Frame f;
+    return decode_frame(bytes_.data(), bytes_.size(), &f);
+  }
+  void put16(size_t off, uint16_t v) {
+    bytes_[off] = static_cast<uint8_t>(v >> 8);
+    bytes_[off + 1] = static_cast<uint8_t>(v);
+  }
+  void put32(size_t off, uint32_t v) {
+    put16(off, static_cast<uint16_t>(v >> 16));
+    put16(off + 2, static_cast<uint16_t>(v));
+  }
+  std::vector<uint8_t> bytes_;
+};
+
+TEST_F(CodecCorrupt, RejectsBadMagic) {
+  bytes_[0] ^= 0x20;
+  EXPECT_EQ(decode(), CodecError::kBadMagic);
+}
+
+TEST_F(CodecCorrupt, RejectsUnknownVersion) {
+  for (uint16_t v : {uint16_t{0}, uint16_t{kProtocolVersionMax + 1}, uint16_t{0xffff}}) {
+    put16(4, v);
+    EXPECT_EQ(decode(), CodecError::kBadVersion) << v;
+  }
+}
+
+TEST_F(CodecCorrupt, RejectsUnknownKind) {
+  for (uint16_t k : {uint16_t{0}, uint16_t{kMsgKindMax + 1}, uint16_t{0xffff}}) {
+    put16(6, k);
+    EXPECT_EQ(decode(), CodecError::kUnknownKind) << k;
+  }
+}
+
+TEST_F(CodecCorrupt, RejectsWrongLength) {
+  put32(8, 13);  // one more than the body
+  EXPECT_EQ(decode(), CodecError::kTruncated);
+  put32(8, 11);  // one less: a byte is left over
+  EXPECT_EQ(decode(), CodecError::kTrailingBytes);
+}
+
+TEST_F(CodecCorrupt, RejectsOversizedBodyFromTheHeaderAlone) {
+  put32(8, static_cast<uint32_t>(kMaxBodySize + 1));
+  FrameHeader h;
+  EXPECT_EQ(decode_header(bytes_.data(), kHeaderSize, &h), CodecError::kTooLarge);
+  put32(8, 0xffffffffu);
+  EXPECT_EQ(decode_header(bytes_.data(), kHeaderSize, &h), CodecError::kTooLarge);
+  put32(8, static_cast<uint32_t>(kMaxBodySize));
+  EXPECT_EQ(decode_header(bytes_.data(), kHeaderSize, &h), CodecError::kOk);
+}
+
+TEST_F(CodecCorrupt, RejectsTrailingBytesInsideTheBody) {
+  bytes_.push_back(0);
+  put32(8, 13);
+  Frame f;
+  ASSERT_EQ(decode_frame(bytes_.data(), bytes_.size(), &f), CodecError::kOk);
+  RoundEndMsg m;
+  EXPECT_EQ(decode_body(f, &m), CodecError::kTrailingBytes);
+}
+
+TEST_F(CodecCorrupt, RejectsBodyOfAnotherKind) {
+  Frame f;
+  ASSERT_EQ(decode_frame(bytes_.data(), bytes_.size(), &f), CodecError::kOk);
+  FinalEndMsg m;
+  EXPECT_EQ(decode_body(f, &m), CodecError::kKindMismatch);
+}
+
+// Builds a frame of `kind` around a hand-made body.
+Frame raw_frame(MsgKind kind, const std::vector<uint8_t>& body) {
+  Frame f;
+  f.header.kind = kind;
+  f.header.body_len = static_cast<uint32_t>(body.size());
+  f.body = body;
+  return f;
+}
+
+TEST(Codec, RejectsCountsLargerThanTheBody) {
+  std::mt19937_64 rng(5);
+  Writer w;
+  w.u32(1);       // round
+  w.u32(1000);    // claims 1000 records
+  random_record(rng).encode(w);
+  EntriesMsg e;
+  EXPECT_EQ(decode_body(raw_frame(MsgKind::kEntries, w.take()), &e), CodecError::kBadCount);
+  Writer w2;
+  w2.u32(0xffffffffu);  // packets
+  HeldPacketsMsg h;
+  EXPECT_EQ(decode_body(raw_frame(MsgKind::kHeldPackets, w2.take()), &h), CodecError::kBadCount);
+  Writer w3;
+  w3.u8(200);  // 200 kind counts, none present
+  ActivatedMsg a;
+  EXPECT_EQ(decode_body(raw_frame(MsgKind::kActivated, w3.take()), &a), CodecError::kBadCount);
+}
+
+TEST(Codec, RejectsStringsOverTheirLimit) {
+  HelloMsg h{1, 1, std::string(kMaxNameLen + 1, 'x'), 1};
+  Frame f;
+  auto b = encode_frame(h, 1, 1);
+  ASSERT_EQ(decode_frame(b.data(), b.size(), &f), CodecError::kOk);
+  HelloMsg out;
+  EXPECT_EQ(decode_body(f, &out), CodecError::kStringTooLong);
+  Writer w;
+  w.u8(static_cast<uint8_t>(FailReason::kConflict));
+  w.str(std::string(kMaxDetailLen + 1, 'y'));
+  FailMsg fm;
+  EXPECT_EQ(decode_body(raw_frame(MsgKind::kFail, w.take()), &fm), CodecError::kStringTooLong);
+  // The encoder cuts detail text to the limit instead of producing an undecodable frame.
+  FailMsg longer{FailReason::kConflict, std::string(kMaxDetailLen + 100, 'z')};
+  b = encode_frame(longer, 1, 1);
+  ASSERT_EQ(decode_frame(b.data(), b.size(), &f), CodecError::kOk);
+  ASSERT_EQ(decode_body(f, &fm), CodecError::kOk);
+  EXPECT_EQ(fm.detail.size(), kMaxDetailLen);
+}
+
+TEST(Codec, RejectsFieldsOutsideTheirDomain) {
+  std::mt19937_64 rng(11);
+  auto entries_with = [&](auto mutate) {
+    ConnRecord r = random_record(rng);
+    r.key.proto = 6;
+    r.key.family = Family::kV4;
+    r.key.lo_addr = v4(10, 0, 0, 1);
+    r.key.hi_addr = v4(10, 0, 0, 2);
+    Writer w;
+    w.u32(0);
+    w.u32(1);
+    r.encode(w);
+    auto body = w.take();
+    mutate(body.data() + 8);
+    EntriesMsg e;
+    return decode_body(raw_frame(MsgKind::kEntries, body), &e);
+  };
+  EXPECT_EQ(entries_with([](uint8_t*) {}), CodecError::kOk);
+  EXPECT_EQ(entries_with([](uint8_t* p) { p[4] = 2; }), CodecError::kBadValue);   // deleted
+  EXPECT_EQ(entries_with([](uint8_t* p) { p[5] = 5; }), CodecError::kBadValue);   // family
+  EXPECT_EQ(entries_with([](uint8_t* p) { p[7] = 0x10; }), CodecError::kBadValue);  // vlan
+  EXPECT_EQ(entries_with([](uint8_t* p) { p[9 + 4] = 1; }), CodecError::kBadValue);  // v4 tail
+  EXPECT_EQ(entries_with([](uint8_t* p) { p[45] = 200; }), CodecError::kBadValue);  // tcp state
+  EXPECT_EQ(entries_with([](uint8_t* p) { p[46] = connflag::kFromPeer; }), CodecError::kBadValue);
+  EXPECT_EQ(entries_with([](uint8_t* p) { p[52 + 12] = 15; }), CodecError::kBadValue);  // wscale
+  EXPECT_EQ(entries_with([](uint8_t* p) { p[52 + 13] = 0x80; }), CodecError::kBadValue);
+  Writer w;
+  w.u8(200);
+  w.str("");
+  FailMsg f;
+  EXPECT_EQ(decode_body(raw_frame(MsgKind::kFail, w.take()), &f), CodecError::kBadValue);
+  Writer w2;
+  w2.u8(0);  // FAIL with reason none makes no sense
+  w2.str("");
+  EXPECT_EQ(decode_body(raw_frame(MsgKind::kFail, w2.take()), &f), CodecError::kBadValue);
+  ActivatedMsg a;
+  Writer w3;
+  w3.u8(2);
+  w3.u8(0); w3.u64(1);
+  w3.u8(0); w3.u64(2);  // the same kind twice
+  EXPECT_EQ(decode_body(raw_frame(MsgKind::kActivated, w3.take()), &a), CodecError::kBadValue);
+}
+
+// Random corruption of valid frames never crashes and never decodes into something that does
+// not re-encode to the same bytes.
+TEST(Codec, SurvivesRandomCorruption) {
+  std::mt19937_64 rng(13);
+  EntriesMsg e{1, {random_record(rng), random_record(rng)}};
+  std::vector<std::vector<uint8_t>> seeds = {
+      encode_frame(sample_prepare(), 1, 1), encode_frame(e, 1, 2),
+      encode_frame(HeldPacketsMsg{{{Side::kVm, {1, 2, 3}}}}, 1, 3)};
+  for (int i = 0; i < 20000; ++i) {
+    auto b = seeds[i % seeds.size()];
+    int flips = 1 + static_cast<int>(rng() % 4);
+    for (int k = 0; k < flips; ++k)
+      b[kHeaderSize + rng() % (b.size() - kHeaderSize)] = static_cast<uint8_t>(rng());
+    Frame f;
+    if (decode_frame(b.data(), b.size(), &f) != CodecError::kOk) continue;
+    switch (f.header.kind) {
+      case MsgKind::kPrepare: { PrepareMsg m; (void)decode_body(f, &m); break; }
+      case MsgKind::kEntries: {
+        EntriesMsg m;
+        if (decode_body(f, &m) == CodecError::kOk) {
+          EXPECT_EQ(encode_frame(m, 1, 2), b);
+        }
+        break;
+      }
+      default: { HeldPacketsMsg m; (void)decode_body(f, &m); break; }
+    }
+  }
+}
+
+TEST(Feedback, NamesAndRetryAdvice) {
+  EXPECT_STREQ(fail_reason_name(FailReason::kNone), "SUCCESS");
+  EXPECT_STREQ(fail_reason_name(FailReason::kResources), "RESOURCES");
+  EXPECT_STREQ(fail_reason_name(FailReason::kAuth), "AUTH");
+  for (uint8_t v = 0; v < kFailReasonCount; ++v) {
+    auto r = static_cast<FailReason>(v);
+    EXPECT_EQ(parse_fail_reason(fail_reason_name(r)), r);
+    EXPECT_EQ(retry_may_help(r), r == FailReason::kTransfer || r == FailReason::kTimeout);
+  }
+  EXPECT_FALSE(fail_reason_from_wire(kFailReasonCount).has_value());
+  EXPECT_FALSE(parse_fail_reason("NOPE").has_value());
+}
+
+}  // namespace
+}  // namespace baton::migrate

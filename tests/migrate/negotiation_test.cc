@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "migrate/negotiation.h"
+
+#include <gtest/gtest.h>
+
+namespace baton::migrate {
+namespace {
+
+IpAddr ip(const char* s) {
+  Family f;
+  return *IpAddr::parse(s, &f);
+}
+
+VmConfig vm(const char* name, const char* mac, const char* ipv4, uint16_t vlan) {
+  VmConfig v;
+  v.name = name;
+  v.mac = *MacAddr::parse(mac);
+  v.ipv4 = {ip(ipv4)};
+  v.vlan = vlan;
+  return v;
+}
+
+PrepareMsg request(uint64_t conns = 1000) {
+  PrepareMsg m;
+  m.source_instance = "baton-a";
+  m.vm = vm("web1", "52:54:00:00:00:01", "10.0.0.5", 100);
+  m.vm.ipv6 = {ip("2001:db8::5")};
+  m.counts = {{static_cast<uint8_t>(StateKind::kConn), conns}};
+  return m;
+}
+
+LocalView local() {
+  LocalView l;
+  l.free[static_cast<uint8_t>(StateKind::kConn)] = 1'000'000;
+  l.headroom_percent = 10;
+  l.vms = {vm("db1", "52:54:00:00:00:02", "10.0.0.6", 100)};
+  return l;
+}
+
+TEST(NegotiateVersion, PicksHighestCommonVersion) {
+  EXPECT_EQ(negotiate_version(1, 3, 2, 5).value, 3);
+  EXPECT_TRUE(negotiate_version(1, 3, 2, 5).ok);
+  EXPECT_EQ(negotiate_version(2, 5, 1, 3).value, 3);
+  EXPECT_EQ(negotiate_version(1, 1, 1, 1).value, 1);
+  EXPECT_FALSE(negotiate_version(1, 2, 3, 4).ok);
+  EXPECT_FALSE(negotiate_version(3, 1, 1, 3).ok);  // malformed range
+}
+
+TEST(Decide, AcceptsWhenEverythingFits) {
+  Decision d = decide(request(), local());
+  EXPECT_TRUE(d.accepted()) << d.detail;
+  EXPECT_EQ(d.reason, FailReason::kNone);
+}
+
+TEST(Decide, RefusesUnknownProtocolVersionAsUnsupported) {
+  PrepareMsg r = request();
+  r.protocol_version = kProtocolVersionMax + 1;
+  Decision d = decide(r, local());
+  EXPECT_EQ(d.reason, FailReason::kUnsupported);
+  EXPECT_NE(d.detail.find("protocol version"), std::string::npos) << d.detail;
+}
+
+TEST(Decide, RefusesStateKindItCannotHoldAsUnsupported) {
+  PrepareMsg r = request();
+  r.counts.push_back({static_cast<uint8_t>(StateKind::kDynamicAcl), 3});
+  Decision d = decide(r, local());
+  EXPECT_EQ(d.reason, FailReason::kUnsupported);
+  EXPECT_NE(d.detail.find("dynamic_acl"), std::string::npos) << d.detail;
+  r.counts.back() = {200, 1};  // a kind this build has never heard of
+  d = decide(r, local());
+  EXPECT_EQ(d.reason, FailReason::kUnsupported);
+  EXPECT_NE(d.detail.find("kind200"), std::string::npos) << d.detail;
+}
+
+TEST(Decide, IgnoresUnsupportedKindWithNoEntries) {
+  PrepareMsg r = request();
+  r.counts.push_back({static_cast<uint8_t>(StateKind::kSticky), 0});
+  EXPECT_TRUE(decide(r, local()).accepted());
+}
+
+TEST(Decide, RefusesTableWithoutHeadroomAsResourcesNamingTheTable) {
+  LocalView l = local();
+  l.free[0] = 1100;  // exactly 1000 * 1.10
+  EXPECT_TRUE(decide(request(1000), l).accepted());
+  l.free[0] = 1099;
+  Decision d = decide(request(1000), l);
+  EXPECT_EQ(d.reason, FailReason::kResources);
+  EXPECT_NE(d.detail.find("table conn"), std::string::npos) << d.detail;
+  EXPECT_NE(d.detail.find("1099 free"), std::string::npos) << d.detail;
+  l.free[0] = ~0ull;  // no overflow in entries * (1 + headroom)
+  d = decide(request(~0ull), l);
+  EXPECT_EQ(d.reason, FailReason::kResources);
+}
+
+TEST(Decide, RefusesAclRulesBeyondFreeRuleSlots) {
+  LocalView l = local();
+  l.acl_rules_free = 1;
+  PrepareMsg r = request();
+  r.vm.profile.acl.resize(2);
+  Decision d = decide(r, l);
+  EXPECT_EQ(d.reason, FailReason::kResources);
+  EXPECT_NE(d.detail.find("table acl"), std::string::npos) << d.detail;
+}
+
+TEST(Decide, RefusesMacOwnedByAnotherVmAsConflict) {
+  LocalView l = local();
+  l.vms.push_back(vm("other", "52:54:00:00:00:01", "10.9.9.9", 200));
+  Decision d = decide(request(), l);
+  EXPECT_EQ(d.reason, FailReason::kConflict);
+  EXPECT_NE(d.detail.find("owned by vm other"), std::string::npos) << d.detail;
+}
+
+TEST(Decide, RefusesIpOwnedByAnotherVmOnTheSameVlanAsConflict) {
+  LocalView l = local();
+  l.vms.push_back(vm("other", "52:54:00:00:00:09", "10.0.0.5", 100));
+  Decision d = decide(request(), l);
+  EXPECT_EQ(d.reason, FailReason::kConflict);
+  EXPECT_NE(d.detail.find("ipv4 10.0.0.5"), std::string::npos) << d.detail;
+  l.vms.back().vlan = 200;  // same address on another VLAN is another host
+  EXPECT_TRUE(decide(request(), l).accepted());
+  VmConfig v6 = vm("v6", "52:54:00:00:00:0a", "10.7.7.7", 100);
+  v6.ipv6 = {ip("2001:db8::5")};
+  l.vms.push_back(v6);
+  d = decide(request(), l);
+  EXPECT_EQ(d.reason, FailReason::kConflict);
+  EXPECT_NE(d.detail.find("ipv6 2001:db8::5"), std::string::npos) << d.detail;
+}
+
+TEST(Decide, RefusesNatPublicIpInUseAsConflict) {
+  LocalView l = local();
+  l.nat_public_in_use = {{ip("203.0.113.7"), Family::kV4}};
+  PrepareMsg r = request();
+  r.vm.profile.nat_public_ip = ip("203.0.113.7");
+  r.nat_family = Family::kV4;
+  Decision d = decide(r, l);
+  EXPECT_EQ(d.reason, FailReason::kConflict);
+  EXPECT_NE(d.detail.find("nat public ip 203.0.113.7"), std::string::npos) << d.detail;
+  r.vm.profile.nat_public_ip = ip("203.0.113.8");
+  EXPECT_TRUE(decide(r, l).accepted());
+}
+
+TEST(Decide, RefusesVlanClashAsConflict) {
+  LocalView l = local();
+  l.vlans_reserved = {100};
+  Decision d = decide(request(), l);
+  EXPECT_EQ(d.reason, FailReason::kConflict);
+  EXPECT_NE(d.detail.find("vlan 100"), std::string::npos) << d.detail;
+  l.vlans_reserved.clear();
+  l.vlans_served = {200, 300};
+  d = decide(request(), l);
+  EXPECT_EQ(d.reason, FailReason::kConflict);
+  EXPECT_NE(d.detail.find("not served"), std::string::npos) << d.detail;
+  l.vlans_served.push_back(100);
+  EXPECT_TRUE(decide(request(), l).accepted());
+}
+
+TEST(Decide, RefusesNameUsedByADifferentVmAsConflict) {
+  LocalView l = local();
+  l.vms.push_back(vm("web1", "52:54:00:00:00:77", "10.3.3.3", 100));
+  EXPECT_EQ(decide(request(), l).reason, FailReason::kConflict);
+}
+
+TEST(Decide, AcceptsTheSameVmPreProvisionedHere) {
+  LocalView l = local();
+  l.vms.push_back(request().vm);
+  EXPECT_TRUE(decide(request(), l).accepted());
+}
+
+TEST(Decide, ReportsUnsupportedBeforeConflictBeforeResources) {
+  LocalView l = local();
+  l.free[0] = 0;
+  l.vms.push_back(vm("other", "52:54:00:00:00:01", "10.9.9.9", 200));
+  PrepareMsg r = request();
+  EXPECT_EQ(decide(r, l).reason, FailReason::kConflict);
+  r.protocol_version = 0;
+  EXPECT_EQ(decide(r, l).reason, FailReason::kUnsupported);
+}
+
+}  // namespace
+}  // namespace baton::migrate

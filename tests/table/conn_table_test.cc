@@ -1,0 +1,559 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// ConnTable under one EAL (--no-huge): single-threaded behaviour against std:: models, then the
+// concurrent contracts (seqlock copies, RCU slot reuse, VM walks during churn) with std::thread
+// readers registered on a QSBR variable under ids the test assigns.
+#include "conntrack/conn_table.h"
+
+#include <gtest/gtest.h>
+#include <rte_eal.h>
+#include <rte_malloc.h>
+#include <rte_rcu_qsbr.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace baton {
+namespace {
+
+class EalEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::vector<std::string> args = {"table_test", "--no-huge", "-m", "512", "--no-pci",
+                                     "--file-prefix", "table_test_" + std::to_string(getpid()),
+                                     "--log-level=error", "-l", "0"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0) << "rte_eal_init failed";
+  }
+  void TearDown() override { rte_eal_cleanup(); }
+};
+::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+
+// Key i of VM vm: 10.0.x.y:(1024 + i % 50000) -> 11.0.0.1:(1000 + vm), TCP. The VM is encoded
+// in the key so that a reader can check a (key, entry) pair it copied belongs together.
+FlowKey make_key(uint32_t i, uint16_t vm = 0) {
+  Tuple t;
+  t.family = Family::kV4;
+  t.proto = static_cast<uint8_t>(IpProto::kTcp);
+  t.src = IpAddr::v4(be32::from_host(0x0a000000u | (i & 0xffffff)));
+  t.dst = IpAddr::v4(be32::from_host(0x0b000001u));
+  t.sport = be16::from_host(static_cast<uint16_t>(1024 + i % 50000));
+  t.dport = be16::from_host(static_cast<uint16_t>(1000 + vm));
+  return FlowKey::from_tuple(t, nullptr);
+}
+uint16_t vm_of_key(const FlowKey& k) { return static_cast<uint16_t>(k.hi_port.host() - 1000); }
+
+// Joins on scope exit, so that a failed ASSERT in the test body does not std::terminate.
+struct Joiner {
+  std::thread& t;
+  std::function<void()> before;
+  ~Joiner() {
+    if (before) before();
+    if (t.joinable()) t.join();
+  }
+};
+
+ConnEntry make_entry(uint16_t vm, uint32_t last_seen = 0, uint8_t age_class = 0,
+                     uint64_t tag = 0) {
+  ConnEntry e;
+  e.vm_id = vm;
+  e.last_seen = last_seen;
+  e.age_class = age_class;
+  e.packets[0] = tag;
+  e.bytes[1] = tag * 3;
+  return e;
+}
+
+class ConnTableTest : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kRcuThreads = 4;
+
+  void SetUp() override {
+    size_t sz = rte_rcu_qsbr_get_memsize(kRcuThreads);
+    rcu_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("test_rcu", sz, RTE_CACHE_LINE_SIZE));
+    ASSERT_NE(rcu_, nullptr);
+    ASSERT_EQ(rte_rcu_qsbr_init(rcu_, kRcuThreads), 0);
+  }
+  void TearDown() override { rte_free(rcu_); }
+
+  std::unique_ptr<ConnTable> make(uint32_t capacity, uint16_t max_vms = 16,
+                                  uint8_t age_classes = 2) {
+    static int seq = 0;
+    ConnTable::Params p;
+    p.name = "ct" + std::to_string(seq++);
+    p.capacity = capacity;
+    p.max_vms = max_vms;
+    p.socket_id = SOCKET_ID_ANY;
+    p.rcu = rcu_;
+    p.age_classes = age_classes;
+    std::string err;
+    auto t = ConnTable::create(p, &err);
+    EXPECT_NE(t, nullptr) << err;
+    return t;
+  }
+
+  std::set<uint32_t> vm_slots(const ConnTable& t, uint16_t vm) {
+    std::set<uint32_t> s;
+    t.for_each_in_vm(vm, [&](uint32_t slot) { EXPECT_TRUE(s.insert(slot).second) << slot; });
+    return s;
+  }
+
+  rte_rcu_qsbr* rcu_ = nullptr;
+};
+
+TEST_F(ConnTableTest, RejectsBadParams) {
+  ConnTable::Params p;
+  p.name = "this_name_is_far_too_long_for_rte_hash";
+  p.capacity = 10;
+  p.rcu = rcu_;
+  std::string err;
+  EXPECT_EQ(ConnTable::create(p, &err), nullptr);
+  EXPECT_NE(err.find("name"), std::string::npos) << err;
+  p.name = "ok";
+  p.capacity = 0;
+  EXPECT_EQ(ConnTable::create(p, &err), nullptr);
+  p.capacity = 10;
+  p.rcu = nullptr;
+  EXPECT_EQ(ConnTable::create(p, &err), nullptr);
+}
+
+TEST_F(ConnTableTest, InsertLookupRemove) {
+  auto t = make(100);
+  ASSERT_TRUE(t);
+  FlowKey k = make_key(1, 3);
+  EXPECT_EQ(t->lookup(k), -1);
+  ConnEntry init = make_entry(3, 42, 1, 7);
+  init.version.store(10);
+  int32_t slot = t->insert(k, init);
+  ASSERT_GE(slot, 0);
+  EXPECT_LT(static_cast<uint32_t>(slot), t->slots());
+  EXPECT_EQ(t->lookup(k), slot);
+  EXPECT_EQ(t->key(slot), k);
+  EXPECT_EQ(t->entry(slot).packets[0], 7u);
+  EXPECT_EQ(t->entry(slot).version.load(), 10u);  // wire version kept
+  EXPECT_EQ(t->size(), 1u);
+  EXPECT_EQ(t->vm_count(3), 1u);
+  EXPECT_EQ(t->insert(k, init), -EEXIST);
+  EXPECT_EQ(t->insert(make_key(2), make_entry(17)), -EINVAL);     // vm beyond max_vms
+  EXPECT_EQ(t->insert(make_key(2), make_entry(0, 0, 2)), -EINVAL);  // no such age class
+
+  ConnEntry copy;
+  FlowKey kc;
+  ASSERT_TRUE(t->read(slot, &copy, &kc));
+  EXPECT_EQ(kc, k);
+  EXPECT_EQ(copy.last_seen, 42u);
+  EXPECT_EQ(copy.bytes[1], 21u);
+  EXPECT_EQ(copy.vm_next, kNoSlot);
+
+  t->begin_write(slot);
+  EXPECT_EQ(t->entry(slot).version.load() & 1, 1u);
+  t->entry(slot).packets[1] = 5;
+  t->end_write(slot);
+  EXPECT_EQ(t->entry(slot).version.load(), 12u);
+
+  t->remove(slot);
+  EXPECT_EQ(t->lookup(k), -1);
+  EXPECT_FALSE(t->read(slot, &copy, nullptr));
+  EXPECT_EQ(t->size(), 0u);
+  EXPECT_EQ(t->vm_count(3), 0u);
+  EXPECT_TRUE(vm_slots(*t, 3).empty());
+  EXPECT_EQ(t->stats().inserts, 1u);
+  EXPECT_EQ(t->stats().removes, 1u);
+  // The key can come back (possibly in another slot).
+  EXPECT_GE(t->insert(k, init), 0);
+}
+
+TEST_F(ConnTableTest, BulkLookupMatchesSingleLookups) {
+  auto t = make(1000);
+  ASSERT_TRUE(t);
+  for (uint32_t i = 0; i < 400; i += 2) ASSERT_GE(t->insert(make_key(i), make_entry(0)), 0);
+  for (uint32_t n : {1u, 7u, 64u}) {
+    std::vector<FlowKey> keys;
+    for (uint32_t i = 0; i < n; ++i) keys.push_back(make_key(i * 5 + n));
+    std::vector<const FlowKey*> ptrs;
+    for (auto& k : keys) ptrs.push_back(&k);
+    std::vector<int32_t> slots(n, -2);
+    t->lookup_bulk(ptrs.data(), n, slots.data());
+    for (uint32_t i = 0; i < n; ++i) {
+      EXPECT_EQ(slots[i], t->lookup(keys[i])) << "n=" << n << " i=" << i;
+      EXPECT_EQ(slots[i] >= 0, ((i * 5 + n) % 2 == 0 && i * 5 + n < 400));
+    }
+  }
+}
+
+TEST_F(ConnTableTest, FullTableRefusesNewFlowsAndKeepsEstablished) {
+  constexpr uint32_t kCap = 1000;
+  auto t = make(kCap);
+  ASSERT_TRUE(t);
+  std::vector<int32_t> slot(kCap);
+  for (uint32_t i = 0; i < kCap; ++i) {
+    slot[i] = t->insert(make_key(i, 1), make_entry(1, i, 0, i));
+    ASSERT_GE(slot[i], 0) << i;
+  }
+  EXPECT_EQ(t->size(), kCap);
+  EXPECT_EQ(t->insert(make_key(kCap, 1), make_entry(1)), -ENOSPC);
+  EXPECT_EQ(t->insert(make_key(kCap + 1, 2), make_entry(2)), -ENOSPC);
+  EXPECT_EQ(t->stats().full_drops, 2u);
+  EXPECT_EQ(t->lookup(make_key(kCap, 1)), -1);
+  for (uint32_t i = 0; i < kCap; ++i) {
+    ASSERT_EQ(t->lookup(make_key(i, 1)), slot[i]);
+    ASSERT_EQ(t->entry(slot[i]).packets[0], i);
+    ASSERT_EQ(t->entry(slot[i]).last_seen, i);
+  }
+  EXPECT_EQ(t->vm_count(1), kCap);
+  EXPECT_EQ(t->vm_count(2), 0u);
+  t->remove(slot[17]);
+  EXPECT_GE(t->insert(make_key(kCap, 1), make_entry(1)), 0);
+  EXPECT_EQ(t->insert(make_key(kCap + 2, 1), make_entry(1)), -ENOSPC);
+}
+
+TEST_F(ConnTableTest, VmIndexMatchesModelUnderRandomChurn) {
+  constexpr uint32_t kCap = 2000, kKeys = 3000;
+  constexpr uint16_t kVms = 8;
+  auto t = make(kCap, kVms);
+  ASSERT_TRUE(t);
+  std::mt19937 rng(12345);
+  std::map<uint32_t, std::pair<uint32_t, uint16_t>> model;  // key id -> (slot, vm)
+  auto check = [&] {
+    std::set<uint32_t> all_model, all_table;
+    for (uint16_t vm = 0; vm <= kVms; ++vm) {
+      std::set<uint32_t> expect;
+      for (auto& [id, sv] : model) {
+        if (sv.second == vm) expect.insert(sv.first);
+        all_model.insert(sv.first);
+      }
+      if (vm == 0) continue;  // VM 0 = none, not indexed
+      ASSERT_EQ(vm_slots(*t, vm), expect) << "vm " << vm;
+      ASSERT_EQ(t->vm_count(vm), expect.size()) << "vm " << vm;
+    }
+    t->for_each([&](uint32_t s) { all_table.insert(s); });
+    ASSERT_EQ(all_table, all_model);
+    ASSERT_EQ(t->size(), model.size());
+  };
+  for (int op = 0; op < 30000; ++op) {
+    uint32_t id = rng() % kKeys;
+    auto it = model.find(id);
+    if (it != model.end()) {
+      ASSERT_EQ(t->lookup(make_key(id, it->second.second)), static_cast<int32_t>(it->second.first));
+      t->remove(it->second.first);
+      model.erase(it);
+    } else {
+      uint16_t vm = static_cast<uint16_t>(rng() % (kVms + 1));
+      int32_t s = t->insert(make_key(id, vm), make_entry(vm));
+      if (model.size() >= kCap) {
+        ASSERT_EQ(s, -ENOSPC);
+      } else {
+        ASSERT_GE(s, 0);
+        model[id] = {static_cast<uint32_t>(s), vm};
+      }
+    }
+    if (op % 1000 == 999) check();
+  }
+  // Drain everything: every list empties.
+  for (auto& [id, sv] : model) t->remove(sv.first);
+  model.clear();
+  check();
+}
+
+TEST_F(ConnTableTest, VmWalkVisitsOnlyThatVmInABigTable) {
+  // Functional stand-in for "time proportional to the VM's entries": the walk calls fn exactly
+  // as many times as the VM has entries, however many other entries the table holds.
+  auto t = make(60000, 4);
+  ASSERT_TRUE(t);
+  for (uint32_t i = 0; i < 50000; ++i) ASSERT_GE(t->insert(make_key(i, 1), make_entry(1)), 0);
+  std::set<int32_t> mine;
+  for (uint32_t i = 0; i < 3; ++i) mine.insert(t->insert(make_key(100000 + i, 2), make_entry(2)));
+  uint32_t calls = 0;
+  std::set<int32_t> seen;
+  t->for_each_in_vm(2, [&](uint32_t s) {
+    ++calls;
+    seen.insert(static_cast<int32_t>(s));
+  });
+  EXPECT_EQ(calls, 3u);
+  EXPECT_EQ(seen, mine);
+  EXPECT_EQ(t->vm_count(1), 50000u);
+}
+
+TEST_F(ConnTableTest, AgingRemovesOnlyExpiredWithPerClassTimeout) {
+  auto t = make(100, 4, 2);
+  ASSERT_TRUE(t);
+  const uint32_t timeout[2] = {10, 100};
+  auto tmo = [&](const ConnEntry& e) { return timeout[e.age_class]; };
+  int32_t a = t->insert(make_key(1), make_entry(0, 0, 0));
+  int32_t b = t->insert(make_key(2), make_entry(0, 0, 0));
+  int32_t c = t->insert(make_key(3), make_entry(0, 5, 0));
+  int32_t d = t->insert(make_key(4), make_entry(0, 0, 1));
+  ASSERT_TRUE(a >= 0 && b >= 0 && c >= 0 && d >= 0);
+  std::vector<uint32_t> expired;
+  auto on_exp = [&](uint32_t s) { expired.push_back(s); };
+
+  EXPECT_EQ(t->expire(9, 100, tmo, on_exp), 0u);  // nothing old enough
+  EXPECT_EQ(t->size(), 4u);
+  EXPECT_EQ(t->expire(10, 100, tmo, on_exp), 2u);  // a, b: age 10 >= 10; c: 5; d: class 1
+  EXPECT_EQ(expired, (std::vector<uint32_t>{uint32_t(a), uint32_t(b)}));
+  EXPECT_EQ(t->lookup(make_key(1)), -1);
+  EXPECT_EQ(t->lookup(make_key(2)), -1);
+  EXPECT_EQ(t->lookup(make_key(3)), c);
+  EXPECT_EQ(t->lookup(make_key(4)), d);
+  EXPECT_EQ(t->expire(15, 100, tmo, on_exp), 1u);  // c
+  EXPECT_EQ(t->expire(99, 100, tmo, on_exp), 0u);  // d lives 100 s in class 1
+  EXPECT_EQ(t->expire(100, 100, tmo, on_exp), 1u);
+  EXPECT_EQ(t->size(), 0u);
+  EXPECT_EQ(t->stats().expired, 4u);
+  // A last_seen in the future is age 0, not a huge unsigned age.
+  ASSERT_GE(t->insert(make_key(5), make_entry(0, 1000, 0)), 0);
+  EXPECT_EQ(t->expire(500, 10, tmo, on_exp), 0u);
+}
+
+TEST_F(ConnTableTest, AgingMovesRefreshedHeadToTail) {
+  auto t = make(100, 4, 1);
+  ASSERT_TRUE(t);
+  auto tmo = [](const ConnEntry&) { return 10u; };
+  auto none = [](uint32_t) {};
+  int32_t a = t->insert(make_key(1), make_entry(0, 0));
+  int32_t b = t->insert(make_key(2), make_entry(0, 0));
+  ASSERT_TRUE(a >= 0 && b >= 0);
+  // Traffic refreshes a (under the write bracket); the list order is untouched.
+  t->begin_write(a);
+  t->entry(a).last_seen = 8;
+  t->end_write(a);
+  // Budget 1: only the head (a) is looked at; fresh, so it goes to the tail.
+  EXPECT_EQ(t->expire(10, 1, tmo, none), 0u);
+  EXPECT_EQ(t->stats().age_requeues, 1u);
+  EXPECT_EQ(t->entry(b).age_next, static_cast<uint32_t>(a));
+  // Now b is the head, and expired.
+  EXPECT_EQ(t->expire(10, 1, tmo, none), 1u);
+  EXPECT_EQ(t->lookup(make_key(2)), -1);
+  EXPECT_EQ(t->lookup(make_key(1)), a);
+  EXPECT_EQ(t->expire(17, 5, tmo, none), 0u);
+  EXPECT_EQ(t->expire(18, 5, tmo, none), 1u);
+}
+
+TEST_F(ConnTableTest, SetAgeClassMovesToThatClassTail) {
+  auto t = make(100, 4, 2);
+  ASSERT_TRUE(t);
+  const uint32_t timeout[2] = {10, 1000};
+  auto tmo = [&](const ConnEntry& e) { return timeout[e.age_class]; };
+  auto none = [](uint32_t) {};
+  int32_t a = t->insert(make_key(1), make_entry(0, 0, 0));  // e.g. SYN_SENT, short timeout
+  int32_t b = t->insert(make_key(2), make_entry(0, 0, 0));
+  ASSERT_TRUE(a >= 0 && b >= 0);
+  t->begin_write(a);
+  t->set_age_class(a, 1);  // e.g. ESTABLISHED
+  t->end_write(a);
+  EXPECT_EQ(t->entry(a).age_class, 1);
+  EXPECT_EQ(t->expire(50, 10, tmo, none), 1u);  // only b
+  EXPECT_EQ(t->lookup(make_key(1)), a);
+  EXPECT_EQ(t->expire(1000, 10, tmo, none), 1u);
+  EXPECT_EQ(t->size(), 0u);
+}
+
+TEST_F(ConnTableTest, SeqlockReaderNeverSeesTornEntry) {
+  auto t = make(16);
+  ASSERT_TRUE(t);
+  int32_t slot = t->insert(make_key(1, 1), make_entry(1));
+  ASSERT_GE(slot, 0);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> writes{0};
+
+  // The owner: every update keeps packets[0] == packets[1], peer[0].end == peer[1].end + 7,
+  // bytes[0] == ~bytes[1], last_seen == low bits of packets.
+  std::thread writer([&] {
+    uint64_t n = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      ++n;
+      t->begin_write(slot);
+      ConnEntry& e = t->entry(slot);
+      e.packets[0] = n;
+      e.peer[1].end = static_cast<uint32_t>(n * 3);
+      e.bytes[0] = n * 1500;
+      e.last_seen = static_cast<uint32_t>(n);
+      e.peer[0].end = static_cast<uint32_t>(n * 3 + 7);
+      e.bytes[1] = ~(n * 1500);
+      e.packets[1] = n;
+      t->end_write(slot);
+      // A packet's worth of other work between updates, so that readers also get through
+      // while the writer is running (a writer that never leaves the bracket starves them).
+      for (int p = 0; p < 16; ++p) rte_pause();
+    }
+    writes.store(n);
+  });
+
+  Joiner wj{writer, [&] { stop.store(true); }};
+  uint64_t torn = 0, reads = 0, changes = 0, mid_write = 0;
+  std::thread reader([&] {
+    rte_rcu_qsbr_thread_register(rcu_, 1);
+    rte_rcu_qsbr_thread_online(rcu_, 1);
+    uint64_t last = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    // Millions of reads, and enough value changes that the two threads really overlapped
+    // (on a loaded 2-core box they may otherwise just take turns), within a deadline.
+    for (; (reads < 3'000'000 || changes < 1000) && std::chrono::steady_clock::now() < deadline;
+         ++reads) {
+      if (t->entry(slot).version.load(std::memory_order_relaxed) & 1) ++mid_write;
+      ConnEntry e;
+      FlowKey k;
+      if (!t->read(slot, &e, &k)) {
+        ++torn;
+        continue;
+      }
+      bool ok = e.packets[0] == e.packets[1] && e.peer[0].end == e.peer[1].end + 7 &&
+                e.bytes[0] == ~e.bytes[1] && e.bytes[0] == e.packets[0] * 1500 &&
+                e.last_seen == static_cast<uint32_t>(e.packets[0]) && e.vm_id == 1 &&
+                (e.version.load() & 1) == 0 && vm_of_key(k) == 1;
+      if (!ok) ++torn;
+      if (e.packets[0] != last) ++changes;
+      last = e.packets[0];
+      if ((reads & 1023) == 0) rte_rcu_qsbr_quiescent(rcu_, 1);
+    }
+    rte_rcu_qsbr_thread_offline(rcu_, 1);
+    rte_rcu_qsbr_thread_unregister(rcu_, 1);
+  });
+  reader.join();
+  stop.store(true);
+  writer.join();
+  EXPECT_EQ(torn, 0u) << "of " << reads << " reads";
+  EXPECT_GT(changes, 10u) << "reader never overlapped the writer; test proves nothing";
+  EXPECT_GT(writes.load(), 10u);
+  std::printf("seqlock: %lu reads (%lu started mid-write), %lu value changes seen, %lu writes\n",
+              static_cast<unsigned long>(reads), static_cast<unsigned long>(mid_write),
+              static_cast<unsigned long>(changes), static_cast<unsigned long>(writes.load()));
+}
+
+TEST_F(ConnTableTest, RemovedSlotNotReusedWhileReaderOnline) {
+  constexpr uint32_t kCap = 64;
+  auto t = make(kCap);
+  ASSERT_TRUE(t);
+  for (uint32_t i = 0; i < kCap; ++i) ASSERT_GE(t->insert(make_key(i, 1), make_entry(1, 0, 0, i)), 0);
+  const int32_t victim = t->lookup(make_key(5, 1));
+  ASSERT_GE(victim, 0);
+
+  std::atomic<int> phase{0};  // 0 start, 1 reader online & holds victim, 2 may quiesce, 3 done
+  std::thread reader([&] {
+    rte_rcu_qsbr_thread_register(rcu_, 2);
+    rte_rcu_qsbr_thread_online(rcu_, 2);
+    ConnEntry e;
+    EXPECT_TRUE(t->read(victim, &e, nullptr));  // holds a reference to `victim` from now on
+    phase.store(1);
+    while (phase.load() < 2) std::this_thread::yield();
+    rte_rcu_qsbr_quiescent(rcu_, 2);
+    rte_rcu_qsbr_thread_offline(rcu_, 2);
+    rte_rcu_qsbr_thread_unregister(rcu_, 2);
+    phase.store(3);
+  });
+  Joiner rj{reader, [&] { if (phase.load() < 2) phase.store(2); }};
+  while (phase.load() < 1) std::this_thread::yield();
+
+  t->remove(victim);
+  ConnEntry e;
+  EXPECT_FALSE(t->read(victim, &e, nullptr));
+  EXPECT_EQ(t->entry(victim).packets[0], 5u);  // content intact for the reader
+  // Churn: insert and remove new flows. Every free position is used once, then deleted ones
+  // pile up behind the reader's grace period and inserts fail; the victim never comes back.
+  uint32_t id = 1000, stalls = 0;
+  for (int i = 0; i < 1000; ++i, ++id) {
+    int32_t s = t->insert(make_key(id, 1), make_entry(1));
+    if (s < 0) {
+      ASSERT_EQ(s, -ENOSPC) << "churn " << i;
+      ++stalls;
+      continue;
+    }
+    ASSERT_NE(s, victim) << "slot reused while a reader that held it was online";
+    t->remove(static_cast<uint32_t>(s));
+  }
+  EXPECT_GT(stalls, 0u);
+  EXPECT_EQ(t->stats().reclaim_stalls, stalls);
+  EXPECT_EQ(t->entry(victim).packets[0], 5u);
+
+  phase.store(2);
+  while (phase.load() < 3) std::this_thread::yield();
+  bool reused = false;
+  for (uint32_t i = 0; i < 2 * t->slots() && !reused; ++i, ++id) {
+    int32_t s = t->insert(make_key(id, 1), make_entry(1));
+    ASSERT_GE(s, 0) << "no slot reclaimed after the reader went quiescent";
+    reused = s == victim;
+    t->remove(static_cast<uint32_t>(s));
+  }
+  EXPECT_TRUE(reused);
+}
+
+TEST_F(ConnTableTest, ConcurrentVmWalkSeesOnlyThatVm) {
+  constexpr uint32_t kCap = 4096, kKeys = 8000;
+  auto t = make(kCap, 4);
+  ASSERT_TRUE(t);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> walks{0}, visits{0}, bad{0};
+  std::thread reader([&] {
+    rte_rcu_qsbr_thread_register(rcu_, 3);
+    rte_rcu_qsbr_thread_online(rcu_, 3);
+    while (!stop.load(std::memory_order_relaxed)) {
+      t->for_each_in_vm(1, [&](uint32_t s) {
+        visits.fetch_add(1, std::memory_order_relaxed);
+        if (t->entry(s).vm_id != 1) bad.fetch_add(1);
+        ConnEntry e;
+        FlowKey k;
+        if (t->read(s, &e, &k) && (e.vm_id != 1 || vm_of_key(k) != 1)) bad.fetch_add(1);
+      });
+      walks.fetch_add(1, std::memory_order_relaxed);
+      rte_rcu_qsbr_quiescent(rcu_, 3);
+    }
+    rte_rcu_qsbr_thread_offline(rcu_, 3);
+    rte_rcu_qsbr_thread_unregister(rcu_, 3);
+  });
+
+  Joiner rj{reader, [&] { stop.store(true); }};
+  std::mt19937 rng(777);
+  std::map<uint32_t, std::pair<uint32_t, uint16_t>> model;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int ops = 0;
+  for (; ops < 400000 && std::chrono::steady_clock::now() < deadline; ++ops) {
+    uint32_t id = rng() % kKeys;
+    auto it = model.find(id);
+    if (it != model.end()) {
+      t->remove(it->second.first);
+      model.erase(it);
+    } else {
+      uint16_t vm = static_cast<uint16_t>(1 + rng() % 3);
+      int32_t s = t->insert(make_key(id, vm), make_entry(vm));
+      if (s >= 0) model[id] = {static_cast<uint32_t>(s), vm};
+      else ASSERT_EQ(s, -ENOSPC);
+    }
+  }
+  stop.store(true);
+  reader.join();
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_GT(walks.load(), 0u);
+  EXPECT_GT(visits.load(), 0u);
+  std::set<uint32_t> expect;
+  for (auto& [id, sv] : model)
+    if (sv.second == 1) expect.insert(sv.first);
+  EXPECT_EQ(vm_slots(*t, 1), expect);
+  EXPECT_EQ(t->vm_count(1), expect.size());
+  std::printf("vm walk: %d owner ops, %lu walks, %lu visits\n", ops,
+              static_cast<unsigned long>(walks.load()), static_cast<unsigned long>(visits.load()));
+}
+
+TEST_F(ConnTableTest, ReportsMemoryAtOneMillion) {
+  auto t = make(1'000'000, 1024, 4);
+  ASSERT_TRUE(t);
+  const size_t mem = t->memory_bytes();
+  // At least the entry array, the key store and the live flags are in there.
+  EXPECT_GE(mem, size_t{t->slots()} * (sizeof(ConnEntry) + sizeof(FlowKey) + 1));
+  EXPECT_LT(mem / t->capacity(), 400u);
+  std::printf("conn table: capacity %u, %u positions, %zu bytes, %.1f bytes per entry\n",
+              t->capacity(), t->slots(), mem, double(mem) / t->capacity());
+  RecordProperty("bytes_per_entry", std::to_string(mem / t->capacity()));
+}
+
+}  // namespace
+}  // namespace baton
