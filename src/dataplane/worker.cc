@@ -371,6 +371,12 @@ void Worker::flush_tx() {
   for (size_t p = 0; p < tx_.size(); p++) {
     TxBuf& t = tx_[p];
     if (!t.n) continue;
+    if (tx_sink_) {  // tests and benchmarks without ports (worker.h, TxSink)
+      tx_sink_->fn(tx_sink_->ctx, static_cast<uint16_t>(p), t.pkts, t.n);
+      stats_.tx_packets += t.n;
+      t.n = 0;
+      continue;
+    }
     Port& port = ports[p];
     uint16_t q = id_ % port.tx_queues;
     uint32_t sent = 0;
@@ -405,6 +411,13 @@ void Worker::apply(WorkerCommand& c) {
     case WorkerCommand::Kind::kInstall:
       for (InstallItem& it : c.items) {
         int32_t slot = table_->lookup(it.key);
+        if (slot >= 0 && !(table_->entry(slot).flags & connflag::kFromPeer)) {
+          // An entry this instance made itself for the arriving VM's address (a frame flooded
+          // here before the VM came) lives in another version space: the source's wins.
+          forget(static_cast<uint32_t>(slot));
+          table_->remove(static_cast<uint32_t>(slot));
+          slot = -1;
+        }
         if (slot >= 0) {
           ConnEntry& e = table_->entry(slot);
           // Versions make a duplicated or reordered delta harmless.

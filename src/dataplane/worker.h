@@ -54,6 +54,15 @@ struct WorkerCommand {
   std::atomic<bool> done{false};
 };
 
+// Test and benchmark hook: with Dataplane::create(..., with_ports = false) there is no device
+// to transmit on. If a sink is set, flush_tx hands it each port index's staged packets instead
+// of calling rte_eth_tx_burst; the sink owns them from then on (frees or recycles them). A plain
+// function pointer, called once per port per flush, never per packet.
+struct TxSink {
+  void (*fn)(void* ctx, uint16_t port_index, rte_mbuf** pkts, uint32_t n) = nullptr;
+  void* ctx = nullptr;
+};
+
 class Worker {
  public:
   static constexpr uint32_t kMaxBurst = 64;
@@ -80,6 +89,7 @@ class Worker {
   // benchmark: drives the pipeline without a port).
   void process_burst(rte_mbuf** pkts, uint32_t n);
   void flush_tx();
+  void set_tx_sink(TxSink* sink) { tx_sink_ = sink; }  // nullptr: transmit on the ports
   void set_now(uint32_t now_s) { now_s_ = now_s; }
   // Aging, commands, inject: what one loop iteration does besides RX.
   void housekeeping();
@@ -121,6 +131,7 @@ class Worker {
     uint32_t n = 0;
   };
   std::vector<TxBuf> tx_;
+  TxSink* tx_sink_ = nullptr;
   std::vector<FragSlot> frags_;
 };
 

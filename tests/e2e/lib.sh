@@ -112,3 +112,117 @@ tcp_counter() {  # ns name
 
 # A free TCP port on loopback for a control API / metrics endpoint.
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---- two-instance migration topology (DESIGN.md section 7) ------------------------------------
+#  [cli ns] -- br-up --(af_packet)-- batond A --(af_packet)-- br-ha -- [vm ns]   (VM starts here)
+#                  \---(af_packet)-- batond B --(af_packet)-- br-hb              (and moves here)
+CLI_IP=10.88.0.1; VM_IP=10.88.0.10; VM_MAC=02:00:00:88:00:10
+mig_topology() {
+  CLI=${BT}cli; VMNS=${BT}vm
+  ns_add "$CLI"; ns_add "$VMNS"
+  bridge_add ${BT}up; bridge_add ${BT}ha; bridge_add ${BT}hb
+  host_link "$CLI" eth0 $CLI_IP/24 02:00:00:88:00:01 ${BT}cl
+  ip link set ${BT}cl master ${BT}up
+  host_link "$VMNS" eth0 $VM_IP/24 $VM_MAC ${BT}vr
+  ip link set ${BT}vr master ${BT}ha
+  for x in a b; do
+    veth_pair ${BT}${x}u ${BT}${x}U; ip link set ${BT}${x}U master ${BT}up
+    veth_pair ${BT}${x}h ${BT}${x}H; ip link set ${BT}${x}H master ${BT}h$x
+  done
+}
+
+# The VM's host changes: its veth leaves host-a's bridge for host-b's, sockets stay open. Like
+# QEMU after a migration, the guest then announces itself so the switches re-learn its port.
+move_vm() {
+  ip link set ${BT}vr nomaster
+  ip link set ${BT}vr master ${BT}hb
+  # arping waits a second between probes: send one announcement now and one shortly after,
+  # without holding up the hypervisor's resume (QEMU announces the same way, several times).
+  ip netns exec "$VMNS" arping -q -U -c 1 -w 0 -I eth0 $VM_IP >/dev/null 2>&1 &
+  (sleep 0.3; ip netns exec "$VMNS" arping -q -U -c 1 -w 0 -I eth0 $VM_IP >/dev/null 2>&1) &
+}
+
+# A CA, certificates for a and b, and a rogue CA with its own "a".
+gen_certs() {
+  local d=$1
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj "/CN=baton-test-ca" -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj "/CN=rogue-ca" -keyout rogue-ca.key -out rogue-ca.pem 2>/dev/null
+    for n in a b rogue; do
+      ca=ca; [ $n = rogue ] && ca=rogue-ca
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$n" \
+        -keyout $n.key -out $n.csr 2>/dev/null
+      openssl x509 -req -in $n.csr -CA $ca.pem -CAkey $ca.key -CAcreateserial -days 2 \
+        -out $n.pem 2>/dev/null
+    done
+  )
+}
+
+# Writes the config of instance $1 (a|b) to $WORK/$1.yaml. Environment knobs:
+#   CAPACITY (default 100000), CERT (certificate name, default $1)
+mig_config() {
+  local x=$1 api=$2 met=$3 mig=$4 peer_addr=$5
+  local cert=${CERT:-$x} cap=${CAPACITY:-100000} other=b
+  [ "$x" = b ] && other=a
+  local vms="vms: []"
+  if [ "$x" = a ]; then  # the VM starts behind A; B learns of it through the handoff
+    vms="vms:
+  - {name: vm1, mac: \"$VM_MAC\", ipv4: [$VM_IP]}"
+  fi
+  cat >"$WORK/$x.yaml" <<YAML
+instance: $x
+mode: l2
+workers: 1
+eal: {file_prefix: ${BT}$x, memory_mb: 384, no_huge: true}
+ports:
+  - {name: uplink, device: "net_af_packet0,iface=${BT}${x}u", zone: outside}
+  - {name: host, device: "net_af_packet1,iface=${BT}${x}h", zone: inside}
+zones:
+  - {name: outside, default: deny}
+  - {name: inside, default: permit}
+acl:
+  - {zone: outside, dst: $VM_IP/32, proto: tcp, dport: "5201-5202", action: permit}
+  - {zone: outside, dst: $VM_IP/32, proto: tcp, dport: 7000, action: permit}
+  - {zone: outside, proto: icmp, action: permit}
+conntrack: {capacity: $cap}
+$vms
+control: {listen: $api}
+metrics: {listen: $met}
+migration:
+  listen: $mig
+  cert: $WORK/certs/$cert.pem
+  key: $WORK/certs/$cert.key
+  ca: $WORK/certs/ca.pem
+  peers: [{name: $other, address: "$peer_addr"}]
+  timeout_ms: ${MIG_TIMEOUT_MS:-3000}
+YAML
+}
+
+# Starts A and B (configs from mig_config) and sets A_API B_API A_MET B_MET A_PID B_PID.
+start_pair() {
+  A_API=127.0.0.1:$(free_port); B_API=127.0.0.1:$(free_port)
+  A_MET=127.0.0.1:$(free_port); B_MET=127.0.0.1:$(free_port)
+  A_MIG=127.0.0.1:$(free_port); B_MIG=127.0.0.1:$(free_port)
+  [ -d "$WORK/certs" ] || gen_certs "$WORK/certs"
+  mig_config a "$A_API" "$A_MET" "$A_MIG" "$B_MIG"
+  CERT=${B_CERT:-} CAPACITY=${B_CAPACITY:-${CAPACITY:-100000}} mig_config b "$B_API" "$B_MET" "$B_MIG" "$A_MIG"
+  start_batond "$WORK/a.yaml" "$A_API" a; A_PID=$BATOND_PID
+  start_batond "$WORK/b.yaml" "$B_API" b; B_PID=$BATOND_PID
+}
+
+# VM-side servers: echo on 7000, iperf3 on 5201.
+start_vm_servers() {
+  bg ip netns exec "$VMNS" "$PY" "$ROOT/tests/e2e/tcp_tools.py" serve 7000
+  bg ip netns exec "$VMNS" iperf3 -s -p 5201
+  sleep 0.5
+}
+
+migrate_signal() {  # api vm what [body]
+  local out
+  out=$(api_post "$1" "/v1/vms/$2/migration${3:+/$3}" "${4:-{\}}")
+  echo "$out"
+}

@@ -89,7 +89,7 @@ def hold(host, port, n, seconds, out):
     socks = []
     for i in range(n):
         s = socket.create_connection((host, port), timeout=10)
-        s.settimeout(30)
+        s.settimeout(float(os.environ.get("HOLD_TIMEOUT", "30")))
         socks.append(s)
     print(f"hold: {n} connections open", flush=True)
     deadline = time.time() + seconds

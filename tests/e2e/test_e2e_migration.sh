@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end live handoff: the VM (a namespace) moves from host-a's bridge to host-b's between
+# the pause and resume signals, with an iperf3 stream, 200 long-lived verified connections and
+# 20 connections opened after pre-copy began. All must survive with no reset and no kernel
+# retransmission timeout; the report must say SUCCESS and B must now hold the VM's entries.
+source "$(dirname "$0")/lib.sh"
+
+mig_topology
+start_pair
+start_vm_servers
+log "A and B up"
+ip netns exec "$CLI" ping -c 1 -W 2 $VM_IP >/dev/null || die "no path to the VM through A"
+
+to0_c=$(tcp_counter "$CLI" TcpExtTCPTimeouts); to0_v=$(tcp_counter "$VMNS" TcpExtTCPTimeouts)
+rst0_c=$(tcp_counter "$CLI" TcpOutRsts); rst0_v=$(tcp_counter "$VMNS" TcpOutRsts)
+
+bg ip netns exec "$CLI" iperf3 -c $VM_IP -p 5201 -t 14 -b 200M -J --logfile "$WORK/iperf.json"
+IPERF=${PIDS[-1]}
+bg ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" hold $VM_IP 7000 200 14 "$WORK/hold.json"
+HOLD=${PIDS[-1]}
+sleep 3
+
+log "prepare"
+r=$(migrate_signal "$A_API" vm1 "" '{"peers": ["b"]}'); echo "$r" | jq -c '{phase, result}'
+for _ in $(seq 50); do
+  ph=$(api_get "$A_API" /v1/vms/vm1/migration | jq -r .phase)
+  [ "$ph" = precopy ] && break; [ "$ph" = failed ] && die "prepare failed: $(api_get "$A_API" /v1/vms/vm1/migration)"
+  sleep 0.1
+done
+[ "$ph" = precopy ] || die "no pre-copy: $ph"
+
+# Connections opened after pre-copy began reach B only through the deltas.
+bg ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" hold $VM_IP 7000 20 8 "$WORK/late.json"
+LATE=${PIDS[-1]}
+sleep 2
+
+log "pause"
+r=$(migrate_signal "$A_API" vm1 pause); echo "$r" | jq -c '{phase, result, entries}'
+[ "$(jq -r .phase <<<"$r")" = frozen ] || die "pause did not freeze: $r"
+move_vm
+log "VM moved to host-b"
+r=$(migrate_signal "$A_API" vm1 resume); echo "$r" | jq -c .
+[ "$(jq -r .result <<<"$r")" = SUCCESS ] || die "migration did not succeed: $r"
+
+wait "$HOLD" || die "long-lived connections broke: $(jq -c '[.results[] | select(.ok == false)][:3]' "$WORK/hold.json")"
+wait "$LATE" || die "connections opened during pre-copy broke: $(jq -c '[.results[] | select(.ok == false)][:3]' "$WORK/late.json")"
+wait "$IPERF" || die "iperf3 failed: $(tail -5 "$WORK/iperf.json")"
+log "iperf3: $(jq '.end.sum_received.bits_per_second/1e6 | floor' "$WORK/iperf.json") Mbit/s, retransmits $(jq .end.sum_sent.retransmits "$WORK/iperf.json")"
+
+to1_c=$(tcp_counter "$CLI" TcpExtTCPTimeouts); to1_v=$(tcp_counter "$VMNS" TcpExtTCPTimeouts)
+rst1_c=$(tcp_counter "$CLI" TcpOutRsts); rst1_v=$(tcp_counter "$VMNS" TcpOutRsts)
+log "RTOs client=$(( ${to1_c:-0} - ${to0_c:-0} )) vm=$(( ${to1_v:-0} - ${to0_v:-0} )); RSTs client=$(( ${rst1_c:-0} - ${rst0_c:-0} )) vm=$(( ${rst1_v:-0} - ${rst0_v:-0} ))"
+[ $(( ${rst1_c:-0} - ${rst0_c:-0} + ${rst1_v:-0} - ${rst0_v:-0} )) -eq 0 ] || die "resets were sent"
+[ $(( ${to1_c:-0} - ${to0_c:-0} + ${to1_v:-0} - ${to0_v:-0} )) -eq 0 ] || die "retransmission timeouts during the move"
+
+# B owns the VM now; A forgot it.
+api_get "$B_API" /v1/vms | jq -e '.[] | select(.name == "vm1" and .state == "local")' >/dev/null || die "B does not hold vm1"
+api_get "$A_API" /v1/vms | jq -e '[.[] | select(.name == "vm1")] | length == 0' >/dev/null || die "A still holds vm1"
+nb=$(metric_get "$B_MET" baton_drops_total 'reason="no_connection"')
+log "B no_connection drops: $nb"
+rep=$(api_get "$A_API" /v1/vms/vm1/migration)
+echo "$rep" | jq -c '{result, entries, rounds, bytes_sent, packets, ms}'
+"$BATONCTL" --api "$A_API" migrations >/dev/null || die "batonctl migrations failed"
+curl -sf "http://$A_MET/metrics" | grep -q '^baton_migrations_total{.*result="SUCCESS"' || die "no SUCCESS in A's metrics"
+stop_batond "$A_PID"; stop_batond "$B_PID"
+log "PASS"
