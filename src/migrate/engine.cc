@@ -646,7 +646,7 @@ void MigrationEngine::accept_loop() {
   uint64_t serial = 0;
   while (running_) {
     Error e;
-    auto link = listener_->accept(200, &e);
+    auto link = listener_->accept(200, &e, static_cast<int>(dp_.config().migration.timeout_ms));
     if (!link) {
       if (e.code == LinkError::kAuth)
         BLOG_WARN("migrate", "peer refused: authentication failed: %s", e.detail.c_str());

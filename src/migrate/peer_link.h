@@ -136,7 +136,8 @@ class PeerListener {
 
   // Waits for one connection and runs the handshake, both within timeout_ms. A peer that fails
   // authentication gets an alert and nothing else; the listener stays usable.
-  std::unique_ptr<PeerLink> accept(int timeout_ms, Error* err);
+  // handshake_ms >= 0 gives the handshake its own budget, counted from the accept.
+  std::unique_ptr<PeerLink> accept(int timeout_ms, Error* err, int handshake_ms = -1);
   uint16_t port() const { return port_; }
 
  private:

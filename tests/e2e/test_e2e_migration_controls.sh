@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The negative controls that show the handoff test can fail, and the failure paths:
+#   1. handoff off: the same VM move without any migration breaks the connections (B's strict
+#      conntrack drops their mid-stream packets as no_connection);
+#   2. snapshot only (no deltas, no final delta): connections whose sequence numbers moved on
+#      after the snapshot break at B (the seed's "snapshot at 99, VM at 110");
+#   3. B refuses for RESOURCES (capacity too small): A reports FAIL(RESOURCES), the VM's
+#      connections keep working through A;
+#   4. B killed in the middle of pre-copy: A rolls back within its timeout, connections work;
+#   5. a peer with a certificate from another CA gets FAIL(AUTH) and learns nothing.
+source "$(dirname "$0")/lib.sh"
+export HOLD_TIMEOUT=3
+N=20
+
+scenario_start() {  # fresh instances for each scenario
+  for p in ${A_PID:-} ${B_PID:-}; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  ip link set ${BT}vr nomaster; ip link set ${BT}vr master ${BT}ha
+  start_pair
+  # The VM is back behind A: announce it so the uplink bridge forgets B's port.
+  ip netns exec "$VMNS" arping -q -U -c 1 -w 0 -I eth0 $VM_IP >/dev/null 2>&1 || true
+  ip netns exec "$CLI" ping -c 1 -W 2 $VM_IP >/dev/null || die "no path to the VM through A"
+}
+hold_start() {  # seconds out
+  bg ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" hold $VM_IP 7000 $N "$1" "$WORK/$2.json"
+  HOLD=${PIDS[-1]}
+  sleep 1.5
+}
+hold_ok() { wait "$HOLD"; }
+ok_count() { jq .ok "$WORK/$1.json"; }
+
+mig_topology
+gen_certs "$WORK/certs"
+start_vm_servers
+
+# 1. handoff off ---------------------------------------------------------------------------------
+log "1: move without handoff"
+scenario_start
+hold_start 6 off
+move_vm
+if hold_ok; then die "connections survived a move without handoff: the test cannot fail"; fi
+nc=$(metric_get "$B_MET" baton_drops_total 'reason="no_connection"')
+log "   broken: $((N - $(ok_count off)))/$N; B dropped $nc mid-stream packets as no_connection"
+[ "$nc" -gt 0 ] || die "B did not drop mid-stream packets"
+
+# 2. snapshot only -----------------------------------------------------------------------------------
+log "2: snapshot-only handoff"
+scenario_start
+hold_start 7 snap
+r=$(migrate_signal "$A_API" vm1 "" '{"peers": ["b"], "mode": "snapshot-only"}')
+sleep 1.5   # the connections move on past the snapshot
+migrate_signal "$A_API" vm1 pause >/dev/null
+move_vm
+r=$(migrate_signal "$A_API" vm1 resume)
+[ "$(jq -r .result <<<"$r")" = SUCCESS ] || die "snapshot-only migration did not complete: $r"
+if hold_ok; then die "connections survived a stale snapshot"; fi
+bad=$(( $(metric_get "$B_MET" baton_drops_total 'reason="tcp_out_of_window"') + $(metric_get "$B_MET" baton_drops_total 'reason="tcp_invalid"') ))
+log "   broken: $((N - $(ok_count snap)))/$N; B dropped $bad segments against the stale state"
+[ "$bad" -gt 0 ] || die "B did not reject segments against the stale snapshot"
+
+# 3. RESOURCES -------------------------------------------------------------------------------------------
+log "3: destination too small"
+B_CAPACITY=8 scenario_start
+hold_start 5 res
+r=$(migrate_signal "$A_API" vm1 "" '{"peers": ["b"]}')
+for _ in $(seq 50); do
+  r=$(api_get "$A_API" /v1/vms/vm1/migration); [ "$(jq -r .phase <<<"$r")" = failed ] && break; sleep 0.1
+done
+[ "$(jq -r .result <<<"$r")" = RESOURCES ] || die "expected FAIL(RESOURCES): $r"
+log "   A: $(jq -c '{result, detail}' <<<"$r")"
+hold_ok || die "connections broke after a refused migration"
+api_get "$A_API" /v1/vms | jq -e '.[] | select(.name == "vm1" and .state == "local")' >/dev/null || die "vm1 not local at A"
+
+# 4. B killed during pre-copy ------------------------------------------------------------------------------
+log "4: destination dies during pre-copy"
+scenario_start
+hold_start 8 kill
+migrate_signal "$A_API" vm1 "" '{"peers": ["b"]}' >/dev/null
+sleep 1
+kill -9 "$B_PID"; t0=$(date +%s%N)
+for _ in $(seq 100); do
+  r=$(api_get "$A_API" /v1/vms/vm1/migration); [ "$(jq -r .phase <<<"$r")" = failed ] && break; sleep 0.1
+done
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$(jq -r .phase <<<"$r")" = failed ] || die "A did not roll back: $r"
+log "   A: $(jq -c '{result, detail}' <<<"$r") after ${ms} ms"
+[ "$ms" -lt $(( ${MIG_TIMEOUT_MS:-3000} + 2000 )) ] || die "rollback took ${ms} ms"
+hold_ok || die "connections broke after the rollback"
+B_PID=""
+
+# 5. AUTH -------------------------------------------------------------------------------------------------------
+log "5: peer with a certificate from another CA"
+B_CERT=rogue scenario_start
+r=$(migrate_signal "$A_API" vm1 "" '{"peers": ["b"]}')
+for _ in $(seq 50); do
+  r=$(api_get "$A_API" /v1/vms/vm1/migration); [ "$(jq -r .phase <<<"$r")" = failed ] && break; sleep 0.1
+done
+[ "$(jq -r .result <<<"$r")" = AUTH ] || die "expected FAIL(AUTH): $r"
+log "   A: $(jq -c '{result, detail}' <<<"$r")"
+api_get "$B_API" /v1/vms | jq -e 'length == 0' >/dev/null || die "B learned about a VM from an unauthenticated peer"
+api_get "$B_API" /v1/migrations | jq -e 'length == 0' >/dev/null || die "B started a session with an unauthenticated peer"
+log "PASS"

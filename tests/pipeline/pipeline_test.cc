@@ -1,0 +1,675 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The whole per-burst pipeline (parse -> owner/handoff -> lookup -> ACL/VM/create -> track -> tx)
+// in-process over a --no-huge mbuf pool, with no port: Dataplane::create(cfg, false) and
+// Worker::process_burst, transmit captured by a Worker TxSink.
+//
+// Fixture tables: each case is a list of packets in order, each with the verdict it must get
+// (forwarded to port index X, or dropped with a DropReason), and the worker counters expected
+// afterwards. Every packet is processed in a burst of its own and flushed, so the verdict is
+// read per packet: it is forwarded iff the sink received it, and dropped with reason r iff the
+// drop counter of r moved by one.
+//
+// Then: two workers with real lcore threads (handoff between them), and an in-process
+// migration between two Dataplanes in one EAL, mirroring MigrationEngine::run_out's sequence.
+#include <gtest/gtest.h>
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "conntrack/conn_table.h"
+#include "dataplane/dataplane.h"
+#include "migrate/codec.h"
+#include "migrate/vm_state_io.h"
+#include "pktgen/packet_builder.h"
+#include "pktgen/tcp_flowgen.h"
+
+namespace baton {
+namespace {
+
+using pktgen::Bytes;
+using pktgen::Pkt;
+using namespace tcpflag;
+
+class EalEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    // Lcore 0 is the control (test) thread; lcores 1 and 2 exist for the two-worker test's
+    // worker threads only (the machines this runs on may have 2 CPUs, so they share them).
+    std::vector<std::string> args = {"pipeline_test", "--no-huge", "-m", "1024", "--no-pci",
+                                     "--lcores", "0@0,1@(0-1),2@(0-1)",
+                                     "--file-prefix", "pipe_test_" + std::to_string(getpid()),
+                                     "--log-level=error"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0) << "rte_eal_init failed";
+  }
+  void TearDown() override { rte_eal_cleanup(); }
+};
+::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+
+// Port index 0 faces the outside (default deny), 1 the inside (default permit).
+constexpr uint16_t kOut = 0, kIn = 1;
+
+std::string config_yaml(const std::string& instance, uint32_t capacity, uint16_t workers,
+                        bool with_vm) {
+  std::string y = "instance: " + instance + "\n" +
+                  "mode: l2\n"
+                  "workers: " + std::to_string(workers) + "\n"
+                  "ports:\n"
+                  "  - {name: uplink, device: null0, zone: outside}\n"
+                  "  - {name: host, device: null1, zone: inside}\n"
+                  "zones:\n"
+                  "  - {name: outside, default: deny}\n"
+                  "  - {name: inside, default: permit}\n"
+                  "acl:\n"
+                  "  - {zone: outside, dst: 10.1.0.0/16, proto: tcp, dport: 22, action: permit}\n"
+                  "  - {zone: outside, proto: icmp, action: permit}\n"
+                  "conntrack:\n"
+                  "  capacity: " + std::to_string(capacity) + "\n"
+                  "migration:\n"
+                  "  enabled: false\n";
+  if (with_vm)
+    y += "vms:\n"
+         "  - {name: web1, mac: \"02:00:00:00:01:10\", ipv4: [10.1.0.10]}\n";
+  return y;
+}
+
+std::unique_ptr<Dataplane> make_dp(const std::string& yaml) {
+  ConfigError cerr;
+  auto cfg = parse_config(yaml, "pipeline.yaml", &cerr);
+  EXPECT_TRUE(cfg) << cerr.to_string();
+  if (!cfg) return nullptr;
+  std::string err;
+  auto dp = Dataplane::create(*cfg, false, &err);
+  EXPECT_TRUE(dp) << err;
+  return dp;
+}
+
+std::string unique_name(const char* base) {
+  static int n = 0;
+  return std::string(base) + std::to_string(n++);
+}
+
+// Records what each worker would have transmitted, then frees it. Thread-safe per worker:
+// each worker gets its own Capture.
+struct Capture {
+  TxSink sink{&Capture::on_tx, this};
+  std::vector<std::pair<rte_mbuf*, uint16_t>> sent;  // (mbuf address, port index) of the last flush
+  std::atomic<uint64_t> total{0};
+  bool keep = true;
+
+  static void on_tx(void* ctx, uint16_t port, rte_mbuf** pkts, uint32_t n) {
+    auto* c = static_cast<Capture*>(ctx);
+    for (uint32_t i = 0; i < n; i++) {
+      if (c->keep) c->sent.emplace_back(pkts[i], port);
+      rte_pktmbuf_free(pkts[i]);
+    }
+    c->total.fetch_add(n, std::memory_order_release);
+  }
+};
+
+rte_mbuf* to_mbuf(rte_mempool* pool, const Bytes& b, uint16_t port) {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool);
+  if (!m) return nullptr;
+  char* p = rte_pktmbuf_append(m, static_cast<uint16_t>(b.size()));
+  if (!p) {
+    rte_pktmbuf_free(m);
+    return nullptr;
+  }
+  std::memcpy(p, b.data(), b.size());
+  m->port = port;
+  return m;
+}
+
+// ---- fixture tables ---------------------------------------------------------------------------
+
+struct Verdict {
+  bool forwarded;
+  uint16_t port;      // when forwarded
+  DropReason reason;  // when dropped
+};
+Verdict fwd(uint16_t port) { return {true, port, DropReason::kCount}; }
+Verdict drop(DropReason r) { return {false, 0, r}; }
+
+struct Step {
+  Pkt pkt;
+  uint16_t in_port;
+  Verdict expect;
+};
+
+struct CounterExpect {
+  const char* name;  // a worker counter name, or "drop:<label>"
+  uint64_t value;
+};
+
+struct Case {
+  const char* description;
+  std::vector<Step> steps;
+  std::vector<CounterExpect> counters;
+  uint32_t capacity = 1024;
+};
+
+uint64_t counter(const WorkerStats& s, const std::string& name) {
+#define BATON_COUNTER_GET(n, metric, help) \
+  if (name == #n) return s.n;
+  BATON_FOREACH_WORKER_COUNTER(BATON_COUNTER_GET)
+#undef BATON_COUNTER_GET
+  for (int r = 0; r < kDropReasonCount; r++)
+    if (name == std::string("drop:") + drop_reason_name(static_cast<DropReason>(r))) return s.drops[r];
+  ADD_FAILURE() << "unknown counter " << name;
+  return 0;
+}
+
+const char* kC = "10.0.0.1";    // inside client
+const char* kS = "10.1.0.10";   // protected server
+const char* kX = "198.51.100.7";  // outside host
+constexpr uint16_t kCp = 40000, kSp = 80;
+
+// Packets of one hand-written conversation C:40000 <-> S:80, ISNs 1000 and 5000, no options
+// (unscaled windows of 65535).
+Pkt c2s(uint32_t seq, uint32_t ack, uint8_t fl) {
+  return Pkt().ipv4(kC, kS).tcp(kCp, kSp).seq(seq).ack(ack).flags(fl).win(65535);
+}
+Pkt s2c(uint32_t seq, uint32_t ack, uint8_t fl) {
+  return Pkt().ipv4(kS, kC).tcp(kSp, kCp).seq(seq).ack(ack).flags(fl).win(65535);
+}
+std::vector<Step> handshake() {
+  return {{c2s(1000, 0, kSyn), kIn, fwd(kOut)},
+          {s2c(5000, 1001, kSyn | kAck), kOut, fwd(kIn)},
+          {c2s(1001, 5001, kAck), kIn, fwd(kOut)}};
+}
+std::vector<Step> operator+(std::vector<Step> a, const std::vector<Step>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  v.push_back({"full TCP conversation is forwarded both ways",
+               handshake() + std::vector<Step>{
+                   {c2s(1001, 5001, kPsh | kAck).payload_size(100), kIn, fwd(kOut)},
+                   {s2c(5001, 1101, kPsh | kAck).payload_size(50), kOut, fwd(kIn)},
+                   {c2s(1101, 5051, kFin | kAck), kIn, fwd(kOut)},
+                   {s2c(5051, 1102, kFin | kAck), kOut, fwd(kIn)},
+                   {c2s(1102, 5052, kAck), kIn, fwd(kOut)}},
+               {{"conn_created", 1}, {"tx_packets", 8}, {"dropped", 0}, {"rx_packets", 8}}});
+  v.push_back({"mid-stream ACK without an entry is dropped (no loose pickup)",
+               {{c2s(1001, 5001, kAck), kIn, drop(DropReason::kNoConnection)},
+                {s2c(5001, 1001, kPsh | kAck).payload_size(10), kOut,
+                 drop(DropReason::kNoConnection)}},
+               {{"conn_created", 0}, {"drop:no_connection", 2}, {"tx_packets", 0}}});
+  v.push_back({"outside-initiated SYN is denied by the zone default, a permitted port passes",
+               {{Pkt().ipv4(kX, kS).tcp(5555, 80).flags(kSyn).seq(1), kOut,
+                 drop(DropReason::kAclDeny)},
+                {Pkt().ipv4(kX, kS).tcp(5556, 22).flags(kSyn).seq(1), kOut, fwd(kIn)},
+                {Pkt().ipv4(kS, kX).tcp(22, 5556).flags(kSyn | kAck).seq(9).ack(2), kIn,
+                 fwd(kOut)}},
+               {{"conn_created", 1}, {"drop:acl_deny", 1}, {"tx_packets", 2}}});
+  v.push_back({"out-of-window segment is dropped, the connection goes on",
+               handshake() + std::vector<Step>{
+                   {c2s(1001 + 10'000'000, 5001, kPsh | kAck).payload_size(10), kIn,
+                    drop(DropReason::kTcpOutOfWindow)},
+                   {c2s(1001, 5001, kPsh | kAck).payload_size(10), kIn, fwd(kOut)}},
+               {{"drop:tcp_out_of_window", 1}, {"tx_packets", 4}}});
+  v.push_back({"RST with an unacceptable seq is dropped, the connection stays alive",
+               handshake() + std::vector<Step>{
+                   {s2c(5001 + 3'000'000, 0, kRst), kOut, drop(DropReason::kTcpBadRst)},
+                   {c2s(1001, 5001, kPsh | kAck).payload_size(10), kIn, fwd(kOut)},
+                   {s2c(5001, 1011, kAck), kOut, fwd(kIn)}},
+               {{"drop:tcp_bad_rst", 1}, {"tx_packets", 5}, {"dropped", 1}}});
+  {
+    Bytes quoted = Pkt().ipv4(kC, kS).tcp(kCp, kSp).seq(1001).ack(5001).build();
+    Bytes other = Pkt().ipv4(kC, kS).tcp(kCp + 1, kSp).seq(1).build();
+    v.push_back({"ICMP error for a known flow is forwarded, for an unknown flow dropped",
+                 handshake() + std::vector<Step>{
+                     {Pkt().ipv4("10.1.0.1", kC).icmp_error(3, 4, quoted, 28, 1400), kOut,
+                      fwd(kIn)},
+                     {Pkt().ipv4("10.1.0.1", kC).icmp_error(3, 4, other, 28, 1400), kOut,
+                      drop(DropReason::kIcmpNoFlow)}},
+                 {{"drop:icmp_no_flow", 1}, {"conn_created", 1}, {"tx_packets", 4}}});
+  }
+  v.push_back({"non-first fragment of an accepted datagram passes, of an unknown one not",
+               {{Pkt().ipv4(kC, kS).ip_id(77).frag(0, true).udp(5000, 53).payload_size(64), kIn,
+                 fwd(kOut)},
+                {Pkt().ipv4(kC, kS).ip_id(77).frag(72, false).proto(17).payload_size(40), kIn,
+                 fwd(kOut)},
+                {Pkt().ipv4(kC, kS).ip_id(78).frag(72, false).proto(17).payload_size(40), kIn,
+                 drop(DropReason::kFragment)}},
+               {{"drop:fragment", 1}, {"conn_created", 1}, {"tx_packets", 2}}});
+  v.push_back({"malformed packets are dropped with their parser reason",
+               {{c2s(1000, 0, kSyn).ip_csum(0x1234), kIn, drop(DropReason::kBadIpChecksum)},
+                {c2s(1000, 0, kSyn).doff(3), kIn, drop(DropReason::kBadL4Header)},
+                {c2s(1000, 0, kSyn).ihl(4), kIn, drop(DropReason::kBadIpHeader)},
+                {c2s(1000, 0, kSyn).truncate(14 + 20 + 10), kIn, drop(DropReason::kTruncated)},
+                {Pkt().ethertype(0x88b5).payload_size(50), kIn,
+                 drop(DropReason::kBadEthertype)}},
+               {{"conn_created", 0}, {"dropped", 5}, {"tx_packets", 0}}});
+  {
+    // Capacity 3: three connections fill the table; a fourth SYN is refused, and the
+    // established ones carry on untouched.
+    auto syn = [](uint16_t sp) { return Pkt().ipv4(kC, kS).tcp(sp, 80).flags(kSyn).seq(100); };
+    auto data = [](uint16_t sp) {
+      return Pkt().ipv4(kC, kS).tcp(sp, 80).flags(kAck).seq(101).ack(0).payload_size(0);
+    };
+    auto synack = [](uint16_t sp) {
+      return Pkt().ipv4(kS, kC).tcp(80, sp).flags(kSyn | kAck).seq(700).ack(101);
+    };
+    Case c{"table full refuses new connections, established flows untouched", {}, {}, 3};
+    for (uint16_t sp = 1; sp <= 3; sp++) {
+      c.steps.push_back({syn(sp), kIn, fwd(kOut)});
+      c.steps.push_back({synack(sp), kOut, fwd(kIn)});
+      c.steps.push_back({data(sp).ack(701), kIn, fwd(kOut)});
+    }
+    c.steps.push_back({syn(4), kIn, drop(DropReason::kTableFull)});
+    for (uint16_t sp = 1; sp <= 3; sp++)
+      c.steps.push_back({data(sp).ack(701).flags(kAck | kPsh).payload_size(20), kIn, fwd(kOut)});
+    c.counters = {{"conn_created", 3}, {"drop:table_full", 1}, {"tx_packets", 12}};
+    v.push_back(c);
+  }
+  v.push_back({"UDP pseudo-connection: the reply passes, an unsolicited outside datagram not",
+               {{Pkt().ipv4(kC, kS).udp(5000, 53).payload_size(30), kIn, fwd(kOut)},
+                {Pkt().ipv4(kS, kC).udp(53, 5000).payload_size(60), kOut, fwd(kIn)},
+                {Pkt().ipv4(kS, kC).udp(53, 5000).payload_size(60), kOut, fwd(kIn)},
+                {Pkt().ipv4(kX, kC).udp(53, 5000).payload_size(60), kOut,
+                 drop(DropReason::kAclDeny)}},
+               {{"conn_created", 1}, {"drop:acl_deny", 1}, {"tx_packets", 3}}});
+  return v;
+}
+
+class PipelineTable : public ::testing::TestWithParam<Case> {};
+
+TEST_P(PipelineTable, VerdictsAndCounters) {
+  const Case& c = GetParam();
+  auto dp = make_dp(config_yaml(unique_name("pt"), c.capacity, 1, false));
+  ASSERT_TRUE(dp);
+  Worker& w = *dp->workers()[0];
+  Capture cap;
+  w.set_tx_sink(&cap.sink);
+  w.set_now(1);
+  for (size_t i = 0; i < c.steps.size(); i++) {
+    const Step& s = c.steps[i];
+    rte_mbuf* m = to_mbuf(dp->pool(), s.pkt.build(), s.in_port);
+    ASSERT_NE(m, nullptr);
+    WorkerStats before = w.stats();
+    cap.sent.clear();
+    w.process_burst(&m, 1);
+    w.flush_tx();
+    const WorkerStats& after = w.stats();
+    if (s.expect.forwarded) {
+      ASSERT_EQ(cap.sent.size(), 1u) << c.description << ": packet " << i << " was not forwarded";
+      EXPECT_EQ(cap.sent[0].first, m) << c.description << ": packet " << i;
+      EXPECT_EQ(cap.sent[0].second, s.expect.port) << c.description << ": packet " << i;
+    } else {
+      EXPECT_TRUE(cap.sent.empty()) << c.description << ": packet " << i << " was forwarded";
+      int r = static_cast<int>(s.expect.reason);
+      EXPECT_EQ(after.drops[r] - before.drops[r], 1u)
+          << c.description << ": packet " << i << " not dropped as "
+          << drop_reason_name(s.expect.reason);
+      EXPECT_EQ(after.dropped - before.dropped, 1u) << c.description << ": packet " << i;
+    }
+  }
+  for (const CounterExpect& ce : c.counters)
+    EXPECT_EQ(counter(w.stats(), ce.name), ce.value) << c.description << ": counter " << ce.name;
+  w.set_tx_sink(nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, PipelineTable, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& i) {
+                           std::string n = i.param.description;
+                           std::string out;
+                           for (char ch : n)
+                             out += isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           return out.substr(0, 60) + "_" + std::to_string(i.index);
+                         });
+
+// ---- two workers: handoff to the owner ------------------------------------------------------
+
+std::string drops_text(Dataplane& dp) {
+  std::string t;
+  for (auto& w : dp.workers())
+    for (int r = 0; r < kDropReasonCount; r++)
+      if (w->stats().drops[r])
+        t += "w" + std::to_string(w->id()) + ":" + drop_reason_name(static_cast<DropReason>(r)) +
+             "=" + std::to_string(w->stats().drops[r]) + " ";
+  return t;
+}
+
+uint16_t side_port(pktgen::Side s) { return s == pktgen::Side::kClient ? kIn : kOut; }
+
+TEST(PipelineWorkers, BothDirectionsOfEveryFlowAreProcessedByItsOwner) {
+  auto dp = make_dp(config_yaml(unique_name("pw"), 1 << 16, 2, false));
+  ASSERT_TRUE(dp);
+  Capture caps[2];
+  for (int i = 0; i < 2; i++) {
+    caps[i].keep = false;
+    dp->workers()[i]->set_tx_sink(&caps[i].sink);
+  }
+  std::string err;
+  ASSERT_TRUE(dp->start(&err)) << err;
+
+  pktgen::FlowgenConfig fc;
+  fc.flows = 2000;
+  fc.clients = 500;
+  fc.servers = 4;
+  fc.data_segments = 3;
+  pktgen::TcpFlowgen gen(fc);
+  std::vector<std::vector<pktgen::GenPacket>> per_flow(fc.flows);
+  for (auto& g : gen.conversation()) per_flow[g.flow].push_back(g);
+
+  // Round r is the r-th packet of every flow. Client packets are read by worker 0 and server
+  // packets by worker 1 (as an RSS that is not symmetric would do), so about half of each
+  // direction lands on the wrong worker and must be handed over.
+  uint64_t injected = 0;
+  size_t rounds = per_flow[0].size();
+  for (size_t r = 0; r < rounds; r++) {
+    for (auto& f : per_flow) {
+      ASSERT_EQ(f.size(), rounds);
+      rte_mbuf* m = to_mbuf(dp->pool(), f[r].bytes, side_port(f[r].from));
+      ASSERT_NE(m, nullptr);
+      Worker& reader = *dp->workers()[f[r].from == pktgen::Side::kClient ? 0 : 1];
+      while (!reader.inject(m)) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      injected++;
+    }
+    // Wait for the round to be fully forwarded before the next one (in-flow order).
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (caps[0].total.load() + caps[1].total.load() < injected &&
+           std::chrono::steady_clock::now() < deadline) {
+      uint64_t dropped = dp->workers()[0]->stats().dropped + dp->workers()[1]->stats().dropped;
+      if (dropped) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    ASSERT_EQ(caps[0].total.load() + caps[1].total.load(), injected)
+        << "round " << r << "; drops: " << drops_text(*dp);
+  }
+  dp->stop();
+
+  const WorkerStats& s0 = dp->workers()[0]->stats();
+  const WorkerStats& s1 = dp->workers()[1]->stats();
+  EXPECT_EQ(s0.dropped + s1.dropped, 0u);
+  EXPECT_GT(s0.handoff_out, 0u);
+  EXPECT_GT(s1.handoff_out, 0u);
+  EXPECT_EQ(s0.conn_created + s1.conn_created, fc.flows);
+  // Each flow was created on its owner only, and each worker forwarded exactly the packets of
+  // the flows it owns (both directions).
+  uint64_t owned_pkts[2] = {0, 0};
+  uint32_t flows_on[2] = {0, 0};
+  for (uint32_t f = 0; f < fc.flows; f++) {
+    FlowKey k = FlowKey::from_tuple(gen.tuple(f, pktgen::Side::kClient), nullptr);
+    uint16_t owner = dp->owner_of(k);
+    owned_pkts[owner] += rounds;
+    flows_on[owner]++;
+  }
+  EXPECT_GT(flows_on[0], fc.flows / 4);
+  EXPECT_GT(flows_on[1], fc.flows / 4);
+  EXPECT_EQ(caps[0].total.load(), owned_pkts[0]);
+  EXPECT_EQ(caps[1].total.load(), owned_pkts[1]);
+  EXPECT_EQ(s0.conn_created, flows_on[0]);
+  EXPECT_EQ(s1.conn_created, flows_on[1]);
+  for (int i = 0; i < 2; i++) dp->workers()[i]->set_tx_sink(nullptr);
+}
+
+TEST(PipelineWorkers, LiveFlowsSitInTheirOwnersTable) {
+  // Same as above but stopping mid-conversation (after the handshake), so the entries are live
+  // and each can be looked up in the shard of its owner and is absent from the other.
+  auto dp = make_dp(config_yaml(unique_name("pl"), 1 << 16, 2, false));
+  ASSERT_TRUE(dp);
+  Capture caps[2];
+  for (int i = 0; i < 2; i++) {
+    caps[i].keep = false;
+    dp->workers()[i]->set_tx_sink(&caps[i].sink);
+  }
+  std::string err;
+  ASSERT_TRUE(dp->start(&err)) << err;
+  pktgen::FlowgenConfig fc;
+  fc.flows = 3000;
+  fc.clients = 1000;
+  pktgen::TcpFlowgen gen(fc);
+  std::vector<pktgen::GenPacket> hs = gen.handshakes();
+  uint64_t injected = 0;
+  for (int r = 0; r < 3; r++) {  // SYN, SYN|ACK, ACK of every flow
+    for (size_t i = r; i < hs.size(); i += 3) {
+      rte_mbuf* m = to_mbuf(dp->pool(), hs[i].bytes, side_port(hs[i].from));
+      ASSERT_NE(m, nullptr);
+      Worker& reader = *dp->workers()[hs[i].from == pktgen::Side::kClient ? 0 : 1];
+      while (!reader.inject(m)) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      injected++;
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (caps[0].total.load() + caps[1].total.load() < injected &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    ASSERT_EQ(caps[0].total.load() + caps[1].total.load(), injected)
+        << "round " << r << "; drops: " << drops_text(*dp);
+  }
+  dp->stop();
+  for (uint32_t f = 0; f < fc.flows; f++) {
+    FlowKey k = FlowKey::from_tuple(gen.tuple(f, pktgen::Side::kClient), nullptr);
+    uint16_t owner = dp->owner_of(k);
+    int32_t slot = dp->shard(owner).lookup(k);
+    ASSERT_GE(slot, 0) << "flow " << f << " missing at its owner " << owner;
+    EXPECT_EQ(dp->shard(owner).entry(slot).l4_state, static_cast<uint8_t>(TcpState::kEstablished));
+    EXPECT_LT(dp->shard(1 - owner).lookup(k), 0) << "flow " << f << " also at worker " << 1 - owner;
+  }
+  EXPECT_EQ(dp->shard(0).size() + dp->shard(1).size(), fc.flows);
+  EXPECT_GT(dp->workers()[0]->stats().handoff_out, 0u);
+  EXPECT_GT(dp->workers()[1]->stats().handoff_out, 0u);
+  for (int i = 0; i < 2; i++) dp->workers()[i]->set_tx_sink(nullptr);
+}
+
+// ---- in-process migration ---------------------------------------------------------------------
+
+// Moves records A -> B through the wire codec (encode, decode) and B's worker command ring.
+void ship(const std::vector<migrate::ConnRecord>& recs, uint32_t round, Dataplane& b,
+          migrate::VmInstaller& inst) {
+  migrate::EntriesMsg em;
+  em.round = round;
+  em.records = recs;
+  std::vector<uint8_t> frame = migrate::encode_frame(em, 42, round + 1);
+  migrate::Frame f;
+  ASSERT_EQ(migrate::decode_frame(frame.data(), frame.size(), &f), migrate::CodecError::kOk);
+  migrate::EntriesMsg got;
+  ASSERT_EQ(migrate::decode_body(f, &got), migrate::CodecError::kOk);
+  ASSERT_EQ(got.records.size(), recs.size());
+  ASSERT_TRUE(inst.submit(got.records, 1000));
+  for (auto& w : b.workers()) w->housekeeping();  // the owner applies the command between bursts
+  ASSERT_TRUE(inst.wait(1000));
+}
+
+struct Site {
+  std::unique_ptr<Dataplane> dp;
+  Capture cap;
+  uint64_t forwarded() const { return cap.total.load(); }
+};
+
+// Runs packets through a site's (only) worker; returns how many were forwarded.
+uint64_t run(Site& s, const std::vector<pktgen::GenPacket>& pkts) {
+  Worker& w = *s.dp->workers()[0];
+  uint64_t before = s.cap.total.load();
+  for (const auto& g : pkts) {
+    rte_mbuf* m = to_mbuf(s.dp->pool(), g.bytes, side_port(g.from));
+    if (!m) {
+      ADD_FAILURE() << "mbuf pool empty";
+      break;
+    }
+    w.process_burst(&m, 1);
+  }
+  w.flush_tx();
+  return s.cap.total.load() - before;
+}
+
+class Migration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    a.dp = make_dp(config_yaml(unique_name("ma"), 4096, 1, true));
+    b.dp = make_dp(config_yaml(unique_name("mb"), 4096, 1, false));
+    ASSERT_TRUE(a.dp && b.dp);
+    for (Site* s : {&a, &b}) {
+      s->cap.keep = false;
+      s->dp->workers()[0]->set_tx_sink(&s->cap.sink);
+      s->dp->workers()[0]->set_now(1);
+    }
+    auto id = a.dp->vms().find_by_name("web1");
+    ASSERT_TRUE(id);
+    vm_a = *id;
+    std::string err;
+    ASSERT_TRUE(a.dp->vms().open_migration_rings(vm_a, 1, 1024, 8192, &err)) << err;
+    // The destination learns the VM from PREPARE: added, kArriving, with its own rings.
+    VmConfig vc = a.dp->vms().slot(vm_a).config;
+    auto idb = b.dp->vms().add(vc, &err);
+    ASSERT_TRUE(idb) << err;
+    vm_b = *idb;
+    b.dp->vms().slot(vm_b).state.store(VmState::kArriving);
+    ASSERT_TRUE(b.dp->vms().open_migration_rings(vm_b, 1, 1024, 8192, &err)) << err;
+
+    fc.flows = 64;
+    fc.clients = 16;
+    fc.servers = 1;
+    fc.server_base = "10.1.0.10";  // web1
+    fc.segment_size = 1000;
+    fc.rcv_window = 16 * 1024;
+    fc.wscale = 4;
+  }
+  void TearDown() override {
+    for (Site* s : {&a, &b})
+      if (s->dp) s->dp->workers()[0]->set_tx_sink(nullptr);
+  }
+
+  // MigrationEngine::run_out's pre-copy start: bump the epoch, track, grace period, snapshot.
+  std::vector<migrate::ConnRecord> start_tracking_and_snapshot(migrate::VmReader& r) {
+    VmSlot& vs = a.dp->vms().slot(vm_a);
+    vs.epoch.fetch_add(1, std::memory_order_seq_cst);
+    vs.state.store(VmState::kTracking, std::memory_order_seq_cst);
+    a.dp->grace_period();
+    return r.snapshot();
+  }
+  std::vector<migrate::ConnRecord> delta_round(migrate::VmReader& r) {
+    VmSlot& vs = a.dp->vms().slot(vm_a);
+    vs.epoch.fetch_add(1, std::memory_order_seq_cst);
+    a.dp->grace_period();
+    return r.delta(nullptr);
+  }
+  std::vector<migrate::ConnRecord> freeze_and_final(migrate::VmReader& r, uint64_t* moved) {
+    VmSlot& vs = a.dp->vms().slot(vm_a);
+    vs.state.store(VmState::kFrozen, std::memory_order_seq_cst);
+    a.dp->grace_period();
+    return r.delta(moved);
+  }
+  void activate_b() {
+    b.dp->vms().slot(vm_b).state.store(VmState::kLocal, std::memory_order_seq_cst);
+    b.dp->grace_period();
+  }
+
+  Site a, b;
+  uint16_t vm_a = 0, vm_b = 0;
+  pktgen::FlowgenConfig fc;
+};
+
+void expect_same_tcp_state(const ConnEntry& x, const ConnEntry& y, const std::string& what) {
+  EXPECT_EQ(x.l4_state, y.l4_state) << what;
+  for (int d = 0; d < 2; d++) {
+    EXPECT_EQ(x.peer[d].end, y.peer[d].end) << what << " peer " << d;
+    EXPECT_EQ(x.peer[d].maxend, y.peer[d].maxend) << what << " peer " << d;
+    EXPECT_EQ(x.peer[d].maxwin, y.peer[d].maxwin) << what << " peer " << d;
+    EXPECT_EQ(x.peer[d].wscale, y.peer[d].wscale) << what << " peer " << d;
+    EXPECT_EQ(x.peer[d].flags, y.peer[d].flags) << what << " peer " << d;
+    EXPECT_EQ(x.packets[d], y.packets[d]) << what << " dir " << d;
+    EXPECT_EQ(x.bytes[d], y.bytes[d]) << what << " dir " << d;
+  }
+  EXPECT_EQ(x.flags & connflag::kOrigIsHi, y.flags & connflag::kOrigIsHi) << what;
+  EXPECT_EQ(x.version.load(), y.version.load()) << what;
+}
+
+TEST_F(Migration, ConversationContinuesAtDestinationWithIdenticalState) {
+  pktgen::TcpFlowgen gen(fc);
+  auto hs = gen.handshakes();
+  ASSERT_EQ(run(a, hs), hs.size());
+  auto d1 = gen.established(128);
+  ASSERT_EQ(run(a, d1), d1.size());
+
+  migrate::VmReader reader(*a.dp, vm_a);
+  migrate::VmInstaller inst(*b.dp, vm_b);
+  auto snap = start_tracking_and_snapshot(reader);
+  EXPECT_EQ(snap.size(), fc.flows);
+  ship(snap, 0, *b.dp, inst);
+  EXPECT_EQ(inst.applied, fc.flows);
+
+  // Traffic continues at A while tracked: two delta rounds, the conversation moving on far
+  // beyond a window between them (each flow advances 20 segments of 1000 bytes each way).
+  for (uint32_t round = 1; round <= 2; round++) {
+    auto more = gen.established(fc.flows * 40);
+    ASSERT_EQ(run(a, more), more.size());
+    auto d = delta_round(reader);
+    EXPECT_EQ(d.size(), fc.flows) << "round " << round;
+    ship(d, round, *b.dp, inst);
+  }
+  auto last = gen.established(fc.flows * 2);
+  ASSERT_EQ(run(a, last), last.size());
+  uint64_t moved = 0;
+  auto fin = freeze_and_final(reader, &moved);
+  EXPECT_EQ(fin.size(), fc.flows);
+  EXPECT_EQ(moved, fc.flows);
+  ship(fin, 3, *b.dp, inst);
+  EXPECT_EQ(inst.failed, 0u);
+
+  // While A is frozen its packets are parked, not processed.
+  auto parked = gen.wrong_seq(0, pktgen::Side::kClient, 0);
+  EXPECT_EQ(run(a, {parked}), 0u);
+  EXPECT_EQ(a.dp->workers()[0]->stats().held_packets, 1u);
+
+  activate_b();
+  ConnTable& ta = a.dp->shard(0);
+  ConnTable& tb = b.dp->shard(0);
+  EXPECT_EQ(tb.vm_count(vm_b), fc.flows);
+  for (uint32_t f = 0; f < fc.flows; f++) {
+    FlowKey k = FlowKey::from_tuple(gen.tuple(f, pktgen::Side::kClient), nullptr);
+    int32_t sa = ta.lookup(k), sb = tb.lookup(k);
+    ASSERT_GE(sa, 0);
+    ASSERT_GE(sb, 0) << "flow " << f << " not installed at B";
+    expect_same_tcp_state(ta.entry(sa), tb.entry(sb), "flow " + std::to_string(f));
+    EXPECT_EQ(tb.entry(sb).vm_id, vm_b);
+  }
+
+  // The conversation continues at B: every packet is accepted, to the end of each flow.
+  auto after = gen.established(fc.flows * 6);
+  EXPECT_EQ(run(b, after), after.size());
+  auto fins = gen.teardowns();
+  EXPECT_EQ(run(b, fins), fins.size());
+  EXPECT_EQ(b.dp->workers()[0]->stats().dropped, 0u);
+  EXPECT_EQ(b.dp->workers()[0]->stats().conn_created, 0u);  // nothing was re-created
+}
+
+TEST_F(Migration, SnapshotWithoutFinalDeltaLeavesDestinationOutOfWindow) {
+  // Negative control: only the snapshot reaches B; the conversation then moves on at A by
+  // more than a window, so B's stale windows reject what follows.
+  pktgen::TcpFlowgen gen(fc);
+  auto hs = gen.handshakes();
+  ASSERT_EQ(run(a, hs), hs.size());
+  migrate::VmReader reader(*a.dp, vm_a);
+  migrate::VmInstaller inst(*b.dp, vm_b);
+  auto snap = start_tracking_and_snapshot(reader);
+  ship(snap, 0, *b.dp, inst);
+  auto more = gen.established(fc.flows * 80);  // 40 segments of 1000 bytes per direction
+  ASSERT_EQ(run(a, more), more.size());
+  freeze_and_final(reader, nullptr);  // frozen, but the final delta is not shipped
+  activate_b();
+  auto after = gen.established(fc.flows * 2);
+  uint64_t ok = run(b, after);
+  EXPECT_EQ(ok, 0u);
+  EXPECT_EQ(b.dp->workers()[0]->stats().drops[static_cast<int>(DropReason::kTcpOutOfWindow)],
+            after.size());
+}
+
+}  // namespace
+}  // namespace baton
