@@ -1,1 +1,661 @@
-int main() { return 0; }
+// SPDX-License-Identifier: Apache-2.0
+//
+// baton-bench: the figures of docs/PERFORMANCE.md, printed as one JSON object (metric -> number).
+// scripts/bench.sh runs each group in its own process (so a 16M-entry table's memory is gone
+// before the next group) and merges the objects into bench/results.json.
+//
+//   baton-bench [-m MB] GROUP...     GROUP: fw64k fw1m fw16m newconn bytes scaling
+//                                           migsnap migtrack migfreeze mig1m callgrind
+//
+// Theory of operation. Everything runs in-process over Dataplane::create(cfg, with_ports=false)
+// and Worker::process_burst; a Worker TxSink takes the forwarded packets. What is timed with
+// rte_rdtsc is process_burst + flush_tx and nothing else:
+// * Packets are built once into mbufs of a private pool and reused: the sink only counts (the
+//   pipeline does not rewrite frames in L2 mode), so no allocation, copy or free is measured.
+//   Every timed run checks that no packet was dropped (a drop would free a reused mbuf).
+// * Established flows use fixed ISNs, so one real handshake through the pipeline gives an entry
+//   that is valid for every flow; the other N-1 entries are copies inserted straight into the
+//   owner's ConnTable (filling 16M tables through the pipeline would take minutes). The timed
+//   packets are pure ACKs (64-byte frames with FCS) of flows drawn uniformly at random from all N,
+//   both directions, so lookups are spread over the whole table.
+// * Housekeeping (aging) is not in the per-packet figures; the new-connection figure adds the
+//   measured cost of removing the entries by aging.
+#include <pthread.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "conntrack/conn_table.h"
+#include "dataplane/dataplane.h"
+#include "migrate/codec.h"
+#include "migrate/vm_state_io.h"
+#include "pktgen/packet_builder.h"
+
+namespace baton {
+namespace {
+
+using pktgen::Bytes;
+using pktgen::Pkt;
+using namespace tcpflag;
+
+constexpr uint16_t kOut = 0, kIn = 1;  // port indexes: outside (server side), inside (clients)
+constexpr uint32_t kBurst = 32;
+constexpr uint32_t kCliIsn = 1000, kSrvIsn = 5000;
+
+std::map<std::string, double> g_results;
+std::map<std::string, std::string> g_notes;
+void put(const std::string& k, double v) {
+  g_results[k] = v;
+  std::fprintf(stderr, "  %s = %.3f\n", k.c_str(), v);
+}
+
+double tsc_hz() { return static_cast<double>(rte_get_tsc_hz()); }
+
+// 100 ACL rules that match none of the benchmark's flows, ahead of the zone defaults, so rte_acl
+// has a real trie to walk for every new connection.
+std::string config_yaml(const std::string& instance, uint32_t capacity, uint16_t workers,
+                        bool with_vm, uint32_t time_wait_s = 120) {
+  std::string y = "instance: " + instance + "\nmode: l2\nworkers: " + std::to_string(workers) +
+                  "\nports:\n"
+                  "  - {name: uplink, device: null0, zone: outside}\n"
+                  "  - {name: host, device: null1, zone: inside}\n"
+                  "zones:\n"
+                  "  - {name: outside, default: deny}\n"
+                  "  - {name: inside, default: permit}\n"
+                  "acl:\n";
+  for (int i = 0; i < 100; i++) {
+    char r[200];
+    std::snprintf(r, sizeof r,
+                  "  - {zone: %s, dst: 192.%d.%d.0/24, proto: %s, dport: %d, action: %s}\n",
+                  i % 2 ? "inside" : "outside", 168 + i / 50, i % 50, i % 3 ? "tcp" : "udp",
+                  1000 + i, i % 4 ? "deny" : "permit");
+    y += r;
+  }
+  y += "conntrack:\n  capacity: " + std::to_string(capacity) + "\n" +
+       "  timeouts: {tcp_time_wait: " + std::to_string(time_wait_s) + "}\n" +
+       "migration:\n  enabled: false\n";
+  if (with_vm) y += "vms:\n  - {name: vm1, mac: \"02:00:00:00:01:10\", ipv4: [11.0.0.1]}\n";
+  return y;
+}
+
+std::unique_ptr<Dataplane> make_dp(const std::string& yaml) {
+  ConfigError cerr;
+  auto cfg = parse_config(yaml, "bench.yaml", &cerr);
+  if (!cfg) {
+    std::fprintf(stderr, "config: %s\n", cerr.to_string().c_str());
+    std::exit(1);
+  }
+  std::string err;
+  auto dp = Dataplane::create(*cfg, false, &err);
+  if (!dp) {
+    std::fprintf(stderr, "dataplane: %s\n", err.c_str());
+    std::exit(1);
+  }
+  return dp;
+}
+
+std::string uniq(const char* b) {
+  static int n = 0;
+  return std::string(b) + std::to_string(n++);
+}
+
+// Counts what the worker forwards; frees nothing (the mbufs are reused).
+struct CountSink {
+  TxSink sink{&CountSink::on_tx, this};
+  uint64_t n = 0;
+  static void on_tx(void* ctx, uint16_t, rte_mbuf**, uint32_t k) { static_cast<CountSink*>(ctx)->n += k; }
+};
+// Frees what the worker forwards (for mbufs built per use).
+struct FreeSink {
+  TxSink sink{&FreeSink::on_tx, this};
+  uint64_t n = 0;
+  static void on_tx(void* ctx, uint16_t, rte_mbuf** p, uint32_t k) {
+    static_cast<FreeSink*>(ctx)->n += k;
+    rte_pktmbuf_free_bulk(p, k);
+  }
+};
+
+rte_mempool* bench_pool(uint32_t n) {
+  // Small data room: a 64-byte frame needs no more, and millions of mbufs then fit.
+  rte_mempool* p = rte_pktmbuf_pool_create(uniq("bpool").c_str(), n, 0, 0,
+                                           RTE_PKTMBUF_HEADROOM + 128, SOCKET_ID_ANY);
+  if (!p) {
+    std::fprintf(stderr, "cannot create a pool of %u mbufs\n", n);
+    std::exit(1);
+  }
+  return p;
+}
+
+rte_mbuf* to_mbuf(rte_mempool* pool, const Bytes& b, uint16_t port) {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool);
+  if (!m) {
+    std::fprintf(stderr, "mbuf pool empty\n");
+    std::exit(1);
+  }
+  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(b.size())), b.data(), b.size());
+  m->port = port;
+  return m;
+}
+
+// Flow i: client 10.x.y.z:(1024 + i / 2^24) -> server 11.0.0.(1 + i % 4):80. Clients sort below
+// servers, so every key has the client as its lo end and one template entry fits all flows.
+struct Flow {
+  std::string cli, srv;
+  uint16_t cport;
+};
+Flow flow(uint32_t i) {
+  char c[32], s[32];
+  uint32_t a = i & 0xffffff;
+  std::snprintf(c, sizeof c, "10.%u.%u.%u", a >> 16, (a >> 8) & 255, a & 255);
+  std::snprintf(s, sizeof s, "11.0.0.%u", 1 + i % 4);
+  return {c, s, static_cast<uint16_t>(1024 + (i >> 24))};
+}
+Pkt c2s(const Flow& f, uint32_t seq, uint32_t ack, uint8_t fl) {
+  return Pkt().ipv4(f.cli, f.srv).tcp(f.cport, 80).seq(seq).ack(ack).flags(fl).win(65535).pad_to(60);
+}
+Pkt s2c(const Flow& f, uint32_t seq, uint32_t ack, uint8_t fl) {
+  return Pkt().ipv4(f.srv, f.cli).tcp(80, f.cport).seq(seq).ack(ack).flags(fl).win(65535).pad_to(60);
+}
+// Steady-state packets: duplicate pure ACKs, accepted any number of times.
+Bytes ack_c2s(const Flow& f) { return c2s(f, kCliIsn + 1, kSrvIsn + 1, kAck).build(); }
+Bytes ack_s2c(const Flow& f) { return s2c(f, kSrvIsn + 1, kCliIsn + 1, kAck).build(); }
+
+FlowKey key_of(uint32_t i) {
+  Flow f = flow(i);
+  Family fam;
+  Tuple t;
+  t.src = *IpAddr::parse(f.cli, &fam);
+  t.dst = *IpAddr::parse(f.srv, &fam);
+  t.family = Family::kV4;
+  t.proto = 6;
+  t.sport = be16::from_host(f.cport);
+  t.dport = be16::from_host(80);
+  return FlowKey::from_tuple(t, nullptr);
+}
+
+// Runs one mbuf through a worker and frees it if forwarded.
+void run_one(Dataplane& dp, Worker& w, const Bytes& b, uint16_t port) {
+  FreeSink fs;
+  w.set_tx_sink(&fs.sink);
+  rte_mbuf* m = to_mbuf(dp.pool(), b, port);
+  w.process_burst(&m, 1);
+  w.flush_tx();
+  w.set_tx_sink(nullptr);
+}
+
+// Establishes flow 0 through the pipeline for real and returns its entry (the template).
+ConnEntry template_entry(Dataplane& dp, uint16_t vm) {
+  Flow f = flow(0);
+  uint16_t owner = dp.owner_of(key_of(0));
+  Worker& w = *dp.workers()[owner];
+  run_one(dp, w, c2s(f, kCliIsn, 0, kSyn).build(), kIn);
+  run_one(dp, w, s2c(f, kSrvIsn, kCliIsn + 1, kSyn | kAck).build(), kOut);
+  run_one(dp, w, ack_c2s(f), kIn);
+  int32_t s = dp.shard(owner).lookup(key_of(0));
+  if (s < 0 || dp.shard(owner).entry(s).l4_state != static_cast<uint8_t>(TcpState::kEstablished)) {
+    std::fprintf(stderr, "template flow not established\n");
+    std::exit(1);
+  }
+  ConnEntry e = dp.shard(owner).entry(s);
+  e.vm_id = vm;
+  e.vm_prev = e.vm_next = e.age_prev = e.age_next = kNoSlot;
+  if (vm) {  // make flow 0 a VM entry too
+    dp.shard(owner).remove(s);
+    dp.shard(owner).insert(key_of(0), e);
+  }
+  return e;
+}
+
+// Inserts flows [1, n) as copies of the template, each at its owner.
+void fill(Dataplane& dp, uint32_t n, const ConnEntry& tmpl) {
+  for (uint32_t i = 1; i < n; i++) {
+    FlowKey k = key_of(i);
+    if (dp.shard(dp.owner_of(k)).insert(k, tmpl) < 0) {
+      std::fprintf(stderr, "insert %u failed\n", i);
+      std::exit(1);
+    }
+  }
+}
+
+// npkts mbufs of random flows among flows [0, n) whose owner is `owner` (or any if < 0).
+std::vector<rte_mbuf*> ack_stream(Dataplane& dp, rte_mempool* pool, uint32_t n, uint32_t npkts,
+                                  int owner, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<rte_mbuf*> v;
+  v.reserve(npkts);
+  while (v.size() < npkts) {
+    uint32_t i = static_cast<uint32_t>(rng() % n);
+    if (owner >= 0 && dp.owner_of(key_of(i)) != owner) continue;
+    Flow f = flow(i);
+    bool back = v.size() & 1;
+    v.push_back(to_mbuf(pool, back ? ack_s2c(f) : ack_c2s(f), back ? kOut : kIn));
+  }
+  return v;
+}
+
+// Cycles per packet over `passes` passes of the stream, bursts of 32, process_burst + flush_tx.
+double drive(Worker& w, std::vector<rte_mbuf*>& pkts, int passes) {
+  CountSink cs;
+  w.set_tx_sink(&cs.sink);
+  uint64_t drops0 = w.stats().dropped;
+  uint64_t t0 = rte_rdtsc();
+  for (int p = 0; p < passes; p++)
+    for (size_t i = 0; i + kBurst <= pkts.size(); i += kBurst) {
+      w.process_burst(&pkts[i], kBurst);
+      w.flush_tx();
+    }
+  uint64_t t1 = rte_rdtsc();
+  w.set_tx_sink(nullptr);
+  uint64_t n = static_cast<uint64_t>(passes) * (pkts.size() / kBurst * kBurst);
+  if (w.stats().dropped != drops0 || cs.n != n) {
+    std::fprintf(stderr, "benchmark packets were dropped (%lu of %lu forwarded)\n", cs.n, n);
+    std::exit(1);
+  }
+  return static_cast<double>(t1 - t0) / static_cast<double>(n);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// ---- firewall ---------------------------------------------------------------------------------
+
+void bench_fw(uint32_t entries, const std::string& key) {
+  std::fprintf(stderr, "fw: %u entries\n", entries);
+  auto dp = make_dp(config_yaml(uniq("fw"), entries, 1, false));
+  ConnEntry t = template_entry(*dp, 0);
+  auto t0 = std::chrono::steady_clock::now();
+  fill(*dp, entries, t);
+  std::fprintf(stderr, "  filled in %.1f s, table %u entries\n",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+               dp->shard(0).size());
+  rte_mempool* pool = bench_pool(300000);
+  auto pkts = ack_stream(*dp, pool, entries, 262144, -1, 7);
+  Worker& w = *dp->workers()[0];
+  drive(w, pkts, 1);  // warm-up
+  std::vector<double> runs;
+  for (int r = 0; r < 5; r++) runs.push_back(drive(w, pkts, 2));
+  put(key, median(runs));
+  rte_pktmbuf_free_bulk(pkts.data(), static_cast<unsigned>(pkts.size()));
+  rte_mempool_free(pool);
+}
+
+void bench_bytes() {
+  auto dp = make_dp(config_yaml(uniq("by"), 1u << 20, 1, false));
+  size_t bytes = 0, cap = 0;
+  for (uint16_t w = 0; w < dp->worker_count(); w++) {
+    bytes += dp->shard(w).memory_bytes();
+    cap += dp->shard(w).capacity();
+  }
+  put("fw_bytes_per_conn", static_cast<double>(bytes) / static_cast<double>(cap));
+}
+
+// Whole lifetimes: SYN, SYN|ACK, ACK, FIN|ACK, FIN|ACK, ACK per connection through the
+// pipeline (bursts of 32 connections per phase), then the TIME_WAIT entries removed by aging.
+void bench_newconn() {
+  constexpr uint32_t kConns = 196608;  // 6 x 196608 mbufs ~ 450 MB
+  auto dp = make_dp(config_yaml(uniq("nc"), kConns + 1024, 1, false, 1));
+  rte_mempool* pool = bench_pool(kConns * 6 + 1024);
+  std::vector<rte_mbuf*> pkts;
+  pkts.reserve(kConns * 6);
+  for (uint32_t b = 0; b < kConns; b += kBurst) {
+    for (int ph = 0; ph < 6; ph++)
+      for (uint32_t i = b; i < b + kBurst; i++) {
+        Flow f = flow(i + 100);
+        const uint32_t c = kCliIsn, s = kSrvIsn;
+        Bytes x;
+        uint16_t port = kIn;
+        switch (ph) {
+          case 0: x = c2s(f, c, 0, kSyn).build(); break;
+          case 1: x = s2c(f, s, c + 1, kSyn | kAck).build(); port = kOut; break;
+          case 2: x = c2s(f, c + 1, s + 1, kAck).build(); break;
+          case 3: x = c2s(f, c + 1, s + 1, kFin | kAck).build(); break;
+          case 4: x = s2c(f, s + 1, c + 2, kFin | kAck).build(); port = kOut; break;
+          case 5: x = c2s(f, c + 2, s + 2, kAck).build(); break;
+        }
+        pkts.push_back(to_mbuf(pool, x, port));
+      }
+  }
+  Worker& w = *dp->workers()[0];
+  FreeSink fs;
+  w.set_tx_sink(&fs.sink);
+  w.set_now(0);
+  uint64_t t0 = rte_rdtsc();
+  for (size_t i = 0; i < pkts.size(); i += kBurst) {
+    w.process_burst(&pkts[i], kBurst);
+    w.flush_tx();
+  }
+  uint64_t t1 = rte_rdtsc();
+  w.set_tx_sink(nullptr);
+  ConnTable& t = dp->shard(0);
+  if (fs.n != pkts.size() || w.stats().conn_created != kConns ||
+      w.stats().conns[static_cast<int>(TcpState::kTimeWait)] != kConns) {
+    std::fprintf(stderr, "newconn: %lu forwarded of %zu, %lu created, %u live\n", fs.n,
+                 pkts.size(), w.stats().conn_created, t.size());
+    std::exit(1);
+  }
+  // Aging removes them: the same ConnTable::expire the worker runs, a little every loop.
+  uint64_t t2 = rte_rdtsc();
+  while (t.size() > 0)
+    t.expire(1000, 64, [](const ConnEntry&) { return 1u; }, [](uint32_t) {});
+  uint64_t t3 = rte_rdtsc();
+  double secs = static_cast<double>((t1 - t0) + (t3 - t2)) / tsc_hz();
+  put("fw_new_conns_per_second", kConns / secs);
+  put("fw_new_conn_cycles", static_cast<double>((t1 - t0) + (t3 - t2)) / kConns);
+  rte_mempool_free(pool);
+}
+
+void pin(int cpu) {
+  cpu_set_t s;
+  CPU_ZERO(&s);
+  CPU_SET(cpu % static_cast<int>(std::max(1u, std::thread::hardware_concurrency())), &s);
+  pthread_setaffinity_np(pthread_self(), sizeof s, &s);
+}
+
+// Packets per second with 1 worker (one thread) and 2 workers (two threads, one per CPU), each
+// thread driving its own worker with flows that worker owns (no handoff), 64k entries per worker.
+void bench_scaling() {
+  constexpr uint32_t kPerWorker = 65536, kPkts = 131072;
+  auto rate = [&](uint16_t workers) {
+    auto dp = make_dp(config_yaml(uniq("sc"), kPerWorker * workers * 2, workers, false));
+    ConnEntry t = template_entry(*dp, 0);
+    fill(*dp, kPerWorker * workers, t);
+    rte_mempool* pool = bench_pool(kPkts * workers + 1024);
+    std::vector<std::vector<rte_mbuf*>> streams;
+    for (uint16_t w = 0; w < workers; w++)
+      streams.push_back(ack_stream(*dp, pool, kPerWorker * workers, kPkts, w, 11 + w));
+    std::vector<double> best(workers, 1e30);
+    for (int rep = 0; rep < 5; rep++) {
+      std::vector<double> secs(workers);
+      std::vector<std::thread> th;
+      for (uint16_t w = 0; w < workers; w++)
+        th.emplace_back([&, w] {
+          pin(w);
+          uint64_t a = rte_rdtsc();
+          drive(*dp->workers()[w], streams[w], 8);
+          secs[w] = static_cast<double>(rte_rdtsc() - a) / tsc_hz();
+        });
+      for (auto& x : th) x.join();
+      double slowest = *std::max_element(secs.begin(), secs.end());
+      best[0] = std::min(best[0], slowest);
+    }
+    double pps = static_cast<double>(workers) * 8 * kPkts / best[0];
+    for (auto& s : streams) rte_pktmbuf_free_bulk(s.data(), static_cast<unsigned>(s.size()));
+    rte_mempool_free(pool);
+    return pps;
+  };
+  double p1 = rate(1), p2 = rate(2);
+  put("fw_pps_1_worker", p1);
+  put("fw_pps_2_workers", p2);
+  put("fw_scaling_2_workers", p2 / (2 * p1));
+}
+
+// ---- migration --------------------------------------------------------------------------------
+
+struct MigPair {
+  std::unique_ptr<Dataplane> a, b;
+  uint16_t vm_a = 0, vm_b = 0;
+  ConnEntry tmpl;
+};
+
+MigPair mig_pair(uint32_t entries) {
+  MigPair p;
+  p.a = make_dp(config_yaml(uniq("A"), entries + 4096, 1, true));
+  p.b = make_dp(config_yaml(uniq("B"), entries + 4096, 1, false));
+  p.vm_a = *p.a->vms().find_by_name("vm1");
+  p.tmpl = template_entry(*p.a, p.vm_a);
+  fill(*p.a, entries, p.tmpl);
+  std::string err;
+  if (!p.a->vms().open_migration_rings(p.vm_a, 1, 1024, std::max<uint32_t>(4096, entries * 2), &err)) {
+    std::fprintf(stderr, "rings: %s\n", err.c_str());
+    std::exit(1);
+  }
+  VmConfig vc = p.a->vms().slot(p.vm_a).config;
+  p.vm_b = *p.b->vms().add(vc, &err);
+  p.b->vms().slot(p.vm_b).state.store(VmState::kArriving);
+  p.b->vms().open_migration_rings(p.vm_b, 1, 1024, 4096, &err);
+  return p;
+}
+
+// Encodes records into ENTRIES frames as the engine sends them; returns the bytes.
+size_t encode_all(const std::vector<migrate::ConnRecord>& recs, uint32_t round,
+                  std::vector<std::vector<uint8_t>>* frames) {
+  size_t bytes = 0;
+  for (size_t i = 0; i < recs.size() || (i == 0 && recs.empty()); i += migrate::kMaxRecordsPerFrame) {
+    migrate::EntriesMsg em;
+    em.round = round;
+    em.records.assign(recs.begin() + i,
+                      recs.begin() + std::min(recs.size(), i + migrate::kMaxRecordsPerFrame));
+    frames->push_back(migrate::encode_frame(em, 1, frames->size() + 1));
+    bytes += frames->back().size();
+    if (recs.empty()) break;
+  }
+  return bytes;
+}
+
+// Decodes frames and installs them at B through its worker's command ring; B's worker applies
+// the command on this thread (housekeeping) because no lcore runs it.
+void install_all(MigPair& p, const std::vector<std::vector<uint8_t>>& frames) {
+  migrate::VmInstaller inst(*p.b, p.vm_b);
+  for (const auto& fr : frames) {
+    migrate::Frame f;
+    migrate::EntriesMsg em;
+    if (migrate::decode_frame(fr.data(), fr.size(), &f) != migrate::CodecError::kOk ||
+        migrate::decode_body(f, &em) != migrate::CodecError::kOk) {
+      std::fprintf(stderr, "decode failed\n");
+      std::exit(1);
+    }
+    if (!inst.submit(em.records, 5000)) std::exit(1);
+    for (auto& w : p.b->workers()) w->housekeeping();
+    if (!inst.wait(5000)) std::exit(1);
+  }
+  if (inst.failed) {
+    std::fprintf(stderr, "install failed for %lu\n", inst.failed);
+    std::exit(1);
+  }
+}
+
+void bench_migsnap() {
+  constexpr uint32_t kN = 1u << 20;
+  MigPair p = mig_pair(kN);
+  migrate::VmReader r(*p.a, p.vm_a);
+  std::vector<double> rates;
+  for (int rep = 0; rep < 3; rep++) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto snap = r.snapshot();
+    std::vector<std::vector<uint8_t>> frames;
+    encode_all(snap, 0, &frames);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (snap.size() != kN) std::exit(1);
+    rates.push_back(kN / s);
+  }
+  put("migrate_snapshot_entries_per_second", median(rates));
+}
+
+// Cycles per packet of a VM's established flows with the VM kLocal and kTracking, alternating.
+void bench_migtrack() {
+  constexpr uint32_t kN = 65536;
+  MigPair p = mig_pair(kN);
+  rte_mempool* pool = bench_pool(300000);
+  auto pkts = ack_stream(*p.a, pool, kN, 262144, -1, 5);
+  Worker& w = *p.a->workers()[0];
+  VmSlot& vs = p.a->vms().slot(p.vm_a);
+  migrate::VmReader reader(*p.a, p.vm_a);
+  drive(w, pkts, 1);
+  std::vector<double> local, tracking;
+  for (int rep = 0; rep < 9; rep++) {
+    vs.state.store(VmState::kLocal);
+    local.push_back(drive(w, pkts, 2));
+    // A delta round starts: new epoch, so each entry is queued once more, then steady state.
+    vs.epoch.fetch_add(1);
+    vs.state.store(VmState::kTracking);
+    tracking.push_back(drive(w, pkts, 2));
+    reader.delta(nullptr);  // drain the dirty ring, as the engine's round does
+  }
+  vs.state.store(VmState::kLocal);
+  put("migrate_local_cycles_per_packet", median(local));
+  put("migrate_tracking_cycles_per_packet", median(tracking) - median(local));
+  rte_pktmbuf_free_bulk(pkts.data(), static_cast<unsigned>(pkts.size()));
+  rte_mempool_free(pool);
+}
+
+// Freeze time: from the pause (VM frozen) to B active with the final delta installed, for
+// `changed` entries changed since the last round. 20 repetitions, p99 (= the worst of 20).
+void bench_migfreeze(uint32_t changed, const std::string& key) {
+  const uint32_t total = std::max<uint32_t>(changed * 2, 20000);
+  MigPair p = mig_pair(total);
+  migrate::VmReader reader(*p.a, p.vm_a);
+  VmSlot& vs = p.a->vms().slot(p.vm_a);
+  VmSlot& vb = p.b->vms().slot(p.vm_b);
+  vs.epoch.fetch_add(1);
+  vs.state.store(VmState::kTracking);
+  p.a->grace_period();
+  {
+    auto snap = reader.snapshot();
+    std::vector<std::vector<uint8_t>> frames;
+    encode_all(snap, 0, &frames);
+    install_all(p, frames);
+  }
+  rte_mempool* pool = bench_pool(changed + 1024);
+  std::vector<rte_mbuf*> touch;
+  for (uint32_t i = 0; i < changed; i++)
+    touch.push_back(to_mbuf(pool, ack_c2s(flow(i)), kIn));
+  Worker& w = *p.a->workers()[0];
+  std::vector<double> ms;
+  for (int rep = 0; rep < 20; rep++) {
+    vs.state.store(VmState::kTracking);
+    vb.state.store(VmState::kArriving);
+    vs.epoch.fetch_add(1);
+    p.a->grace_period();
+    drive(w, touch, 1);  // `changed` entries change in this round
+    auto t0 = std::chrono::steady_clock::now();
+    vs.state.store(VmState::kFrozen, std::memory_order_seq_cst);
+    p.a->grace_period();
+    auto fin = reader.delta(nullptr);
+    std::vector<std::vector<uint8_t>> frames;
+    encode_all(fin, 1 + rep, &frames);
+    install_all(p, frames);
+    vb.state.store(VmState::kLocal, std::memory_order_seq_cst);
+    p.b->grace_period();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (fin.size() != changed) {
+      std::fprintf(stderr, "final delta has %zu records, expected %u\n", fin.size(), changed);
+      std::exit(1);
+    }
+  }
+  std::sort(ms.begin(), ms.end());
+  put(key, ms[static_cast<size_t>(std::ceil(0.99 * ms.size())) - 1]);
+  rte_pktmbuf_free_bulk(touch.data(), static_cast<unsigned>(touch.size()));
+  rte_mempool_free(pool);
+}
+
+void bench_mig1m() {
+  constexpr uint32_t kN = 1000000;
+  MigPair p = mig_pair(kN);
+  migrate::VmReader reader(*p.a, p.vm_a);
+  VmSlot& vs = p.a->vms().slot(p.vm_a);
+  auto t0 = std::chrono::steady_clock::now();
+  vs.epoch.fetch_add(1);
+  vs.state.store(VmState::kTracking);
+  p.a->grace_period();
+  auto snap = reader.snapshot();
+  std::vector<std::vector<uint8_t>> frames;
+  size_t bytes = encode_all(snap, 0, &frames);
+  install_all(p, frames);
+  vs.state.store(VmState::kFrozen);
+  p.a->grace_period();
+  auto fin = reader.delta(nullptr);
+  std::vector<std::vector<uint8_t>> ff;
+  bytes += encode_all(fin, 1, &ff);
+  install_all(p, ff);
+  p.b->vms().slot(p.vm_b).state.store(VmState::kLocal);
+  p.b->grace_period();
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (p.b->shard(0).vm_count(p.vm_b) != kN) {
+    std::fprintf(stderr, "B holds %u entries\n", p.b->shard(0).vm_count(p.vm_b));
+    std::exit(1);
+  }
+  put("migrate_1m_total_seconds", s);
+  put("migrate_1m_bytes", static_cast<double>(bytes));
+}
+
+// Small run for callgrind: 64k entries, 32768 packets once through process_burst. bench.sh
+// collects only inside Worker::process_burst and divides Ir by the packet count printed.
+void bench_callgrind() {
+  constexpr uint32_t kN = 65536, kPkts = 32768;
+  auto dp = make_dp(config_yaml(uniq("cg"), kN, 1, false));
+  ConnEntry t = template_entry(*dp, 0);
+  fill(*dp, kN, t);
+  rte_mempool* pool = bench_pool(kPkts + 1024);
+  auto pkts = ack_stream(*dp, pool, kN, kPkts, -1, 3);
+  drive(*dp->workers()[0], pkts, 1);
+  put("callgrind_packets", kPkts + 3);  // + the template flow's handshake
+}
+
+}  // namespace
+}  // namespace baton
+
+int main(int argc, char** argv) {
+  using namespace baton;
+  std::string mem = "2048";
+  std::vector<std::string> groups;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "-m" && i + 1 < argc)
+      mem = argv[++i];
+    else
+      groups.push_back(a);
+  }
+  std::vector<std::string> args = {"baton-bench", "--no-huge", "-m", mem, "--no-pci", "-l", "0",
+                                   "--file-prefix", "bench_" + std::to_string(getpid()),
+                                   "--log-level=error"};
+  std::vector<char*> eargv;
+  for (auto& a : args) eargv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(eargv.size()), eargv.data()) < 0) {
+    std::fprintf(stderr, "rte_eal_init failed\n");
+    return 1;
+  }
+  for (const std::string& g : groups) {
+    if (g == "fw64k") bench_fw(1u << 16, "fw_cycles_per_packet_64k");
+    else if (g == "fw1m") bench_fw(1u << 20, "fw_cycles_per_packet_1m");
+    else if (g == "fw16m") bench_fw(1u << 24, "fw_cycles_per_packet_16m");
+    else if (g == "bytes") bench_bytes();
+    else if (g == "newconn") bench_newconn();
+    else if (g == "scaling") bench_scaling();
+    else if (g == "migsnap") bench_migsnap();
+    else if (g == "migtrack") bench_migtrack();
+    else if (g == "migfreeze") {
+      bench_migfreeze(10000, "migrate_freeze_ms_p99_10k");
+      bench_migfreeze(100000, "migrate_freeze_ms_p99_100k");
+    } else if (g == "mig1m") bench_mig1m();
+    else if (g == "callgrind") bench_callgrind();
+    else {
+      std::fprintf(stderr, "unknown group %s\n", g.c_str());
+      return 2;
+    }
+  }
+  std::printf("{");
+  bool first = true;
+  for (auto& [k, v] : g_results) {
+    std::printf("%s\"%s\": %.6g", first ? "" : ", ", k.c_str(), v);
+    first = false;
+  }
+  std::printf(", \"tsc_hz\": %.0f}\n", baton::tsc_hz());
+  rte_eal_cleanup();
+  return 0;
+}

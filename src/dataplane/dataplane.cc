@@ -25,6 +25,10 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
   dp->tsc_start_ = rte_get_tsc_cycles();
   dp->tsc_hz_ = rte_get_tsc_hz();
   const uint16_t workers = cfg.workers;
+  if (cfg.mode != Mode::kL2) {
+    *err = "mode l3 (routed) is not implemented yet: this build forwards in mode l2 only";
+    return nullptr;
+  }
   if (workers > kMaxWorkers) {
     *err = "too many workers";
     return nullptr;

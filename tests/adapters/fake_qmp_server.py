@@ -22,6 +22,7 @@ connected:
   event NAME [JSON]       emit any event (e.g. "event STOP", "event RESUME")
   wait COMMAND [SECONDS]  wait until the client sent COMMAND (default 10 s; on timeout: exit 4)
   sleep SECONDS
+  waitfile PATH [SECONDS] wait until PATH exists (the harness did its part, e.g. moved the VM)
   close                   close the connection (and end)
   hang                    keep the connection open doing nothing until killed
 After the last step the server waits for the client to disconnect (at most --linger s).
@@ -183,6 +184,14 @@ def run_script(conn, steps, linger):
                 return 4
         elif op == "sleep":
             time.sleep(float(parts[1]))
+        elif op == "waitfile":
+            # The test harness's hand: e.g. the VM's veth has moved to the destination host.
+            deadline = time.monotonic() + (float(parts[2]) if len(parts) > 2 else 10.0)
+            while not os.path.exists(parts[1]):
+                if time.monotonic() > deadline:
+                    print("fake_qmp: timed out waiting for file %s" % parts[1], file=sys.stderr)
+                    return 4
+                time.sleep(0.01)
         elif op == "close":
             return 0
         elif op == "hang":

@@ -93,8 +93,9 @@ def gen(d):
     files.append((0, finish(c2s(sport=41100, dport=22, flags="S", seq=1, window=64240)), "acl_deny", "SYN to 22"))
     files.append((0, finish(c2s(sport=41101, dport=80, flags="A", seq=5, ack=6, window=502)), "no_connection",
                   "mid-stream ACK"))
-    files.append((0, finish(Ether(src=CLI_MAC, dst=SRV_MAC) / IP(src=CLI, dst=SRV) / UDP(sport=5000, dport=9999)
-                            / Raw(b"u" * 20)), "fwd", "permitted UDP"))
+    for i in range(3):  # three datagrams of one new flow, read in one burst
+        files.append((0, finish(Ether(src=CLI_MAC, dst=SRV_MAC) / IP(src=CLI, dst=SRV, id=i)
+                                / UDP(sport=5000, dport=9999) / Raw(b"u" * 20)), "fwd", "permitted UDP %d" % i))
     files.append((0, finish(Ether(src=CLI_MAC, dst=SRV_MAC) / IP(src=CLI, dst=SRV) / UDP(sport=5000, dport=9998)
                             / Raw(b"u" * 20)), "acl_deny", "UDP to a closed port"))
     files.append((0, finish(Ether(src=CLI_MAC, dst=SRV_MAC) / IP(src=CLI, dst=SRV) / ICMP(type=8, id=7, seq=1)),

@@ -69,6 +69,11 @@ for i in "${!storms[@]}"; do
 done
 ok=$(cat "$WORK"/storm-*.out | awk '/^storm:/ {split($2, a, "/"); s += a[1]} END {print s + 0}')
 log "storm: $ok/300 connections ok"
+if [ "$fails" -ne 0 ] || [ "$ok" -ne 300 ]; then
+  api_get "$API" /v1/counters | jq -c '{drops: (.drops | with_entries(select(.value > 0))), totals, connections_by_state}' >&2
+  api_get "$API" /v1/workers | jq -c . >&2
+  api_get "$API" /v1/connections?limit=100000 >"$WORK/conns-fail.json"
+fi
 [ "$fails" -eq 0 ] && [ "$ok" -eq 300 ] || die "connection storm: only $ok of 300 connections succeeded"
 wait "$IPERF" || die "iperf3 -P 4 failed: $(jq -r '.error // empty' "$WORK/iperf.json" 2>/dev/null)"
 bps=$(jq '.end.sum_received.bits_per_second' "$WORK/iperf.json")

@@ -438,8 +438,9 @@ TEST(PipelineWorkers, LiveFlowsSitInTheirOwnersTable) {
   pktgen::TcpFlowgen gen(fc);
   std::vector<pktgen::GenPacket> hs = gen.handshakes();
   uint64_t injected = 0;
-  for (int r = 0; r < 3; r++) {  // SYN, SYN|ACK, ACK of every flow
-    for (size_t i = r; i < hs.size(); i += 3) {
+  ASSERT_EQ(hs.size(), 3u * fc.flows);
+  for (uint32_t r = 0; r < 3; r++) {  // every SYN, then every SYN|ACK, then every ACK
+    for (size_t i = r * fc.flows; i < (r + 1) * fc.flows; i++) {
       rte_mbuf* m = to_mbuf(dp->pool(), hs[i].bytes, side_port(hs[i].from));
       ASSERT_NE(m, nullptr);
       Worker& reader = *dp->workers()[hs[i].from == pktgen::Side::kClient ? 0 : 1];
