@@ -254,13 +254,13 @@ double drive(Worker& w, std::vector<rte_mbuf*>& pkts, int passes) {
   uint64_t drops0 = w.stats().dropped;
   uint64_t t0 = rte_rdtsc();
   for (int p = 0; p < passes; p++)
-    for (size_t i = 0; i + kBurst <= pkts.size(); i += kBurst) {
-      w.process_burst(&pkts[i], kBurst);
+    for (size_t i = 0; i < pkts.size(); i += kBurst) {
+      w.process_burst(&pkts[i], static_cast<uint32_t>(std::min<size_t>(kBurst, pkts.size() - i)));
       w.flush_tx();
     }
   uint64_t t1 = rte_rdtsc();
   w.set_tx_sink(nullptr);
-  uint64_t n = static_cast<uint64_t>(passes) * (pkts.size() / kBurst * kBurst);
+  uint64_t n = static_cast<uint64_t>(passes) * pkts.size();
   if (w.stats().dropped != drops0 || cs.n != n) {
     std::fprintf(stderr, "benchmark packets were dropped (%lu of %lu forwarded)\n", cs.n, n);
     std::exit(1);

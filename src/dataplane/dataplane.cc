@@ -7,6 +7,8 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 
+#include <cstring>
+
 #include "common/log.h"
 #include "conntrack/age_class.h"
 #include "conntrack/conn_table.h"
@@ -25,10 +27,6 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
   dp->tsc_start_ = rte_get_tsc_cycles();
   dp->tsc_hz_ = rte_get_tsc_hz();
   const uint16_t workers = cfg.workers;
-  if (cfg.mode != Mode::kL2) {
-    *err = "mode l3 (routed) is not implemented yet: this build forwards in mode l2 only";
-    return nullptr;
-  }
   if (workers > kMaxWorkers) {
     *err = "too many workers";
     return nullptr;
@@ -91,9 +89,26 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
       for (size_t z = 0; z < cfg.zones.size(); z++)
         if (cfg.zones[z].name == p.zone) p.zone_id = static_cast<uint8_t>(z);
       p.tx_queues = 1;
+      p.mac = rte_ether_addr{{0x02, 0xba, 0x70, 0x00, 0x00, static_cast<uint8_t>(i + 1)}};
       dp->ports_.all().push_back(std::move(p));
       dp->port_index_[i] = static_cast<int>(i);
     }
+  }
+
+  if (cfg.mode == Mode::kL3) {  // before the workers, which keep pointers into it
+    std::vector<MacAddr> macs;
+    for (const Port& p : dp->ports_.all()) {
+      MacAddr m;
+      std::memcpy(m.b.data(), p.mac.addr_bytes, 6);
+      macs.push_back(m);
+    }
+    dp->router_ = Router::build(cfg, macs, err);
+    if (!dp->router_) return nullptr;
+    for (const RouteEntry& r : dp->router_->routes())
+      BLOG_INFO("router", "route %s/%u -> port %s via %s",
+                IpAddr::v4(r.net).to_string(Family::kV4).c_str(), r.len,
+                cfg.ports[r.port].name.c_str(),
+                r.connected() ? "connected" : IpAddr::v4(r.via).to_string(Family::kV4).c_str());
   }
 
   // Worker i runs on the i-th worker lcore EAL was given (the main lcore is the control core).
@@ -110,6 +125,7 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
 Dataplane::~Dataplane() {
   stop();
   workers_.clear();
+  router_.reset();
   if (with_ports_) ports_.stop();
   shards_.clear();
   vms_.reset();

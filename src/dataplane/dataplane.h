@@ -23,6 +23,7 @@
 #include "conntrack/tcp_tracker.h"
 #include "dataplane/acl.h"
 #include "dataplane/ports.h"
+#include "dataplane/router.h"
 #include "dataplane/vm_table.h"
 #include "dataplane/worker.h"
 
@@ -47,6 +48,8 @@ class Dataplane {
   VmTable& vms() { return *vms_; }
   const Acl& acl() const { return *acl_; }
   const TcpTracker& tracker() const { return tracker_; }
+  // Mode l3 only (nullptr in l2). Read side for anyone; worker 0 alone writes its neighbours.
+  const Router* router() const { return router_.get(); }
   rte_mempool* pool() { return pool_; }
   std::vector<std::unique_ptr<Worker>>& workers() { return workers_; }
   ConnTable& shard(uint16_t w) { return *shards_[w]; }
@@ -87,6 +90,7 @@ class Dataplane {
   std::unique_ptr<VmTable> vms_;
   std::unique_ptr<Acl> acl_;
   TcpTracker tracker_;
+  std::unique_ptr<Router> router_;
   rte_rcu_qsbr* rcu_ = nullptr;
   std::vector<std::unique_ptr<ConnTable>> shards_;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -29,7 +29,10 @@ namespace baton {
   X(kNoRoute, "no_route")                                                     \
   X(kTxFull, "tx_full")                                                       \
   X(kArpIgnored, "arp_ignored")          /* L3 mode: ARP not for us */        \
-  X(kNotForUs, "not_for_us")
+  X(kNotForUs, "not_for_us")             /* L3: not our MAC, tagged, bcast */\
+  X(kNeighborMiss, "neighbor_miss")      /* L3: next hop not resolved yet */  \
+  X(kIpv6Unrouted, "ipv6_unrouted")      /* L3: IPv6 is not routed */         \
+  X(kLocalDelivery, "local_delivery")    /* L3: to our address, no stack */
 
 enum class DropReason : uint8_t {
 #define BATON_DROP_ENUM(name, label) name,

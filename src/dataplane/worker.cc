@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 
 #include "common/log.h"
 #include "conntrack/age_class.h"
 #include "conntrack/conn_table.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/parser.h"
+#include "dataplane/router.h"
 
 namespace baton {
 namespace {
@@ -41,6 +43,7 @@ Worker::~Worker() {
     rte_ring_free(r);
   }
   if (commands_) rte_ring_free(commands_);
+  if (resolve_) rte_ring_free(resolve_);
   for (TxBuf& t : tx_) rte_pktmbuf_free_bulk(t.pkts, t.n);
 }
 
@@ -60,6 +63,19 @@ bool Worker::init(std::string* err) {
   if (!(commands_ = mk("cmd", 1024, RING_F_SC_DEQ))) return false;
   tx_.resize(dp_.ports().all().size());
   frags_.resize(kFragSlots);
+  if (dp_.config().mode == Mode::kL3) {
+    l3_ = true;
+    router_ = dp_.router_.get();
+    if (id_ == 0) {  // the neighbour table's one writer (router.h)
+      neighbor_owner_ = dp_.router_.get();
+      std::snprintf(name, sizeof name, "resolve_%d", n);
+      resolve_ = rte_ring_create_elem(name, sizeof(uint64_t), 1024, SOCKET_ID_ANY, RING_F_SC_DEQ);
+      if (!resolve_) {
+        *err = std::string("cannot create ring ") + name + ": " + rte_strerror(rte_errno);
+        return false;
+      }
+    }
+  }
   return true;
 }
 
@@ -123,6 +139,12 @@ void Worker::housekeeping() {
   void* c;
   // One command per loop keeps a large install from stalling forwarding.
   if (rte_ring_sc_dequeue(commands_, &c) == 0) apply(*static_cast<WorkerCommand*>(c));
+  if (resolve_) {  // next hops other workers missed (mode l3, worker 0)
+    uint64_t asks[32];
+    unsigned k = rte_ring_sc_dequeue_burst_elem(resolve_, asks, sizeof asks[0], 32, nullptr);
+    for (unsigned i = 0; i < k; i++)
+      ask_neighbor(static_cast<uint16_t>(asks[i] >> 32), be32::from_raw(static_cast<uint32_t>(asks[i])));
+  }
   age();
 }
 
@@ -152,10 +174,17 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
     if (pm.l3 == L3Kind::kArp || is_icmp_control(pm)) {
       if (l2)
         forward(m);
+      else if (pm.l3 != L3Kind::kArp)
+        drop(m, DropReason::kIpv6Unrouted);
+      else if (neighbor_owner_)
+        handle_arp(m, pm);
+      else if (dp_.workers()[0]->handoff(m))  // ARP belongs to the neighbour table's owner
+        stats_.handoff_out++;
       else
-        drop(m, DropReason::kArpIgnored);
+        drop(m, DropReason::kHandoffRingFull);
       continue;
     }
+    if (!l2 && !l3_ingress(m, pm)) continue;
     // ICMP errors belong to the flow of the packet they quote.
     const Tuple& t = (pm.icmp.is_error && pm.icmp.has_inner) ? pm.icmp.inner : pm.tuple;
     FlowKey k = FlowKey::from_tuple(t, &dirs[n_owned]);
@@ -349,7 +378,105 @@ Worker::FragSlot& Worker::frag_slot(const PacketMeta& pm) {
   return frags_[h % kFragSlots];
 }
 
+// ---- mode l3 (router.h) ------------------------------------------------------------------------
+
+// Before conntrack, so that nothing we will not route creates state. Reads only: a packet handed
+// to its flow's owner or parked and re-injected runs it again unchanged. The route found is
+// stashed in the mbuf (hash.usr: the RSS hash is not used past RX; l2_len: where IPv4 starts)
+// for forward_l3, which is where the frame is rewritten. Per-packet LPM rather than a route
+// cached in the conntrack entry: the static table has a few prefix lengths, and a cache would
+// need a side table and invalidation for no measurable gain.
+bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
+  const int in = dp_.port_index(m->port);
+  if (unlikely(in < 0)) return drop(m, DropReason::kNoRoute), false;
+  if (pm.l3 != L3Kind::kIpv4) return drop(m, DropReason::kIpv6Unrouted), false;
+  // Untagged interfaces only; broadcast and multicast frames are not routed (no host stack).
+  if (pm.tuple.vlan || pm.outer_vlan || pm.dst_mac != router_->port_mac(static_cast<uint16_t>(in)))
+    return drop(m, DropReason::kNotForUs), false;
+  const be32 dst = pm.tuple.dst.as_v4();
+  if (router_->is_local(dst)) return drop(m, DropReason::kLocalDelivery), false;
+  if (pm.ttl <= 1) return drop(m, DropReason::kTtlExceeded), false;  // no ICMP time exceeded
+  const RouteEntry* r = router_->route(dst);
+  if (!r) return drop(m, DropReason::kNoRoute), false;
+  m->hash.usr = static_cast<uint32_t>(router_->route_index(r));
+  m->l2_len = pm.l3_offset;
+  return true;
+}
+
+void Worker::forward_l3(rte_mbuf* m) {
+  if (unlikely(m->hash.usr >= router_->routes().size())) return drop(m, DropReason::kNoRoute);
+  const RouteEntry& r = router_->route_at(m->hash.usr);
+  uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* ip = eth + m->l2_len;
+  uint32_t dst_raw;
+  std::memcpy(&dst_raw, ip + 16, 4);
+  const be32 nh = r.next_hop(be32::from_raw(dst_raw));
+  NeighborLookup nb = router_->neighbor(nh, now_s_);
+  if (nb.solicit) ask_neighbor(r.port, nh);
+  if (!nb.usable) return drop(m, DropReason::kNeighborMiss);
+  ipv4_decrement_ttl(ip);
+  std::memcpy(eth, nb.mac.b.data(), 6);
+  std::memcpy(eth + 6, router_->port_mac(r.port).b.data(), 6);
+  TxBuf& t = tx_[r.port];
+  t.pkts[t.n++] = m;
+  if (t.n == kMaxBurst * 2) flush_tx();
+}
+
+// On worker 0 only (every ARP frame is handed to it). A request for our address is turned into
+// the reply in place and sent back out of the port it came in on.
+void Worker::handle_arp(rte_mbuf* m, const PacketMeta& pm) {
+  const int in = dp_.port_index(m->port);
+  if (in < 0 || pm.tuple.vlan || pm.outer_vlan || m->data_len < kArpFrameLen)
+    return drop(m, DropReason::kArpIgnored);
+  ArpView a{pm.arp_op, pm.arp_sender_mac, pm.arp_sender_ip.as_v4(), pm.arp_target_ip.as_v4()};
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  switch (neighbor_owner_->on_arp(static_cast<uint16_t>(in), a, now_s_, frame)) {
+    case ArpVerdict::kReply: {
+      rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - kArpFrameLen));
+      TxBuf& t = tx_[in];
+      t.pkts[t.n++] = m;
+      if (t.n == kMaxBurst * 2) flush_tx();
+      return;
+    }
+    case ArpVerdict::kLearned:
+      rte_pktmbuf_free(m);  // consumed: neither forwarded nor dropped
+      return;
+    case ArpVerdict::kIgnored:
+      return drop(m, DropReason::kArpIgnored);
+  }
+}
+
+// A packet needs next hop ip on port. The owner runs the neighbour state machine (which
+// rate-limits requests); any other worker tells the owner, at most once a second per address.
+void Worker::ask_neighbor(uint16_t port, be32 ip) {
+  if (neighbor_owner_) {
+    uint8_t req[kArpFrameLen];
+    if (neighbor_owner_->solicit(port, ip, now_s_, req)) send_frame(port, req, kArpFrameLen);
+    return;
+  }
+  AskMemo& a = asked_[(ip.raw() * 2654435761u) >> 26];
+  if (a.ip == ip.raw() && a.when == now_s_) return;
+  a = AskMemo{ip.raw(), now_s_};
+  dp_.workers()[0]->resolve(uint64_t(ip.raw()) | uint64_t(port) << 32);  // full ring: next time
+}
+
+void Worker::send_frame(uint16_t port, const uint8_t* frame, uint32_t len) {
+  if (port >= tx_.size()) return;
+  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool());
+  if (!m) return;
+  char* p = rte_pktmbuf_append(m, static_cast<uint16_t>(len));
+  if (!p) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  std::memcpy(p, frame, len);
+  TxBuf& t = tx_[port];
+  t.pkts[t.n++] = m;
+  if (t.n == kMaxBurst * 2) flush_tx();
+}
+
 void Worker::forward(rte_mbuf* m) {
+  if (l3_) return forward_l3(m);  // the egress port is a per-packet decision
   // Transparent L2: a bump in the wire between exactly two ports.
   int in = dp_.port_index(m->port);
   int out = (in == 0) ? 1 : 0;

@@ -32,6 +32,7 @@ namespace baton {
 
 class Dataplane;
 class ConnTable;
+class Router;
 
 // One entry to install or delete at the destination of a migration.
 struct InstallItem {
@@ -84,6 +85,11 @@ class Worker {
   bool handoff(rte_mbuf* m) { return rte_ring_mp_enqueue(handoff_, m) == 0; }
   bool inject(rte_mbuf* m) { return rte_ring_mp_enqueue(inject_, m) == 0; }
   bool command(WorkerCommand* c) { return rte_ring_mp_enqueue(commands_, c) == 0; }
+  // Mode l3: a next hop (be32 raw | egress port index << 32) another worker needs resolved;
+  // only the neighbour-table owner (worker 0) has this ring.
+  bool resolve(uint64_t nh_port) {
+    return resolve_ && rte_ring_mp_enqueue_elem(resolve_, &nh_port, sizeof nh_port) == 0;
+  }
 
   // Processes one burst as if it had been received (public for in-process tests and the
   // benchmark: drives the pipeline without a port).
@@ -108,6 +114,13 @@ class Worker {
   void handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d);
   void handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir d);
   void forward(rte_mbuf* m);
+  // Mode l3 (router.h): ingress checks and route choice before conntrack (false: dropped),
+  // neighbour + rewrite + egress port on forward, ARP on the neighbour-table owner.
+  bool l3_ingress(rte_mbuf* m, const PacketMeta& pm);
+  void forward_l3(rte_mbuf* m);
+  void handle_arp(rte_mbuf* m, const PacketMeta& pm);
+  void ask_neighbor(uint16_t port, be32 ip);
+  void send_frame(uint16_t port, const uint8_t* frame, uint32_t len);
   void drop(rte_mbuf* m, DropReason r);
   bool hold(rte_mbuf* m, uint16_t vm);  // parks the packet on a frozen VM's hold ring
   void note_change(uint32_t slot, ConnEntry& e);
@@ -133,6 +146,16 @@ class Worker {
   std::vector<TxBuf> tx_;
   TxSink* tx_sink_ = nullptr;
   std::vector<FragSlot> frags_;
+  // Mode l3. router_ is read by every worker; neighbor_owner_ is set on worker 0 only, the one
+  // writer of the neighbour table (router.h).
+  bool l3_ = false;
+  const Router* router_ = nullptr;
+  Router* neighbor_owner_ = nullptr;
+  rte_ring* resolve_ = nullptr;
+  struct AskMemo {
+    uint32_t ip = 0, when = UINT32_MAX;
+  };
+  AskMemo asked_[64];  // non-owners ask the owner about a next hop at most once a second
 };
 
 }  // namespace baton

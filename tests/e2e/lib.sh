@@ -152,7 +152,7 @@ gen_certs() {
       -subj "/CN=baton-test-ca" -keyout ca.key -out ca.pem 2>/dev/null
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
       -subj "/CN=rogue-ca" -keyout rogue-ca.key -out rogue-ca.pem 2>/dev/null
-    for n in a b rogue; do
+    for n in a b c rogue; do
       ca=ca; [ $n = rogue ] && ca=rogue-ca
       openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$n" \
         -keyout $n.key -out $n.csr 2>/dev/null
@@ -163,7 +163,8 @@ gen_certs() {
 }
 
 # Writes the config of instance $1 (a|b) to $WORK/$1.yaml. Environment knobs:
-#   CAPACITY (default 100000), CERT (certificate name, default $1)
+#   CAPACITY (default 100000), CERT (certificate name, default $1),
+#   EXTRA_PEER (a YAML mapping appended to the peer list)
 mig_config() {
   local x=$1 api=$2 met=$3 mig=$4 peer_addr=$5
   local cert=${CERT:-$x} cap=${CAPACITY:-100000} other=b
@@ -197,7 +198,7 @@ migration:
   cert: $WORK/certs/$cert.pem
   key: $WORK/certs/$cert.key
   ca: $WORK/certs/ca.pem
-  peers: [{name: $other, address: "$peer_addr"}]
+  peers: [{name: $other, address: "$peer_addr"}${EXTRA_PEER:+, $EXTRA_PEER}]
   timeout_ms: ${MIG_TIMEOUT_MS:-3000}
 YAML
 }

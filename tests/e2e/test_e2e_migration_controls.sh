@@ -8,7 +8,9 @@
 #   3. B refuses for RESOURCES (capacity too small): A reports FAIL(RESOURCES), the VM's
 #      connections keep working through A;
 #   4. B killed in the middle of pre-copy: A rolls back within its timeout, connections work;
-#   5. a peer with a certificate from another CA gets FAIL(AUTH) and learns nothing.
+#   5. a peer with a certificate from another CA gets FAIL(AUTH) and learns nothing;
+#   6. 1:n: the VM's state goes to two peers at once (both firewalls of an asymmetric path);
+#      both activate it with every entry.
 source "$(dirname "$0")/lib.sh"
 export HOLD_TIMEOUT=3
 N=20
@@ -99,4 +101,24 @@ done
 log "   A: $(jq -c '{result, detail}' <<<"$r")"
 api_get "$B_API" /v1/vms | jq -e 'length == 0' >/dev/null || die "B learned about a VM from an unauthenticated peer"
 api_get "$B_API" /v1/migrations | jq -e 'length == 0' >/dev/null || die "B started a session with an unauthenticated peer"
+
+# 6. 1:n ---------------------------------------------------------------------------------------------------------
+log "6: one VM to two peers"
+veth_pair ${BT}cu ${BT}cU; veth_pair ${BT}ch ${BT}cH   # C stands beside B, off the bridges
+C_API=127.0.0.1:$(free_port); C_MET=127.0.0.1:$(free_port); C_MIG=127.0.0.1:$(free_port)
+EXTRA_PEER="{name: c, address: \"$C_MIG\"}" scenario_start
+mig_config c "$C_API" "$C_MET" "$C_MIG" "$A_MIG"
+start_batond "$WORK/c.yaml" "$C_API" c; C_PID=$BATOND_PID
+hold_start 6 multi
+migrate_signal "$A_API" vm1 "" '{"peers": ["b", "c"]}' >/dev/null
+sleep 1
+migrate_signal "$A_API" vm1 pause >/dev/null
+move_vm
+r=$(migrate_signal "$A_API" vm1 resume)
+[ "$(jq -r .result <<<"$r")" = SUCCESS ] || die "1:n migration failed: $r"
+hold_ok || die "connections broke in the 1:n migration"
+nb=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1" and .state == "local") | .connections')
+nc=$(api_get "$C_API" /v1/vms | jq '.[] | select(.name == "vm1" and .state == "local") | .connections')
+log "   B holds ${nb:-0} entries of vm1, C holds ${nc:-0}"
+[ -n "$nb" ] && [ "$nb" -ge $N ] && [ "${nc:-0}" -ge $N ] || die "both peers must hold the VM's entries"
 log "PASS"

@@ -38,32 +38,52 @@ start_batond "$WORK/fw.yaml" "$API" fw; PID=$BATOND_PID
 log "batond up (pid $PID)"
 
 # testpmd: main lcore on CPU 1 (mostly idle in the command line), forwarding lcore on CPU 0,
-# away from batond's worker on CPU 1.
+# away from batond's worker on CPU 1. Its command line is fed by a timed pipe with two
+# handshakes through files: "rxonly" (flowgen stopped, testpmd only receives: the test waits
+# until batond has forwarded everything in flight) and "drained" (final stats printed; batond's
+# memif port counters read 0 once the peer disconnects, since DPDK's memif stats walk only the
+# connected rings, so batond is read while testpmd still holds the links).
+await() { for _ in $(seq 600); do [ -f "$WORK/$1" ] && return 0; sleep 0.1; done; return 1; }
 {
-  sleep 2; echo "show port info all"   # links come up while we wait
+  sleep 1
+  for _ in $(seq 40); do   # until both memif links are up
+    echo "show port info 0"; echo "show port info 1"; sleep 0.5
+    [ "$(grep 'Link status:' "$WORK/testpmd.log" | tail -n 2 | grep -c 'Link status: up')" -eq 2 ] && break
+  done
   echo "start"; sleep "$SECONDS_RUN"; echo "stop"
-  echo "set fwd rxonly"; echo "start"; sleep 1; echo "stop"
-  echo "show port stats all"
-  # batond's memif port counters read 0 once the peer disconnects (DPDK's memif stats walk
-  # only the connected rings): batond is read while testpmd still holds the links.
-  touch "$WORK/drained"
-  for _ in $(seq 300); do [ -f "$WORK/read" ] && break; sleep 0.1; done
-  echo "quit"; sleep 5
-} | timeout 60 dpdk-testpmd --lcores=0@1,1@0 --no-huge -m 512 --file-prefix "${BT}tp" --no-pci \
+  echo "set fwd rxonly"; echo "start"; touch "$WORK/rxonly"
+  await drainok; echo "stop"
+  echo "show port stats all"; sleep 0.5; touch "$WORK/drained"
+  await read; echo "quit"; sleep 5
+} | timeout 100 stdbuf -oL dpdk-testpmd --lcores=0@1,1@0 --no-huge -m 512 --file-prefix "${BT}tp" --no-pci \
     --log-level=lib.eal:warning \
     --vdev="net_memif0,role=client,id=0,socket=$SOCK_OUT,socket-abstract=no" \
     --vdev="net_memif1,role=client,id=0,socket=$SOCK_IN,socket-abstract=no" \
     -- -i --total-num-mbufs=8192 --forward-mode=flowgen --flowgen-flows=$FLOWS --burst=32 \
     --nb-cores=1 >"$WORK/testpmd.log" 2>&1 &
 TP=$!; PIDS+=($TP)
-for _ in $(seq 400); do [ -f "$WORK/drained" ] && break; kill -0 "$TP" 2>/dev/null || break; sleep 0.1; done
-[ -f "$WORK/drained" ] || { tail -n 40 "$WORK/testpmd.log" >&2; die "testpmd did not get through its run"; }
-sleep 1
+fail() { echo "--- testpmd log (tail)" >&2; grep -vE "^ +(RX|TX) (desc|threshold|offloads|Offloads|queue)|^ +[RT]X (desc|threshold)" "$WORK/testpmd.log" | tail -n 80 >&2; echo "--- batond log" >&2
+         cat "$WORK/fw.log" >&2; die "$@"; }
+for _ in $(seq 300); do [ -f "$WORK/rxonly" ] && break; kill -0 "$TP" 2>/dev/null || break; sleep 0.1; done
+[ -f "$WORK/rxonly" ] || fail "testpmd did not get through its flowgen run"
+# Drained when batond's received count has not moved for 1 s.
+last=-1; still=0
+for _ in $(seq 150); do
+  cur=$(api_get "$API" /v1/workers | jq '[.[].rx_packets] | add')
+  if [ "$cur" = "$last" ]; then still=$((still + 1)); [ $still -ge 5 ] && break; else still=0; fi
+  last=$cur; sleep 0.2
+done
+[ $still -ge 5 ] || fail "batond kept receiving for 30 s after testpmd stopped sending"
+sleep 1   # testpmd's rxonly loop takes what batond forwarded last
+touch "$WORK/drainok"
+for _ in $(seq 300); do [ -f "$WORK/drained" ] && break; kill -0 "$TP" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 100); do [ "$(grep -c 'NIC statistics for port' "$WORK/testpmd.log")" -ge 2 ] && break; sleep 0.1; done
+[ "$(grep -c 'NIC statistics for port' "$WORK/testpmd.log")" -ge 2 ] || fail "testpmd did not print its final stats"
 ports=$(api_get "$API" /v1/ports); counters=$(api_get "$API" /v1/counters)
 touch "$WORK/read"
 rc=0; wait "$TP" || rc=$?
-[ "$rc" -eq 0 ] || { tail -n 40 "$WORK/testpmd.log" >&2; die "testpmd exited $rc"; }
-grep -q "Link status: up" "$WORK/testpmd.log" || { cat "$WORK/testpmd.log" >&2; die "memif links did not come up"; }
+[ "$rc" -eq 0 ] || fail "testpmd exited $rc"
+grep -q "Link status: up" "$WORK/testpmd.log" || fail "memif links did not come up"
 
 # Final ethdev stats from "show port stats all" (the last NIC statistics block per port).
 tp_stat() {  # port field (RX-packets|TX-packets)
@@ -83,24 +103,24 @@ w_dr=$(jq .totals.dropped <<<"$counters")
 log "batond: outside rx=$b_rx0 tx=$b_tx0, inside rx=$b_rx1 tx=$b_tx1; workers rx=$w_rx tx=$w_tx dropped=$w_dr"
 log "batond drops: $(jq -c '.drops | with_entries(select(.value > 0))' <<<"$counters")"
 
-[ "$tp_tx0" -ge 10000 ] || die "testpmd sent only $tp_tx0 packets on port 0"
-[ "$tp_tx1" -ge 10000 ] || die "testpmd sent only $tp_tx1 packets on port 1"
-[ "$tp_tx0" -eq "$b_rx0" ] || die "testpmd port 0 sent $tp_tx0, batond outside received $b_rx0"
-[ "$tp_tx1" -eq "$b_rx1" ] || die "testpmd port 1 sent $tp_tx1, batond inside received $b_rx1"
-[ "$b_tx1" -eq "$tp_rx1" ] || die "batond inside sent $b_tx1, testpmd port 1 received $tp_rx1"
-[ "$b_tx0" -eq "$tp_rx0" ] || die "batond outside sent $b_tx0, testpmd port 0 received $tp_rx0"
-[ "$w_rx" -eq $((b_rx0 + b_rx1)) ] || die "workers received $w_rx, ports $((b_rx0 + b_rx1))"
-[ "$w_tx" -eq $((b_tx0 + b_tx1)) ] || die "workers sent $w_tx, ports $((b_tx0 + b_tx1))"
-[ "$w_rx" -eq $((w_tx + w_dr)) ] || die "worker counters do not add up: rx=$w_rx tx=$w_tx dropped=$w_dr"
+[ "$tp_tx0" -ge 1000 ] || fail "testpmd sent only $tp_tx0 packets on port 0"
+[ "$tp_tx1" -ge 1000 ] || fail "testpmd sent only $tp_tx1 packets on port 1"
+[ "$tp_tx0" -eq "$b_rx0" ] || fail "testpmd port 0 sent $tp_tx0, batond outside received $b_rx0"
+[ "$tp_tx1" -eq "$b_rx1" ] || fail "testpmd port 1 sent $tp_tx1, batond inside received $b_rx1"
+[ "$b_tx1" -eq "$tp_rx1" ] || fail "batond inside sent $b_tx1, testpmd port 1 received $tp_rx1"
+[ "$b_tx0" -eq "$tp_rx0" ] || fail "batond outside sent $b_tx0, testpmd port 0 received $tp_rx0"
+[ "$w_rx" -eq $((b_rx0 + b_rx1)) ] || fail "workers received $w_rx, ports $((b_rx0 + b_rx1))"
+[ "$w_tx" -eq $((b_tx0 + b_tx1)) ] || fail "workers sent $w_tx, ports $((b_tx0 + b_tx1))"
+[ "$w_rx" -eq $((w_tx + w_dr)) ] || fail "worker counters do not add up: rx=$w_rx tx=$w_tx dropped=$w_dr"
 other=$(jq '[.drops | to_entries[] | select(.key != "tx_full") | .value] | add' <<<"$counters")
-[ "$other" -eq 0 ] || die "batond dropped packets for reasons other than tx_full: $(jq -c .drops <<<"$counters")"
-[ $((tp_rx1 * 2)) -ge "$tp_tx0" ] || die "less than half of testpmd's port 0 traffic came through ($tp_rx1 of $tp_tx0)"
+[ "$other" -eq 0 ] || fail "batond dropped packets for reasons other than tx_full: $(jq -c .drops <<<"$counters")"
+[ $((tp_rx1 * 2)) -ge "$tp_tx0" ] || fail "less than half of testpmd's port 0 traffic came through ($tp_rx1 of $tp_tx0)"
 conns=$(jq .connections <<<"$counters")
-[ "$conns" -eq "$FLOWS" ] || die "batond tracks $conns connections, testpmd generated $FLOWS flows"
+[ "$conns" -eq "$FLOWS" ] || fail "batond tracks $conns connections, testpmd generated $FLOWS flows"
 udp=$(api_get "$API" "/v1/connections?limit=1000" | jq '[.[] | select(.proto == "udp")] | length')
-[ "$udp" -eq "$FLOWS" ] || die "GET /v1/connections lists $udp UDP flows, expected $FLOWS"
+[ "$udp" -eq "$FLOWS" ] || fail "GET /v1/connections lists $udp UDP flows, expected $FLOWS"
 
 stop_batond "$PID"
 grep -q "final counters: rx=$w_rx tx=$w_tx dropped=$w_dr" "$WORK/fw.log" \
-  || die "final counters differ from the API's: $(grep 'final counters' "$WORK/fw.log")"
+  || fail "final counters differ from the API's: $(grep 'final counters' "$WORK/fw.log")"
 log "PASS"
