@@ -63,5 +63,10 @@ rep=$(api_get "$A_API" /v1/vms/vm1/migration)
 echo "$rep" | jq -c '{result, entries, rounds, bytes_sent, packets, ms}'
 "$BATONCTL" --api "$A_API" migrations >/dev/null || die "batonctl migrations failed"
 curl -sf "http://$A_MET/metrics" | grep -q '^baton_migrations_total{.*result="SUCCESS"' || die "no SUCCESS in A's metrics"
+# Every series the shipped Grafana dashboard plots exists on a live instance.
+curl -sf "http://$A_MET/metrics" >"$WORK/a.metrics"
+for m in $(grep -oE 'baton_[a-z_]+' "$ROOT/config/grafana-dashboard.json" | sort -u); do
+  grep -q "^$m" "$WORK/a.metrics" || die "dashboard series $m is not exported"
+done
 stop_batond "$A_PID"; stop_batond "$B_PID"
 log "PASS"
