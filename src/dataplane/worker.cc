@@ -210,6 +210,7 @@ void Worker::process_owned(rte_mbuf** pkts, PacketMeta* metas, FlowKey* keys, Di
   int32_t slots[kMaxBurst];
   for (uint32_t i = 0; i < n; i++) kp[i] = &keys[i];
   table_->lookup_bulk(kp, n, slots);
+  bool created_in_burst = false;
   for (uint32_t i = 0; i < n; i++) {
     if (i + 1 < n && slots[i + 1] >= 0) rte_prefetch0(&table_->entry(slots[i + 1]));
     const PacketMeta& pm = metas[i];
@@ -225,10 +226,16 @@ void Worker::process_owned(rte_mbuf** pkts, PacketMeta* metas, FlowKey* keys, Di
         drop(m, DropReason::kFragment);
       continue;
     }
-    if (slots[i] >= 0)
+    // The bulk lookup ran before this burst created anything: a second packet of a flow
+    // whose first packet is earlier in the same burst looks again.
+    if (slots[i] < 0 && created_in_burst) slots[i] = table_->lookup(keys[i]);
+    if (slots[i] >= 0) {
       handle_known(m, pm, static_cast<uint32_t>(slots[i]), dirs[i]);
-    else
+    } else {
+      uint64_t before = stats_.conn_created;
       handle_new(m, pm, keys[i], dirs[i]);
+      created_in_burst |= stats_.conn_created != before;
+    }
   }
 }
 

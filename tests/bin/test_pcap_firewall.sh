@@ -18,6 +18,8 @@
 # Both phases check the drop counters by reason (API before stopping, and the final log line)
 # and that batond exits 0 on SIGTERM.
 source "$(dirname "$0")/../e2e/lib.sh"
+# DPDK runtime directories of this run go too.
+trap 'cleanup; for d in ${BT}pcap; do rm -rf "/var/run/dpdk/$d"; done' EXIT
 TOOL=$ROOT/tests/bin/pcap_fw.py
 
 $PY "$TOOL" gen "$WORK" >/dev/null || die "packet generation failed"
@@ -60,7 +62,7 @@ check_drops() {  # api phase
   done
   want=$(jq '[.drops[]] | add' "$WORK/$phase.json")
   got=$(jq '[.drops[]] | add' <<<"$counters")
-  [ "$got" = "$want" ] || die "$phase: $got drops in total, expected $want ($(jq -c .drops <<<"$counters"))"
+  [ "$got" = "$want" ] || die "$phase: $got drops in total, expected $want ($(jq -c '.drops | with_entries(select(.value > 0))' <<<"$counters"))"
   log "$phase: drops as expected: $(jq -c .drops "$WORK/$phase.json")"
 }
 
@@ -113,7 +115,7 @@ for p in 0 1; do
   a=${BT}p$p; b=${BT}q$p
   ip link add "$a" type veth peer name "$b"; LINKS+=("$a")
   for i in "$a" "$b"; do
-    sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1"
+    sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1" 2>/dev/null || true
     offloads_off "$i"; ip link set "$i" up
   done
 done

@@ -79,7 +79,10 @@ start_batond() {
   local pid=${PIDS[-1]}
   BATOND_PID=$pid
   for _ in $(seq 1 100); do
-    if curl -sf "http://$api/v1/ports" >/dev/null 2>&1; then return 0; fi
+    # Ready when the API answers and the workers poll (the log line comes after both).
+    if grep -q " running: " "$WORK/$name.log" && curl -sf "http://$api/v1/ports" >/dev/null 2>&1; then
+      return 0
+    fi
     kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "batond $name exited"; }
     sleep 0.1
   done

@@ -51,56 +51,64 @@ control: {listen: $API}
 metrics: {listen: $MET}
 YAML
 start_batond "$WORK/l3.yaml" "$API" l3; PID=$BATOND_PID
+# On failure, show what batond counted.
+fail() {
+  curl -sf "http://$MET/metrics" | grep -E '^baton_(drops_total|worker_(rx|tx)_packets|handoff)' | grep -v ' 0$' >&2 || true
+  die "$@"
+}
 log "batond up (pid $PID), outside MAC $OUT_MAC, inside MAC $IN_MAC"
 
 # --- ARP and the first packet to an unresolved next hop ---------------------------------------
 miss_before=$(metric_get "$MET" baton_drops_total 'reason="neighbor_miss"')
-ip netns exec "$CLI" ping -c 1 -W 1 10.91.2.2 >/dev/null 2>&1 || true  # resolves both sides
+# The first echo resolves both sides (and is dropped as neighbor_miss while batond asks for the
+# server); retried in case the machine is slow.
+for _ in 1 2 3; do ip netns exec "$CLI" ping -c 1 -W 1 10.91.2.2 >/dev/null 2>&1 && break; done
 for _ in $(seq 20); do
   ip -n "$SRV" neigh show 10.91.2.1 | grep -qi "$IN_MAC" && break
   sleep 0.1
 done
 neigh_cli=$(ip -n "$CLI" neigh show 10.91.1.1)
 log "client: $neigh_cli"
-grep -qi "lladdr $OUT_MAC" <<<"$neigh_cli" || die "client's ARP for 10.91.1.1 not answered with $OUT_MAC"
+grep -qi "lladdr $OUT_MAC" <<<"$neigh_cli" || fail "client's ARP for 10.91.1.1 not answered with $OUT_MAC"
 neigh_srv=$(ip -n "$SRV" neigh show 10.91.2.1)
 log "server: $neigh_srv"
-grep -qi "lladdr $IN_MAC" <<<"$neigh_srv" || die "batond did not ARP for the server from $IN_MAC"
+grep -qi "lladdr $IN_MAC" <<<"$neigh_srv" || fail "batond did not ARP for the server from $IN_MAC"
 miss_after=$(metric_get "$MET" baton_drops_total 'reason="neighbor_miss"')
-[ "$miss_after" -gt "$miss_before" ] || die "no neighbor_miss counted for the unresolved next hop"
+[ "$miss_after" -gt "$miss_before" ] || fail "no neighbor_miss counted for the unresolved next hop"
 
 # --- ping across, TTL decremented both ways ------------------------------------------------------
-bg ip netns exec "$SRV" tcpdump -i eth0 -n -v -w "$WORK/ttl.pcap" "icmp and src 10.91.1.2" 2>/dev/null
+bg ip netns exec "$SRV" tcpdump -U --immediate-mode -i eth0 -n -w "$WORK/ttl.pcap" "icmp and src 10.91.1.2" 2>"$WORK/tcpdump.err"
 TCPD=${PIDS[-1]}
-sleep 0.8
-ip netns exec "$CLI" ping -c 3 -i 0.3 -W 2 -t 64 10.91.2.2 >"$WORK/ping.out" || { cat "$WORK/ping.out"; die "ping through the router failed"; }
-sleep 0.3
+for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+sleep 0.2
+ip netns exec "$CLI" ping -c 3 -i 0.3 -W 2 -t 64 10.91.2.2 >"$WORK/ping.out" || { cat "$WORK/ping.out"; fail "ping through the router failed"; }
+sleep 1.2  # libpcap hands packets over per ring block; let it time out
 kill "$TCPD" 2>/dev/null; wait "$TCPD" 2>/dev/null || true
-grep -q "ttl=63" "$WORK/ping.out" || { cat "$WORK/ping.out"; die "echo replies did not arrive with ttl 63"; }
+grep -q "ttl=63" "$WORK/ping.out" || { cat "$WORK/ping.out"; fail "echo replies did not arrive with ttl 63"; }
 seen=$(tcpdump -r "$WORK/ttl.pcap" -n -v 2>/dev/null | grep -c "ttl 63" || true)
 other=$(tcpdump -r "$WORK/ttl.pcap" -n -v 2>/dev/null | grep "ttl " | grep -vc "ttl 63" || true)
 log "server saw $seen echo requests with ttl 63, $other with another ttl"
-[ "$seen" -ge 3 ] && [ "$other" -eq 0 ] || die "server did not see ttl 63 on every request"
+[ "$seen" -ge 3 ] && [ "$other" -eq 0 ] || fail "server did not see ttl 63 on every request"
 # The router's rewrite keeps every checksum valid (tcpdump -v flags a bad IP checksum).
-if tcpdump -r "$WORK/ttl.pcap" -n -v 2>/dev/null | grep -qi "bad cksum"; then die "bad IP checksum after the TTL rewrite"; fi
+if tcpdump -r "$WORK/ttl.pcap" -n -v 2>/dev/null | grep -qi "bad cksum"; then fail "bad IP checksum after the TTL rewrite"; fi
 
 # --- 50 concurrent connections through the router ------------------------------------------------
 bg ip netns exec "$SRV" "$PY" "$ROOT/tests/e2e/tcp_tools.py" serve 7000
 sleep 0.5
-ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" storm 10.91.2.2 7000 50 2048 || die "connection storm through the router failed"
+ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" storm 10.91.2.2 7000 50 2048 || fail "connection storm through the router failed"
 log "50 connections through the router verified"
 conns=$(api_get "$API" "/v1/connections?addr=10.91.1.2" | jq length)
-[ "$conns" -ge 50 ] || die "expected >= 50 tracked connections, got $conns"
+[ "$conns" -ge 50 ] || fail "expected >= 50 tracked connections, got $conns"
 
 # --- an unsolicited SYN from outside to a closed port ----------------------------------------------
 deny_before=$(metric_get "$MET" baton_drops_total 'reason="acl_deny"')
-if ip netns exec "$CLI" nc -z -w 2 10.91.2.2 2222; then die "SYN to a closed port went through"; fi
+if ip netns exec "$CLI" nc -z -w 2 10.91.2.2 2222; then fail "SYN to a closed port went through"; fi
 deny_after=$(metric_get "$MET" baton_drops_total 'reason="acl_deny"')
-[ "$deny_after" -gt "$deny_before" ] || die "acl_deny did not count the SYN"
+[ "$deny_after" -gt "$deny_before" ] || fail "acl_deny did not count the SYN"
 # The inside zone may open connections outward through the router.
 bg ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" serve 7100
 sleep 0.3
-ip netns exec "$SRV" "$PY" "$ROOT/tests/e2e/tcp_tools.py" storm 10.91.1.2 7100 5 100 || die "inside-initiated connection failed"
+ip netns exec "$SRV" "$PY" "$ROOT/tests/e2e/tcp_tools.py" storm 10.91.1.2 7100 5 100 || fail "inside-initiated connection failed"
 
 v6=$(metric_get "$MET" baton_drops_total 'reason="ipv6_unrouted"')
 log "drops: neighbor_miss=$(metric_get "$MET" baton_drops_total 'reason="neighbor_miss"') acl_deny=$deny_after ipv6_unrouted=$v6 not_for_us=$(metric_get "$MET" baton_drops_total 'reason="not_for_us"')"

@@ -11,9 +11,11 @@
 #   batond worker rx == tx + dropped, no drops but tx_full, one connection per flow.
 # testpmd is driven through its interactive command line fed by a timed pipe.
 source "$(dirname "$0")/lib.sh"
+# DPDK runtime directories of this run go too.
+trap 'cleanup; for d in ${BT}tp ${BT}tpfw; do rm -rf "/var/run/dpdk/$d"; done' EXIT
 command -v dpdk-testpmd >/dev/null || die "dpdk-testpmd not installed (package dpdk-dev)"
 
-FLOWS=64; SECONDS_RUN=${SECONDS_RUN:-4}
+FLOWS=64; SECONDS_RUN=${SECONDS_RUN:-4}; MIN_PKTS=20000
 SOCK_OUT=$WORK/out.sock; SOCK_IN=$WORK/in.sock
 API=127.0.0.1:$(free_port); MET=127.0.0.1:$(free_port)
 cat >"$WORK/fw.yaml" <<YAML
@@ -50,7 +52,16 @@ await() { for _ in $(seq 600); do [ -f "$WORK/$1" ] && return 0; sleep 0.1; done
     echo "show port info 0"; echo "show port info 1"; sleep 0.5
     [ "$(grep 'Link status:' "$WORK/testpmd.log" | tail -n 2 | grep -c 'Link status: up')" -eq 2 ] && break
   done
-  echo "start"; sleep "$SECONDS_RUN"; echo "stop"
+  # Flowgen for SECONDS_RUN seconds, longer (up to 20 s) until batond has seen MIN_PKTS: the
+  # rate on a loaded 2-core machine varies by orders of magnitude.
+  echo "start"; t0=$(date +%s)
+  while :; do
+    sleep 0.5; el=$(( $(date +%s) - t0 ))
+    got=$(api_get "$API" /v1/workers | jq '[.[].rx_packets] | add' 2>/dev/null || echo 0)
+    [ "$el" -ge "$SECONDS_RUN" ] && [ "${got:-0}" -ge "$MIN_PKTS" ] && break
+    [ "$el" -ge 20 ] && break
+  done
+  echo "stop"
   echo "set fwd rxonly"; echo "start"; touch "$WORK/rxonly"
   await drainok; echo "stop"
   echo "show port stats all"; sleep 0.5; touch "$WORK/drained"
@@ -103,8 +114,8 @@ w_dr=$(jq .totals.dropped <<<"$counters")
 log "batond: outside rx=$b_rx0 tx=$b_tx0, inside rx=$b_rx1 tx=$b_tx1; workers rx=$w_rx tx=$w_tx dropped=$w_dr"
 log "batond drops: $(jq -c '.drops | with_entries(select(.value > 0))' <<<"$counters")"
 
-[ "$tp_tx0" -ge 1000 ] || fail "testpmd sent only $tp_tx0 packets on port 0"
-[ "$tp_tx1" -ge 1000 ] || fail "testpmd sent only $tp_tx1 packets on port 1"
+[ "$tp_tx0" -ge 5000 ] || fail "testpmd sent only $tp_tx0 packets on port 0"
+[ "$tp_tx1" -ge 5000 ] || fail "testpmd sent only $tp_tx1 packets on port 1"
 [ "$tp_tx0" -eq "$b_rx0" ] || fail "testpmd port 0 sent $tp_tx0, batond outside received $b_rx0"
 [ "$tp_tx1" -eq "$b_rx1" ] || fail "testpmd port 1 sent $tp_tx1, batond inside received $b_rx1"
 [ "$b_tx1" -eq "$tp_rx1" ] || fail "batond inside sent $b_tx1, testpmd port 1 received $tp_rx1"

@@ -12,6 +12,8 @@
 #   non-first fragments, which carry no ports, reach the same owner); the counters add up
 #   (worker rx = port rx + handoff, worker rx = tx + dropped + handoff); SIGTERM exits 0.
 source "$(dirname "$0")/lib.sh"
+# DPDK runtime directories of this run go too.
+trap 'cleanup; for d in ${BT}fw2; do rm -rf "/var/run/dpdk/$d"; done' EXIT
 
 CLI=${BT}cli; SRV=${BT}srv
 ADDRS=(10.77.0.10 10.77.0.11 10.77.0.12 10.77.0.13 10.77.0.14 10.77.0.15)
@@ -47,8 +49,12 @@ log "batond up (pid $PID)"
 ports=$(api_get "$API" /v1/ports)
 [ "$(jq '[.[].rx_queues] | min' <<<"$ports")" -eq 2 ] || die "ports do not have 2 rx queues: $(jq -c '[.[].rx_queues]' <<<"$ports")"
 
+# The API answers before the workers poll (batond starts them last): wait for "running".
+for _ in $(seq 100); do grep -q "instance fw2 running" "$WORK/fw.log" && break; sleep 0.1; done
 for a in "${ADDRS[@]}"; do
-  ip netns exec "$CLI" ping -c 1 -W 2 "$a" >/dev/null || die "ping $a through batond failed"
+  ok=0
+  for _ in 1 2 3 4 5; do ip netns exec "$CLI" ping -c 1 -W 2 "$a" >/dev/null && { ok=1; break; }; done
+  [ $ok -eq 1 ] || die "ping $a through batond failed 5 times"
 done
 
 # --- iperf3 -P 4 for 5 s with 300 concurrent short connections alongside ---------------------
