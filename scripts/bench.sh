@@ -81,7 +81,9 @@ rows = [
  ("migrate_snapshot_entries_per_second", f("migrate_snapshot_entries_per_second"), ">= 2,000,000",
   ok(None if get("migrate_snapshot_entries_per_second") is None else get("migrate_snapshot_entries_per_second") >= 2e6)),
  ("migrate_tracking_cycles_per_packet", f("migrate_tracking_cycles_per_packet", "{:.1f}"), "< 10",
-  ok(None if get("migrate_tracking_cycles_per_packet") is None else get("migrate_tracking_cycles_per_packet") < 10)),
+  "n/a" if get("migrate_tracking_cycles_per_packet") is None else
+  ("below noise (see notes)" if get("migrate_tracking_cycles_per_packet") < 0 else
+   ok(get("migrate_tracking_cycles_per_packet") < 10))),
  ("migrate_freeze_ms_p99_10k", f("migrate_freeze_ms_p99_10k", "{:.2f}"), "< 1 ms",
   ok(None if get("migrate_freeze_ms_p99_10k") is None else get("migrate_freeze_ms_p99_10k") < 1)),
  ("migrate_freeze_ms_p99_100k", f("migrate_freeze_ms_p99_100k", "{:.2f}"), "< 5 ms",
@@ -103,7 +105,10 @@ for k, v, t, s in rows:
 out.append("")
 out.append("Context figures: 1-worker pps " + f("fw_pps_1_worker") + ", 2-worker pps " + f("fw_pps_2_workers") +
            ", cycles per packet of a kLocal VM's flows " + f("migrate_local_cycles_per_packet") +
-           ", cycles per new connection (handshake + teardown + aging removal) " + f("fw_new_conn_cycles") + ".\n")
+           ", cycles per new connection " + f("fw_new_conn_cycles") +
+           (" (handshake + teardown + aging removal)" if not get("fw_new_conn_aging_left") else
+            " (handshake + teardown only: aging stalled with " + f("fw_new_conn_aging_left") +
+            " TIME_WAIT entries left, see notes)") + ".\n")
 out.append("""Peers for scale (from the issue): DPDK io-forward about 40 cycles/packet; DPVS full-NAT about
 760 cycles/packet and 200k new TCP connections/s per worker; Katran about 700 cycles/packet; Linux
 conntrack about 2,000 cycles/packet and 256 bytes per connection.
@@ -127,14 +132,19 @@ inside the `rte_rdtsc` brackets.
 * **fw_new_conns_per_second**: 196,608 connections, each SYN, SYN|ACK, ACK, FIN|ACK, FIN|ACK,
   ACK (bursts of 32 connections per phase, ACL classification of every SYN), plus the time to
   remove the TIME_WAIT entries with `ConnTable::expire` (the aging the worker runs). Packets are
-  prebuilt and freed by the sink (the free is inside the timed loop).
+  prebuilt and freed by the sink (the free is inside the timed loop). Known problem: driven
+  from a thread that is not a registered RCU reader, `ConnTable::expire` stops removing after
+  about 6k entries (`fw_new_conn_aging_left` counts what is left); when that happens the figure
+  excludes removal. To be investigated by the table's owner.
 * **fw_bytes_per_conn**: `ConnTable::memory_bytes() / capacity()` for a 1M-entry table: hash
   buckets, extendable buckets, key store, free rings, RCU defer queue, 96-byte entries, live flags,
   VM heads. Capacity, not live entries: the memory is reserved up front.
 * **fw_scaling_2_workers**: pps of two std::threads (pinned to CPU 0 and 1) each driving its own
   worker with flows that worker owns (64k per worker, no handoff), divided by twice the pps of one
   thread driving one worker. This machine has 2 CPUs, shared with the OS and with anything else
-  running, so the figure is noisy (it can exceed 1.0).
+  running, so the figure is noisy: one run gave 1.09, the recorded run (made while other
+  engineers were compiling on the same two CPUs) 0.22. It says nothing reliable either way
+  here; rerun on an idle machine with dedicated cores.
 * **fw_instructions_per_packet_64k**: `valgrind --tool=callgrind`, collection toggled on only
   inside `Worker::process_burst`, Ir divided by the packets processed (32,768 ACKs over 64k entries
   plus one handshake). Less noisy than cycles on a shared machine.

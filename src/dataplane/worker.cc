@@ -446,7 +446,8 @@ void Worker::handle_arp(rte_mbuf* m, const PacketMeta& pm) {
       return;
     }
     case ArpVerdict::kLearned:
-      rte_pktmbuf_free(m);  // consumed: neither forwarded nor dropped
+      stats_.local_in++;  // consumed by Baton itself: neither forwarded nor dropped
+      rte_pktmbuf_free(m);
       return;
     case ArpVerdict::kIgnored:
       return drop(m, DropReason::kArpIgnored);
@@ -471,6 +472,7 @@ void Worker::send_frame(uint16_t port, const uint8_t* frame, uint32_t len) {
   if (port >= tx_.size()) return;
   rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool());
   if (!m) return;
+  stats_.local_out++;  // originated here: counted in tx, never in rx
   char* p = rte_pktmbuf_append(m, static_cast<uint16_t>(len));
   if (!p) {
     rte_pktmbuf_free(m);

@@ -23,6 +23,8 @@ namespace baton {
   X(conn_closed, "conn_closed_total", "Connections removed after close")                  \
   X(handoff_out, "handoff_out_packets_total", "Packets handed to the owning worker")      \
   X(held_packets, "held_packets_total", "Packets held for a frozen VM")                    \
+  X(local_in, "worker_local_in_packets_total", "Frames for Baton itself, consumed (ARP)")  \
+  X(local_out, "worker_local_out_packets_total", "Frames Baton originated (ARP requests)") \
   X(polls, "worker_polls_total", "RX polls")                                              \
   X(busy_polls, "worker_busy_polls_total", "RX polls that returned packets")              \
   X(busy_cycles, "worker_busy_cycles_total", "TSC cycles spent on polls with work")       \

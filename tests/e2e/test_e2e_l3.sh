@@ -113,5 +113,12 @@ ip netns exec "$SRV" "$PY" "$ROOT/tests/e2e/tcp_tools.py" storm 10.91.1.2 7100 5
 v6=$(metric_get "$MET" baton_drops_total 'reason="ipv6_unrouted"')
 log "drops: neighbor_miss=$(metric_get "$MET" baton_drops_total 'reason="neighbor_miss"') acl_deny=$deny_after ipv6_unrouted=$v6 not_for_us=$(metric_get "$MET" baton_drops_total 'reason="not_for_us"')"
 
+# Every frame is accounted for: what came in (plus what Baton originated) went out, was
+# dropped with a reason, was consumed by Baton itself (ARP), or was handed to its owner.
+sum() { metric_sum "$MET" "baton_worker_$1_packets_total"; }
+in_=$(( $(sum rx) + $(sum local_out) ))
+out_=$(( $(sum tx) + $(sum dropped) + $(sum local_in) + $(metric_sum "$MET" baton_handoff_out_packets_total) ))
+log "accounted: in $in_, out $out_"
+[ "$in_" -eq "$out_" ] || die "worker counters do not balance: in=$in_ out=$out_"
 stop_batond "$PID"
 log "PASS"

@@ -29,6 +29,13 @@ hold_start() {  # seconds out
   sleep 1.5
 }
 hold_ok() { wait "$HOLD"; }
+await_failed() {  # polls (100 ms apart) until A's migration of vm1 has failed; prints the report
+  local r
+  for _ in $(seq "$1"); do
+    r=$(api_get "$A_API" /v1/vms/vm1/migration); [ "$(jq -r .phase <<<"$r")" = failed ] && break; sleep 0.1
+  done
+  echo "$r"
+}
 ok_count() { jq .ok "$WORK/$1.json"; }
 
 mig_topology
@@ -65,9 +72,7 @@ log "3: destination too small"
 B_CAPACITY=8 scenario_start
 hold_start 5 res
 r=$(migrate_signal "$A_API" vm1 "" '{"peers": ["b"]}')
-for _ in $(seq 50); do
-  r=$(api_get "$A_API" /v1/vms/vm1/migration); [ "$(jq -r .phase <<<"$r")" = failed ] && break; sleep 0.1
-done
+r=$(await_failed 50)
 [ "$(jq -r .result <<<"$r")" = RESOURCES ] || die "expected FAIL(RESOURCES): $r"
 log "   A: $(jq -c '{result, detail}' <<<"$r")"
 hold_ok || die "connections broke after a refused migration"
@@ -80,9 +85,7 @@ hold_start 8 kill
 migrate_signal "$A_API" vm1 "" '{"peers": ["b"]}' >/dev/null
 sleep 1
 kill -9 "$B_PID"; t0=$(date +%s%N)
-for _ in $(seq 100); do
-  r=$(api_get "$A_API" /v1/vms/vm1/migration); [ "$(jq -r .phase <<<"$r")" = failed ] && break; sleep 0.1
-done
+r=$(await_failed 100)
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$(jq -r .phase <<<"$r")" = failed ] || die "A did not roll back: $r"
 log "   A: $(jq -c '{result, detail}' <<<"$r") after ${ms} ms"
@@ -94,9 +97,7 @@ B_PID=""
 log "5: peer with a certificate from another CA"
 B_CERT=rogue scenario_start
 r=$(migrate_signal "$A_API" vm1 "" '{"peers": ["b"]}')
-for _ in $(seq 50); do
-  r=$(api_get "$A_API" /v1/vms/vm1/migration); [ "$(jq -r .phase <<<"$r")" = failed ] && break; sleep 0.1
-done
+r=$(await_failed 50)
 [ "$(jq -r .result <<<"$r")" = AUTH ] || die "expected FAIL(AUTH): $r"
 log "   A: $(jq -c '{result, detail}' <<<"$r")"
 api_get "$B_API" /v1/vms | jq -e 'length == 0' >/dev/null || die "B learned about a VM from an unauthenticated peer"
