@@ -18,7 +18,7 @@ rm -rf "$RESULTS"; mkdir -p "$RESULTS"
 scripts/install_deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 scripts/build.sh || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 if [ -z "${SKIP_ASAN:-}" ]; then
-  BUILD_DIR=build-asan TARGETS=tests scripts/build.sh -Db_sanitize=address,undefined -Dbuildtype=debugoptimized \
+  BUILD_DIR=build-asan TARGETS=tests scripts/build.sh -Db_sanitize=address,undefined -Dbuildtype=plain -Doptimization=1 \
     -Db_lundef=false || { echo "sanitizer build failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
