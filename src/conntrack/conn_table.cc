@@ -108,6 +108,22 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   if (t->key_base_ + size_t{t->slots_ - 1} * t->key_stride_ != kl || t->key_stride_ < sizeof(FlowKey))
     return fail("unexpected rte_hash key store layout");
 
+  // The worker hashes keys itself (hash()); make sure it is rte_hash's function.
+  t->hash_inline_ok_ = true;
+  for (uint32_t i = 0; i < 64; ++i) {
+    FlowKey k;
+    for (size_t j = 0; j < k.lo_addr.b.size(); ++j) {
+      k.lo_addr.b[j] = static_cast<uint8_t>(i * 31 + j * 7);
+      k.hi_addr.b[j] = static_cast<uint8_t>(i * 17 + j * 13 + 1);
+    }
+    k.lo_port = be16::from_host(static_cast<uint16_t>(i * 1000 + 1));
+    k.hi_port = be16::from_host(static_cast<uint16_t>(i * 7 + 80));
+    k.proto = static_cast<uint8_t>(i);
+    k.family = (i & 1) ? Family::kV6 : Family::kV4;
+    k.vlan = static_cast<uint16_t>(i * 3);
+    if (hash(k) != rte_hash_hash(t->hash_, &k)) t->hash_inline_ok_ = false;
+  }
+
   t->memory_bytes_ = (heap_allocated_bytes() - heap_before) + sizeof(ConnTable) +
                      2 * p.age_classes * sizeof(uint32_t);
   return t;
@@ -126,6 +142,16 @@ void ConnTable::lookup_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slo
   // rte_hash takes const void**; it only reads the keys.
   rte_hash_lookup_bulk(hash_, const_cast<const void**>(reinterpret_cast<const void* const*>(keys)),
                        n, slots);
+  for (uint32_t i = 0; i < n; ++i)
+    if (slots[i] < 0) slots[i] = -1;
+}
+
+void ConnTable::lookup_bulk(const FlowKey* const* keys, hash_sig_t* sigs, uint32_t n,
+                            int32_t* slots) const {
+  if (n == 0) return;
+  if (!hash_inline_ok_) return lookup_bulk(keys, n, slots);
+  rte_hash_lookup_with_hash_bulk(
+      hash_, const_cast<const void**>(reinterpret_cast<const void* const*>(keys)), sigs, n, slots);
   for (uint32_t i = 0; i < n; ++i)
     if (slots[i] < 0) slots[i] = -1;
 }
@@ -178,13 +204,24 @@ void ConnTable::set_age_class(uint32_t slot, uint8_t cls) {
   age_link_tail(slot, cls);
 }
 
+// The list an entry is on is found from the list ends, not from e.age_class: a caller may have
+// stored the new class in the entry (inside its write bracket, so that readers see it with the
+// state change) before calling set_age_class(). Unlinking by that field took a head or tail
+// entry out of the wrong list's ends: the old list kept a removed slot as its head, and expire()
+// then stopped removing anything behind it (bench: fw_new_conn_aging_left).
 void ConnTable::age_unlink(uint32_t slot) {
   ConnEntry& e = entries_[slot];
-  const uint8_t cls = e.age_class;
+  uint32_t not_an_end = kNoSlot;  // an unlinked entry: nothing to update (not expected)
+  auto end_of = [&](std::vector<uint32_t>& ends) -> uint32_t& {
+    if (e.age_class < age_classes_ && ends[e.age_class] == slot) return ends[e.age_class];
+    for (uint32_t& x : ends)
+      if (x == slot) return x;
+    return not_an_end;
+  };
   if (e.age_prev != kNoSlot) entries_[e.age_prev].age_next = e.age_next;
-  else age_head_[cls] = e.age_next;
+  else end_of(age_head_) = e.age_next;
   if (e.age_next != kNoSlot) entries_[e.age_next].age_prev = e.age_prev;
-  else age_tail_[cls] = e.age_prev;
+  else end_of(age_tail_) = e.age_prev;
   e.age_prev = e.age_next = kNoSlot;
 }
 

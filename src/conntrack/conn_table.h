@@ -46,7 +46,9 @@
 // Fields of a read() copy outside the seqlock contract: the link fields (vm_*/age_*) are
 // rewritten by neighbours' inserts/removes without a bracket; read() returns them as kNoSlot.
 // set_age_class() writes age_class; call it inside the caller's write bracket when readers
-// must see the class change together with the state change that caused it.
+// must see the class change together with the state change that caused it. The caller may also
+// store the new class in the entry first (the lists find an entry by their ends, not by the
+// field).
 //
 // Threads: every method not marked "any core" is owner-only. "Any core" methods must run while
 // the calling thread is online on the QSBR variable given at creation (or while the owner is
@@ -56,6 +58,7 @@
 #pragma once
 
 #include <rte_hash.h>
+#include <rte_hash_crc.h>
 #include <rte_pause.h>
 #include <rte_rcu_qsbr.h>
 
@@ -120,6 +123,26 @@ class ConnTable {
   }
   // n <= RTE_HASH_LOOKUP_BULK_MAX (64); slots[i] = slot of *keys[i] or -1.
   void lookup_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const;
+  // The same with each key's hash(keys[i]) given (the worker computes it while the key is
+  // still in registers, which spares rte_hash an indirect call per key).
+  void lookup_bulk(const FlowKey* const* keys, hash_sig_t* sigs, uint32_t n, int32_t* slots) const;
+
+  // rte_hash's own hash of k (its default: CRC32C over the 40 key bytes, init 0), computed
+  // inline. create() checks that it matches rte_hash_hash(); if it ever did not (another
+  // default hash function in another DPDK), hash_is_inline() is false and callers must use the
+  // lookup without signatures.
+  static hash_sig_t hash(const FlowKey& k) {
+#if defined(__SSE4_2__) && defined(__x86_64__)
+    uint64_t w[5];
+    std::memcpy(w, &k, sizeof w);
+    uint64_t c = 0;
+    for (uint64_t x : w) c = __builtin_ia32_crc32di(c, x);
+    return static_cast<hash_sig_t>(c);
+#else
+    return rte_hash_crc(&k, sizeof k, 0);
+#endif
+  }
+  bool hash_is_inline() const { return hash_inline_ok_; }
 
   // Links the new entry into VM init.vm_id's index (0 = none) and at the tail of aging list
   // init.age_class. Returns the slot, -EEXIST, -ENOSPC (at capacity, or no slot out of its
@@ -208,6 +231,7 @@ class ConnTable {
   std::vector<uint32_t> age_head_, age_tail_;  // owner-only
   const uint8_t* key_base_ = nullptr;   // key of position p at key_base_ + p * key_stride_
   size_t key_stride_ = 0;
+  bool hash_inline_ok_ = false;         // hash() == rte_hash_hash() (checked in create())
   uint32_t capacity_ = 0;
   uint32_t slots_ = 0;
   uint16_t max_vms_ = 0;

@@ -127,7 +127,7 @@ void TcpTracker::init(ConnEntry& e, Dir d, const TcpInfo& syn) const {
   e.peer[static_cast<int>(opposite(d))] = TcpPeer{};
 }
 
-TcpVerdict TcpTracker::track(ConnEntry& e, Dir d, const TcpInfo& seg) const {
+TcpVerdict TcpTracker::track_table(ConnEntry& e, Dir d, const TcpInfo& seg) const {
   if (e.l4_state >= kStates) return reject(DropReason::kTcpInvalid);
   const auto state = static_cast<TcpState>(e.l4_state);
   const TcpSegKind kind = classify(seg.flags);

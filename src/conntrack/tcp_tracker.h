@@ -87,12 +87,53 @@ class TcpTracker {
 
   // Checks one segment travelling in direction d against the entry and, if acceptable, applies
   // it (state and window tracking). When it rejects, e is left exactly as it was.
-  TcpVerdict track(ConnEntry& e, Dir d, const TcpInfo& seg) const;
+  //
+  // Inline so that the common case costs no call: an ACK (PSH/ECE/CWR ignored, as in
+  // classify()) in ESTABLISHED, whose table cell is ESTABLISHED from either side, goes through
+  // established_ack(), the table path specialised to that cell; everything else goes through
+  // the table. Both give the same verdict and the same entry (checked against each other
+  // over random segments when the fast path was written).
+  TcpVerdict track(ConnEntry& e, Dir d, const TcpInfo& seg) const {
+    using namespace tcpflag;
+    if (e.l4_state == static_cast<uint8_t>(TcpState::kEstablished) &&
+        (seg.flags & (kFin | kSyn | kRst | kAck | kUrg)) == kAck) [[likely]]
+      return established_ack(e, d, seg);
+    return track_table(e, d, seg);
+  }
+  // The general path alone (what track() does for every segment but the fast-path one).
+  TcpVerdict track_table(ConnEntry& e, Dir d, const TcpInfo& seg) const;
 
   // Idle timeout of an entry in state s, from the configured Timeouts.
   uint32_t timeout_s(TcpState s) const;
 
  private:
+  // track_table() for kind ACK in ESTABLISHED (cell ESTABLISHED, no SYN, no FIN, ack present),
+  // updating the entry in place: every rejection happens before the first store.
+  static TcpVerdict established_ack(ConnEntry& e, Dir d, const TcpInfo& seg) {
+    using tcpseq::after;
+    using tcpseq::before;
+    TcpPeer& s = e.peer[static_cast<int>(d)];
+    TcpPeer& r = e.peer[static_cast<int>(opposite(d))];
+    // Neither side seen yet cannot be ESTABLISHED through the table; an installed entry could.
+    if (!(s.flags & r.flags & peerflag::kDataSeen)) [[unlikely]]
+      return {false, DropReason::kTcpInvalid, false};
+    const uint32_t end = seg.seq + seg.payload_len;  // no SYN, no FIN: data end == end
+    const uint32_t ack = seg.ack;
+    const uint32_t max_ack_win = s.maxwin ? s.maxwin : kMaxAckWindowDefault;
+    if (after(end, s.maxend) || before(end, s.end - r.maxwin)  // I, II
+        || after(ack, r.end) || before(ack, r.end - max_ack_win))  // III, IV
+      return {false, DropReason::kTcpOutOfWindow, false};
+    if ((s.flags & peerflag::kFinSent) && after(end, s.end)) [[unlikely]]
+      return {false, DropReason::kTcpInvalid, false};
+    const uint32_t win = static_cast<uint32_t>(seg.window) << s.wscale;
+    if (win > s.maxwin) s.maxwin = win;
+    if (after(end, s.end)) s.end = end;
+    // (The table path's "end beyond maxend" widening cannot apply: check I excluded it.)
+    if (!before(ack + win, r.maxend)) r.maxend = ack + win + (win == 0 ? 1 : 0);
+    if ((r.flags & peerflag::kFinSent) && ack == r.end) r.flags |= peerflag::kFinAcked;
+    return {true, kNoDrop, false};
+  }
+
   Timeouts timeouts_;
 };
 

@@ -31,6 +31,37 @@ bool is_icmp_control(const PacketMeta& pm) {
   return (t >= 130 && t <= 137) || t == 143;
 }
 
+// FlowKey::from_tuple without its byte-wise address comparison (std::array's <=> is a memcmp
+// call): the same canonical key and direction, comparing each address as two big-endian 64-bit
+// words, which orders exactly as the bytes do.
+inline FlowKey canonical_key(const Tuple& t, Dir* dir) {
+  uint64_t s[2], d[2];
+  std::memcpy(s, t.src.b.data(), 16);
+  std::memcpy(d, t.dst.b.data(), 16);
+  const uint64_t s0 = __builtin_bswap64(s[0]), d0 = __builtin_bswap64(d[0]);
+  const uint64_t s1 = __builtin_bswap64(s[1]), d1 = __builtin_bswap64(d[1]);
+  const bool src_is_lo = s0 != d0   ? s0 < d0
+                         : s1 != d1 ? s1 < d1
+                                    : t.sport.host() <= t.dport.host();
+  FlowKey k;
+  k.proto = t.proto;
+  k.family = t.family;
+  k.vlan = t.vlan;
+  if (src_is_lo) {
+    k.lo_addr = t.src; k.lo_port = t.sport; k.hi_addr = t.dst; k.hi_port = t.dport;
+  } else {
+    k.lo_addr = t.dst; k.lo_port = t.dport; k.hi_addr = t.src; k.hi_port = t.sport;
+  }
+  *dir = src_is_lo ? Dir::kLoToHi : Dir::kHiToLo;
+  return k;
+}
+
+// An entry is 96 bytes, so it may straddle two cache lines; the fast path reads bytes 0..79.
+inline void prefetch_entry(const ConnEntry* e) {
+  rte_prefetch0(e);
+  rte_prefetch0(reinterpret_cast<const uint8_t*>(e) + 79);
+}
+
 }  // namespace
 
 Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore) : dp_(dp), id_(id), lcore_(lcore) {}
@@ -90,6 +121,19 @@ int Worker::run() {
   uint64_t last = rte_rdtsc();
   while (dp_.running()) {
     uint32_t got = 0;
+    // Packets handed over by other workers and injected by the control core go first: an
+    // injected packet (parked during a migration) is older than anything now on the wire.
+    // The inject ring is drained (up to a bound) so a whole parked backlog precedes new RX.
+    for (rte_ring* r : {handoff_, inject_}) {
+      for (uint32_t taken = 0; taken < kMaxInjectPerLoop;) {
+        unsigned n = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), burst, nullptr);
+        if (!n) break;
+        got += n;
+        taken += n;
+        process_burst(pkts, n);
+        if (r == handoff_) break;  // handoff is ordinary traffic: one burst per loop
+      }
+    }
     for (Port& p : ports) {
       if (id_ >= p.rx_queues) continue;
       uint16_t n = rte_eth_rx_burst(p.port_id, id_, pkts, burst);
@@ -97,14 +141,6 @@ int Worker::run() {
       if (n) {
         got += n;
         stats_.busy_polls++;
-        process_burst(pkts, n);
-      }
-    }
-    // Packets handed over by other workers and injected by the control core.
-    for (rte_ring* r : {handoff_, inject_}) {
-      unsigned n = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), burst, nullptr);
-      if (n) {
-        got += n;
         process_burst(pkts, n);
       }
     }
@@ -149,9 +185,6 @@ void Worker::housekeeping() {
 }
 
 void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
-  PacketMeta metas[kMaxBurst];
-  FlowKey keys[kMaxBurst];
-  Dir dirs[kMaxBurst];
   rte_mbuf* owned[kMaxBurst];
   uint32_t n_owned = 0;
   stats_.rx_packets += n;
@@ -161,7 +194,7 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
   for (uint32_t i = 0; i < n; i++) {
     if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
     rte_mbuf* m = pkts[i];
-    PacketMeta& pm = metas[n_owned];
+    PacketMeta& pm = metas_[n_owned];
     DropReason why;
     if (unlikely(m->nb_segs != 1)) {
       drop(m, DropReason::kTruncated);  // the parser reads one contiguous segment
@@ -171,7 +204,7 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
       drop(m, why);
       continue;
     }
-    if (pm.l3 == L3Kind::kArp || is_icmp_control(pm)) {
+    if (unlikely(pm.l3 == L3Kind::kArp || is_icmp_control(pm))) {
       if (l2)
         forward(m);
       else if (pm.l3 != L3Kind::kArp)
@@ -187,7 +220,8 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
     if (!l2 && !l3_ingress(m, pm)) continue;
     // ICMP errors belong to the flow of the packet they quote.
     const Tuple& t = (pm.icmp.is_error && pm.icmp.has_inner) ? pm.icmp.inner : pm.tuple;
-    FlowKey k = FlowKey::from_tuple(t, &dirs[n_owned]);
+    FlowKey& k = keys_[n_owned];
+    k = canonical_key(t, &dirs_[n_owned]);
     if (workers > 1) {
       uint16_t owner = k.owner_hash() % workers;
       if (owner != id_) {
@@ -198,22 +232,24 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
         continue;
       }
     }
-    keys[n_owned] = k;
+    sigs_[n_owned] = ConnTable::hash(k);
     owned[n_owned++] = m;
   }
-  if (n_owned) process_owned(owned, metas, keys, dirs, n_owned);
+  if (n_owned) process_owned(owned, n_owned);
 }
 
-void Worker::process_owned(rte_mbuf** pkts, PacketMeta* metas, FlowKey* keys, Dir* dirs,
-                           uint32_t n) {
+void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
   const FlowKey* kp[kMaxBurst];
   int32_t slots[kMaxBurst];
-  for (uint32_t i = 0; i < n; i++) kp[i] = &keys[i];
-  table_->lookup_bulk(kp, n, slots);
+  for (uint32_t i = 0; i < n; i++) kp[i] = &keys_[i];
+  table_->lookup_bulk(kp, sigs_, n, slots);
+  // Every entry's lines requested at once: with a large table each is a cache (and TLB) miss,
+  // and issuing them together overlaps them.
+  for (uint32_t i = 0; i < n; i++)
+    if (slots[i] >= 0) prefetch_entry(&table_->entry(static_cast<uint32_t>(slots[i])));
   bool created_in_burst = false;
   for (uint32_t i = 0; i < n; i++) {
-    if (i + 1 < n && slots[i + 1] >= 0) rte_prefetch0(&table_->entry(slots[i + 1]));
-    const PacketMeta& pm = metas[i];
+    const PacketMeta& pm = metas_[i];
     rte_mbuf* m = pkts[i];
     if (unlikely(pm.is_fragment && !pm.first_fragment)) {
       // Non-first fragments carry no ports: they pass if the first fragment of the same
@@ -228,12 +264,12 @@ void Worker::process_owned(rte_mbuf** pkts, PacketMeta* metas, FlowKey* keys, Di
     }
     // The bulk lookup ran before this burst created anything: a second packet of a flow
     // whose first packet is earlier in the same burst looks again.
-    if (slots[i] < 0 && created_in_burst) slots[i] = table_->lookup(keys[i]);
+    if (slots[i] < 0 && created_in_burst) slots[i] = table_->lookup(keys_[i]);
     if (slots[i] >= 0) {
-      handle_known(m, pm, static_cast<uint32_t>(slots[i]), dirs[i]);
+      handle_known(m, pm, static_cast<uint32_t>(slots[i]), dirs_[i]);
     } else {
       uint64_t before = stats_.conn_created;
-      handle_new(m, pm, keys[i], dirs[i]);
+      handle_new(m, pm, keys_[i], dirs_[i]);
       created_in_burst |= stats_.conn_created != before;
     }
   }
@@ -347,7 +383,10 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
 void Worker::note_change(uint32_t slot, ConnEntry& e) {
   VmSlot& vs = dp_.vms().slot(e.vm_id);
   VmState st = vs.state.load(std::memory_order_relaxed);
-  if (likely(st != VmState::kTracking)) return;
+  // kFrozen too: a packet whose processing began before the freeze (it saw kTracking) may
+  // finish after it; its change must still reach the final delta, which drains the rings
+  // only after the grace period that waits for this very packet.
+  if (likely(st != VmState::kTracking && st != VmState::kFrozen)) return;
   uint16_t epoch = vs.epoch.load(std::memory_order_acquire);
   if (e.mig_epoch == epoch) return;
   e.mig_epoch = epoch;  // owner-only field, outside the version bracket on purpose
@@ -362,7 +401,8 @@ void Worker::forget(uint32_t slot) {
   if (e.vm_id) {
     // A removal is a change too: the migration reader turns the vanished slot into a tombstone.
     VmSlot& vs = dp_.vms().slot(e.vm_id);
-    if (vs.state.load(std::memory_order_relaxed) == VmState::kTracking &&
+    VmState st = vs.state.load(std::memory_order_relaxed);
+    if ((st == VmState::kTracking || st == VmState::kFrozen) &&
         (!vs.dirty[id_] || rte_ring_sp_enqueue_elem(vs.dirty[id_], &slot, sizeof slot) != 0))
       vs.dirty_overflow.store(true, std::memory_order_release);
   }

@@ -16,6 +16,7 @@
 // instances and real TCP endpoints can share a 2-core machine. Any packet resets it.
 #pragma once
 
+#include <rte_hash.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -68,6 +69,7 @@ class Worker {
  public:
   static constexpr uint32_t kMaxBurst = 64;
   static constexpr uint32_t kMaxIdleSleepUs = 200;
+  static constexpr uint32_t kMaxInjectPerLoop = 4096;
 
   Worker(Dataplane& dp, uint16_t id, unsigned lcore);
   ~Worker();
@@ -110,7 +112,7 @@ class Worker {
   };
   static constexpr uint32_t kFragSlots = 1024;
 
-  void process_owned(rte_mbuf** pkts, PacketMeta* metas, FlowKey* keys, Dir* dirs, uint32_t n);
+  void process_owned(rte_mbuf** pkts, uint32_t n);
   void handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d);
   void handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir d);
   void forward(rte_mbuf* m);
@@ -138,6 +140,14 @@ class Worker {
   rte_ring* commands_ = nullptr;
   uint32_t now_s_ = 0;
   WorkerStats stats_;
+  // Per-burst scratch of process_burst, indexed by owned packet. Members rather than locals:
+  // a local array of PacketMeta (which has default member initialisers) would be
+  // value-initialised on every burst, 64 x ~200 bytes, although parse_packet() resets each
+  // meta it fills anyway. Only process_burst/process_owned use them (never re-entered).
+  PacketMeta metas_[kMaxBurst];
+  FlowKey keys_[kMaxBurst];
+  hash_sig_t sigs_[kMaxBurst];
+  Dir dirs_[kMaxBurst];
   // TX staging per port index.
   struct TxBuf {
     rte_mbuf* pkts[kMaxBurst * 2];

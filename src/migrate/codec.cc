@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 
 namespace baton::migrate {
 
@@ -53,18 +54,35 @@ const char* codec_error_name(CodecError e) {
 
 // ---- Writer / Reader --------------------------------------------------------------------------
 
-void Writer::u16(uint16_t v) {
-  u8(static_cast<uint8_t>(v >> 8));
-  u8(static_cast<uint8_t>(v));
+namespace {
+inline uint8_t* put16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+  return p + 2;
 }
-void Writer::u32(uint32_t v) {
-  u16(static_cast<uint16_t>(v >> 16));
-  u16(static_cast<uint16_t>(v));
+inline uint8_t* put32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+  return p + 4;
 }
-void Writer::u64(uint64_t v) {
-  u32(static_cast<uint32_t>(v >> 32));
-  u32(static_cast<uint32_t>(v));
+inline uint8_t* put64(uint8_t* p, uint64_t v) {
+  return put32(put32(p, static_cast<uint32_t>(v >> 32)), static_cast<uint32_t>(v));
 }
+inline uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t get32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
+         static_cast<uint32_t>(p[2]) << 8 | p[3];
+}
+inline uint64_t get64(const uint8_t* p) {
+  return static_cast<uint64_t>(get32(p)) << 32 | get32(p + 4);
+}
+}  // namespace
+
+void Writer::u16(uint16_t v) { put16(extend(2), v); }
+void Writer::u32(uint32_t v) { put32(extend(4), v); }
+void Writer::u64(uint64_t v) { put64(extend(8), v); }
 void Writer::str(std::string_view s) {
   assert(s.size() <= 0xffff);
   u16(static_cast<uint16_t>(s.size()));
@@ -329,32 +347,89 @@ void ConnRecord::to_entry(ConnEntry* e, uint32_t now_s) const {
 // Layout (112 bytes): version u32, deleted u8, family u8, proto u8, vlan u16, lo_addr[16],
 // hi_addr[16], lo_port u16, hi_port u16, l4_state u8, flags u8, zone u8, idle_s u32,
 // 2 x {end u32, maxend u32, maxwin u32, wscale u8, flags u8}, packets[2] u64, bytes[2] u64.
-void ConnRecord::encode(Writer& w) const {
-  w.u32(version);
-  w.u8(deleted ? 1 : 0);
-  w.u8(static_cast<uint8_t>(key.family));
-  w.u8(key.proto);
-  w.u16(key.vlan);
-  w.ip(key.lo_addr);
-  w.ip(key.hi_addr);
-  w.u16(key.lo_port.host());
-  w.u16(key.hi_port.host());
-  w.u8(l4_state);
-  w.u8(flags & kWireFlags);
-  w.u8(zone);
-  w.u32(idle_s);
-  for (const auto& p : peer) {
-    w.u32(p.end);
-    w.u32(p.maxend);
-    w.u32(p.maxwin);
-    w.u8(p.wscale);
-    w.u8(p.flags);
+void ConnRecord::encode(Writer& w) const { encode_to(w.extend(kConnRecordSize)); }
+
+void ConnRecord::encode_to(uint8_t* out) const {
+  uint8_t* p = put32(out, version);
+  *p++ = deleted ? 1 : 0;
+  *p++ = static_cast<uint8_t>(key.family);
+  *p++ = key.proto;
+  p = put16(p, key.vlan);
+  std::memcpy(p, key.lo_addr.b.data(), 16);
+  std::memcpy(p + 16, key.hi_addr.b.data(), 16);
+  p += 32;
+  p = put16(p, key.lo_port.host());
+  p = put16(p, key.hi_port.host());
+  *p++ = l4_state;
+  *p++ = flags & kWireFlags;
+  *p++ = zone;
+  p = put32(p, idle_s);
+  for (const auto& pr : peer) {
+    p = put32(p, pr.end);
+    p = put32(p, pr.maxend);
+    p = put32(p, pr.maxwin);
+    *p++ = pr.wscale;
+    *p++ = pr.flags;
   }
-  for (uint64_t v : packets) w.u64(v);
-  for (uint64_t v : bytes) w.u64(v);
+  for (uint64_t v : packets) p = put64(p, v);
+  for (uint64_t v : bytes) p = put64(p, v);
+  assert(p == out + kConnRecordSize);
 }
 
 bool ConnRecord::decode(Reader& r) {
+  if (r.remaining() >= kConnRecordSize) {
+    // Fast path: the whole record is there, so no field can be truncated; the checks (and
+    // their error, kBadValue) are those of the field-by-field path below.
+    const uint8_t* p = r.take(kConnRecordSize);
+    version = get32(p);
+    const uint8_t del = p[4];
+    if (p[5] == 4)
+      key.family = Family::kV4;
+    else if (p[5] == 6)
+      key.family = Family::kV6;
+    else
+      return r.fail(CodecError::kBadValue);
+    key.proto = p[6];
+    key.vlan = get16(p + 7);
+    std::memcpy(key.lo_addr.b.data(), p + 9, 16);
+    std::memcpy(key.hi_addr.b.data(), p + 25, 16);
+    const uint16_t lo_port = get16(p + 41), hi_port = get16(p + 43);
+    l4_state = p[45];
+    flags = p[46];
+    zone = p[47];
+    idle_s = get32(p + 48);
+    p += 52;
+    for (auto& pr : peer) {
+      pr = TcpPeer{};
+      pr.end = get32(p);
+      pr.maxend = get32(p + 4);
+      pr.maxwin = get32(p + 8);
+      pr.wscale = p[12];
+      pr.flags = p[13];
+      p += 14;
+      if (pr.wscale > 14 || (pr.flags & ~kKnownPeerFlags)) return r.fail(CodecError::kBadValue);
+    }
+    for (auto& v : packets) {
+      v = get64(p);
+      p += 8;
+    }
+    for (auto& v : bytes) {
+      v = get64(p);
+      p += 8;
+    }
+    if (del > 1 || key.vlan > 4095 || (flags & ~kWireFlags)) return r.fail(CodecError::kBadValue);
+    if (key.proto == static_cast<uint8_t>(IpProto::kTcp) &&
+        l4_state >= static_cast<uint8_t>(TcpState::kCount))
+      return r.fail(CodecError::kBadValue);
+    if (key.family == Family::kV4) {
+      for (int i = 4; i < 16; ++i)
+        if (key.lo_addr.b[i] || key.hi_addr.b[i]) return r.fail(CodecError::kBadValue);
+    }
+    deleted = del;
+    key.lo_port = be16::from_host(lo_port);
+    key.hi_port = be16::from_host(hi_port);
+    return true;
+  }
   uint8_t del;
   uint16_t lo_port, hi_port;
   if (!r.u32(&version) || !r.u8(&del) || !read_family(r, &key.family, false) ||
@@ -493,8 +568,11 @@ void EntriesMsg::encode(Writer& w) const {
   assert(records.size() <= kMaxRecordsPerFrame);
   w.u32(round);
   w.u32(static_cast<uint32_t>(records.size()));
-  w.buffer().reserve(w.size() + records.size() * kConnRecordSize);
-  for (const auto& rec : records) rec.encode(w);
+  uint8_t* p = w.extend(records.size() * kConnRecordSize);
+  for (const auto& rec : records) {
+    rec.encode_to(p);
+    p += kConnRecordSize;
+  }
 }
 bool EntriesMsg::decode(Reader& r) {
   uint32_t n;

@@ -106,6 +106,13 @@ class Writer {
   void u16(uint16_t v);
   void u32(uint32_t v);
   void u64(uint64_t v);
+  // Grows the buffer by n bytes and returns where they start (for fixed-size records written
+  // in one go; the pointer is valid until the next write).
+  uint8_t* extend(size_t n) {
+    size_t at = buf_.size();
+    buf_.resize(at + n);
+    return buf_.data() + at;
+  }
   void bytes(const uint8_t* p, size_t n) { buf_.insert(buf_.end(), p, p + n); }
   void str(std::string_view s);  // u16 length + bytes (callers cap at kMax*Len)
   void ip(const IpAddr& a) { bytes(a.b.data(), a.b.size()); }
@@ -127,6 +134,13 @@ class Reader {
   bool u32(uint32_t* v);
   bool u64(uint64_t* v);
   bool bytes(uint8_t* out, size_t n);
+  // The next n bytes, consumed in one step; nullptr (and kTruncated) if fewer are left.
+  const uint8_t* take(size_t n) {
+    if (!need(n)) return nullptr;
+    const uint8_t* at = p_ + off_;
+    off_ += n;
+    return at;
+  }
   bool str(std::string* s, size_t max_len);
   bool ip(IpAddr* a) { return bytes(a->b.data(), a->b.size()); }
   // Reads a count of the given wire width (1, 2 or 4 bytes) and checks that `count` elements of
@@ -192,6 +206,8 @@ struct ConnRecord {
 
   void encode(Writer& w) const;
   bool decode(Reader& r);
+  // The same 112 wire bytes as encode(), written to out[0..kConnRecordSize).
+  void encode_to(uint8_t* out) const;
   bool operator==(const ConnRecord& o) const;
 };
 

@@ -806,14 +806,19 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
           auto t_act = Clock::now();
           // One store makes every pending entry of the VM usable at once (all tables).
           VmSlot& vs = dp_.vms().slot(vm);
+          // Source's parked packets first (older), then what was parked here, injected right
+          // after the store (workers take injected packets before their RX queues); then, after
+          // a grace period, the few a worker parked while the store was landing.
           vs.state.store(VmState::kLocal, std::memory_order_seq_cst);
-          dp_.grace_period();
-          // Source's parked packets first (older), then what was parked here.
           rep.forwarded_packets += from_source.size();
           rep.lost_packets += reinject(dp_, from_source);
           from_source.clear();
           std::vector<rte_mbuf*> mine_held = drain_hold(vs);
           rep.held_packets = mine_held.size();
+          rep.lost_packets += reinject(dp_, mine_held);
+          dp_.grace_period();
+          mine_held = drain_hold(vs);
+          rep.held_packets += mine_held.size();
           rep.lost_packets += reinject(dp_, mine_held) + vs.hold_dropped.load();
           uint64_t live = 0;
           for (uint16_t w = 0; w < dp_.worker_count(); w++) live += dp_.shard(w).vm_count(vm);

@@ -3,6 +3,10 @@
 
 #include <unistd.h>
 
+#include <rte_prefetch.h>
+
+#include <algorithm>
+#include <bit>
 #include <chrono>
 
 #include "conntrack/conn_table.h"
@@ -21,39 +25,135 @@ int64_t now_ms() {
 
 VmReader::VmReader(Dataplane& dp, uint16_t vm) : dp_(dp), vm_(vm), sent_(dp.worker_count()) {}
 
-bool VmReader::read_slot(uint16_t shard, uint32_t slot, std::vector<ConnRecord>* out,
-                         uint64_t* moved) {
+// ---- SentMap ----------------------------------------------------------------------------------
+
+VmReader::Sent* VmReader::SentMap::find(uint32_t slot) {
+  if (cells_.empty()) return nullptr;
+  for (size_t i = home(slot);; i = (i + 1) & mask_) {
+    Sent& c = cells_[i];
+    if (c.slot == slot) return &c;
+    if (c.slot == kEmpty) return nullptr;
+  }
+}
+
+void VmReader::SentMap::put(const Sent& s) {
+  if ((size_ + 1) * 2 > cells_.size()) grow();
+  for (size_t i = home(s.slot);; i = (i + 1) & mask_) {
+    Sent& c = cells_[i];
+    if (c.slot == kEmpty) size_++;
+    if (c.slot == kEmpty || c.slot == s.slot) {
+      c = s;
+      return;
+    }
+  }
+}
+
+void VmReader::SentMap::erase(Sent* s) {
+  // Backward-shift deletion: pull later members of the probe run into the hole when their home
+  // is not between the hole and where they sit, so that no lookup meets a premature empty cell.
+  size_t i = static_cast<size_t>(s - cells_.data());
+  for (size_t j = (i + 1) & mask_; cells_[j].slot != kEmpty; j = (j + 1) & mask_) {
+    size_t k = home(cells_[j].slot);
+    bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    if (!stays) {
+      cells_[i] = cells_[j];
+      i = j;
+    }
+  }
+  cells_[i].slot = kEmpty;
+  size_--;
+}
+
+void VmReader::SentMap::reset(size_t n) {
+  size_t cap = 16;
+  while (cap < 2 * n) cap *= 2;
+  const Sent empty{kEmpty, 0, {0, 0}, FlowKey{}};
+  if (cells_.size() >= cap && cells_.size() <= 4 * cap)
+    std::fill(cells_.begin(), cells_.end(), empty);
+  else
+    cells_.assign(cap, empty);
+  mask_ = cells_.size() - 1;
+  shift_ = 64 - std::countr_zero(cells_.size());
+  size_ = 0;
+}
+
+void VmReader::SentMap::grow() {
+  std::vector<Sent> old = std::move(cells_);
+  cells_.clear();
+  reset(std::max<size_t>(16, old.size()));  // twice the cells: reset sizes for 2 * n
+  for (const Sent& c : old)
+    if (c.slot != kEmpty) put(c);
+}
+
+// ---- VmReader ---------------------------------------------------------------------------------
+
+void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s,
+                         std::vector<ConnRecord>* out, uint64_t* moved) {
   const ConnTable& t = dp_.shard(shard);
-  auto& sent = sent_[shard];
-  auto it = sent.find(slot);
+  SentMap& sent = sent_[shard];
+  Sent* it = sent.find(slot);
   ConnEntry e;
   FlowKey k;
   bool live = t.read(slot, &e, &k) && e.vm_id == vm_;
-  if (it != sent.end() && (!live || !(it->second.key == k))) {
+  if (it && (!live || !(it->key == k))) {
     // Gone, or the slot now holds another flow: the destination must forget the old one.
-    out->push_back(ConnRecord::tombstone(it->second.key, it->second.version + 2));
+    out->push_back(ConnRecord::tombstone(it->key, it->version + 2));
     sent.erase(it);
-    it = sent.end();
+    it = nullptr;
   }
-  if (!live) return false;
-  if (it != sent.end() && it->second.version == e.version.load(std::memory_order_relaxed))
-    return false;  // queued, but nothing new since we sent it
-  ConnRecord r = ConnRecord::from_entry(k, e, dp_.now_s());
-  if (moved && it != sent.end() && k.proto == 6 &&
-      (it->second.end[0] != e.peer[0].end || it->second.end[1] != e.peer[1].end))
+  if (!live) return;
+  const uint32_t version = e.version.load(std::memory_order_relaxed);
+  if (it && it->version == version) return;  // queued, but nothing new since we sent it
+  if (moved && it && k.proto == 6 &&
+      (it->end[0] != e.peer[0].end || it->end[1] != e.peer[1].end))
     (*moved)++;
-  sent[slot] = Sent{k, r.version, {e.peer[0].end, e.peer[1].end}};
-  out->push_back(r);
-  return true;
+  sent.put(Sent{slot, version, {e.peer[0].end, e.peer[1].end}, k});
+  out->push_back(ConnRecord::from_entry(k, e, now_s));
+}
+
+namespace {
+// Reads slots[i] after asking for the lines of slots[i + kAhead]: the slots of a VM are spread
+// over the whole table, so each read is otherwise a few serial cache misses.
+constexpr size_t kAhead = 8;
+void prefetch_slot(const ConnTable& t, const void* sent_cell, uint32_t slot) {
+  if (sent_cell) rte_prefetch0(sent_cell);
+  const char* e = reinterpret_cast<const char*>(&t.entry(slot));
+  rte_prefetch0(e);
+  rte_prefetch0(e + sizeof(ConnEntry) - 1);
+  const char* k = reinterpret_cast<const char*>(&t.key(slot));
+  rte_prefetch0(k);
+  rte_prefetch0(k + sizeof(FlowKey) - 1);
+}
+}  // namespace
+
+void VmReader::read_slots(uint16_t shard, const std::vector<uint32_t>& slots, uint32_t now_s,
+                          std::vector<ConnRecord>* out, uint64_t* moved) {
+  const ConnTable& t = dp_.shard(shard);
+  const SentMap& sent = sent_[shard];
+  const size_t n = slots.size();
+  for (size_t i = 0; i < std::min(n, kAhead); i++)
+    prefetch_slot(t, sent.home_cell(slots[i]), slots[i]);
+  for (size_t i = 0; i < n; i++) {
+    if (i + kAhead < n) prefetch_slot(t, sent.home_cell(slots[i + kAhead]), slots[i + kAhead]);
+    read_slot(shard, slots[i], now_s, out, moved);
+  }
 }
 
 std::vector<ConnRecord> VmReader::snapshot() {
   std::vector<ConnRecord> out;
   Dataplane::ReaderGuard guard(dp_);
+  const uint32_t now_s = dp_.now_s();
+  std::vector<uint32_t> slots;
   for (uint16_t w = 0; w < dp_.worker_count(); w++) {
-    sent_[w].clear();
-    out.reserve(out.size() + dp_.shard(w).vm_count(vm_));
-    dp_.shard(w).for_each_in_vm(vm_, [&](uint32_t slot) { read_slot(w, slot, &out, nullptr); });
+    const ConnTable& t = dp_.shard(w);
+    const uint32_t n = t.vm_count(vm_);
+    sent_[w].reset(n);
+    out.reserve(out.size() + n);
+    slots.clear();
+    slots.reserve(n);
+    // Walk first (a chain of dependent loads), then read with prefetching.
+    t.for_each_in_vm(vm_, [&](uint32_t slot) { slots.push_back(slot); });
+    read_slots(w, slots, now_s, &out, nullptr);
   }
   return out;
 }
@@ -63,28 +163,34 @@ std::vector<ConnRecord> VmReader::delta(uint64_t* seq_moved) {
   VmSlot& vs = dp_.vms().slot(vm_);
   bool overflow = vs.dirty_overflow.exchange(false, std::memory_order_acq_rel);
   Dataplane::ReaderGuard guard(dp_);
+  const uint32_t now_s = dp_.now_s();
+  std::vector<uint32_t> slots;
   for (uint16_t w = 0; w < dp_.worker_count(); w++) {
     rte_ring* r = vs.dirty[w];
-    uint32_t slots[256];
-    unsigned n;
-    while (r && (n = rte_ring_sc_dequeue_burst_elem(r, slots, sizeof(uint32_t), 256, nullptr)))
-      for (unsigned i = 0; i < n; i++) read_slot(w, slots[i], &out, seq_moved);
+    slots.clear();
+    if (r) {
+      slots.reserve(rte_ring_count(r));
+      uint32_t buf[256];
+      unsigned n;
+      while ((n = rte_ring_sc_dequeue_burst_elem(r, buf, sizeof(uint32_t), 256, nullptr)))
+        slots.insert(slots.end(), buf, buf + n);
+    }
+    out.reserve(out.size() + slots.size());
+    read_slots(w, slots, now_s, &out, seq_moved);
     if (overflow) {
       // A ring overflowed: some changes were not queued. Walk the whole VM; unchanged entries
       // are skipped by version, vanished ones found by comparing with what was sent.
-      std::vector<uint32_t> seen;
-      dp_.shard(w).for_each_in_vm(vm_, [&](uint32_t slot) {
-        read_slot(w, slot, &out, seq_moved);
-        seen.push_back(slot);
-      });
+      slots.clear();
+      dp_.shard(w).for_each_in_vm(vm_, [&](uint32_t slot) { slots.push_back(slot); });
+      read_slots(w, slots, now_s, &out, seq_moved);
       std::vector<uint32_t> gone;
-      for (auto& [slot, s] : sent_[w]) {
+      sent_[w].for_each([&](const Sent& s) {
         ConnEntry e;
         FlowKey k;
-        if (!dp_.shard(w).read(slot, &e, &k) || !(k == s.key) || e.vm_id != vm_)
-          gone.push_back(slot);
-      }
-      for (uint32_t slot : gone) read_slot(w, slot, &out, seq_moved);
+        if (!dp_.shard(w).read(s.slot, &e, &k) || !(k == s.key) || e.vm_id != vm_)
+          gone.push_back(s.slot);
+      });
+      read_slots(w, gone, now_s, &out, seq_moved);
     }
   }
   return out;
@@ -106,20 +212,26 @@ VmInstaller::~VmInstaller() {
 bool VmInstaller::submit(const std::vector<ConnRecord>& records, int timeout_ms) {
   const uint16_t workers = dp_.worker_count();
   std::vector<std::unique_ptr<WorkerCommand>> cmds(workers);
-  for (const ConnRecord& r : records) {
-    uint16_t owner = dp_.owner_of(r.key);
-    if (!cmds[owner]) {
-      cmds[owner] = std::make_unique<WorkerCommand>();
-      cmds[owner]->kind = WorkerCommand::Kind::kInstall;
-      cmds[owner]->vm = vm_;
-    }
-    InstallItem it;
+  // Owner of each record once, then one exact-size item vector per owner (no regrowth, which
+  // would copy every 144-byte item again).
+  std::vector<uint16_t> owner(records.size());
+  std::vector<size_t> count(workers, 0);
+  for (size_t i = 0; i < records.size(); i++) count[owner[i] = dp_.owner_of(records[i].key)]++;
+  for (uint16_t w = 0; w < workers; w++) {
+    if (!count[w]) continue;
+    cmds[w] = take_command();
+    cmds[w]->kind = WorkerCommand::Kind::kInstall;
+    cmds[w]->vm = vm_;
+    cmds[w]->items.reserve(count[w]);
+  }
+  for (size_t i = 0; i < records.size(); i++) {
+    const ConnRecord& r = records[i];
+    InstallItem& it = cmds[owner[i]]->items.emplace_back();
     it.key = r.key;
     it.deleted = r.deleted;
     it.idle_s = r.idle_s;
     r.to_entry(&it.entry, 0);
     it.entry.version.store(r.version, std::memory_order_relaxed);
-    cmds[owner]->items.push_back(it);
   }
   int64_t deadline = now_ms() + timeout_ms;
   for (uint16_t w = 0; w < workers; w++) {
@@ -145,9 +257,21 @@ bool VmInstaller::wait(int timeout_ms) {
     stale += c.stale;
     failed += c.failed;
     removed += c.removed;
+    if (c.kind == WorkerCommand::Kind::kInstall && free_.size() < kMaxFree)
+      free_.push_back(std::move(*it));
     it = pending_.erase(it);
   }
   return true;
+}
+
+std::unique_ptr<WorkerCommand> VmInstaller::take_command() {
+  if (free_.empty()) return std::make_unique<WorkerCommand>();
+  std::unique_ptr<WorkerCommand> c = std::move(free_.back());
+  free_.pop_back();
+  c->items.clear();
+  c->applied = c->stale = c->failed = c->removed = 0;
+  c->done.store(false, std::memory_order_relaxed);
+  return c;
 }
 
 bool VmInstaller::delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t* removed) {

@@ -20,7 +20,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
 #include "dataplane/worker.h"
@@ -46,16 +45,59 @@ class VmReader {
   uint64_t live() const;
 
  private:
+  // What was last sent from one slot.
   struct Sent {
-    FlowKey key;
+    uint32_t slot;  // kEmpty = unused cell
     uint32_t version;
     uint32_t end[2];
+    FlowKey key;
   };
-  bool read_slot(uint16_t shard, uint32_t slot, std::vector<ConnRecord>* out, uint64_t* moved);
+  // slot -> Sent, one per shard: open addressing (linear probing, power-of-two size, at most
+  // half full, backward-shift deletion), so a lookup is about one cache miss and nothing is
+  // allocated per entry. Sized by the VM's entries, not the table's slots, so a small VM on a
+  // large table costs little.
+  class SentMap {
+   public:
+    static constexpr uint32_t kEmpty = 0xffffffffu;
+    Sent* find(uint32_t slot);
+    // Inserts or overwrites.
+    void put(const Sent& s);
+    void erase(Sent* s);
+    // Forgets everything and makes room for n entries without growing.
+    void reset(size_t n);
+    size_t size() const { return size_; }
+    // The cell a lookup of slot starts at (the usual end of it), for prefetching.
+    const Sent* home_cell(uint32_t slot) const {
+      return cells_.empty() ? nullptr : &cells_[home(slot)];
+    }
+    template <class Fn>
+    void for_each(Fn&& fn) const {
+      for (const Sent& s : cells_)
+        if (s.slot != kEmpty) fn(s);
+    }
+
+   private:
+    size_t home(uint32_t slot) const {
+      return static_cast<size_t>((uint64_t{slot} * 0x9E3779B97F4A7C15ull) >> shift_);
+    }
+    void grow();
+    std::vector<Sent> cells_;
+    size_t mask_ = 0;
+    int shift_ = 64;
+    size_t size_ = 0;
+  };
+
+  // Reads one slot: appends a record (changed or new), a tombstone (vanished or reused) or
+  // nothing (unchanged). now_s: the dataplane clock, read once per call of snapshot/delta.
+  void read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, std::vector<ConnRecord>* out,
+                 uint64_t* moved);
+  // read_slot over a list, prefetching ahead.
+  void read_slots(uint16_t shard, const std::vector<uint32_t>& slots, uint32_t now_s,
+                  std::vector<ConnRecord>* out, uint64_t* moved);
 
   Dataplane& dp_;
   uint16_t vm_;
-  std::vector<std::unordered_map<uint32_t, Sent>> sent_;  // per shard: slot -> last sent
+  std::vector<SentMap> sent_;  // per shard
 };
 
 class VmInstaller {
@@ -75,9 +117,16 @@ class VmInstaller {
   static bool delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t* removed);
 
  private:
+  // A command from the pool (items emptied, capacity kept) or a new one.
+  std::unique_ptr<WorkerCommand> take_command();
+
   Dataplane& dp_;
   uint16_t vm_;
   std::vector<std::unique_ptr<WorkerCommand>> pending_;
+  // Finished install commands kept with their item capacity: a round's chunks reuse the
+  // memory of the previous round's instead of faulting in fresh pages.
+  std::vector<std::unique_ptr<WorkerCommand>> free_;
+  static constexpr size_t kMaxFree = 32;
 };
 
 }  // namespace baton::migrate

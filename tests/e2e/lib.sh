@@ -141,7 +141,7 @@ move_vm() {
   ip link set ${BT}vr master ${BT}hb
   # arping waits a second between probes: send one announcement now and one shortly after,
   # without holding up the hypervisor's resume (QEMU announces the same way, several times).
-  ip netns exec "$VMNS" arping -q -U -c 1 -w 0 -I eth0 $VM_IP >/dev/null 2>&1 || true
+  ip netns exec "$VMNS" arping -q -U -c 1 -w 0 -I eth0 $VM_IP >/dev/null 2>&1 &
   (sleep 0.3; ip netns exec "$VMNS" arping -q -U -c 1 -w 0 -I eth0 $VM_IP >/dev/null 2>&1) &
 }
 

@@ -64,7 +64,7 @@ miss_before=$(metric_get "$MET" baton_drops_total 'reason="neighbor_miss"')
 # server); retried in case the machine is slow.
 for _ in 1 2 3; do ip netns exec "$CLI" ping -c 1 -W 1 10.91.2.2 >/dev/null 2>&1 && break; done
 for _ in $(seq 20); do
-  ip -n "$SRV" neigh show 10.91.2.1 | grep -qi "$IN_MAC" && break
+  [ "$(ip -n "$SRV" neigh show 10.91.2.1 | grep -ci "$IN_MAC")" -gt 0 ] && break
   sleep 0.1
 done
 neigh_cli=$(ip -n "$CLI" neigh show 10.91.1.1)

@@ -46,8 +46,9 @@ log "VM moved to host-b"
 r=$(migrate_signal "$A_API" vm1 resume); echo "$r" | jq -c .
 [ "$(jq -r .result <<<"$r")" = SUCCESS ] || die "migration did not succeed: $r"
 
-wait "$HOLD" || die "long-lived connections broke: $(jq -c '[.results[] | select(.ok == false)][:3]' "$WORK/hold.json")"
-wait "$LATE" || die "connections opened during pre-copy broke: $(jq -c '[.results[] | select(.ok == false)][:3]' "$WORK/late.json")"
+drops() { for x in A B; do m=${x}_MET; echo "$x: $(curl -sf "http://${!m}/metrics" | grep '^baton_drops_total' | grep -v ' 0$' | tr '\n' ' ')"; done; }
+wait "$HOLD" || die "$(drops) long-lived connections broke: $(jq -c '[.results[] | select(.ok == false)][:3]' "$WORK/hold.json")"
+wait "$LATE" || die "$(drops) connections opened during pre-copy broke: $(jq -c '[.results[] | select(.ok == false)][:3]' "$WORK/late.json")"
 # Counters now, while iperf3 still runs: the end of an iperf3 test is not the move's doing.
 to1_c=$(tcp_counter "$CLI" TcpExtTCPTimeouts); to1_v=$(tcp_counter "$VMNS" TcpExtTCPTimeouts)
 rst1_c=$(tcp_counter "$CLI" TcpOutRsts); rst1_v=$(tcp_counter "$VMNS" TcpOutRsts)
@@ -76,9 +77,9 @@ api_get "$A_API" /v1/vms | jq -e '[.[] | select(.name == "vm1")] | length == 0' 
 rep=$(api_get "$A_API" /v1/vms/vm1/migration)
 echo "$rep" | jq -c '{result, entries, rounds, bytes_sent, packets, ms}'
 "$BATONCTL" --api "$A_API" migrations >/dev/null || die "batonctl migrations failed"
-curl -sf "http://$A_MET/metrics" | grep -q '^baton_migrations_total{.*result="SUCCESS"' || die "no SUCCESS in A's metrics"
 # Every series the shipped Grafana dashboard plots exists on a live instance.
 curl -sf "http://$A_MET/metrics" >"$WORK/a.metrics"
+grep -q '^baton_migrations_total{.*result="SUCCESS"' "$WORK/a.metrics" || die "no SUCCESS in A's metrics"
 for m in $(grep -oE 'baton_[a-z_]+' "$ROOT/config/grafana-dashboard.json" | sort -u); do
   grep -q "^$m" "$WORK/a.metrics" || die "dashboard series $m is not exported"
 done

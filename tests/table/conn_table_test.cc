@@ -315,6 +315,52 @@ TEST_F(ConnTableTest, AgingRemovesOnlyExpiredWithPerClassTimeout) {
   EXPECT_EQ(t->expire(500, 10, tmo, on_exp), 0u);
 }
 
+// Regression (bench fw_new_conn_aging_left): the worker stores an entry's new age class in the
+// entry (inside its write bracket) and then calls set_age_class(). Unlinking used the entry's
+// class field to pick the list, so moving a list's head left the old list headed by a slot
+// that was later removed; expire() then "removed" that dead head forever and nothing behind it
+// (the bench stalled after 6145 of 196608). Aging must remove everything, from a thread that
+// is not a registered reader, and every slot must be reusable afterwards.
+TEST_F(ConnTableTest, AgingRemovesAllAfterClassStoredBeforeSetAgeClass) {
+  constexpr uint32_t kN = 20000;
+  auto t = make(kN, 4, 3);
+  ASSERT_TRUE(t);
+  std::vector<uint32_t> slots;
+  for (uint32_t i = 0; i < kN; ++i) {
+    int32_t s = t->insert(make_key(i, 1), make_entry(1, 0, 0));
+    ASSERT_GE(s, 0) << i;
+    slots.push_back(static_cast<uint32_t>(s));
+  }
+  // Class changes in the worker's way, in insertion order (each mover is its list's head).
+  for (uint8_t cls : {1, 2}) {
+    for (uint32_t i = 0; i < kN; i += cls) {
+      t->entry(slots[i]).age_class = cls;
+      t->set_age_class(slots[i], cls);
+    }
+  }
+  auto tmo = [](const ConnEntry&) { return 1u; };
+  uint64_t removed = 0;
+  for (uint32_t guard = 0; t->size() > 0 && guard < kN; ++guard)
+    removed += t->expire(1000, 64, tmo, [](uint32_t) {});
+  EXPECT_EQ(t->size(), 0u);
+  EXPECT_EQ(removed, kN);
+  EXPECT_EQ(t->stats().removes, kN);
+  EXPECT_EQ(t->vm_count(1), 0u);
+  EXPECT_EQ(t->expire(2000, 64, tmo, [](uint32_t) {}), 0u);
+  // Every position is free again (no reader online): a full refill succeeds, twice over.
+  for (int round = 0; round < 2; ++round) {
+    for (uint32_t i = 0; i < kN; ++i)
+      ASSERT_GE(t->insert(make_key(kN * (round + 1) + i, 1), make_entry(1, 0, 2)), 0)
+          << "round " << round << " insert " << i;
+    EXPECT_EQ(t->size(), kN);
+    removed = 0;
+    for (uint32_t guard = 0; t->size() > 0 && guard < kN; ++guard)
+      removed += t->expire(3000 + round, 64, tmo, [](uint32_t) {});
+    EXPECT_EQ(removed, kN);
+  }
+  EXPECT_EQ(t->stats().reclaim_stalls, 0u);
+}
+
 TEST_F(ConnTableTest, AgingMovesRefreshedHeadToTail) {
   auto t = make(100, 4, 1);
   ASSERT_TRUE(t);
