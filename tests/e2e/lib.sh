@@ -74,17 +74,27 @@ bridge_add() {
 # Starts batond with config $1; waits for its API on $2 (host:port). Output to $WORK/$3.log.
 # Sets BATOND_PID (call it directly, not in $(...), so the process stays our child).
 start_batond() {
-  local cfg=$1 api=$2 name=$3
-  bg "$BATOND" --config "$cfg" >"$WORK/$name.log" 2>&1
-  local pid=${PIDS[-1]}
-  BATOND_PID=$pid
-  for _ in $(seq 1 100); do
-    # Ready when the API answers and the workers poll (the log line comes after both).
-    if grep -q " running: " "$WORK/$name.log" && curl -sf "http://$api/v1/ports" >/dev/null 2>&1; then
-      return 0
+  local cfg=$1 api=$2 name=$3 attempt
+  # DPDK 22.11's af_packet PMD names its PACKET_FANOUT group getpid() ^ ifindex: two
+  # processes started close together on neighbouring veths can pick the same group, and the
+  # kernel refuses the second (EINVAL). A new process gets a new pid, so start again.
+  for attempt in 1 2 3; do
+    bg "$BATOND" --config "$cfg" >"$WORK/$name.log" 2>&1
+    local pid=${PIDS[-1]}
+    BATOND_PID=$pid
+    for _ in $(seq 1 100); do
+      # Ready when the API answers and the workers poll (the log line comes after both).
+      if grep -q " running: " "$WORK/$name.log" && curl -sf "http://$api/v1/ports" >/dev/null 2>&1; then
+        return 0
+      fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if ! kill -0 "$pid" 2>/dev/null && grep -q "could not set PACKET_FANOUT" "$WORK/$name.log"; then
+      log "batond $name: af_packet fanout group clash, starting again"
+      continue
     fi
-    kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "batond $name exited"; }
-    sleep 0.1
+    break
   done
   cat "$WORK/$name.log" >&2
   die "batond $name did not come up"
