@@ -580,7 +580,7 @@ void MigrationEngine::run_out(OutSession& s) {
       usleep(20 * 1000);
       forwarded += ship(drain_hold(vs));
     }
-    links[0].send(migrate::HeldPacketsMsg{}, mid, tmo);  // end marker: nothing more follows
+    for (Link& l : links) l.send(migrate::HeldPacketsMsg{}, mid, tmo);  // end: nothing follows
     vs.state.store(VmState::kGone, std::memory_order_seq_cst);
     dp_.grace_period();
     forwarded += ship(drain_hold(vs));
