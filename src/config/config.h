@@ -122,6 +122,108 @@ struct MigrationConfig {
   uint32_t max_delta_rounds = 8;
 };
 
+// ---- NAT (IPv4) --------------------------------------------------------------------------
+// RFC 4787 names the same three behaviours for mapping (section 4.1) and filtering (5).
+enum class NatBehavior : uint8_t { kEndpointIndependent, kAddressDependent, kAddressAndPortDependent };
+
+struct SnatRule {
+  std::string name;
+  Prefix source;                       // inside addresses this rule translates
+  std::vector<Prefix> exclude;         // destinations left untranslated (default: source)
+  std::vector<IpAddr> pool;            // outside addresses (IPv4)
+  PortRange ports{1024, 65535};        // outside port range handed out in blocks
+  uint16_t block_size = 64;            // ports per block leased to one inside address
+  uint16_t max_blocks_per_host = 16;
+  NatBehavior mapping = NatBehavior::kEndpointIndependent;             // RFC 4787 REQ-1
+  NatBehavior filtering = NatBehavior::kAddressAndPortDependent;       // RFC 4787 REQ-8 option
+  int line = 0;
+};
+struct StaticNat {          // 1:1, both directions (a VM's private address <-> public address)
+  IpAddr inside, outside;
+  int line = 0;
+};
+struct PortForward {        // destination NAT: outside addr:port -> inside addr:port
+  uint8_t proto = 6;
+  IpAddr outside;
+  uint16_t outside_port = 0;
+  IpAddr inside;
+  uint16_t inside_port = 0;
+  int line = 0;
+};
+struct NatConfig {
+  std::vector<SnatRule> snat;
+  std::vector<StaticNat> static_nat;
+  std::vector<PortForward> port_forward;
+  uint32_t mapping_timeout_s = 300;  // after a mapping's last session ends (REQ-5: >= 120)
+  uint32_t capacity = 1 << 18;       // mappings per worker
+  bool hairpinning = true;           // RFC 4787 REQ-9
+  bool enabled() const { return !snat.empty() || !static_nat.empty() || !port_forward.empty(); }
+};
+
+// ---- Load balancer (IPv4) ---------------------------------------------------------------
+enum class BackendState : uint8_t { kUp, kDown, kDraining };
+enum class HealthCheckKind : uint8_t { kNone, kTcp, kHttp };
+
+struct HealthCheckConfig {
+  HealthCheckKind kind = HealthCheckKind::kNone;
+  uint32_t interval_ms = 2000, timeout_ms = 1000;
+  uint16_t rise = 2, fall = 3;
+  std::string http_path = "/";
+  std::string http_host;                 // Host header; default the backend address
+  uint16_t expect_lo = 200, expect_hi = 399;  // accepted status codes
+};
+struct BackendConfig {
+  IpAddr address;
+  uint16_t port = 0;
+  uint32_t weight = 1;
+  BackendState state = BackendState::kUp;
+  int line = 0;
+};
+struct PoolConfig {
+  std::string name;
+  std::vector<BackendConfig> backends;
+  HealthCheckConfig health;
+  int line = 0;
+};
+enum class StickyMethod : uint8_t { kNone, kSourceAddress, kSourcePrefix, kCookie, kHeader };
+// Seed 000 section 3.2.1.3.2: a sticky group (named after its service) with a method, the
+// service's farm and backup farm, whether it sticks on the backup farm, a timeout, and whether
+// entries time out while connections still use them.
+struct StickyConfig {
+  StickyMethod method = StickyMethod::kNone;
+  uint8_t prefix_len = 32;     // kSourcePrefix
+  std::string name;            // cookie or header name (kCookie, kHeader)
+  uint32_t timeout_s = 600;
+  bool on_backup = false;
+  bool timeout_active_conns = false;
+};
+enum class LbMode : uint8_t { kNat, kFullNat, kL7 };
+struct L7RuleConfig {             // first match wins; fields ANDed; absent = any
+  std::string host, path_prefix, header_name, header_value, cookie_name, cookie_value;
+  std::string pool;
+  int line = 0;
+};
+struct ServiceConfig {
+  std::string name;
+  IpAddr vip;
+  uint8_t proto = 6;
+  uint16_t port = 0;
+  LbMode mode = LbMode::kNat;
+  std::vector<IpAddr> local_addresses;  // kFullNat / kL7: source addresses towards backends
+  std::string pool, backup_pool;
+  uint32_t table_size = 65537;          // Maglev lookup table, prime
+  StickyConfig sticky;
+  std::vector<L7RuleConfig> l7_rules;   // kL7
+  uint32_t max_request_head = 8192;     // kL7: bytes; larger heads get 400
+  int line = 0;
+};
+struct LbConfig {
+  std::vector<PoolConfig> pools;
+  std::vector<ServiceConfig> services;
+  uint32_t sticky_capacity = 1 << 16;
+  bool enabled() const { return !services.empty(); }
+};
+
 struct EalConfig {
   std::string file_prefix = "baton";
   uint32_t memory_mb = 512;
@@ -146,6 +248,8 @@ struct Config {
   ControlConfig control;
   MetricsConfig metrics;
   MigrationConfig migration;
+  NatConfig nat;
+  LbConfig lb;
 };
 
 struct ConfigError {
