@@ -59,6 +59,7 @@ constexpr uint8_t kOrigIsHi = 0x01;   // the initiator is the key's hi endpoint
 constexpr uint8_t kPending = 0x02;    // installed by a migration, not yet active
 constexpr uint8_t kReplied = 0x08;    // UDP/ICMP: the responder has answered
 constexpr uint8_t kFromPeer = 0x10;   // arrived through a migration (never loosely picked up)
+constexpr uint8_t kXlate = 0x20;      // translated: its ConnXlate record is valid (nat/conn_xlate.h)
 }  // namespace connflag
 
 constexpr uint32_t kNoSlot = 0xffffffffu;

@@ -74,6 +74,18 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
     dp->shards_.push_back(std::move(t));
   }
 
+  dp->translator_ = Translator::create(cfg, workers, err);
+  if (!dp->translator_) return nullptr;
+  if (dp->translator_->enabled()) {
+    for (uint16_t w = 0; w < workers; w++) {
+      auto x = ConnXlateTable::create(std::to_string(n) + "_" + std::to_string(w),
+                                      dp->shards_[w]->slots(), dp->capacity_per_worker_,
+                                      SOCKET_ID_ANY, err);
+      if (!x) return nullptr;
+      dp->xlates_.push_back(std::move(x));
+    }
+  }
+
   if (with_ports && !dp->ports_.init(cfg, dp->pool_, err)) return nullptr;
   dp->port_index_.assign(RTE_MAX_ETHPORTS, -1);
   if (with_ports) {
@@ -104,6 +116,7 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
     }
     dp->router_ = Router::build(cfg, macs, err);
     if (!dp->router_) return nullptr;
+    dp->router_->set_service_addresses(dp->translator_->service_addresses());
     for (const RouteEntry& r : dp->router_->routes())
       BLOG_INFO("router", "route %s/%u -> port %s via %s",
                 IpAddr::v4(r.net).to_string(Family::kV4).c_str(), r.len,
@@ -127,6 +140,8 @@ Dataplane::~Dataplane() {
   workers_.clear();
   router_.reset();
   if (with_ports_) ports_.stop();
+  xlates_.clear();
+  translator_.reset();
   shards_.clear();
   vms_.reset();
   acl_.reset();

@@ -23,7 +23,9 @@
 #include "conntrack/tcp_tracker.h"
 #include "dataplane/acl.h"
 #include "dataplane/ports.h"
+#include "nat/conn_xlate.h"
 #include "dataplane/router.h"
+#include "dataplane/translator.h"
 #include "dataplane/vm_table.h"
 #include "dataplane/worker.h"
 
@@ -53,6 +55,10 @@ class Dataplane {
   rte_mempool* pool() { return pool_; }
   std::vector<std::unique_ptr<Worker>>& workers() { return workers_; }
   ConnTable& shard(uint16_t w) { return *shards_[w]; }
+  // NAT/LB: the decision stage, and each shard's translation records (nullptr when the config
+  // translates nothing).
+  Translator* translator() { return translator_.get(); }
+  ConnXlateTable* xlate(uint16_t w) { return xlates_.empty() ? nullptr : xlates_[w].get(); }
   uint16_t worker_count() const { return static_cast<uint16_t>(workers_.size()); }
   uint16_t owner_of(const FlowKey& k) const { return k.owner_hash() % worker_count(); }
   int port_index(uint16_t port_id) const { return port_index_[port_id]; }
@@ -93,6 +99,8 @@ class Dataplane {
   std::unique_ptr<Router> router_;
   rte_rcu_qsbr* rcu_ = nullptr;
   std::vector<std::unique_ptr<ConnTable>> shards_;
+  std::unique_ptr<Translator> translator_;
+  std::vector<std::unique_ptr<ConnXlateTable>> xlates_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<int> port_index_;
   uint32_t capacity_per_worker_ = 0;

@@ -32,7 +32,13 @@ namespace baton {
   X(kNotForUs, "not_for_us")             /* L3: not our MAC, tagged, bcast */\
   X(kNeighborMiss, "neighbor_miss")      /* L3: next hop not resolved yet */  \
   X(kIpv6Unrouted, "ipv6_unrouted")      /* L3: IPv6 is not routed */         \
-  X(kLocalDelivery, "local_delivery")    /* L3: to our address, no stack */
+  X(kLocalDelivery, "local_delivery")    /* L3: to our address, no stack */   \
+  X(kNatNoMapping, "nat_no_mapping")     /* to a pool address, no mapping */  \
+  X(kNatFiltered, "nat_filtered")        /* RFC 4787 filtering refused it */  \
+  X(kNatPortsExhausted, "nat_ports_exhausted") /* no port/block for a host */ \
+  X(kNatTableFull, "nat_table_full")     /* mapping or reply index full */    \
+  X(kLbNoBackend, "lb_no_backend")       /* no eligible backend, no backup */ \
+  X(kXlateFragment, "xlate_fragment")    /* later fragment of translated flow*/
 
 enum class DropReason : uint8_t {
 #define BATON_DROP_ENUM(name, label) name,

@@ -205,6 +205,11 @@ const RouteEntry* Router::route(be32 dst) const {
   return nullptr;
 }
 
+void Router::set_service_addresses(std::vector<be32> addrs) {
+  std::sort(addrs.begin(), addrs.end(), [](be32 x, be32 y) { return x.raw() < y.raw(); });
+  service_addrs_ = std::move(addrs);
+}
+
 bool Router::is_local(be32 a) const {
   for (const L3Interface& x : ifs_)
     if (x.addr == a) return true;
@@ -379,7 +384,11 @@ void Router::learn(be32 ip, const MacAddr& mac, uint32_t now_s, bool create) {
 
 ArpVerdict Router::on_arp(uint16_t port, const ArpView& a, uint32_t now_s, uint8_t* reply) {
   if (port >= port_count()) return ArpVerdict::kIgnored;
-  const bool for_us = address_on(port, a.target_ip) != nullptr;
+  const bool for_us =
+      address_on(port, a.target_ip) != nullptr ||
+      (std::binary_search(service_addrs_.begin(), service_addrs_.end(), a.target_ip,
+                          [](be32 x, be32 y) { return x.raw() < y.raw(); }) &&
+       subnet_on(port, a.target_ip) != nullptr);
   // Learn only plausible neighbours: a unicast MAC and an address of this port's subnets that
   // is not ours (ARP probes have sender 0.0.0.0 and teach nothing).
   const bool learnable = a.sender_ip.raw() != 0 && !a.sender_mac.is_multicast() &&

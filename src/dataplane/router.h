@@ -149,6 +149,11 @@ class Router {
   };
   std::vector<NeighborInfo> neighbors(uint32_t now_s) const;  // for the API and tests
 
+  // Translated addresses (NAT outside addresses, VIPs; translator.h) that are not interface
+  // addresses: ARP requests for one of them are answered on a port whose subnet holds it.
+  // Set before the workers start.
+  void set_service_addresses(std::vector<be32> addrs);
+
   // --- write side: [owner] only --------------------------------------------------------------
   // An ARP frame received on port `port`; may fill reply[0..kArpFrameLen).
   ArpVerdict on_arp(uint16_t port, const ArpView& a, uint32_t now_s, uint8_t* reply);
@@ -196,6 +201,7 @@ class Router {
   std::vector<RouteEntry> routes_;
   std::vector<Level> levels_;  // longest first
   std::vector<MacAddr> port_macs_;
+  std::vector<be32> service_addrs_;  // sorted by raw value
   std::unique_ptr<Slot[]> slots_;
 };
 

@@ -16,6 +16,7 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/parser.h"
 #include "dataplane/router.h"
+#include "nat/xlate_rewrite.h"
 
 namespace baton {
 namespace {
@@ -80,6 +81,8 @@ Worker::~Worker() {
 
 bool Worker::init(std::string* err) {
   table_ = &dp_.shard(id_);
+  xlate_ = dp_.xlate(id_);
+  translator_ = xlate_ ? dp_.translator() : nullptr;
   char name[RTE_RING_NAMESIZE];
   static std::atomic<int> seq{0};
   int n = seq++;
@@ -171,7 +174,7 @@ int Worker::run() {
 }
 
 void Worker::housekeeping() {
-  now_s_ = dp_.now_s();
+  if (!clock_pinned_) now_s_ = dp_.now_s();
   void* c;
   // One command per loop keeps a large install from stalling forwarding.
   if (rte_ring_sc_dequeue(commands_, &c) == 0) apply(*static_cast<WorkerCommand*>(c));
@@ -265,6 +268,16 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
     // The bulk lookup ran before this burst created anything: a second packet of a flow
     // whose first packet is earlier in the same burst looks again.
     if (slots[i] < 0 && created_in_burst) slots[i] = table_->lookup(keys_[i]);
+    if (slots[i] < 0 && xlate_) {
+      // The reply direction of a translated connection is keyed by its reply tuple.
+      int32_t s = xlate_->lookup_reply(keys_[i]);
+      if (s >= 0) {
+        const ConnEntry& e = table_->entry(static_cast<uint32_t>(s));
+        handle_known(m, pm, static_cast<uint32_t>(s),
+                     e.orig_dir() == Dir::kLoToHi ? Dir::kHiToLo : Dir::kLoToHi);
+        continue;
+      }
+    }
     if (slots[i] >= 0) {
       handle_known(m, pm, static_cast<uint32_t>(slots[i]), dirs_[i]);
     } else {
@@ -298,6 +311,36 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   AclMatch am = dp_.acl().classify_one(AclQuery{zone, pm.tuple});
   if (am.action != Action::kPermit) return drop(m, DropReason::kAclDeny);
 
+  ConnXlate x;
+  XlateVerdict xv;
+  if (translator_) {
+    xv = decide_xlate(pm, &x);
+    if (xv.kind == XlateVerdict::kDrop) return drop(m, xv.reason);
+    // Our translated addresses answer nothing else (no host stack), and must not be routed
+    // back out where we answer ARP for them.
+    if (xv.kind == XlateVerdict::kPass && pm.l3 == L3Kind::kIpv4 &&
+        translator_->is_service_address(pm.tuple.dst.as_v4()))
+      return drop(m, DropReason::kLocalDelivery);
+    if (xv.kind == XlateVerdict::kTranslate && l3_ && !router_->route(x.reply_src)) {
+      translator_->release(id_, x, proto);
+      return drop(m, DropReason::kNoRoute);  // nothing we cannot route creates state
+    }
+    if (xv.kind == XlateVerdict::kTranslate && !vm) {
+      // A translated flow belongs to the VM behind its inside address (a static NAT or port
+      // forward reaches the VM under its public address).
+      vm = dp_.vms().find_by_ip(IpAddr::v4(x.reply_src), Family::kV4);
+      if (!vm) vm = dp_.vms().find_by_ip(IpAddr::v4(x.reply_dst), Family::kV4);
+      if (vm) {
+        VmState st = dp_.vms().slot(vm).state.load(std::memory_order_acquire);
+        if (st == VmState::kFrozen || st == VmState::kArriving) {
+          translator_->release(id_, x, proto);
+          hold(m, vm);
+          return;
+        }
+      }
+    }
+  }
+
   ConnEntry e;
   e.vm_id = vm;
   e.zone = zone;
@@ -309,7 +352,27 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   e.packets[static_cast<int>(d)] = 1;
   e.bytes[static_cast<int>(d)] = m->pkt_len;
   int32_t slot = table_->insert(k, e);
-  if (slot < 0) return drop(m, DropReason::kTableFull);
+  if (slot < 0) {
+    if (xv.kind == XlateVerdict::kTranslate) translator_->release(id_, x, proto);
+    return drop(m, DropReason::kTableFull);
+  }
+  if (xv.kind == XlateVerdict::kTranslate) {
+    // The record first, then the flag inside a write bracket: a reader that sees the flag
+    // reads a complete record (conn_xlate.h).
+    xlate_->at(static_cast<uint32_t>(slot)) = x;
+    Dir rd;
+    int rc = 0;
+    if (!xlate_->add_reply(canonical_key(reply_tuple(x, proto, pm.tuple.vlan), &rd),
+                           static_cast<uint32_t>(slot), &rc)) {
+      table_->remove(static_cast<uint32_t>(slot));
+      translator_->release(id_, x, proto);
+      return drop(m, DropReason::kNatTableFull);
+    }
+    table_->begin_write(static_cast<uint32_t>(slot));
+    table_->entry(slot).flags |= connflag::kXlate;
+    table_->end_write(static_cast<uint32_t>(slot));
+    stats_.conn_translated++;
+  }
   stats_.conn_created++;
   stats_.conns[conn_kind(proto, e.l4_state)]++;
   if (pm.first_fragment) {
@@ -317,6 +380,7 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     f = FragSlot{pm.tuple.src, pm.tuple.dst, pm.frag_id, pm.tuple.proto, true, now_s_ + kFragLifetimeS};
   }
   if (vm) note_change(static_cast<uint32_t>(slot), table_->entry(slot));
+  if (xv.kind == XlateVerdict::kTranslate) translate(m, pm, static_cast<uint32_t>(slot), true);
   forward(m);
 }
 
@@ -341,6 +405,8 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
   }
   if (pm.icmp.is_error) {
     // Related traffic: passes for a known flow, changes nothing in it.
+    if ((e.flags & connflag::kXlate) && !translate(m, pm, slot, d == e.orig_dir()))
+      return drop(m, DropReason::kIcmpNoFlow);
     return forward(m);
   }
   const int di = static_cast<int>(d);
@@ -374,6 +440,7 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
     FragSlot& f = frag_slot(pm);
     f = FragSlot{pm.tuple.src, pm.tuple.dst, pm.frag_id, pm.tuple.proto, true, now_s_ + kFragLifetimeS};
   }
+  if (e.flags & connflag::kXlate) translate(m, pm, slot, d == e.orig_dir());
   forward(m);
 }
 
@@ -398,6 +465,13 @@ void Worker::note_change(uint32_t slot, ConnEntry& e) {
 void Worker::forget(uint32_t slot) {
   ConnEntry& e = table_->entry(slot);
   stats_.conns[conn_kind(table_->key(slot).proto, e.l4_state)]--;
+  if (e.flags & connflag::kXlate) {
+    const FlowKey& k = table_->key(slot);
+    const ConnXlate& x = xlate_->at(slot);
+    Dir rd;
+    xlate_->remove_reply(canonical_key(reply_tuple(x, k.proto, k.vlan), &rd));
+    translator_->release(id_, x, k.proto);
+  }
   if (e.vm_id) {
     // A removal is a change too: the migration reader turns the vanished slot into a tombstone.
     VmSlot& vs = dp_.vms().slot(e.vm_id);
@@ -418,6 +492,49 @@ bool Worker::hold(rte_mbuf* m, uint16_t vm) {
   vs.hold_dropped.fetch_add(1, std::memory_order_relaxed);
   drop(m, DropReason::kFrozenOverflow);
   return false;
+}
+
+// ---- translation (translator.h, nat/conn_xlate.h) -----------------------------------------------
+
+XlateVerdict Worker::decide_xlate(const PacketMeta& pm, ConnXlate* x) {
+  if (pm.l3 != L3Kind::kIpv4 || !pm.has_l4) return {};
+  return translator_->decide(id_, pm.tuple, now_s_, x, [&](const Tuple& reply) {
+    Dir rd;
+    const FlowKey rk = canonical_key(reply, &rd);
+    return xlate_->lookup_reply(rk) >= 0 || table_->lookup(rk) >= 0;
+  });
+}
+
+bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool orig) {
+  const ConnXlate& x = xlate_->at(slot);
+  V4Endpoints to;
+  if (orig) {
+    to = V4Endpoints{x.reply_dst, x.reply_src, x.reply_dport, x.reply_sport};
+  } else {
+    // The original tuple, from the connection's key and which end initiated.
+    const FlowKey& k = table_->key(slot);
+    const bool lo_is_orig = table_->entry(slot).orig_dir() == Dir::kLoToHi;
+    const be32 osrc = (lo_is_orig ? k.lo_addr : k.hi_addr).as_v4();
+    const be32 odst = (lo_is_orig ? k.hi_addr : k.lo_addr).as_v4();
+    const be16 osport = lo_is_orig ? k.lo_port : k.hi_port;
+    const be16 odport = lo_is_orig ? k.hi_port : k.lo_port;
+    to = V4Endpoints{odst, osrc, odport, osport};
+  }
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset;
+  if (unlikely(pm.icmp.is_error)) {
+    // An ICMP error about a translated packet: its outer destination and the packet it quotes
+    // are translated back (RFC 5508 section 4.2).
+    if (!icmp_error_translate(ip, m->data_len - pm.l3_offset, to)) return false;
+  } else {
+    rewrite_v4(ip, rte_pktmbuf_mtod(m, uint8_t*) + pm.l4_offset, pm.tuple.proto,
+               pm.tuple.proto == 1 && pm.icmp.type == 0, to);
+  }
+  stats_.xlated_packets++;
+  if (l3_) {  // the route follows the translated destination
+    const RouteEntry* r = router_->route(to.dst);
+    m->hash.usr = r ? static_cast<uint32_t>(router_->route_index(r)) : UINT32_MAX;
+  }
+  return true;
 }
 
 Worker::FragSlot& Worker::frag_slot(const PacketMeta& pm) {
@@ -444,8 +561,10 @@ bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
   if (router_->is_local(dst)) return drop(m, DropReason::kLocalDelivery), false;
   if (pm.ttl <= 1) return drop(m, DropReason::kTtlExceeded), false;  // no ICMP time exceeded
   const RouteEntry* r = router_->route(dst);
-  if (!r) return drop(m, DropReason::kNoRoute), false;
-  m->hash.usr = static_cast<uint32_t>(router_->route_index(r));
+  // A translated address (VIP, NAT outside address) is routed after translation.
+  if (!r && !(translator_ && translator_->is_service_address(dst)))
+    return drop(m, DropReason::kNoRoute), false;
+  m->hash.usr = r ? static_cast<uint32_t>(router_->route_index(r)) : UINT32_MAX;
   m->l2_len = pm.l3_offset;
   return true;
 }
@@ -584,9 +703,34 @@ void Worker::age() {
 
 void Worker::apply(WorkerCommand& c) {
   switch (c.kind) {
-    case WorkerCommand::Kind::kInstall:
-      for (InstallItem& it : c.items) {
-        int32_t slot = table_->lookup(it.key);
+    case WorkerCommand::Kind::kInstall: {
+      // Keys are looked up a batch at a time (one bulk rte_hash call, signatures computed here)
+      // and the entries found are prefetched before the first is written. An item whose key an
+      // earlier item of its batch may have inserted or removed (same signature) looks again.
+      constexpr uint32_t kBatch = 32;
+      const FlowKey* keys[kBatch];
+      hash_sig_t sigs[kBatch];
+      int32_t found[kBatch];
+      for (size_t i = 0; i < c.items.size(); i++) {
+        InstallItem& it = c.items[i];
+        const uint32_t j = static_cast<uint32_t>(i % kBatch);
+        if (j == 0) {
+          const uint32_t nb = static_cast<uint32_t>(std::min<size_t>(kBatch, c.items.size() - i));
+          for (uint32_t b = 0; b < nb; b++) {
+            keys[b] = &c.items[i + b].key;
+            sigs[b] = ConnTable::hash(*keys[b]);
+          }
+          table_->lookup_bulk(keys, sigs, nb, found);
+          for (uint32_t b = 0; b < nb; b++) {
+            if (found[b] < 0) continue;
+            const char* p = reinterpret_cast<const char*>(&table_->entry(found[b]));
+            rte_prefetch0(p);
+            rte_prefetch0(p + sizeof(ConnEntry) - 1);
+          }
+        }
+        bool again = false;
+        for (uint32_t b = 0; b < j; b++) again |= sigs[b] == sigs[j];
+        int32_t slot = again ? table_->lookup(it.key) : found[j];
         if (slot >= 0 && !(table_->entry(slot).flags & connflag::kFromPeer)) {
           // An entry this instance made itself for the arriving VM's address (a frame flooded
           // here before the VM came) lives in another version space: the source's wins.
@@ -652,6 +796,7 @@ void Worker::apply(WorkerCommand& c) {
         }
       }
       break;
+    }
     case WorkerCommand::Kind::kDeleteVm: {
       std::vector<uint32_t> slots;
       table_->for_each_in_vm(c.vm, [&](uint32_t s) { slots.push_back(s); });

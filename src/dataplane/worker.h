@@ -27,6 +27,8 @@
 #include "common/net_types.h"
 #include "conntrack/conn_entry.h"
 #include "dataplane/packet_meta.h"
+#include "dataplane/translator.h"
+#include "nat/conn_xlate.h"
 #include "dataplane/worker_stats.h"
 
 namespace baton {
@@ -98,7 +100,11 @@ class Worker {
   void process_burst(rte_mbuf** pkts, uint32_t n);
   void flush_tx();
   void set_tx_sink(TxSink* sink) { tx_sink_ = sink; }  // nullptr: transmit on the ports
-  void set_now(uint32_t now_s) { now_s_ = now_s; }
+  // Pins the worker's clock (tests, benchmarks): housekeeping() stops reading the TSC clock.
+  void set_now(uint32_t now_s) {
+    now_s_ = now_s;
+    clock_pinned_ = true;
+  }
   // Aging, commands, inject: what one loop iteration does besides RX.
   void housekeeping();
 
@@ -116,6 +122,12 @@ class Worker {
   void handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d);
   void handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir d);
   void forward(rte_mbuf* m);
+  // NAT/LB (translator.h, nat/conn_xlate.h): rewrites a packet of translated connection `slot`
+  // travelling in the original direction (orig) or the reply direction.
+  // false: the packet cannot be translated (a malformed ICMP error) and must be dropped.
+  bool translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool orig);
+  // Slow path of a new connection: the translation decision and the VM it belongs to.
+  XlateVerdict decide_xlate(const PacketMeta& pm, ConnXlate* x);
   // Mode l3 (router.h): ingress checks and route choice before conntrack (false: dropped),
   // neighbour + rewrite + egress port on forward, ARP on the neighbour-table owner.
   bool l3_ingress(rte_mbuf* m, const PacketMeta& pm);
@@ -135,10 +147,13 @@ class Worker {
   uint16_t id_;
   unsigned lcore_;
   ConnTable* table_ = nullptr;  // owned by Dataplane
+  ConnXlateTable* xlate_ = nullptr;  // owned by Dataplane; nullptr when nothing is translated
+  Translator* translator_ = nullptr;
   rte_ring* handoff_ = nullptr;
   rte_ring* inject_ = nullptr;
   rte_ring* commands_ = nullptr;
   uint32_t now_s_ = 0;
+  bool clock_pinned_ = false;
   WorkerStats stats_;
   // Per-burst scratch of process_burst, indexed by owned packet. Members rather than locals:
   // a local array of PacketMeta (which has default member initialisers) would be

@@ -19,6 +19,8 @@ namespace baton {
   X(tx_packets, "worker_tx_packets_total", "Packets transmitted by the worker")           \
   X(dropped, "worker_dropped_packets_total", "Packets dropped by the worker, all reasons") \
   X(conn_created, "conn_created_total", "Connections created")                            \
+  X(conn_translated, "conn_translated_total", "Connections created with NAT/LB translation") \
+  X(xlated_packets, "translated_packets_total", "Packets rewritten by NAT/LB")            \
   X(conn_expired, "conn_expired_total", "Connections removed by aging")                   \
   X(conn_closed, "conn_closed_total", "Connections removed after close")                  \
   X(handoff_out, "handoff_out_packets_total", "Packets handed to the owning worker")      \

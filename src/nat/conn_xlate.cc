@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "nat/conn_xlate.h"
+
+#include <rte_errno.h>
+#include <rte_hash_crc.h>
+
+namespace baton {
+
+const char* xlate_kind_name(XlateKind k) {
+  switch (k) {
+    case XlateKind::kNone: return "none";
+    case XlateKind::kSnat: return "snat";
+    case XlateKind::kStatic: return "static";
+    case XlateKind::kDnat: return "dnat";
+    case XlateKind::kHairpin: return "hairpin";
+    case XlateKind::kLbNat: return "lb-nat";
+    case XlateKind::kLbFullNat: return "lb-fullnat";
+    case XlateKind::kCount: break;
+  }
+  return "?";
+}
+
+Tuple reply_tuple(const ConnXlate& x, uint8_t proto, uint16_t vlan) {
+  Tuple t;
+  t.family = Family::kV4;
+  t.proto = proto;
+  t.vlan = vlan;
+  t.src = IpAddr::v4(x.reply_src);
+  t.dst = IpAddr::v4(x.reply_dst);
+  t.sport = x.reply_sport;
+  t.dport = x.reply_dport;
+  return t;
+}
+
+std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name, uint32_t slots,
+                                                       uint32_t capacity, int socket,
+                                                       std::string* err) {
+  std::unique_ptr<ConnXlateTable> t(new ConnXlateTable());
+  rte_hash_parameters hp{};
+  std::string hname = "xl_" + name;
+  hp.name = hname.c_str();
+  hp.entries = std::max<uint32_t>(capacity, 64);
+  hp.key_len = sizeof(FlowKey);
+  hp.hash_func = rte_hash_crc;
+  hp.socket_id = socket;
+  // Owner-only (no concurrency flags); EXT_TABLE so that an insert below capacity never fails
+  // on cuckoo displacement.
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+  t->index_ = rte_hash_create(&hp);
+  if (!t->index_) {
+    *err = "rte_hash_create(" + hname + "): " + rte_strerror(rte_errno);
+    return nullptr;
+  }
+  t->records_.resize(slots);
+  return t;
+}
+
+ConnXlateTable::~ConnXlateTable() {
+  if (index_) rte_hash_free(index_);
+}
+
+int32_t ConnXlateTable::lookup_reply(const FlowKey& k) const {
+  void* data = nullptr;
+  if (rte_hash_lookup_data(index_, &k, &data) < 0) return -1;
+  return static_cast<int32_t>(reinterpret_cast<uintptr_t>(data));
+}
+
+bool ConnXlateTable::add_reply(const FlowKey& k, uint32_t slot, int* rc) {
+  if (rte_hash_lookup(index_, &k) >= 0) {
+    *rc = -EEXIST;
+    return false;
+  }
+  *rc = rte_hash_add_key_data(index_, &k, reinterpret_cast<void*>(uintptr_t{slot}));
+  return *rc == 0;
+}
+
+void ConnXlateTable::remove_reply(const FlowKey& k) { rte_hash_del_key(index_, &k); }
+
+}  // namespace baton

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Per-connection address translation: what a NAT or load-balancing decision leaves behind for
+// the fast path, in a side table of the owner's connection-table shard.
+//
+// Theory of operation. A translated connection has two tuples: the original one (as the
+// initiator sends it, which is the connection's key in ConnTable) and the reply one (as the
+// responder sends it, after translation). Linux conntrack keeps both in one hash; here the
+// reply tuple lives in this table's own index, which maps its canonical FlowKey to the
+// connection's slot. A packet whose key misses the connection table is looked up here; a hit is
+// the reply direction of a translated connection. The record at the connection's slot holds the
+// reply tuple, from which both rewrites follow (decide once on the slow path, apply on the fast
+// path):
+//   orig direction:  (src, dst) := (reply.dst, reply.src)
+//   reply direction: (src, dst) := (orig.dst, orig.src)
+// with the checksums patched incrementally (nat/checksum.h). SNAT, static NAT, port forwarding,
+// hairpinning and both load-balancer modes are all this one rule with a different reply tuple.
+//
+// Threads: owner only for writes and for the index. The control core reads records of live
+// connections (API, migration): a record is written before the connection's kXlate flag is set
+// inside its seqlock bracket and is not changed afterwards, and a slot is reused only after an
+// RCU grace period (the connection table's), so a reader that saw the flag reads a stable
+// record.
+#pragma once
+
+#include <rte_hash.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/net_types.h"
+
+namespace baton {
+
+enum class XlateKind : uint8_t {
+  kNone = 0,
+  kSnat,        // source rewritten to a pool address (dynamic mapping)
+  kStatic,      // 1:1 static NAT, either direction
+  kDnat,        // port forwarding: destination rewritten
+  kHairpin,     // inside to a mapped outside address of another inside host (both rewritten)
+  kLbNat,       // load balancer, destination rewritten to the backend
+  kLbFullNat,   // load balancer, destination to the backend and source to a local address
+  kCount
+};
+const char* xlate_kind_name(XlateKind k);
+
+constexpr uint32_t kNoMapping = 0xffffffffu;
+constexpr uint16_t kNoBackend = 0xffff;
+
+// Plain record (no pointers): a migration copies it field by field.
+struct ConnXlate {
+  // The reply tuple, IPv4: the responder's packets carry src = reply_src, dst = reply_dst.
+  be32 reply_src, reply_dst;
+  be16 reply_sport, reply_dport;
+  XlateKind kind = XlateKind::kNone;
+  uint8_t reserved = 0;
+  uint16_t service = kNoBackend;  // LB service index, kNoBackend when not load balanced
+  uint16_t backend = kNoBackend;  // backend index in the service's pool
+  uint16_t reserved2 = 0;
+  uint32_t mapping = kNoMapping;  // NAT mapping slot of the owner (session reference), if any
+};
+static_assert(sizeof(ConnXlate) == 24);
+
+// The reply tuple of a record as a directional Tuple (proto and vlan from the connection).
+Tuple reply_tuple(const ConnXlate& x, uint8_t proto, uint16_t vlan);
+
+class ConnXlateTable {
+ public:
+  // slots: size of the connection table's slot space (ConnTable::slots()); capacity: reply
+  // keys held at most (translated connections live at once).
+  static std::unique_ptr<ConnXlateTable> create(const std::string& name, uint32_t slots,
+                                                uint32_t capacity, int socket, std::string* err);
+  ~ConnXlateTable();
+  ConnXlateTable(const ConnXlateTable&) = delete;
+  ConnXlateTable& operator=(const ConnXlateTable&) = delete;
+
+  ConnXlate& at(uint32_t slot) { return records_[slot]; }
+  const ConnXlate& at(uint32_t slot) const { return records_[slot]; }
+  uint32_t slots() const { return static_cast<uint32_t>(records_.size()); }
+
+  // Connection slot whose reply tuple has key k, or -1.
+  int32_t lookup_reply(const FlowKey& k) const;
+  // Registers the reply key of the connection at slot. false: index full (-ENOSPC) or the key
+  // is already taken by another connection (-EEXIST); *rc says which.
+  bool add_reply(const FlowKey& k, uint32_t slot, int* rc);
+  void remove_reply(const FlowKey& k);
+  uint32_t size() const { return rte_hash_count(index_); }
+
+ private:
+  ConnXlateTable() = default;
+  rte_hash* index_ = nullptr;
+  std::vector<ConnXlate> records_;
+};
+
+}  // namespace baton
