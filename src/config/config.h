@@ -123,26 +123,29 @@ struct MigrationConfig {
 };
 
 // ---- NAT (IPv4) --------------------------------------------------------------------------
+// Schema and the rules the loader enforces (outside addresses and ports have one owner each):
+// docs/CONFIG.md, sections nat and lb. Both need mode l3.
 // RFC 4787 names the same three behaviours for mapping (section 4.1) and filtering (5).
 enum class NatBehavior : uint8_t { kEndpointIndependent, kAddressDependent, kAddressAndPortDependent };
 
-struct SnatRule {
+struct SnatRule {           // restart only: live mappings hold leases on the pool's blocks
   std::string name;
   Prefix source;                       // inside addresses this rule translates
   std::vector<Prefix> exclude;         // destinations left untranslated (default: source)
-  std::vector<IpAddr> pool;            // outside addresses (IPv4)
+  std::vector<IpAddr> pool;            // outside addresses (IPv4), ranges/prefixes expanded
   PortRange ports{1024, 65535};        // outside port range handed out in blocks
-  uint16_t block_size = 64;            // ports per block leased to one inside address
+  uint16_t block_size = 64;            // ports per block; <= range size, leftover ports unused
   uint16_t max_blocks_per_host = 16;
   NatBehavior mapping = NatBehavior::kEndpointIndependent;             // RFC 4787 REQ-1
   NatBehavior filtering = NatBehavior::kAddressAndPortDependent;       // RFC 4787 REQ-8 option
   int line = 0;
 };
 struct StaticNat {          // 1:1, both directions (a VM's private address <-> public address)
+                            // [reload] yes (new connections); takes precedence over snat
   IpAddr inside, outside;
   int line = 0;
 };
-struct PortForward {        // destination NAT: outside addr:port -> inside addr:port
+struct PortForward {        // destination NAT: outside addr:port -> inside addr:port [reload]
   uint8_t proto = 6;
   IpAddr outside;
   uint16_t outside_port = 0;
@@ -154,9 +157,9 @@ struct NatConfig {
   std::vector<SnatRule> snat;
   std::vector<StaticNat> static_nat;
   std::vector<PortForward> port_forward;
-  uint32_t mapping_timeout_s = 300;  // after a mapping's last session ends (REQ-5: >= 120)
+  uint32_t mapping_timeout_s = 300;  // [reload] after the last session ends (REQ-5: >= 120)
   uint32_t capacity = 1 << 18;       // mappings per worker
-  bool hairpinning = true;           // RFC 4787 REQ-9
+  bool hairpinning = true;           // [reload] RFC 4787 REQ-9
   bool enabled() const { return !snat.empty() || !static_nat.empty() || !port_forward.empty(); }
 };
 
@@ -164,7 +167,7 @@ struct NatConfig {
 enum class BackendState : uint8_t { kUp, kDown, kDraining };
 enum class HealthCheckKind : uint8_t { kNone, kTcp, kHttp };
 
-struct HealthCheckConfig {
+struct HealthCheckConfig {  // [reload]
   HealthCheckKind kind = HealthCheckKind::kNone;
   uint32_t interval_ms = 2000, timeout_ms = 1000;
   uint16_t rise = 2, fall = 3;
@@ -172,10 +175,10 @@ struct HealthCheckConfig {
   std::string http_host;                 // Host header; default the backend address
   uint16_t expect_lo = 200, expect_hi = 399;  // accepted status codes
 };
-struct BackendConfig {
+struct BackendConfig {      // [reload]: backends come, go, change weight and state in place
   IpAddr address;
-  uint16_t port = 0;
-  uint32_t weight = 1;
+  uint16_t port = 0;         // 0 = the service's port
+  uint32_t weight = 1;       // 1..65535
   BackendState state = BackendState::kUp;
   int line = 0;
 };
@@ -192,13 +195,14 @@ enum class StickyMethod : uint8_t { kNone, kSourceAddress, kSourcePrefix, kCooki
 struct StickyConfig {
   StickyMethod method = StickyMethod::kNone;
   uint8_t prefix_len = 32;     // kSourcePrefix
-  std::string name;            // cookie or header name (kCookie, kHeader)
-  uint32_t timeout_s = 600;
+  std::string name;            // cookie name (case kept) or header name (lower-case)
+  uint32_t timeout_s = 600;    // [reload]
   bool on_backup = false;
   bool timeout_active_conns = false;
 };
 enum class LbMode : uint8_t { kNat, kFullNat, kL7 };
-struct L7RuleConfig {             // first match wins; fields ANDed; absent = any
+struct L7RuleConfig {             // [reload] first match wins; fields ANDed; empty = any
+  // host and header_name are lower-case (they compare case-insensitively); the rest as written.
   std::string host, path_prefix, header_name, header_value, cookie_name, cookie_value;
   std::string pool;
   int line = 0;

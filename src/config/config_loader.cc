@@ -5,11 +5,14 @@
 // Every map goes through MapReader, which refuses unknown and duplicate keys, so a typo is an
 // error rather than a silently ignored line. Scalars are converted by small typed readers that
 // know the allowed range. Names are collected with the line that defined them, and references
-// (port -> zone, rule -> zone, route -> port) are resolved after the whole tree has been read,
-// because YAML does not order sections. The first problem found aborts with file:line: reason;
-// nothing is returned unless the whole file is valid.
+// (port -> zone, rule -> zone, route -> port, service -> pool) are resolved after the whole tree
+// has been read, because YAML does not order sections. So is the one-owner rule for outside
+// addresses (NAT pools, static and port-forward addresses, VIPs, local addresses; see
+// check_claims). The first problem found aborts with file:line: reason; nothing is returned
+// unless the whole file is valid.
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
@@ -223,17 +226,25 @@ uint8_t proto_of(const Val& v) {
   return static_cast<uint8_t>(n);
 }
 
-PortRange port_range_of(const Val& v) {
-  std::string s = scalar(v, "a port or a range \"lo-hi\"");
+// "n" or "lo-hi", inclusive, each in lo_min..hi_max; what names the thing ("port").
+std::pair<uint64_t, uint64_t> range_of(const Val& v, uint64_t lo_min, uint64_t hi_max,
+                                       const std::string& what) {
+  std::string s = scalar(v, ("a " + what + " or a range \"lo-hi\"").c_str());
   auto dash = s.find('-');
   bool ok1, ok2 = true;
   uint64_t lo = parse_uint_text(s.substr(0, dash), &ok1), hi = lo;
   if (dash != std::string::npos) hi = parse_uint_text(s.substr(dash + 1), &ok2);
   if (!ok1 || !ok2)
-    fail(v.line, v.path + ": bad port " + quoted(s) + " (expected a number or \"lo-hi\")");
-  if (lo > 65535 || hi > 65535) fail(v.line, v.path + ": port " + quoted(s) +
-                                                 " is out of range 0..65535");
-  if (lo > hi) fail(v.line, v.path + ": port range " + quoted(s) + " has lo > hi");
+    fail(v.line, v.path + ": bad " + what + " " + quoted(s) + " (expected a number or \"lo-hi\")");
+  if (std::min(lo, hi) < lo_min || std::max(lo, hi) > hi_max)
+    fail(v.line, v.path + ": " + what + " " + quoted(s) + " is out of range " +
+                     std::to_string(lo_min) + ".." + std::to_string(hi_max));
+  if (lo > hi) fail(v.line, v.path + ": " + what + " range " + quoted(s) + " has lo > hi");
+  return {lo, hi};
+}
+
+PortRange port_range_of(const Val& v, uint16_t lo_min = 0) {
+  auto [lo, hi] = range_of(v, lo_min, 65535, "port");
   return PortRange{static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
 }
 
@@ -260,6 +271,127 @@ std::string endpoint_of(const Val& v, bool allow_port_zero) {
   return s;
 }
 
+// ---- NAT and load balancer scalars. Both are IPv4 only (issue 4), so every address here refuses
+// IPv6 with a reason rather than "bad address".
+
+std::string dotted(const IpAddr& a) { return a.to_string(Family::kV4); }
+
+// A host address batond may translate to or from: not 0/8 ("this network"), loopback,
+// multicast, reserved (240/4) or broadcast.
+bool is_unicast_v4(const IpAddr& a) {
+  uint32_t h = a.as_v4().host();
+  return (h >> 24) != 0 && (h >> 24) != 127 && (h >> 28) < 14;
+}
+
+IpAddr v4_text(const Val& v, const std::string& text) {
+  Family f;
+  auto a = IpAddr::parse(text, &f);
+  if (!a) fail(v.line, v.path + ": bad IP address " + quoted(text));
+  if (f != Family::kV4)
+    fail(v.line, v.path + ": " + quoted(text) +
+                     " is an IPv6 address; NAT and the load balancer are IPv4 only");
+  if (!is_unicast_v4(*a))
+    fail(v.line, v.path + ": " + quoted(text) + " is not a unicast host address");
+  return *a;
+}
+
+IpAddr v4_of(const Val& v) { return v4_text(v, scalar(v, "an IPv4 address")); }
+
+Prefix v4_prefix_of(const Val& v) {
+  Prefix p = prefix_of(v, false);
+  if (p.family != Family::kV4)
+    fail(v.line, v.path + ": " + quoted(v.node.Scalar()) +
+                     " is an IPv6 prefix; NAT and the load balancer are IPv4 only");
+  return p;
+}
+
+// "203.0.113.10:8080"
+std::pair<IpAddr, uint16_t> v4_endpoint_of(const Val& v) {
+  std::string s = scalar(v, "address:port");
+  auto colon = s.find(':');
+  if (!s.empty() && (s[0] == '[' || colon != s.rfind(':')))
+    fail(v.line, v.path + ": " + quoted(s) +
+                     " is an IPv6 endpoint; NAT and the load balancer are IPv4 only");
+  bool ok = colon != std::string::npos;
+  uint64_t port = ok ? parse_uint_text(s.substr(colon + 1), &ok) : 0;
+  if (!ok) fail(v.line, v.path + ": bad address " + quoted(s) +
+                            " (expected IPv4 address:port, e.g. 203.0.113.10:8080)");
+  if (port < 1 || port > 65535)
+    fail(v.line, v.path + ": port in " + quoted(s) + " is out of range 1..65535");
+  return {v4_text(v, s.substr(0, colon)), static_cast<uint16_t>(port)};
+}
+
+// One of a fixed set of words, each mapped to a value.
+template <typename E>
+E word_of(const Val& v, std::initializer_list<std::pair<std::string_view, E>> words) {
+  std::string list;
+  for (auto& w : words) list += (list.empty() ? "" : ", ") + std::string(w.first);
+  std::string s = scalar(v, list.c_str());
+  for (auto& w : words)
+    if (w.first == s) return w.second;
+  fail(v.line, v.path + ": expected one of " + list + ", got " + quoted(s));
+}
+
+uint8_t l4_proto_of(const Val& v) { return word_of<uint8_t>(v, {{"tcp", 6}, {"udp", 17}}); }
+const char* proto_name(uint8_t p) { return p == 6 ? "tcp" : "udp"; }
+
+// RFC 4787 sections 4.1 and 5 name the same three behaviours for mapping and filtering.
+NatBehavior nat_behavior_of(const Val& v) {
+  return word_of<NatBehavior>(
+      v, {{"endpoint-independent", NatBehavior::kEndpointIndependent},
+          {"address-dependent", NatBehavior::kAddressDependent},
+          {"address-and-port-dependent", NatBehavior::kAddressAndPortDependent}});
+}
+
+// An HTTP field or cookie name: an RFC 9110 section 5.6.2 token. Header names compare
+// case-insensitively (RFC 9110 section 5.1), so they are stored lower-case; cookie names keep
+// their case (RFC 6265 compares them exactly).
+std::string http_token_of(const Val& v, bool lower) {
+  const std::string s = str(v);
+  if (s.empty() || s.size() > 64) fail(v.line, v.path + ": a name has 1 to 64 characters");
+  std::string out = s;
+  for (char& c : out) {
+    bool tchar = std::isalnum(static_cast<unsigned char>(c)) ||
+                 std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!tchar) fail(v.line, v.path + ": " + quoted(s) + " is not an HTTP token");
+    if (lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+// Text matched against a request (header or cookie value, path prefix): visible ASCII only, so
+// it can never hold the CR/LF that ends a line in the request head.
+std::string http_text_of(const Val& v) {
+  std::string s = str(v);
+  if (s.empty() || s.size() > 256) fail(v.line, v.path + ": expected 1 to 256 characters");
+  for (char c : s)
+    if (c < 0x21 || c > 0x7e)
+      fail(v.line, v.path + ": " + quoted(s) + " may only hold visible ASCII (no spaces)");
+  return s;
+}
+
+// A Host header value: a DNS name or address, optionally with :port. Stored lower-case because
+// hosts compare case-insensitively (RFC 9110 section 7.2).
+std::string http_host_of(const Val& v) {
+  const std::string s = str(v);
+  if (s.empty() || s.size() > 255) fail(v.line, v.path + ": a host has 1 to 255 characters");
+  std::string out = s;
+  for (char& c : out) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == ':' ||
+          c == '[' || c == ']'))
+      fail(v.line, v.path + ": " + quoted(s) + " is not a host name");
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+bool is_prime(uint32_t n) {
+  if (n < 2) return false;
+  for (uint32_t d = 2; d * d <= n; d++)
+    if (n % d == 0) return false;
+  return true;
+}
+
 // A name defined somewhere, or a reference to one, with the line to blame.
 struct Named {
   std::string name;
@@ -274,7 +406,7 @@ class Loader {
     if (!root.IsDefined() || root.IsNull()) fail(1, "the file is empty");
     MapReader top(Val{root, line_of(root), ""},
                   {"instance", "mode", "workers", "burst", "eal", "ports", "zones", "acl",
-                   "conntrack", "vms", "l3", "control", "metrics", "migration"});
+                   "conntrack", "vms", "l3", "control", "metrics", "migration", "nat", "lb"});
     if (auto* v = top.get("instance")) c_.instance = name_of(*v);
     int mode_line = top.line();
     if (auto* v = top.get("mode")) {
@@ -311,6 +443,8 @@ class Loader {
       if (auto* l = m.get("listen")) c_.metrics.listen = endpoint_of(*l, true);
     }
     if (auto* v = top.get("migration")) migration(*v);
+    if (auto* v = top.get("nat")) nat(*v);
+    if (auto* v = top.get("lb")) lb(*v);
 
     // Whole-file checks, after every section has been read.
     if (c_.ports.empty()) fail(ports_line, "ports: at least one port is required");
@@ -327,6 +461,17 @@ class Loader {
       if (zones_.count(name))
         fail(line, "vm " + quoted(name) + " has the name of a zone (its profile rules would "
                    "be ambiguous)");
+    if (c_.mode == Mode::kL2)
+      for (auto [on, key] : {std::pair{c_.nat.enabled(), "nat"}, {c_.lb.enabled(), "lb"}})
+        if (on)
+          fail(mode_line, std::string("mode l2 (bump in the wire) cannot run ") + key +
+                              ": it needs mode: l3 (translated and balanced flows are routed, "
+                              "and a bump in the wire has no addresses of its own)");
+    for (auto& r : pool_refs_)
+      if (!pools_.count(r.name))
+        fail(r.line, "unknown pool " + quoted(r.name) + " (pools: " + names(pools_) + ")");
+    check_table_sizes();
+    check_claims();
   }
 
  private:
@@ -543,9 +688,459 @@ class Loader {
                              "or peers (mutual TLS)");
   }
 
+
+  // ---- nat ------------------------------------------------------------------------------
+  void nat(const Val& v) {
+    MapReader m(v, {"mapping_timeout", "capacity", "hairpinning", "snat", "static",
+                    "port_forward"});
+    NatConfig& n = c_.nat;
+    if (auto* x = m.get("mapping_timeout")) {
+      n.mapping_timeout_s = static_cast<uint32_t>(uint_in(*x, 0, 86400));
+      if (n.mapping_timeout_s < 120)
+        fail(x->line, x->path + ": " + std::to_string(n.mapping_timeout_s) +
+                          " is too short; RFC 4787 REQ-5 needs at least 120 seconds");
+    }
+    if (auto* x = m.get("capacity"))
+      n.capacity = static_cast<uint32_t>(uint_in(*x, 1, kMaxTableEntries));
+    if (auto* x = m.get("hairpinning")) n.hairpinning = boolean(*x);
+    if (auto* x = m.get("snat"))
+      for (auto& e : list_of(*x)) n.snat.push_back(snat_rule(e));
+    if (auto* x = m.get("static"))
+      for (auto& e : list_of(*x)) {
+        MapReader sm(e, {"inside", "outside"});
+        StaticNat st;
+        st.line = sm.line();
+        const Val& in = sm.require("inside");
+        st.inside = v4_of(in);
+        define(&static_inside_, "static NAT inside address", dotted(st.inside), in.line);
+        const Val& out = sm.require("outside");
+        st.outside = v4_of(out);
+        claim(st.outside, 0, PortRange{}, out);  // 1:1 owns every port of its outside address
+        n.static_nat.push_back(st);
+      }
+    if (auto* x = m.get("port_forward"))
+      for (auto& e : list_of(*x)) {
+        MapReader pm(e, {"proto", "outside", "inside"});
+        PortForward f;
+        f.line = pm.line();
+        if (auto* p = pm.get("proto")) f.proto = l4_proto_of(*p);
+        const Val& out = pm.require("outside");
+        std::tie(f.outside, f.outside_port) = v4_endpoint_of(out);
+        std::tie(f.inside, f.inside_port) = v4_endpoint_of(pm.require("inside"));
+        claim(f.outside, f.proto, PortRange{f.outside_port, f.outside_port}, out);
+        n.port_forward.push_back(f);
+      }
+  }
+
+  SnatRule snat_rule(const Val& v) {
+    MapReader m(v, {"name", "source", "exclude", "pool", "ports", "block_size",
+                    "max_blocks_per_host", "mapping", "filtering"});
+    SnatRule r;
+    r.line = m.line();
+    const Val& n = m.require("name");
+    r.name = name_of(n);
+    define(&snat_, "snat rule", r.name, n.line);
+    r.source = v4_prefix_of(m.require("source"));
+    if (auto* x = m.get("exclude")) {
+      for (auto& e : list_of(*x)) r.exclude.push_back(v4_prefix_of(e));
+      // The dataplane reads an empty list as the default, so "[]" cannot mean "none".
+      if (r.exclude.empty())
+        fail(x->line, x->path + ": must not be empty (leave it out to exclude the rule's own "
+                                "source)");
+    } else {
+      r.exclude = {r.source};  // traffic between inside hosts stays untranslated
+    }
+    if (auto* x = m.get("ports")) r.ports = port_range_of(*x, 1);
+    uint32_t range_size = static_cast<uint32_t>(r.ports.hi) - r.ports.lo + 1;
+    if (auto* x = m.get("block_size")) {
+      r.block_size = static_cast<uint16_t>(uint_in(*x, 1, 32768));
+      if (r.block_size > range_size)
+        fail(x->line, x->path + ": " + std::to_string(r.block_size) +
+                          " is larger than the port range " + std::to_string(r.ports.lo) + "-" +
+                          std::to_string(r.ports.hi) + " (" + std::to_string(range_size) +
+                          " ports)");
+    } else if (r.block_size > range_size) {
+      r.block_size = static_cast<uint16_t>(range_size);  // a narrow range is one block
+    }
+    if (auto* x = m.get("max_blocks_per_host"))
+      r.max_blocks_per_host = static_cast<uint16_t>(uint_in(*x, 1, 65535));
+    if (auto* x = m.get("mapping")) r.mapping = nat_behavior_of(*x);
+    if (auto* x = m.get("filtering")) r.filtering = nat_behavior_of(*x);
+    r.pool = snat_pool(m.require("pool"), r.ports);
+    return r;
+  }
+
+  // A pool is a list of addresses, "first-last" ranges and prefixes (every address of a prefix
+  // is used, network and broadcast included: the pool is routed to batond, not a link). Each
+  // address is claimed for the rule's port range.
+  std::vector<IpAddr> snat_pool(const Val& v, PortRange ports) {
+    std::vector<Val> items;
+    if (v.node.IsScalar()) items.push_back(v);  // a single range or prefix without brackets
+    else items = list_of(v);
+    std::vector<IpAddr> pool;
+    std::set<IpAddr> seen;
+    auto add = [&](const Val& item, uint32_t first, uint32_t last) {
+      if (pool.size() + (uint64_t{last} - first + 1) > kMaxPoolAddresses)
+        fail(item.line, v.path + ": more than " + std::to_string(kMaxPoolAddresses) +
+                            " addresses in one pool");
+      for (uint64_t h = first; h <= last; h++) {
+        IpAddr a = IpAddr::v4(be32::from_host(static_cast<uint32_t>(h)));
+        if (!is_unicast_v4(a))
+          fail(item.line, item.path + ": " + dotted(a) + " is not a unicast host address");
+        if (!seen.insert(a).second)
+          fail(item.line, item.path + ": " + dotted(a) + " is already in this pool");
+        claim(a, 0, ports, item, true);
+        pool.push_back(a);
+      }
+    };
+    for (auto& item : items) {
+      std::string s = scalar(item, "an IPv4 address, range or prefix");
+      if (auto dash = s.find('-'); dash != std::string::npos) {
+        uint32_t first = v4_text(item, s.substr(0, dash)).as_v4().host();
+        uint32_t last = v4_text(item, s.substr(dash + 1)).as_v4().host();
+        if (first > last) fail(item.line, item.path + ": range " + quoted(s) + " has first > last");
+        add(item, first, last);
+      } else if (s.find('/') != std::string::npos) {
+        Prefix p = v4_prefix_of(item);
+        uint32_t first = p.addr.as_v4().host();
+        add(item, first, first + static_cast<uint32_t>((uint64_t{1} << (32 - p.len)) - 1));
+      } else {
+        uint32_t h = v4_text(item, s).as_v4().host();
+        add(item, h, h);
+      }
+    }
+    if (pool.empty()) fail(v.line, v.path + ": at least one address is required");
+    return pool;
+  }
+
+  // ---- lb -------------------------------------------------------------------------------
+  void lb(const Val& v) {
+    MapReader m(v, {"sticky_capacity", "pools", "services"});
+    if (auto* x = m.get("sticky_capacity"))
+      c_.lb.sticky_capacity = static_cast<uint32_t>(uint_in(*x, 1, kMaxTableEntries));
+    if (auto* x = m.get("pools"))
+      for (auto& e : list_of(*x)) c_.lb.pools.push_back(lb_pool(e));
+    if (auto* x = m.get("services"))
+      for (auto& e : list_of(*x)) c_.lb.services.push_back(service(e));
+  }
+
+  PoolConfig lb_pool(const Val& v) {
+    MapReader m(v, {"name", "backends", "health_check"});
+    PoolConfig p;
+    p.line = m.line();
+    const Val& n = m.require("name");
+    p.name = name_of(n);
+    define(&pools_, "pool", p.name, n.line);
+    const Val& bs = m.require("backends");
+    std::map<std::string, int> seen;
+    for (auto& e : list_of(bs)) {
+      MapReader bm(e, {"address", "port", "weight", "state"});
+      BackendConfig b;
+      b.line = bm.line();
+      b.address = v4_of(bm.require("address"));
+      if (auto* x = bm.get("port")) b.port = static_cast<uint16_t>(uint_in(*x, 1, 65535));
+      if (auto* x = bm.get("weight")) {
+        if (x->node.IsScalar() && x->node.Scalar() == "0")
+          fail(x->line, x->path + ": weight 0 is not allowed (1..65535); to stop new "
+                                  "connections use state: down or draining");
+        b.weight = static_cast<uint32_t>(uint_in(*x, 1, 65535));
+      }
+      if (auto* x = bm.get("state"))
+        b.state = word_of<BackendState>(*x, {{"up", BackendState::kUp},
+                                             {"down", BackendState::kDown},
+                                             {"draining", BackendState::kDraining}});
+      define(&seen, "backend",
+             dotted(b.address) + (b.port ? ":" + std::to_string(b.port) : ""), b.line);
+      backends_.push_back({b.address, e.path, b.line});
+      p.backends.push_back(b);
+    }
+    if (p.backends.empty()) fail(bs.line, bs.path + ": at least one backend is required");
+    if (auto* x = m.get("health_check")) p.health = health_check(*x);
+    return p;
+  }
+
+  HealthCheckConfig health_check(const Val& v) {
+    MapReader m(v, {"type", "interval_ms", "timeout_ms", "rise", "fall", "path", "host",
+                    "expect"});
+    HealthCheckConfig h;
+    h.kind = word_of<HealthCheckKind>(m.require("type"), {{"tcp", HealthCheckKind::kTcp},
+                                                          {"http", HealthCheckKind::kHttp},
+                                                          {"none", HealthCheckKind::kNone}});
+    // Keys that a probe of this type would not use are refused, so they are never silently
+    // ignored.
+    auto only_for = [&](const char* key, bool allowed, const char* types) {
+      if (auto* x = m.get(key); x && !allowed)
+        fail(x->line, x->path + ": only for health_check type " + types);
+    };
+    for (const char* key : {"interval_ms", "timeout_ms", "rise", "fall"})
+      only_for(key, h.kind != HealthCheckKind::kNone, "tcp or http");
+    for (const char* key : {"path", "host", "expect"})
+      only_for(key, h.kind == HealthCheckKind::kHttp, "http");
+    if (auto* x = m.get("interval_ms"))
+      h.interval_ms = static_cast<uint32_t>(uint_in(*x, 100, 3600 * 1000));
+    if (auto* x = m.get("timeout_ms"))
+      h.timeout_ms = static_cast<uint32_t>(uint_in(*x, 10, 3600 * 1000));
+    if (h.timeout_ms > h.interval_ms)
+      fail(m.line(), m.path() + ": timeout_ms (" + std::to_string(h.timeout_ms) +
+                         ") must not exceed interval_ms (" + std::to_string(h.interval_ms) +
+                         "): one probe at a time");
+    if (auto* x = m.get("rise")) h.rise = static_cast<uint16_t>(uint_in(*x, 1, 100));
+    if (auto* x = m.get("fall")) h.fall = static_cast<uint16_t>(uint_in(*x, 1, 100));
+    if (auto* x = m.get("path")) {
+      h.http_path = http_text_of(*x);
+      if (h.http_path[0] != '/') fail(x->line, x->path + ": must start with '/'");
+    }
+    if (auto* x = m.get("host")) h.http_host = http_host_of(*x);
+    if (auto* x = m.get("expect")) {
+      auto [lo, hi] = range_of(*x, 100, 599, "status code");
+      h.expect_lo = static_cast<uint16_t>(lo);
+      h.expect_hi = static_cast<uint16_t>(hi);
+    }
+    return h;
+  }
+
+  ServiceConfig service(const Val& v) {
+    MapReader m(v, {"name", "vip", "proto", "port", "mode", "local_addresses", "pool",
+                    "backup_pool", "table_size", "sticky", "max_request_head", "rules"});
+    ServiceConfig s;
+    s.line = m.line();
+    const Val& n = m.require("name");
+    s.name = name_of(n);
+    define(&services_, "service", s.name, n.line);
+    const Val& vip = m.require("vip");
+    s.vip = v4_of(vip);
+    if (auto* x = m.get("proto")) s.proto = l4_proto_of(*x);
+    s.port = static_cast<uint16_t>(uint_in(m.require("port"), 1, 65535));
+    claim(s.vip, s.proto, PortRange{s.port, s.port}, vip);
+    const Val* mode = m.get("mode");
+    if (mode)
+      s.mode = word_of<LbMode>(*mode, {{"nat", LbMode::kNat},
+                                       {"fullnat", LbMode::kFullNat},
+                                       {"l7", LbMode::kL7}});
+    const std::string mode_name = mode ? mode->node.Scalar() : "nat";
+    bool l7 = s.mode == LbMode::kL7;
+    if (l7 && s.proto != 6)
+      fail(mode->line, m.path() + ": mode l7 (HTTP/1.1) needs proto tcp");
+    // Mode nat keeps the client's address towards the backend; fullnat and l7 replace it with
+    // one of these, which is what lets the backends answer without a route back through batond.
+    if (auto* x = m.get("local_addresses")) {
+      if (s.mode == LbMode::kNat)
+        fail(x->line, x->path + ": only for mode fullnat or l7 (mode nat keeps the client's "
+                                "address)");
+      for (auto& e : list_of(*x)) {
+        s.local_addresses.push_back(v4_of(e));
+        claim(s.local_addresses.back(), 0, PortRange{}, e);
+      }
+      if (s.local_addresses.empty())
+        fail(x->line, x->path + ": at least one address is required");
+    } else if (s.mode != LbMode::kNat) {
+      fail(m.line(), m.path() + ": mode " + mode_name +
+                         " needs local_addresses (the source addresses batond uses towards "
+                         "the backends)");
+    }
+    const Val& pool = m.require("pool");
+    s.pool = name_of(pool);
+    pool_refs_.push_back({s.pool, pool.line});
+    if (auto* x = m.get("backup_pool")) {
+      s.backup_pool = name_of(*x);
+      if (s.backup_pool == s.pool)
+        fail(x->line, x->path + ": the backup pool must differ from pool " + quoted(s.pool));
+      pool_refs_.push_back({s.backup_pool, x->line});
+    }
+    if (auto* x = m.get("table_size")) {
+      s.table_size = static_cast<uint32_t>(uint_in(*x, 1009, 1000003));
+      if (!is_prime(s.table_size))
+        fail(x->line, x->path + ": " + std::to_string(s.table_size) +
+                          " is not prime (Maglev needs a prime table size, e.g. 65537)");
+    }
+    table_size_lines_.push_back(m.get("table_size") ? m.get("table_size")->line : s.line);
+    if (auto* x = m.get("sticky")) s.sticky = sticky(*x, s, mode_name);
+    auto only_l7 = [&](const char* key) {
+      auto* x = m.get(key);
+      if (x && !l7) fail(x->line, x->path + ": only for mode l7 (mode is " + mode_name + ")");
+      return x;
+    };
+    if (auto* x = only_l7("max_request_head"))
+      s.max_request_head = static_cast<uint32_t>(uint_in(*x, 1024, 65536));
+    if (auto* x = only_l7("rules"))
+      for (auto& e : list_of(*x)) s.l7_rules.push_back(l7_rule(e));
+    return s;
+  }
+
+  StickyConfig sticky(const Val& v, const ServiceConfig& s, const std::string& mode_name) {
+    MapReader m(v, {"method", "prefix_len", "name", "timeout", "on_backup",
+                    "timeout_active_conns"});
+    StickyConfig k;
+    const Val& method = m.require("method");
+    k.method = word_of<StickyMethod>(method, {{"source-address", StickyMethod::kSourceAddress},
+                                              {"source-prefix", StickyMethod::kSourcePrefix},
+                                              {"cookie", StickyMethod::kCookie},
+                                              {"header", StickyMethod::kHeader}});
+    bool http = k.method == StickyMethod::kCookie || k.method == StickyMethod::kHeader;
+    if (http && s.mode != LbMode::kL7)
+      fail(method.line, method.path + ": " + method.node.Scalar() +
+                            " stickiness reads the HTTP request and needs mode l7 (mode is " +
+                            mode_name + ")");
+    auto* prefix_len = m.get("prefix_len");
+    if (k.method == StickyMethod::kSourcePrefix) {
+      if (!prefix_len) fail(m.line(), m.path() + ": method source-prefix needs prefix_len (1..32)");
+      k.prefix_len = static_cast<uint8_t>(uint_in(*prefix_len, 1, 32));
+    } else if (prefix_len) {
+      fail(prefix_len->line, prefix_len->path + ": only for method source-prefix");
+    }
+    auto* name = m.get("name");
+    if (http) {
+      if (!name)
+        fail(m.line(), m.path() + ": method " + method.node.Scalar() + " needs name (the " +
+                           method.node.Scalar() + "'s name)");
+      k.name = http_token_of(*name, k.method == StickyMethod::kHeader);
+    } else if (name) {
+      fail(name->line, name->path + ": only for method cookie or header");
+    }
+    if (auto* x = m.get("timeout")) k.timeout_s = static_cast<uint32_t>(uint_in(*x, 1, 604800));
+    if (auto* x = m.get("on_backup")) {
+      k.on_backup = boolean(*x);
+      if (k.on_backup && s.backup_pool.empty())
+        fail(x->line, x->path + ": the service has no backup_pool");
+    }
+    if (auto* x = m.get("timeout_active_conns")) k.timeout_active_conns = boolean(*x);
+    return k;
+  }
+
+  L7RuleConfig l7_rule(const Val& v) {
+    MapReader m(v, {"host", "path_prefix", "header", "cookie", "pool"});
+    L7RuleConfig r;
+    r.line = m.line();
+    if (auto* x = m.get("host")) r.host = http_host_of(*x);
+    if (auto* x = m.get("path_prefix")) {
+      r.path_prefix = http_text_of(*x);
+      if (r.path_prefix[0] != '/') fail(x->line, x->path + ": must start with '/'");
+    }
+    auto name_value = [&](const char* key, bool lower, std::string* name, std::string* value) {
+      auto* x = m.get(key);
+      if (!x) return;
+      MapReader nm(*x, {"name", "value"});
+      *name = http_token_of(nm.require("name"), lower);
+      *value = http_text_of(nm.require("value"));
+    };
+    name_value("header", true, &r.header_name, &r.header_value);
+    name_value("cookie", false, &r.cookie_name, &r.cookie_value);
+    if (!m.get("host") && !m.get("path_prefix") && !m.get("header") && !m.get("cookie"))
+      fail(m.line(), m.path() + ": a rule needs at least one of host, path_prefix, header, "
+                                "cookie (the service's pool already takes what no rule matches)");
+    const Val& pool = m.require("pool");
+    r.pool = name_of(pool);
+    pool_refs_.push_back({r.pool, pool.line});
+    return r;
+  }
+
+  // Maglev fills table_size slots in turns among the backends; with fewer than 100 slots per
+  // backend the shares drift more than 1% from the weights (Maglev paper, section 5.3).
+  void check_table_sizes() {
+    for (size_t i = 0; i < c_.lb.services.size(); i++) {
+      const ServiceConfig& s = c_.lb.services[i];
+      for (const std::string* name : {&s.pool, &s.backup_pool})
+        for (auto& p : c_.lb.pools)
+          if (!name->empty() && p.name == *name && s.table_size < 100 * p.backends.size())
+            fail(table_size_lines_[i],
+                 "service " + quoted(s.name) + ": table_size " + std::to_string(s.table_size) +
+                     " is too small for pool " + quoted(p.name) + " (" +
+                     std::to_string(p.backends.size()) +
+                     " backends need at least 100 slots each; use a prime >= " +
+                     std::to_string(100 * p.backends.size()) + ")");
+    }
+  }
+
+  // ---- outside addresses ------------------------------------------------------------------
+  // Every address batond answers for on the outside owns all of it or some of its ports: an
+  // interface address or VM address all of it, a static NAT outside address and a local
+  // address all of it (they translate every port), an SNAT pool address the rule's port range
+  // for every protocol, a port forward or a service one protocol and port. Two owners of the
+  // same address, protocol and port would take each other's packets, so any overlap is an
+  // error, blamed on the later line. Different ports of one address may go to different
+  // owners: a service on port 80 of an SNAT pool address whose range is 1024-65535 is fine.
+  // Two SNAT rules never share an address, even on disjoint ranges: replies find their rule
+  // by outside address alone (Translator::pool_rule).
+  struct Claim {
+    IpAddr addr;
+    uint8_t proto = 0;  // 0 = every protocol
+    PortRange ports;
+    std::string what;   // schema path
+    int line = 0;
+    bool vm = false;    // a VM's own address: may be a backend
+    bool snat = false;  // an SNAT pool address
+  };
+
+  void claim(const IpAddr& a, uint8_t proto, PortRange ports, const Val& v, bool snat = false) {
+    claims_.push_back(Claim{a, proto, ports, v.path, v.line, false, snat});
+  }
+
+  static std::string describe(const Claim& c) {
+    std::string s = c.what + " " + dotted(c.addr);
+    if (c.proto != 0) return s + " " + proto_name(c.proto) + "/" + std::to_string(c.ports.lo);
+    if (c.ports.lo != 0 || c.ports.hi != 65535)
+      s += " ports " + std::to_string(c.ports.lo) + "-" + std::to_string(c.ports.hi);
+    return s;
+  }
+
+  static bool overlap(const Claim& a, const Claim& b) {
+    if (a.snat && b.snat) return true;
+    return (a.proto == 0 || b.proto == 0 || a.proto == b.proto) && a.ports.lo <= b.ports.hi &&
+           b.ports.lo <= a.ports.hi;
+  }
+
+  void check_claims() {
+    if (claims_.empty()) return;
+    std::map<IpAddr, std::vector<Claim>> owners;
+    // Interface and VM addresses come from other sections and are checked there; here they
+    // are owners the NAT and LB addresses must stay clear of.
+    for (size_t i = 0; i < c_.l3_addresses.size(); i++) {
+      const Prefix& p = c_.l3_addresses[i].prefix;
+      if (p.family == Family::kV4)
+        owners[p.addr].push_back(
+            Claim{p.addr, 0, {}, "l3.addresses[" + std::to_string(i) + "] (interface)", 0});
+    }
+    for (size_t i = 0; i < c_.vms.size(); i++)
+      for (auto& a : c_.vms[i].ipv4)
+        owners[a].push_back(Claim{a, 0, {}, "vm " + quoted(c_.vms[i].name), 0, true});
+    std::stable_sort(claims_.begin(), claims_.end(),
+                     [](const Claim& a, const Claim& b) { return a.line < b.line; });
+    for (auto& c : claims_) {
+      auto& list = owners[c.addr];
+      for (auto& o : list)
+        if (overlap(c, o))
+          fail(c.line, describe(c) + " collides with " + describe(o) +
+                           (o.line ? " (line " + std::to_string(o.line) + ")" : ""));
+      list.push_back(c);
+    }
+    for (auto& b : backends_) {
+      auto it = owners.find(b.addr);
+      if (it == owners.end()) continue;
+      for (auto& o : it->second)
+        if (!o.vm)
+          fail(b.line, b.what + ": backend " + dotted(b.addr) + " is batond's own " +
+                           describe(o) + (o.line ? " (line " + std::to_string(o.line) + ")" : "") +
+                           "; a backend is a server behind batond");
+    }
+  }
+
+  // Largest NAT mapping table (per worker) and sticky table; beyond this the tables would not
+  // fit the memory a DPDK instance is given.
+  static constexpr uint64_t kMaxTableEntries = 1u << 24;
+  static constexpr uint32_t kMaxPoolAddresses = 1024;  // one SNAT rule, after expansion
+
   Config& c_;
   std::map<std::string, int> ports_, zones_, vms_, macs_, vm_ips_, peers_;
-  std::vector<Named> zone_refs_, port_refs_;
+  std::map<std::string, int> snat_, static_inside_, pools_, services_;
+  std::vector<Named> zone_refs_, port_refs_, pool_refs_;
+  std::vector<Claim> claims_;
+  struct Backend {
+    IpAddr addr;
+    std::string what;
+    int line;
+  };
+  std::vector<Backend> backends_;
+  std::vector<int> table_size_lines_;  // parallel to c_.lb.services
 };
 
 std::optional<Config> parse_root(const std::string& text, const std::string& name,
