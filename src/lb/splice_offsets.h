@@ -40,9 +40,9 @@
 //
 // Offsets that cannot bridge: timestamps agreed with the client but refused by the backend
 // (the client expects a TSopt on every segment, RFC 7323 3.2); make_splice_offsets() refuses.
-// Timestamps refused by the client never reach the backend. SACK refused by the backend is
-// harmless: it ignores the client's blocks and, never having been offered SACK by a client that
-// did not agree, sends none.
+// Timestamps refused by the client never reach the backend. SACK needs nothing either way: a
+// backend that declined it ignores the client's blocks, and a backend is offered SACK only when
+// the client agreed to it.
 //
 // The LB must keep every segment it sends to the client before the splice at TSval tl (so the
 // client never echoes a value the backend did not send, shifted) and at seq L+1.
@@ -106,8 +106,9 @@ const char* to_string(SpliceRewrite r);
 // least the header) for one direction of a spliced connection and updates its checksum
 // incrementally (RFC 1624). Options are walked within the header only: EOL ends them, NOP is
 // skipped, anything else needs a length byte >= 2 that stays inside the header. On any error
-// the segment is left untouched. Addresses and ports are not touched: NAT rewrites them, with
-// its own checksum delta, before or after this.
+// the segment is left untouched. The checksum field must hold a full checksum (not the
+// pseudo-header sum of a checksum offload). Addresses and ports are not touched: NAT rewrites
+// them, with its own checksum delta, before or after this.
 SpliceRewrite rewrite_segment(const SpliceDirOffsets& d, uint8_t* tcp, size_t len);
 
 }  // namespace baton
