@@ -306,6 +306,19 @@ std::optional<StickyHit> StickyTable::lookup(const StickyKey& k, uint32_t now) c
       {static_cast<uint32_t>(pos), s.gen.load(std::memory_order_relaxed)}, backend_of(b), false};
 }
 
+int32_t StickyTable::find_or_add(const StickyKey& k, hash_sig_t sig) {
+  int32_t pos = rte_hash_lookup_with_hash(hash_, &k, sig);
+  if (pos >= 0) return pos;
+  if (size() >= capacity_) {
+    stats_.full.fetch_add(1, std::memory_order_relaxed);
+    return -ENOSPC;
+  }
+  // Returns the existing position if another thread added k meanwhile.
+  pos = rte_hash_add_key_with_hash(hash_, &k, sig);
+  if (pos == -ENOSPC) stats_.full.fetch_add(1, std::memory_order_relaxed);
+  return pos;
+}
+
 int StickyTable::get_or_insert(const StickyKey& k, BackendId candidate, uint32_t now,
                                StickyHit* out) {
   const std::optional<StickyAging> a = rule(k.group);
@@ -314,19 +327,8 @@ int StickyTable::get_or_insert(const StickyKey& k, BackendId candidate, uint32_t
   const uint32_t expiry = a->expiry_after_use(now);
 
   for (int attempt = 0; attempt < kMaxAttempts; backoff(attempt++)) {
-    int32_t pos = rte_hash_lookup_with_hash(hash_, &k, sig);
-    if (pos < 0) {
-      if (size() >= capacity_) {
-        stats_.full.fetch_add(1, std::memory_order_relaxed);
-        return -ENOSPC;
-      }
-      // Returns the existing position if another worker added k meanwhile.
-      pos = rte_hash_add_key_with_hash(hash_, &k, sig);
-      if (pos < 0) {
-        if (pos == -ENOSPC) stats_.full.fetch_add(1, std::memory_order_relaxed);
-        return pos;
-      }
-    }
+    const int32_t pos = find_or_add(k, sig);
+    if (pos < 0) return pos;
     Slot& s = slots_[pos];
     const Meet m = meet(static_cast<uint32_t>(pos), k, candidate, expiry, now, now);
     if (m == Meet::kRetry) continue;
@@ -499,16 +501,10 @@ int StickyTable::install(const StickyRecord& r, uint32_t now) {
   std::lock_guard lock(control_mu_);
   auto ago = [now](uint32_t d) { return now > d ? now - d : 0; };
   const uint32_t expiry = now > UINT32_MAX - r.ttl_s ? UINT32_MAX : now + r.ttl_s;
+  const hash_sig_t sig = rte_hash_hash(hash_, &r.key);
   for (int attempt = 0; attempt < kMaxAttempts; backoff(attempt++)) {
-    int32_t pos = rte_hash_lookup(hash_, &r.key);
-    if (pos < 0) {
-      if (size() >= capacity_) {
-        stats_.full.fetch_add(1, std::memory_order_relaxed);
-        return -ENOSPC;
-      }
-      pos = rte_hash_add_key(hash_, &r.key);
-      if (pos < 0) return pos;
-    }
+    const int32_t pos = find_or_add(r.key, sig);
+    if (pos < 0) return pos;
     const Meet m =
         meet(static_cast<uint32_t>(pos), r.key, r.backend, expiry, ago(r.age_s), ago(r.idle_s));
     if (m == Meet::kRetry) continue;

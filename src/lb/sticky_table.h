@@ -283,6 +283,8 @@ class StickyTable {
   StickyTable() = default;
   std::optional<StickyAging> rule(uint16_t group) const;
   Slot* slot_of(StickyRef ref) const;  // nullptr when stale
+  // Position of k, added if absent (capacity permitting): >= 0, or -ENOSPC.
+  int32_t find_or_add(const StickyKey& k, hash_sig_t sig);
   Meet meet(uint32_t pos, const StickyKey& k, BackendId backend, uint32_t expiry, uint32_t created,
             uint32_t last_used);
   void refresh(Slot& s, const StickyAging& a, uint32_t now);
