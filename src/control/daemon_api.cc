@@ -47,7 +47,7 @@ std::string state_label(uint8_t proto, const ConnEntry& e) {
 }  // namespace
 
 DaemonApi::DaemonApi(Dataplane& dp, MigrationEngine* engine)
-    : dp_(dp), engine_(engine), busy_ratio_(dp.worker_count()) {}
+    : dp_(dp), engine_(engine), xlate_(dp), busy_ratio_(dp.worker_count()) {}
 
 DaemonApi::~DaemonApi() { stop(); }
 
@@ -276,6 +276,7 @@ void DaemonApi::register_routes() {
     }
     return ApiResult::ok(connections_json(vm, addr, r.query_value("state").value_or(""), limit));
   });
+  xlate_.register_routes(*http_);
   if (engine_) engine_->register_routes(*http_);
 }
 
@@ -341,6 +342,7 @@ std::vector<prometheus::MetricFamily> DaemonApi::collect() {
   auto rate = control::gauge_family("baton_new_connections_per_second", "Connections created per second over the last second");
   add_sample(rate, {}, new_conns_per_s_.load());
   out.push_back(std::move(rate));
+  xlate_.collect(out);
   if (engine_) engine_->collect(out);
   return out;
 }

@@ -14,6 +14,7 @@
 
 #include "control/http_api.h"
 #include "control/metrics.h"
+#include "control/xlate_api.h"
 
 namespace baton {
 
@@ -46,6 +47,7 @@ class DaemonApi {
   MigrationEngine* engine_;
   std::unique_ptr<control::HttpApi> http_;
   std::unique_ptr<control::MetricsServer> metrics_;
+  XlateApi xlate_;
   std::thread sampler_;
   std::atomic<bool> sampling_{false};
   std::atomic<double> new_conns_per_s_{0};

@@ -74,8 +74,12 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
     dp->shards_.push_back(std::move(t));
   }
 
-  dp->translator_ = Translator::create(cfg, workers, err);
+  dp->translator_ = Translator::create(cfg, workers, dp->rcu_, err);
   if (!dp->translator_) return nullptr;
+  if (LoadBalancer* lb = dp->translator_->lb()) {
+    Dataplane* self = dp.get();
+    lb->set_clock([self] { return self->now_s(); });
+  }
   if (dp->translator_->enabled()) {
     for (uint16_t w = 0; w < workers; w++) {
       auto x = ConnXlateTable::create(std::to_string(n) + "_" + std::to_string(w),
@@ -150,6 +154,7 @@ Dataplane::~Dataplane() {
 }
 
 bool Dataplane::start(std::string* err) {
+  if (!translator_->start(err)) return false;  // health checks before traffic
   running_.store(true);
   for (auto& w : workers_) {
     unsigned lcore = w->lcore();
@@ -171,6 +176,7 @@ bool Dataplane::start(std::string* err) {
 }
 
 void Dataplane::stop() {
+  if (translator_) translator_->stop();
   if (!running_.exchange(false)) return;
   rte_eal_mp_wait_lcore();
 }

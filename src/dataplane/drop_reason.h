@@ -37,6 +37,7 @@ namespace baton {
   X(kNatFiltered, "nat_filtered")        /* RFC 4787 filtering refused it */  \
   X(kNatPortsExhausted, "nat_ports_exhausted") /* no port/block for a host */ \
   X(kNatTableFull, "nat_table_full")     /* mapping or reply index full */    \
+  X(kXlateConflict, "xlate_conflict")    /* reply tuple used by a live conn */\
   X(kLbNoBackend, "lb_no_backend")       /* no eligible backend, no backup */ \
   X(kXlateFragment, "xlate_fragment")    /* later fragment of translated flow*/
 

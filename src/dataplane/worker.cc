@@ -16,6 +16,7 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/parser.h"
 #include "dataplane/router.h"
+#include "nat/icmp_xlate.h"
 #include "nat/xlate_rewrite.h"
 
 namespace baton {
@@ -226,7 +227,10 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
     FlowKey& k = keys_[n_owned];
     k = canonical_key(t, &dirs_[n_owned]);
     if (workers > 1) {
-      uint16_t owner = k.owner_hash() % workers;
+      // A translated connection's owner follows what its translation keeps fixed
+      // (translator.h); everything else hashes symmetrically.
+      int xo = translator_ ? translator_->owner(t) : -1;
+      uint16_t owner = xo >= 0 ? static_cast<uint16_t>(xo) : k.owner_hash() % workers;
       if (owner != id_) {
         if (dp_.workers()[owner]->handoff(m))
           stats_.handoff_out++;
@@ -308,9 +312,6 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   }
   const int pidx = dp_.port_index(m->port);
   const uint8_t zone = pidx >= 0 ? dp_.ports().all()[pidx].zone_id : 0;
-  AclMatch am = dp_.acl().classify_one(AclQuery{zone, pm.tuple});
-  if (am.action != Action::kPermit) return drop(m, DropReason::kAclDeny);
-
   ConnXlate x;
   XlateVerdict xv;
   if (translator_) {
@@ -321,11 +322,26 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     if (xv.kind == XlateVerdict::kPass && pm.l3 == L3Kind::kIpv4 &&
         translator_->is_service_address(pm.tuple.dst.as_v4()))
       return drop(m, DropReason::kLocalDelivery);
-    if (xv.kind == XlateVerdict::kTranslate && l3_ && !router_->route(x.reply_src)) {
-      translator_->release(id_, x, proto);
+  }
+  const bool translated = xv.kind == XlateVerdict::kTranslate;
+  // The ACL sees the destination after DNAT and the source before SNAT, as iptables' FORWARD
+  // chain does: rules name the inside hosts, whatever their public addresses.
+  Tuple seen = pm.tuple;
+  if (translated) {
+    seen.dst = IpAddr::v4(x.reply_src);
+    seen.dport = x.reply_sport;
+  }
+  AclMatch am = dp_.acl().classify_one(AclQuery{zone, seen});
+  if (am.action != Action::kPermit) {
+    if (translated) translator_->release(id_, x, proto, now_s_);
+    return drop(m, DropReason::kAclDeny);
+  }
+  if (translated) {
+    if (l3_ && !router_->route(x.reply_src)) {
+      translator_->release(id_, x, proto, now_s_);
       return drop(m, DropReason::kNoRoute);  // nothing we cannot route creates state
     }
-    if (xv.kind == XlateVerdict::kTranslate && !vm) {
+    if (!vm) {
       // A translated flow belongs to the VM behind its inside address (a static NAT or port
       // forward reaches the VM under its public address).
       vm = dp_.vms().find_by_ip(IpAddr::v4(x.reply_src), Family::kV4);
@@ -333,7 +349,7 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
       if (vm) {
         VmState st = dp_.vms().slot(vm).state.load(std::memory_order_acquire);
         if (st == VmState::kFrozen || st == VmState::kArriving) {
-          translator_->release(id_, x, proto);
+          translator_->release(id_, x, proto, now_s_);
           hold(m, vm);
           return;
         }
@@ -353,7 +369,7 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   e.bytes[static_cast<int>(d)] = m->pkt_len;
   int32_t slot = table_->insert(k, e);
   if (slot < 0) {
-    if (xv.kind == XlateVerdict::kTranslate) translator_->release(id_, x, proto);
+    if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kTableFull);
   }
   if (xv.kind == XlateVerdict::kTranslate) {
@@ -361,12 +377,12 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     // reads a complete record (conn_xlate.h).
     xlate_->at(static_cast<uint32_t>(slot)) = x;
     Dir rd;
+    const FlowKey rk = canonical_key(reply_tuple(x, proto, pm.tuple.vlan), &rd);
     int rc = 0;
-    if (!xlate_->add_reply(canonical_key(reply_tuple(x, proto, pm.tuple.vlan), &rd),
-                           static_cast<uint32_t>(slot), &rc)) {
+    if (!reclaim_dead(rk) || !xlate_->add_reply(rk, static_cast<uint32_t>(slot), &rc)) {
       table_->remove(static_cast<uint32_t>(slot));
-      translator_->release(id_, x, proto);
-      return drop(m, DropReason::kNatTableFull);
+      translator_->release(id_, x, proto, now_s_);
+      return drop(m, rc == -ENOSPC ? DropReason::kNatTableFull : DropReason::kXlateConflict);
     }
     table_->begin_write(static_cast<uint32_t>(slot));
     table_->entry(slot).flags |= connflag::kXlate;
@@ -470,7 +486,7 @@ void Worker::forget(uint32_t slot) {
     const ConnXlate& x = xlate_->at(slot);
     Dir rd;
     xlate_->remove_reply(canonical_key(reply_tuple(x, k.proto, k.vlan), &rd));
-    translator_->release(id_, x, k.proto);
+    translator_->release(id_, x, k.proto, now_s_);
   }
   if (e.vm_id) {
     // A removal is a change too: the migration reader turns the vanished slot into a tombstone.
@@ -505,6 +521,23 @@ XlateVerdict Worker::decide_xlate(const PacketMeta& pm, ConnXlate* x) {
   });
 }
 
+// A new connection's reply tuple may still belong to a connection that is over: a client that
+// reuses its port towards another VIP which picks the same backend, a backend's TIME_WAIT. A
+// closed TCP connection gives the tuple up (as a SYN does to a TIME_WAIT entry in Linux
+// conntrack); a live one keeps it and the new connection is refused (false).
+bool Worker::reclaim_dead(const FlowKey& rk) {
+  int32_t other = xlate_->lookup_reply(rk);
+  if (other < 0) other = table_->lookup(rk);
+  if (other < 0) return true;
+  const ConnEntry& e = table_->entry(static_cast<uint32_t>(other));
+  const auto st = static_cast<TcpState>(e.l4_state);
+  if (rk.proto != 6 || (st != TcpState::kTimeWait && st != TcpState::kClose)) return false;
+  forget(static_cast<uint32_t>(other));
+  table_->remove(static_cast<uint32_t>(other));
+  stats_.conn_closed++;
+  return true;
+}
+
 bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool orig) {
   const ConnXlate& x = xlate_->at(slot);
   V4Endpoints to;
@@ -522,9 +555,18 @@ bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool or
   }
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset;
   if (unlikely(pm.icmp.is_error)) {
-    // An ICMP error about a translated packet: its outer destination and the packet it quotes
-    // are translated back (RFC 5508 section 4.2).
-    if (!icmp_error_translate(ip, m->data_len - pm.l3_offset, to)) return false;
+    // An ICMP error about a translated packet (RFC 5508 section 4.2): it goes to the translated
+    // endpoint (and comes from its translated peer if the peer itself sent it), and the packet
+    // it quotes, which went the other way, is translated back.
+    PacketRewrite outer, quoted;
+    outer.dst_addr = to.dst;
+    if (pm.tuple.src == pm.icmp.inner.dst) outer.src_addr = to.src;
+    quoted.src_addr = to.dst;
+    quoted.src_port = to.dport;
+    quoted.dst_addr = to.src;
+    quoted.dst_port = to.sport;
+    if (translate_icmp_error(ip, m->data_len - pm.l3_offset, outer, quoted) != XlateError::kOk)
+      return false;
   } else {
     rewrite_v4(ip, rte_pktmbuf_mtod(m, uint8_t*) + pm.l4_offset, pm.tuple.proto,
                pm.tuple.proto == 1 && pm.icmp.type == 0, to);
@@ -699,6 +741,7 @@ void Worker::age() {
       },
       [&](uint32_t slot) { forget(slot); });
   stats_.conn_expired += removed;
+  if (translator_) translator_->age(id_, now_s_, kAgeBudget);
 }
 
 void Worker::apply(WorkerCommand& c) {

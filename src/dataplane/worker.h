@@ -128,6 +128,7 @@ class Worker {
   bool translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool orig);
   // Slow path of a new connection: the translation decision and the VM it belongs to.
   XlateVerdict decide_xlate(const PacketMeta& pm, ConnXlate* x);
+  bool reclaim_dead(const FlowKey& reply_key);
   // Mode l3 (router.h): ingress checks and route choice before conntrack (false: dropped),
   // neighbour + rewrite + egress port on forward, ARP on the neighbour-table owner.
   bool l3_ingress(rte_mbuf* m, const PacketMeta& pm);

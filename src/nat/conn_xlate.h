@@ -47,7 +47,7 @@ enum class XlateKind : uint8_t {
 const char* xlate_kind_name(XlateKind k);
 
 constexpr uint32_t kNoMapping = 0xffffffffu;
-constexpr uint16_t kNoBackend = 0xffff;
+constexpr uint16_t kNoService = 0xffff;
 
 // Plain record (no pointers): a migration copies it field by field.
 struct ConnXlate {
@@ -55,13 +55,14 @@ struct ConnXlate {
   be32 reply_src, reply_dst;
   be16 reply_sport, reply_dport;
   XlateKind kind = XlateKind::kNone;
-  uint8_t reserved = 0;
-  uint16_t service = kNoBackend;  // LB service index, kNoBackend when not load balanced
-  uint16_t backend = kNoBackend;  // backend index in the service's pool
-  uint16_t reserved2 = 0;
+  uint8_t nat_rule = 0xff;        // SNAT rule whose mapping table holds `mapping`, 0xff = none
+  uint16_t service = kNoService;  // LB service index, kNoService when not load balanced
+  uint32_t backend = UINT32_MAX;  // the service's backend id (lb/backend_pool.h)
   uint32_t mapping = kNoMapping;  // NAT mapping slot of the owner (session reference), if any
+  uint32_t sticky_slot = UINT32_MAX;  // sticky entry the connection holds a reference on
+  uint32_t sticky_gen = 0;
 };
-static_assert(sizeof(ConnXlate) == 24);
+static_assert(sizeof(ConnXlate) == 32);
 
 // The reply tuple of a record as a directional Tuple (proto and vlan from the connection).
 Tuple reply_tuple(const ConnXlate& x, uint8_t proto, uint16_t vlan);

@@ -181,10 +181,12 @@ XlateError rewrite_packet(uint8_t* p, size_t len, const PacketRewrite& rw) {
 XlateError translate_icmp_error(uint8_t* p, size_t len, const PacketRewrite& outer,
                                 const PacketRewrite& quoted) {
   if (outer.src_port || outer.dst_port) return XlateError::kBadRewrite;
-  std::optional<be16> id;
-  if (!icmp_identifier(quoted, &id)) return XlateError::kBadRewrite;
   IcmpError e;
   if (XlateError r = locate_icmp_error(p, len, &e); r != XlateError::kOk) return r;
+  // Two different "ports" are a contradiction only for a quoted ICMP query (one identifier);
+  // a quoted TCP/UDP packet has both.
+  std::optional<be16> id;
+  if (e.quoted.proto == 1 && !icmp_identifier(quoted, &id)) return XlateError::kBadRewrite;
 
   CsumDelta icmp_sum;  // the ICMP checksum covers the whole quote
   apply(e.quote, e.quoted, quoted, &icmp_sum);

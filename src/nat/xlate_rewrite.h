@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Rewrites an IPv4 packet's addresses and ports in place, patching the IPv4 header checksum and
-// the TCP/UDP checksum (which covers the pseudo-header's addresses) incrementally, RFC 1624.
+// The fast path's rewrite of an IPv4 packet's addresses and ports in place, patching the IPv4
+// header checksum and the TCP/UDP checksum (which covers the pseudo-header's addresses)
+// incrementally, RFC 1624. Unlike icmp_xlate.h's rewrite_packet(), which validates a raw
+// buffer first, it trusts the parser's offsets: every packet of a translated flow passes here.
+// ICMP errors go through icmp_xlate.h.
 // For an ICMP query the "port" is the identifier (both ports of its tuple carry it): only the
 // source side's identifier is written, since the identifier is one field; the ICMP checksum
 // does not cover the addresses.
@@ -60,12 +63,5 @@ inline void rewrite_v4(uint8_t* ip, uint8_t* l4, uint8_t proto, bool icmp_echo_r
     std::memcpy(l4 + 4, &nid, 2);
   }
 }
-
-// An ICMP error about a packet of a translated connection, travelling in the direction `to`
-// describes (RFC 5508 section 4.2): the outer destination becomes to.dst, the outer source
-// to.src if the error comes from the flow's own endpoint, and the quoted packet (which went the
-// other way) is translated back: its source to to.dst:to.dport, its destination to
-// to.src:to.sport. false: the quote is too short or malformed.
-bool icmp_error_translate(uint8_t* ip, uint32_t len, const V4Endpoints& to);
 
 }  // namespace baton

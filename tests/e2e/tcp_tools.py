@@ -11,6 +11,15 @@
                                      every 100 ms; exit 1 on any error
   forge IFACE SRC SPORT DST DPORT SEQ ACK KIND   scapy: send one forged segment
                                      (KIND: oow = out-of-window data, rst = RST with that seq)
+  whoami PORT [NAME]                 HTTP/1.1 server (keep-alive): every response body is
+                                     "NAME ip:port" of the peer it sees; GET /upload/N and
+                                     POST echo a sha256 (for the L7 tests)
+  udp-reflect [ADDR:]PORT [OTHER]    UDP: answers each datagram with "ip:port" of its sender;
+                                     with OTHER also sends the answer from port OTHER
+  http-spread HOST PORT N [PAR]      N GETs, each on a new connection (PAR at a time); prints
+                                     {"counts": {first word of body: n}, "failed": k, "bodies": [...]}
+  udp-probe LPORT SECS HOST:PORT...  UDP from local port LPORT to each target; prints each answer
+                                     on a line, then anything else received within SECS
 """
 import json
 import os
@@ -147,6 +156,139 @@ def forge(iface, src, sport, dst, dport, seq, ack, kind):
     return 0
 
 
+def whoami(port, name):
+    import http.server  # noqa: PLC0415
+    import hashlib  # noqa: PLC0415
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def reply(self, body):
+            body = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path.startswith("/bytes/"):
+                n = int(self.path.split("/")[2])
+                self.send_response(200)
+                self.send_header("Content-Length", str(n))
+                self.end_headers()
+                block = bytes(range(256)) * 256
+                while n > 0:
+                    k = min(n, len(block))
+                    self.wfile.write(block[:k])
+                    n -= k
+                return
+            self.reply("%s %s:%d\n" % (name, self.client_address[0], self.client_address[1]))
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length", "0"))
+            h = hashlib.sha256()
+            while n > 0:
+                d = self.rfile.read(min(n, 65536))
+                if not d:
+                    break
+                h.update(d)
+                n -= len(d)
+            self.reply(h.hexdigest() + "\n")
+
+        def log_message(self, *a):
+            pass
+
+    class S(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+        request_queue_size = 1024
+
+    S(("0.0.0.0", port), H).serve_forever()
+
+
+def udp_reflect(bind, other):
+    addr, _, port = bind.rpartition(":")
+    addr = addr or "0.0.0.0"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, int(port)))
+    o = None
+    if other:
+        o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        o.bind((addr, other))
+    while True:
+        d, peer = s.recvfrom(2048)
+        msg = ("%s:%d" % peer).encode()
+        s.sendto(msg, peer)
+        if o:
+            o.sendto(b"other " + msg, peer)
+
+
+def udp_probe(lport, secs, targets):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", lport))
+    s.settimeout(2.0)
+    rc = 0
+    for t in targets:
+        host, port = t.rsplit(":", 1)
+        got = None
+        for _ in range(3):  # the first datagram may wait for ARP on the far side
+            s.sendto(b"probe", (host, int(port)))
+            try:
+                while True:
+                    d, peer = s.recvfrom(2048)
+                    if peer == (host, int(port)):
+                        got = d.decode()
+                        break
+                    print("extra %s:%d %s" % (peer[0], peer[1], d.decode()), flush=True)
+                break
+            except socket.timeout:
+                continue
+        if got is None:
+            print("noanswer %s" % t, flush=True)
+            rc = 1
+        else:
+            print("answer %s %s" % (t, got), flush=True)
+    end = time.time() + secs
+    while time.time() < end:
+        s.settimeout(max(0.05, end - time.time()))
+        try:
+            d, peer = s.recvfrom(2048)
+            print("extra %s:%d %s" % (peer[0], peer[1], d.decode()), flush=True)
+        except socket.timeout:
+            break
+    return rc
+
+
+def http_spread(host, port, n, par):
+    import concurrent.futures  # noqa: PLC0415
+    counts, failed, bodies = {}, [0], []
+    lock = threading.Lock()
+
+    def one(_):
+        try:
+            with socket.create_connection((host, port), timeout=5) as c:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host.encode())
+                data = b""
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    data += d
+            body = data.split(b"\r\n\r\n", 1)[1].decode().strip()
+            with lock:
+                counts[body.split()[0]] = counts.get(body.split()[0], 0) + 1
+                bodies.append(body)
+        except (OSError, IndexError):
+            with lock:
+                failed[0] += 1
+
+    with concurrent.futures.ThreadPoolExecutor(par) as ex:
+        list(ex.map(one, range(n)))
+    print(json.dumps({"counts": counts, "failed": failed[0], "bodies": bodies[:20]}))
+    return 0
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "serve":
@@ -160,6 +302,14 @@ def main(argv):
     if cmd == "forge":
         return forge(argv[2], argv[3], int(argv[4]), argv[5], int(argv[6]), int(argv[7]),
                      int(argv[8]), argv[9])
+    if cmd == "whoami":
+        return whoami(int(argv[2]), argv[3] if len(argv) > 3 else "server")
+    if cmd == "udp-reflect":
+        return udp_reflect(argv[2], int(argv[3]) if len(argv) > 3 else 0)
+    if cmd == "http-spread":
+        return http_spread(argv[2], int(argv[3]), int(argv[4]), int(argv[5]) if len(argv) > 5 else 8)
+    if cmd == "udp-probe":
+        return udp_probe(int(argv[2]), float(argv[3]), argv[4:])
     print(__doc__)
     return 2
 

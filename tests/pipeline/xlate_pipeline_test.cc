@@ -106,7 +106,8 @@ class XlatePipeline : public ::testing::Test {
     w_ = dp_->workers()[0].get();
     w_->set_tx_sink(&cap_.sink);
     w_->set_now(100);
-    run(Pkt().eth(kRemoteMac, "ff:ff:ff:ff:ff:ff").arp(1, kRemoteMac, "203.0.113.9", "203.0.113.1").build(), kOut);
+    for (const char* ip : {"203.0.113.9", "203.0.113.19"})
+      run(Pkt().eth(kRemoteMac, "ff:ff:ff:ff:ff:ff").arp(1, kRemoteMac, ip, "203.0.113.1").build(), kOut);
     for (int i = 0; i < 3; i++)
       run(Pkt().eth(kHostMac[i], "ff:ff:ff:ff:ff:ff").arp(1, kHostMac[i], kHostIp[i], "10.1.0.1").build(), kIn);
   }
@@ -217,6 +218,133 @@ TEST_F(XlatePipeline, ExpiryRemovesTheReplyKey) {
   // A late reply has nothing to match: the strict table drops it.
   run(from_remote().ipv4("203.0.113.9", "203.0.113.50").tcp(53, 40001).flags(kAck).build(), kOut);
   EXPECT_EQ(drops(DropReason::kNoConnection), 1u);
+}
+
+
+// ---- source NAT -------------------------------------------------------------------------------
+
+SnatRule snat_rule(NatBehavior filtering = NatBehavior::kAddressAndPortDependent) {
+  SnatRule r;
+  r.name = "egress";
+  r.source = *Prefix::parse("10.1.0.0/24");
+  r.pool = {v4("203.0.113.10")};
+  r.ports = PortRange{20000, 20255};
+  r.block_size = 64;
+  r.max_blocks_per_host = 2;
+  r.filtering = filtering;
+  return r;
+}
+
+// The outside source port the remote sees for a flow, from the frame that left.
+uint16_t sport_of(const Bytes& frame) { return uint16_t(frame[34] << 8 | frame[35]); }
+
+TEST_F(XlatePipeline, SnatRewritesSourceFromThePool) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
+  auto out = run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").tcp(40000, 80).seq(1).flags(kSyn).win(1000).build(), kIn);
+  ASSERT_EQ(out.size(), 1u);
+  const uint16_t p = sport_of(out[0].frame);
+  EXPECT_GE(p, 20000);
+  EXPECT_LE(p, 20255);
+  EXPECT_EQ(out[0].frame, to_remote().ipv4("203.0.113.10", "203.0.113.9").ttl(63).tcp(p, 80).seq(1).flags(kSyn).win(1000).build());
+  expect_forwarded(from_remote().ipv4("203.0.113.9", "203.0.113.10").tcp(80, p).seq(50).ack(2).flags(kSyn | kAck).win(1000).build(), kOut,
+                   to_host(0).ipv4("203.0.113.9", "10.1.0.5").ttl(63).tcp(80, 40000).seq(50).ack(2).flags(kSyn | kAck).win(1000).build(), kIn);
+  const auto& rule = dp_->translator()->snat_rules()[0];
+  EXPECT_EQ(rule.maps[0]->size(), 1u);
+}
+
+// RFC 4787 REQ-1: the same inside endpoint keeps its outside endpoint for every destination.
+TEST_F(XlatePipeline, SnatEndpointIndependentMappingAcrossDestinations) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
+  auto a = run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(5000, 3478).payload("a").build(), kIn);
+  auto b = run(from_host(0).ipv4("10.1.0.5", "203.0.113.19").udp(5000, 3479).payload("b").build(), kIn);
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(sport_of(a[0].frame), sport_of(b[0].frame));
+  // Another inside host gets another port (and its own block).
+  auto c = run(from_host(1).ipv4("10.1.0.6", "203.0.113.9").udp(5000, 3478).payload("c").build(), kIn);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_NE(sport_of(c[0].frame), sport_of(a[0].frame));
+}
+
+// RFC 4787 REQ-8 (APDF, the default here): only the endpoint the mapping sent to gets in.
+TEST_F(XlatePipeline, SnatFilteringAddressAndPortDependent) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
+  auto a = run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(5000, 3478).payload("a").build(), kIn);
+  ASSERT_EQ(a.size(), 1u);
+  const uint16_t p = sport_of(a[0].frame);
+  // The same remote address from another port: refused.
+  EXPECT_TRUE(run(from_remote().ipv4("203.0.113.9", "203.0.113.10").udp(3479, p).payload("x").build(), kOut).empty());
+  EXPECT_EQ(drops(DropReason::kNatFiltered), 1u);
+  // To a port with no mapping: refused as such.
+  EXPECT_TRUE(run(from_remote().ipv4("203.0.113.9", "203.0.113.10").udp(3478, 20200).payload("x").build(), kOut).empty());
+  EXPECT_EQ(drops(DropReason::kNatNoMapping), 1u);
+}
+
+TEST_F(XlatePipeline, SnatFilteringEndpointIndependentLetsOthersIn) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule(NatBehavior::kEndpointIndependent)); });
+  auto a = run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(5000, 3478).payload("a").build(), kIn);
+  ASSERT_EQ(a.size(), 1u);
+  const uint16_t p = sport_of(a[0].frame);
+  expect_forwarded(from_remote().ipv4("203.0.113.9", "203.0.113.10").udp(4000, p).payload("x").build(), kOut,
+                   to_host(0).ipv4("203.0.113.9", "10.1.0.5").ttl(63).udp(4000, 5000).payload("x").build(), kIn);
+}
+
+TEST_F(XlatePipeline, SnatIcmpEchoIdentifierTranslated) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
+  auto out = run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").icmp_echo(77, 1).build(), kIn);
+  ASSERT_EQ(out.size(), 1u);
+  const uint16_t id = uint16_t(out[0].frame[38] << 8 | out[0].frame[39]);
+  EXPECT_EQ(out[0].frame, to_remote().ipv4("203.0.113.10", "203.0.113.9").ttl(63).icmp_echo(id, 1).build());
+  expect_forwarded(from_remote().ipv4("203.0.113.9", "203.0.113.10").icmp_echo(id, 1, false).build(), kOut,
+                   to_host(0).ipv4("203.0.113.9", "10.1.0.5").ttl(63).icmp_echo(77, 1, false).build(), kIn);
+}
+
+// RFC 4787 REQ-9: two inside hosts reach each other through the outside address.
+TEST_F(XlatePipeline, SnatHairpinning) {
+  start([](Config& c) {
+    c.nat.snat.push_back(snat_rule());
+    PortForward f;
+    f.proto = 17;
+    f.outside = v4("203.0.113.10");
+    f.outside_port = 53;
+    f.inside = v4("10.1.0.6");
+    f.inside_port = 5353;
+    c.nat.port_forward.push_back(f);
+  });
+  auto out = run(from_host(0).ipv4("10.1.0.5", "203.0.113.10").udp(5000, 53).payload("h").build(), kIn);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].port, kIn);
+  const uint16_t p = sport_of(out[0].frame);
+  EXPECT_EQ(out[0].frame, to_host(1).ipv4("203.0.113.10", "10.1.0.6").ttl(63).udp(p, 5353).payload("h").build());
+  expect_forwarded(from_host(1).ipv4("10.1.0.6", "203.0.113.10").udp(5353, p).payload("r").build(), kIn,
+                   to_host(0).ipv4("203.0.113.10", "10.1.0.5").ttl(63).udp(53, 5000).payload("r").build(), kIn);
+}
+
+TEST_F(XlatePipeline, SnatHostBlockLimitIsCountedNotCrashed) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
+  // 2 blocks of 64 ports per host, under APDM-free EIM: 128 inside ports fit, the next do not.
+  int sent = 0;
+  for (int i = 0; i < 140; i++)
+    sent += int(run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(uint16_t(6000 + i), 53).payload("q").build(), kIn).size());
+  EXPECT_EQ(sent, 128);
+  EXPECT_EQ(drops(DropReason::kNatPortsExhausted), 12u);
+}
+
+TEST_F(XlatePipeline, MappingOutlivesItsConnectionThenExpires) {
+  start([](Config& c) {
+    c.nat.snat.push_back(snat_rule());
+    c.nat.mapping_timeout_s = 300;
+  });
+  run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(5000, 53).payload("q").build(), kIn);
+  const auto& maps = *dp_->translator()->snat_rules()[0].maps[0];
+  ASSERT_EQ(maps.size(), 1u);
+  w_->set_now(100 + 60);  // the UDP connection (30 s unreplied) expires, the mapping waits
+  for (int i = 0; i < 8; i++) w_->housekeeping();
+  EXPECT_EQ(dp_->xlate(0)->size(), 0u);
+  EXPECT_EQ(maps.size(), 1u);
+  w_->set_now(100 + 60 + 301);
+  for (int i = 0; i < 8; i++) w_->housekeeping();
+  EXPECT_EQ(maps.size(), 0u);
 }
 
 }  // namespace

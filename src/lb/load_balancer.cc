@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "lb/load_balancer.h"
+
+#include <rte_hash_crc.h>
+#include <rte_lcore.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/log.h"
+
+namespace baton {
+namespace {
+
+bool raw_less(be32 a, be32 b) { return a.raw() < b.raw(); }
+
+// The configured method in the sticky table's terms (same numbering, kNone excluded).
+StickyKeyMethod sticky_method_of(const StickyConfig& c) {
+  return static_cast<StickyKeyMethod>(static_cast<uint8_t>(c.method));
+}
+static_assert(static_cast<uint8_t>(StickyMethod::kSourceAddress) ==
+                  static_cast<uint8_t>(StickyKeyMethod::kSourceAddress) &&
+              static_cast<uint8_t>(StickyMethod::kHeader) ==
+                  static_cast<uint8_t>(StickyKeyMethod::kHttpHeader));
+
+// A backend without a port listens on the port of the (first) service that uses its pool.
+uint16_t service_port_of(const Config& cfg, const std::string& pool) {
+  for (const ServiceConfig& s : cfg.lb.services)
+    if (s.pool == pool || s.backup_pool == pool) return s.port;
+  return 0;
+}
+
+}  // namespace
+
+std::unique_ptr<LoadBalancer> LoadBalancer::create(const Config& cfg, uint16_t workers,
+                                                   rte_rcu_qsbr* rcu, std::string* err) {
+  std::unique_ptr<LoadBalancer> lb(new LoadBalancer());
+  lb->workers_ = workers;
+  lb->rcu_ = rcu;
+  if (!cfg.lb.enabled()) return lb;
+  LoadBalancer* self = lb.get();
+  // Pools, numbered backends: id = pool index << 16 | backend index, unique process-wide.
+  for (size_t pi = 0; pi < cfg.lb.pools.size(); pi++) {
+    const PoolConfig& pc = cfg.lb.pools[pi];
+    BackendPool::Params pp;
+    pp.name = pc.name;
+    pp.retire = [self](std::function<void()> f) { self->retire(std::move(f)); };
+    auto pool = BackendPool::create(pp, err);
+    if (!pool) return nullptr;
+    for (size_t bi = 0; bi < pc.backends.size(); bi++) {
+      const BackendConfig& bc = pc.backends[bi];
+      BackendSpec spec;
+      spec.id = static_cast<BackendId>(pi << 16 | bi);
+      spec.addr = bc.address.as_v4();
+      spec.port = be16::from_host(bc.port ? bc.port : service_port_of(cfg, pc.name));
+      spec.weight = bc.weight;
+      spec.admin = bc.state == BackendState::kUp ? AdminState::kUp
+                   : bc.state == BackendState::kDraining ? AdminState::kDraining
+                                                         : AdminState::kDown;
+      spec.healthy = true;
+      if (!pool->add(spec, err)) {
+        *err = "pool " + pc.name + ": " + *err;
+        return nullptr;
+      }
+    }
+    lb->pool_names_.push_back(pc.name);
+    lb->pools_.push_back(std::move(pool));
+  }
+  auto pool_index = [&](const std::string& name) -> int {
+    for (size_t i = 0; i < lb->pool_names_.size(); i++)
+      if (lb->pool_names_[i] == name) return static_cast<int>(i);
+    return -1;
+  };
+  static std::atomic<int> seq{0};
+  StickyTable::Params sp;
+  sp.name = "sticky" + std::to_string(seq++);
+  sp.capacity = std::max<uint32_t>(64, cfg.lb.sticky_capacity);
+  sp.rcu = rcu;
+  lb->sticky_ = StickyTable::create(sp, err);
+  if (!lb->sticky_) return nullptr;
+
+  for (const ServiceConfig& sc : cfg.lb.services) {
+    Service s;
+    s.cfg = sc;
+    const int pi = pool_index(sc.pool);
+    if (pi < 0) {
+      *err = "service " + sc.name + ": unknown pool " + sc.pool;
+      return nullptr;
+    }
+    s.pool = lb->pools_[pi].get();
+    if (!sc.backup_pool.empty()) {
+      const int bi = pool_index(sc.backup_pool);
+      if (bi < 0) {
+        *err = "service " + sc.name + ": unknown backup pool " + sc.backup_pool;
+        return nullptr;
+      }
+      s.backup = lb->pools_[bi].get();
+      if (!s.pool->set_backup(s.backup, err)) return nullptr;
+    }
+    if (sc.sticky.method != StickyMethod::kNone) {
+      s.group.name = sc.name;
+      s.group.method = sticky_method_of(sc.sticky);
+      s.group.prefix_len_v4 = sc.sticky.prefix_len;
+      s.group.field = sc.sticky.name;
+      s.group.server_farm = sc.pool;
+      s.group.backup_farm = sc.backup_pool;
+      s.group.sticky_on_backup = sc.sticky.on_backup;
+      s.group.timeout_s = sc.sticky.timeout_s;
+      s.group.timeout_active_conns = sc.sticky.timeout_active_conns;
+      s.sticky_group = static_cast<int>(lb->services_.size());
+      if (!lb->sticky_->set_group(static_cast<uint16_t>(s.sticky_group), s.group, err)) {
+        *err = "service " + sc.name + ": sticky: " + *err;
+        return nullptr;
+      }
+    }
+    for (const IpAddr& a : sc.local_addresses) {
+      s.local.push_back(a.as_v4());
+      lb->local_addrs_.push_back(a.as_v4());
+    }
+    const int index = static_cast<int>(lb->services_.size());
+    lb->vips_[Key{sc.proto, sc.vip.as_v4().raw(), be16::from_host(sc.port).raw()}] = index;
+    if (sc.mode == LbMode::kNat) {
+      for (const BackendConfig& b : cfg.lb.pools[pi].backends)
+        lb->nat_backends_.insert(Key{sc.proto, b.address.as_v4().raw(),
+                                     be16::from_host(b.port ? b.port : service_port_of(cfg, sc.pool)).raw()});
+    }
+    lb->services_.push_back(std::move(s));
+  }
+  std::sort(lb->local_addrs_.begin(), lb->local_addrs_.end(), raw_less);
+  lb->local_addrs_.erase(std::unique(lb->local_addrs_.begin(), lb->local_addrs_.end()),
+                         lb->local_addrs_.end());
+
+  // Health checks: one target per (pool, backend) with a check configured.
+  lb->health_ = std::make_unique<HealthChecker>([self](HealthChecker::Id id, bool up) {
+    const size_t pi = id >> 32;
+    const BackendId bid = static_cast<BackendId>(id & 0xffffffffu);
+    std::string e;
+    if (pi < self->pools_.size()) self->pools_[pi]->set_healthy(bid, up, &e);
+    BLOG_INFO("lb", "pool %s backend %u is %s", self->pool_names_[pi].c_str(), bid & 0xffff,
+              up ? "up" : "down");
+  });
+  for (size_t pi = 0; pi < cfg.lb.pools.size(); pi++) {
+    const PoolConfig& pc = cfg.lb.pools[pi];
+    if (pc.health.kind == HealthCheckKind::kNone) continue;
+    for (size_t bi = 0; bi < pc.backends.size(); bi++) {
+      HealthChecker::Target tg;
+      tg.id = uint64_t{pi} << 32 | (pi << 16 | bi);
+      tg.addr = pc.backends[bi].address.as_v4();
+      tg.port = be16::from_host(pc.backends[bi].port ? pc.backends[bi].port
+                                                      : service_port_of(cfg, pc.name));
+      tg.config.kind = pc.health.kind == HealthCheckKind::kHttp ? HealthProbeConfig::Kind::kHttp
+                                                                : HealthProbeConfig::Kind::kTcp;
+      tg.config.interval_ms = pc.health.interval_ms;
+      tg.config.timeout_ms = pc.health.timeout_ms;
+      tg.config.rise = pc.health.rise;
+      tg.config.fall = pc.health.fall;
+      tg.config.http_path = pc.health.http_path;
+      tg.config.http_host = pc.health.http_host;
+      tg.config.status_min = pc.health.expect_lo;
+      tg.config.status_max = pc.health.expect_hi;
+      tg.initially_up = true;
+      if (!lb->health_->add(tg, err)) {
+        *err = "pool " + pc.name + " health check: " + *err;
+        return nullptr;
+      }
+    }
+  }
+  return lb;
+}
+
+LoadBalancer::~LoadBalancer() {
+  stop();
+  // Detach backups before the pools go, then run what is still waiting for a grace period
+  // (no worker runs any more when the dataplane destroys us).
+  for (auto& p : pools_) p->set_backup(nullptr, nullptr);
+  for (auto& r : retired_) r.second();
+  retired_.clear();
+}
+
+bool LoadBalancer::start(std::string* err) {
+  if (services_.empty()) return true;
+  if (!health_->start(err)) return false;
+  running_ = true;
+  control_ = std::thread([this] { control_loop(); });
+  return true;
+}
+
+void LoadBalancer::stop() {
+  if (health_) health_->stop();
+  running_ = false;
+  if (control_.joinable()) control_.join();
+}
+
+void LoadBalancer::retire(std::function<void()> free_fn) {
+  std::lock_guard<std::mutex> lock(retire_mu_);
+  retired_.emplace_back(rcu_ ? rte_rcu_qsbr_start(rcu_) : 0, std::move(free_fn));
+}
+
+// Sticky aging and freeing retired pool snapshots, ten times a second. The thread registers
+// with EAL: the sticky table's deferred frees need an lcore id.
+void LoadBalancer::control_loop() {
+  rte_thread_register();
+  while (running_) {
+    const uint32_t now = now_ ? now_() : 0;
+    sticky_->expire(now, 4096);
+    std::deque<std::function<void()>> due;
+    {
+      std::lock_guard<std::mutex> lock(retire_mu_);
+      while (!retired_.empty() &&
+             (!rcu_ || rte_rcu_qsbr_check(rcu_, retired_.front().first, false) == 1)) {
+        due.push_back(std::move(retired_.front().second));
+        retired_.pop_front();
+      }
+    }
+    for (auto& f : due) f();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  rte_thread_unregister();
+}
+
+std::vector<be32> LoadBalancer::addresses() const {
+  std::vector<be32> a = local_addrs_;
+  for (const Service& s : services_) a.push_back(s.cfg.vip.as_v4());
+  return a;
+}
+
+int LoadBalancer::owner(const Tuple& t) const {
+  if (services_.empty() || workers_ < 2 || t.family != Family::kV4) return -1;
+  const be32 s = t.src.as_v4(), d = t.dst.as_v4();
+  if (service_of(t.proto, d, t.dport) >= 0) return inside_owner(s, workers_);
+  if (service_of(t.proto, s, t.sport) >= 0) return inside_owner(d, workers_);  // quoted in ICMP
+  if (nat_backends_.count(Key{t.proto, s.raw(), t.sport.raw()})) return inside_owner(d, workers_);
+  if (nat_backends_.count(Key{t.proto, d.raw(), t.dport.raw()})) return inside_owner(s, workers_);
+  if (std::binary_search(local_addrs_.begin(), local_addrs_.end(), d, raw_less))
+    return port_owner(t.dport.host(), local_layout_, workers_);
+  if (std::binary_search(local_addrs_.begin(), local_addrs_.end(), s, raw_less))
+    return port_owner(t.sport.host(), local_layout_, workers_);
+  return -1;
+}
+
+std::optional<BackendPick> LoadBalancer::choose(const Service& s, const Tuple& t,
+                                                uint32_t now_s, StickyRef* ref) {
+  const uint32_t words[3] = {t.src.as_v4().raw(), t.dst.as_v4().raw(),
+                             uint32_t{t.sport.raw()} << 16 | t.dport.raw()};
+  const uint64_t h = rte_hash_crc(words, sizeof words, t.proto);
+  std::optional<BackendPick> candidate = s.pool->pick(h);
+  if (s.sticky_group < 0) return candidate;
+  std::optional<StickyKey> key =
+      derive_sticky_key(static_cast<uint16_t>(s.sticky_group), s.group, t.src, Family::kV4, std::nullopt);
+  if (!key) return candidate;  // an HTTP method: the L7 path decides
+  std::optional<StickyHit> hit = sticky_->lookup(*key, now_s);
+  std::optional<BackendPick> bound;
+  if (hit) bound = s.pool->find_persistent(hit->backend);
+  StickyFacts f;
+  f.has_entry = hit.has_value();
+  f.entry_usable = bound.has_value();
+  f.entry_in_backup = bound && bound->backup;
+  f.candidate_in_backup = candidate && candidate->backup;
+  switch (sticky_decide(s.group.sticky_on_backup, f)) {
+    case StickyAction::kUseEntry:
+      sticky_->touch(hit->ref, now_s);
+      if (sticky_->conn_ref(hit->ref)) *ref = hit->ref;
+      return bound;
+    case StickyAction::kBindCandidate: {
+      if (!candidate) return std::nullopt;
+      if (hit) {  // its backend went away: move the binding (unless another worker did)
+        BackendId now_bound = sticky_->rebind(hit->ref, hit->backend, candidate->id, now_s);
+        if (now_bound != kNoBackend && now_bound != candidate->id) {
+          if (auto other = s.pool->find_persistent(now_bound)) candidate = other;
+        }
+        if (now_bound != kNoBackend && sticky_->conn_ref(hit->ref)) *ref = hit->ref;
+        return candidate;
+      }
+      StickyHit got;
+      if (sticky_->get_or_insert(*key, candidate->id, now_s, &got) == 0) {
+        if (got.backend != candidate->id) {  // another worker bound this client first
+          if (auto other = s.pool->find_persistent(got.backend)) candidate = other;
+        }
+        if (sticky_->conn_ref(got.ref)) *ref = got.ref;
+      }
+      return candidate;
+    }
+    case StickyAction::kCandidateOnly:
+      return candidate;
+  }
+  return candidate;
+}
+
+void LoadBalancer::release(const ConnXlate& x, uint32_t now_s) {
+  if (x.service >= services_.size()) return;
+  services_[x.service].pool->conn_closed(x.backend);
+  if (x.sticky_slot != UINT32_MAX) sticky_->conn_unref(StickyRef{x.sticky_slot, x.sticky_gen}, now_s);
+}
+
+}  // namespace baton

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// LoadBalancer: the L4 services of the configuration at run time: each service's backend pool
+// (Maglev, lb/backend_pool.h), the shared sticky table (lb/sticky_table.h), the health checker
+// (lb/health_checker.h) that marks backends, and a control thread that ages sticky entries and
+// frees retired pool snapshots after an RCU grace period.
+//
+// Theory of operation. For the first packet of a connection to a VIP (proto, address, port),
+// decide() picks the backend: the sticky entry of the client if the service has a sticky group
+// and the entry's backend may take persistent connections, else the pool's Maglev pick (over
+// the 5-tuple hash), bound in the sticky table as the seed's rules say (sticky_decide). The
+// decision becomes the connection's reply tuple:
+//   mode nat      reply = backend:port -> client:port     (the backend routes back through us)
+//   mode fullnat  reply = backend:port -> local:lport     (the backend needs no route back)
+// and lives in the connection's ConnXlate; the pool never re-maps an existing connection.
+// The local port of full NAT is chosen among the ports whose block belongs to the deciding
+// worker (port_owner), so that the backend's answers reach that worker; a port is free when
+// its reply tuple is in no connection (the caller's `taken`), as Linux's nf_nat_used_tuple.
+//
+// Owners (several workers): a VIP connection is owned by inside_owner(client); a backend's
+// answer in mode nat (source = a backend endpoint of a nat service) by inside_owner(its
+// destination, the client); in full NAT by port_owner(local port).
+//
+// Threads: decide()/release() on the owning worker; owner() on any worker; start()/stop() and
+// the listings on the control side.
+#pragma once
+
+#include <rte_rcu_qsbr.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/net_types.h"
+#include "config/config.h"
+#include "dataplane/drop_reason.h"
+#include "lb/backend_pool.h"
+#include "lb/health_checker.h"
+#include "lb/sticky_table.h"
+#include "nat/conn_xlate.h"
+#include "nat/port_allocator.h"
+
+namespace baton {
+
+class LoadBalancer {
+ public:
+  struct Service {
+    ServiceConfig cfg;
+    BackendPool* pool = nullptr;
+    BackendPool* backup = nullptr;
+    int sticky_group = -1;             // group id in the sticky table, -1 = none
+    StickyGroup group;
+    std::vector<be32> local;           // full NAT source addresses
+  };
+
+  static std::unique_ptr<LoadBalancer> create(const Config& cfg, uint16_t workers,
+                                              rte_rcu_qsbr* rcu, std::string* err);
+  ~LoadBalancer();
+
+  bool start(std::string* err);  // health checks and the control thread
+  void stop();
+
+  // VIPs and full-NAT local addresses.
+  std::vector<be32> addresses() const;
+  int owner(const Tuple& t) const;
+
+  enum class Verdict : uint8_t { kNotMine, kTranslate, kNoBackend };
+  // t is the original tuple of a new connection. On kTranslate *x holds the reply tuple, the
+  // service and backend, and the sticky reference.
+  template <class TakenFn>
+  Verdict decide(uint16_t worker, const Tuple& t, uint32_t now_s, ConnXlate* x, TakenFn&& taken);
+  void release(const ConnXlate& x, uint32_t now_s);
+
+  const std::vector<Service>& services() const { return services_; }
+  const std::vector<std::unique_ptr<BackendPool>>& pools() const { return pools_; }
+  const std::vector<std::string>& pool_names() const { return pool_names_; }
+  StickyTable* sticky() { return sticky_.get(); }
+  HealthChecker* health() { return health_.get(); }
+  // Clock of the sticky table (the dataplane's seconds).
+  void set_clock(std::function<uint32_t()> now) { now_ = std::move(now); }
+
+ private:
+  LoadBalancer() = default;
+  struct Key {
+    uint8_t proto;
+    uint32_t addr;  // be32 raw
+    uint16_t port;  // be16 raw
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      return (uint64_t{k.addr} << 24 ^ uint64_t{k.port} << 8 ^ k.proto) * 0x9e3779b97f4a7c15ull;
+    }
+  };
+  int service_of(uint8_t proto, be32 a, be16 p) const {
+    auto it = vips_.find(Key{proto, a.raw(), p.raw()});
+    return it == vips_.end() ? -1 : it->second;
+  }
+  std::optional<BackendPick> choose(const Service& s, const Tuple& t, uint32_t now_s,
+                                    StickyRef* ref);
+  void control_loop();
+  void retire(std::function<void()> free_fn);
+
+  uint16_t workers_ = 1;
+  rte_rcu_qsbr* rcu_ = nullptr;
+  std::vector<Service> services_;
+  std::vector<std::unique_ptr<BackendPool>> pools_;
+  std::vector<std::string> pool_names_;
+  std::unordered_map<Key, int, KeyHash> vips_;
+  std::unordered_set<Key, KeyHash> nat_backends_;  // backend endpoints of mode nat services
+  std::vector<be32> local_addrs_;                   // sorted by raw value
+  PortBlockLayout local_layout_{1024, 65535, 64};
+  std::unique_ptr<StickyTable> sticky_;
+  std::unique_ptr<HealthChecker> health_;
+  std::function<uint32_t()> now_;
+  std::thread control_;
+  std::atomic<bool> running_{false};
+  std::mutex retire_mu_;
+  std::deque<std::pair<uint64_t, std::function<void()>>> retired_;  // (QSBR token, free)
+};
+
+// ---- inline ------------------------------------------------------------------------------
+
+template <class TakenFn>
+LoadBalancer::Verdict LoadBalancer::decide(uint16_t worker, const Tuple& t, uint32_t now_s,
+                                           ConnXlate* x, TakenFn&& taken) {
+  const int si = service_of(t.proto, t.dst.as_v4(), t.dport);
+  if (si < 0) return Verdict::kNotMine;
+  const Service& s = services_[si];
+  StickyRef ref;
+  std::optional<BackendPick> b = choose(s, t, now_s, &ref);
+  if (!b) return Verdict::kNoBackend;
+  x->reply_src = b->addr;
+  x->reply_sport = b->port;
+  x->service = static_cast<uint16_t>(si);
+  x->backend = b->id;
+  x->sticky_slot = ref.slot;
+  x->sticky_gen = ref.gen;
+  s.pool->conn_opened(b->id);  // a backup farm's id is looked up in its pool as well
+  if (s.cfg.mode == LbMode::kNat) {
+    x->reply_dst = t.src.as_v4();
+    x->reply_dport = t.sport;
+    x->kind = XlateKind::kLbNat;
+  } else {
+    // A local address and a port of this worker's blocks whose reply tuple is free. The
+    // start point is spread by the client's port so that clients do not all probe from one
+    // place.
+    const uint32_t blocks = local_layout_.blocks();
+    const uint32_t bs = local_layout_.block_size;
+    bool found = false;
+    for (size_t li = 0; li < s.local.size() && !found; li++) {
+      const uint32_t first = (t.sport.host() * 2654435761u) % blocks;
+      for (uint32_t i = 0; i < blocks && !found; i++) {
+        const uint32_t blk = (first + i) % blocks;
+        if (blk % workers_ != worker) continue;
+        for (uint32_t j = 0; j < bs; j++) {
+          const uint16_t port = static_cast<uint16_t>(local_layout_.first_port(blk) + (t.sport.host() + j) % bs);
+          x->reply_dst = s.local[li];
+          x->reply_dport = be16::from_host(port);
+          Tuple r = reply_tuple(*x, t.proto, t.vlan);
+          if (!taken(r)) {
+            found = true;
+            break;
+          }
+        }
+      }
+    }
+    if (!found) {
+      release(*x, now_s);
+      return Verdict::kNoBackend;
+    }
+    x->kind = XlateKind::kLbFullNat;
+  }
+  return Verdict::kTranslate;
+}
+
+}  // namespace baton
