@@ -36,6 +36,19 @@ run migsnap -m 4096 migsnap
 run migtrack migtrack
 run migfreeze -m 3072 migfreeze
 run mig1m -m 4096 mig1m
+# NAT and load balancing (baton-xlate-bench): 1M translated flows made by real handshakes.
+xrun() {  # xrun <name> <baton-xlate-bench args...>
+  local name=$1; shift
+  echo "bench: $name" >&2
+  if ! "$dir/bench/baton-xlate-bench" "$@" >"$out/$name.json" 2>"$out/$name.log"; then
+    echo "bench: $name failed:" >&2; tail -5 "$out/$name.log" >&2
+    echo '{}' >"$out/$name.json"
+  fi
+}
+xrun l3fw1m -m 4096 l3fw1m
+xrun nat1m -m 6144 nat1m
+xrun lb1m -m 4096 lb1m
+xrun natlbnew -m 2048 natlbnew
 
 # Instructions per packet: callgrind counts only inside Worker::process_burst.
 echo "bench: callgrind" >&2
@@ -76,6 +89,13 @@ rows = [
   ok(None if get("fw_new_conns_per_second") is None else get("fw_new_conns_per_second") >= 1e6)),
  ("fw_bytes_per_conn", f("fw_bytes_per_conn", "{:,.1f}"), "<= 160",
   ok(None if get("fw_bytes_per_conn") is None else get("fw_bytes_per_conn") <= 160)),
+ ("l3_fw_cycles_per_packet_1m", f("l3_fw_cycles_per_packet_1m"), "(mode l3 baseline for NAT/LB)", "n/a"),
+ ("nat_cycles_per_packet_1m", f("nat_cycles_per_packet_1m"), "<= 200",
+  ok(None if get("nat_cycles_per_packet_1m") is None else get("nat_cycles_per_packet_1m") <= 200)),
+ ("lb_cycles_per_packet_1m", f("lb_cycles_per_packet_1m"), "<= 200",
+  ok(None if get("lb_cycles_per_packet_1m") is None else get("lb_cycles_per_packet_1m") <= 200)),
+ ("fw_nat_lb_new_conns_per_second", f("fw_nat_lb_new_conns_per_second"), ">= 500,000",
+  ok(None if get("fw_nat_lb_new_conns_per_second") is None else get("fw_nat_lb_new_conns_per_second") >= 5e5)),
  ("fw_scaling_2_workers", f("fw_scaling_2_workers", "{:.2f}"), ">= 0.9",
   ok(None if get("fw_scaling_2_workers") is None else get("fw_scaling_2_workers") >= 0.9)),
  ("migrate_snapshot_entries_per_second", f("migrate_snapshot_entries_per_second"), ">= 2,000,000",

@@ -150,18 +150,20 @@ LoadBalancer::Verdict LoadBalancer::decide(uint16_t worker, const Tuple& t, uint
     x->kind = XlateKind::kLbNat;
   } else {
     // A local address and a port of this worker's blocks whose reply tuple is free. The
-    // start point is spread by the client's port so that clients do not all probe from one
-    // place.
+    // start point is a hash of the client's endpoint, so that probing stays short while the
+    // local ports fill up (open addressing over the port space).
     const uint32_t blocks = local_layout_.blocks();
     const uint32_t bs = local_layout_.block_size;
+    const uint64_t h = (uint64_t{t.src.as_v4().raw()} << 16 ^ t.sport.raw()) * 0x9e3779b97f4a7c15ull;
+    const uint32_t first = static_cast<uint32_t>(h >> 40) % blocks;
+    const uint32_t off = static_cast<uint32_t>(h >> 20) % bs;
     bool found = false;
     for (size_t li = 0; li < s.local.size() && !found; li++) {
-      const uint32_t first = (t.sport.host() * 2654435761u) % blocks;
       for (uint32_t i = 0; i < blocks && !found; i++) {
         const uint32_t blk = (first + i) % blocks;
         if (blk % workers_ != worker) continue;
         for (uint32_t j = 0; j < bs; j++) {
-          const uint16_t port = static_cast<uint16_t>(local_layout_.first_port(blk) + (t.sport.host() + j) % bs);
+          const uint16_t port = static_cast<uint16_t>(local_layout_.first_port(blk) + (off + j) % bs);
           x->reply_dst = s.local[li];
           x->reply_dport = be16::from_host(port);
           Tuple r = reply_tuple(*x, t.proto, t.vlan);

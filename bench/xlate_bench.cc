@@ -1,0 +1,451 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// baton-xlate-bench: NAT and load-balancer figures of docs/PERFORMANCE.md, printed as one JSON
+// object (metric -> number); scripts/bench.sh runs each group in its own process.
+//
+//   baton-xlate-bench [-m MB] GROUP...   GROUP: l3fw1m nat1m lb1m natlbnew
+//
+// Theory of operation, as baton-bench's: Dataplane::create(cfg, with_ports = false) in mode l3,
+// Worker::process_burst timed with rte_rdtsc, a TxSink counting what leaves. Unlike the
+// firewall's frames, translated frames are rewritten in place (addresses, ports, TTL, MACs), so
+// each pass first restores every frame from its original bytes, outside the timed region.
+// Established flows are made by real handshakes through the pipeline (a translated connection
+// needs its mapping, reply key and translation record, which only the pipeline makes), then
+// the timed stream is pure ACKs of flows drawn at random from all of them, both directions.
+//
+//   l3fw1m    1M untranslated flows, mode l3 (the baseline for the two below)
+//   nat1m     1M SNAT flows (1M inside hosts, 256 pool addresses, 8-port blocks)
+//   lb1m      1M flows to one VIP, mode nat, 16 backends
+//   natlbnew  whole connections (SYN .. last ACK, then removal by aging) through a full-NAT
+//             VIP: firewall + NAT (source) + L4 LB (destination) per connection
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "dataplane/dataplane.h"
+#include "pktgen/packet_builder.h"
+
+namespace baton {
+namespace {
+
+using pktgen::Bytes;
+using pktgen::Pkt;
+using namespace tcpflag;
+
+constexpr uint16_t kOut = 0, kIn = 1;
+constexpr uint32_t kBurst = 32;
+constexpr uint32_t kCliIsn = 1000, kSrvIsn = 5000;
+const char* kOutMac = "02:ba:70:00:00:01";  // port MACs without ports (dataplane.cc)
+const char* kInMac = "02:ba:70:00:00:02";
+const char* kNhOut = "02:00:00:00:0a:01";  // next hops' MACs
+const char* kNhIn = "02:00:00:00:0a:02";
+
+std::map<std::string, double> g_results;
+void put(const std::string& k, double v) {
+  g_results[k] = v;
+  std::fprintf(stderr, "  %s = %.3f\n", k.c_str(), v);
+}
+
+// Clients (10.0.0.0/8) sit behind next hop 172.16.0.2 on the inside port, servers and backends
+// (11.0.0.0/8, 12.0.0.0/8) behind 203.0.113.2 on the outside port: one neighbour each way.
+std::string config_yaml(const std::string& instance, uint32_t capacity, const std::string& extra) {
+  return "instance: " + instance +
+         "\nmode: l3\nworkers: 1\n"
+         "ports:\n"
+         "  - {name: outside, device: null0, zone: outside}\n"
+         "  - {name: inside, device: null1, zone: inside}\n"
+         "zones:\n"
+         "  - {name: outside, default: permit}\n"
+         "  - {name: inside, default: permit}\n"
+         "conntrack:\n  capacity: " + std::to_string(capacity) +
+         "\nmigration:\n  enabled: false\n"
+         "l3:\n"
+         "  addresses:\n"
+         "    - {port: outside, address: 203.0.113.1/24}\n"
+         "    - {port: inside, address: 172.16.0.1/24}\n"
+         "  routes:\n"
+         "    - {prefix: 10.0.0.0/8, via: 172.16.0.2, port: inside}\n"
+         "    - {prefix: 11.0.0.0/8, via: 203.0.113.2, port: outside}\n"
+         "    - {prefix: 12.0.0.0/8, via: 203.0.113.2, port: outside}\n" +
+         extra;
+}
+
+std::string uniq(const char* b) {
+  static int n = 0;
+  return std::string(b) + std::to_string(n++);
+}
+
+std::unique_ptr<Dataplane> make_dp(const std::string& yaml) {
+  ConfigError cerr;
+  auto cfg = parse_config(yaml, "xlate-bench.yaml", &cerr);
+  if (!cfg) {
+    std::fprintf(stderr, "config: %s\n", cerr.to_string().c_str());
+    std::exit(1);
+  }
+  std::string err;
+  auto dp = Dataplane::create(*cfg, false, &err);
+  if (!dp) {
+    std::fprintf(stderr, "dataplane: %s\n", err.c_str());
+    std::exit(1);
+  }
+  return dp;
+}
+
+rte_mempool* bench_pool(uint32_t n) {
+  rte_mempool* p = rte_pktmbuf_pool_create(uniq("xpool").c_str(), n, 0, 0,
+                                           RTE_PKTMBUF_HEADROOM + 128, SOCKET_ID_ANY);
+  if (!p) {
+    std::fprintf(stderr, "cannot create a pool of %u mbufs\n", n);
+    std::exit(1);
+  }
+  return p;
+}
+
+void load(rte_mbuf* m, const Bytes& b, uint16_t port) {
+  rte_pktmbuf_reset(m);
+  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(b.size())), b.data(), b.size());
+  m->port = port;
+}
+
+// Counts what leaves and keeps the mbufs (they are reloaded each pass).
+struct CountSink {
+  TxSink sink{&CountSink::on_tx, this};
+  uint64_t n = 0;
+  std::vector<uint8_t> last;  // copy of the last frame, for the warm-up checks
+  static void on_tx(void* ctx, uint16_t, rte_mbuf** p, uint32_t k) {
+    auto* c = static_cast<CountSink*>(ctx);
+    c->n += k;
+    if (k) c->last.assign(rte_pktmbuf_mtod(p[k - 1], uint8_t*), rte_pktmbuf_mtod(p[k - 1], uint8_t*) + p[k - 1]->data_len);
+  }
+};
+
+// The frames of one benchmark: original bytes and the mbufs they are loaded into.
+struct Stream {
+  std::vector<Bytes> frames;
+  std::vector<uint16_t> ports;
+  std::vector<rte_mbuf*> mbufs;
+};
+
+// Processes every frame of s once, in bursts; returns cycles per packet of the processing only.
+// All frames must be forwarded.
+double pass(Worker& w, Stream& s) {
+  for (size_t i = 0; i < s.frames.size(); i++) load(s.mbufs[i], s.frames[i], s.ports[i]);
+  CountSink cs;
+  w.set_tx_sink(&cs.sink);
+  const uint64_t drops0 = w.stats().dropped;
+  const uint64_t t0 = rte_rdtsc();
+  for (size_t i = 0; i < s.mbufs.size(); i += kBurst) {
+    w.process_burst(&s.mbufs[i], static_cast<uint32_t>(std::min<size_t>(kBurst, s.mbufs.size() - i)));
+    w.flush_tx();
+  }
+  const uint64_t t1 = rte_rdtsc();
+  w.set_tx_sink(nullptr);
+  if (w.stats().dropped != drops0 || cs.n != s.mbufs.size()) {
+    std::fprintf(stderr, "benchmark packets were dropped (%lu of %zu forwarded)\n", cs.n, s.mbufs.size());
+    for (int r = 0; r < kDropReasonCount; r++)
+      if (w.stats().drops[r]) std::fprintf(stderr, "  %s %lu\n", drop_reason_name(static_cast<DropReason>(r)), w.stats().drops[r]);
+    std::exit(1);
+  }
+  return static_cast<double>(t1 - t0) / static_cast<double>(s.mbufs.size());
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Teaches the router both next hops (an ARP request for our address from each).
+void learn_neighbours(Dataplane& dp, Worker& w, rte_mempool* pool) {
+  Stream s;
+  s.frames = {Pkt().eth(kNhIn, "ff:ff:ff:ff:ff:ff").arp(1, kNhIn, "172.16.0.2", "172.16.0.1").build(),
+              Pkt().eth(kNhOut, "ff:ff:ff:ff:ff:ff").arp(1, kNhOut, "203.0.113.2", "203.0.113.1").build()};
+  s.ports = {kIn, kOut};
+  for (size_t i = 0; i < 2; i++) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    load(m, s.frames[i], s.ports[i]);
+    CountSink cs;
+    w.set_tx_sink(&cs.sink);
+    w.process_burst(&m, 1);
+    w.flush_tx();
+    w.set_tx_sink(nullptr);
+    if (cs.n) rte_pktmbuf_free(m);  // the ARP reply left; nothing else is kept
+  }
+  (void)dp;
+}
+
+// Client i: 10.x.y.z:40000 (one client host per flow).
+std::string client(uint32_t i) {
+  char c[32];
+  std::snprintf(c, sizeof c, "10.%u.%u.%u", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+  return c;
+}
+
+// A TCP segment as it arrives on `port` (our MAC as destination).
+Bytes seg(uint16_t port, const std::string& src, uint16_t sport, const std::string& dst,
+          uint16_t dport, uint32_t seq, uint32_t ack, uint8_t fl) {
+  const char* from = port == kIn ? kNhIn : kNhOut;
+  const char* to = port == kIn ? kInMac : kOutMac;
+  return Pkt().eth(from, to).ipv4(src, dst).tcp(sport, dport).seq(seq).ack(ack).flags(fl).win(65535).pad_to(60).build();
+}
+
+// What the server side of flow i answers to: its address and port as the server sees them,
+// read from the frame the pipeline sent out (the translation's choice).
+struct Seen {
+  std::string addr;
+  uint16_t port;
+};
+Seen seen_source(const std::vector<uint8_t>& f) {
+  char a[32];
+  std::snprintf(a, sizeof a, "%u.%u.%u.%u", f[26], f[27], f[28], f[29]);
+  return {a, static_cast<uint16_t>(f[34] << 8 | f[35])};
+}
+Seen seen_dest(const std::vector<uint8_t>& f) {
+  char a[32];
+  std::snprintf(a, sizeof a, "%u.%u.%u.%u", f[30], f[31], f[32], f[33]);
+  return {a, static_cast<uint16_t>(f[36] << 8 | f[37])};
+}
+
+// Runs one frame and returns the frame that left (exits if it was dropped).
+std::vector<uint8_t> one(Worker& w, rte_mempool* pool, const Bytes& b, uint16_t port) {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool);
+  load(m, b, port);
+  CountSink cs;
+  w.set_tx_sink(&cs.sink);
+  w.process_burst(&m, 1);
+  w.flush_tx();
+  w.set_tx_sink(nullptr);
+  if (cs.n != 1) {
+    std::fprintf(stderr, "setup frame dropped\n");
+    for (int r = 0; r < kDropReasonCount; r++)
+      if (w.stats().drops[r]) std::fprintf(stderr, "  %s %lu\n", drop_reason_name(static_cast<DropReason>(r)), w.stats().drops[r]);
+    std::exit(1);
+  }
+  rte_pktmbuf_free(m);
+  return cs.last;
+}
+
+// Establishes n flows from clients to (dst, dport) through the pipeline and returns, per flow,
+// the endpoints its server side sees: (server addr:port, client as seen).
+struct FlowView {
+  std::string cli;
+  Seen srv, cli_seen;
+};
+std::vector<FlowView> establish(Worker& w, rte_mempool* pool, uint32_t n,
+                                const std::function<std::string(uint32_t)>& dst, uint16_t dport) {
+  std::vector<FlowView> v(n);
+  for (uint32_t i = 0; i < n; i++) {
+    v[i].cli = client(i);
+    auto out = one(w, pool, seg(kIn, v[i].cli, 40000, dst(i), dport, kCliIsn, 0, kSyn), kIn);
+    v[i].cli_seen = seen_source(out);
+    v[i].srv = seen_dest(out);
+    one(w, pool, seg(kOut, v[i].srv.addr, v[i].srv.port, v[i].cli_seen.addr, v[i].cli_seen.port, kSrvIsn, kCliIsn + 1, kSyn | kAck), kOut);
+    one(w, pool, seg(kIn, v[i].cli, 40000, dst(i), dport, kCliIsn + 1, kSrvIsn + 1, kAck), kIn);
+    if (i && i % 262144 == 0) std::fprintf(stderr, "  %u flows\n", i);
+  }
+  return v;
+}
+
+// 262144 pure ACKs of random flows, both directions, as they arrive.
+Stream ack_stream(const std::vector<FlowView>& v, rte_mempool* pool,
+                  const std::function<std::string(uint32_t)>& dst, uint16_t dport) {
+  Stream s;
+  std::mt19937_64 rng(7);
+  for (uint32_t k = 0; k < 262144; k++) {
+    const uint32_t i = static_cast<uint32_t>(rng() % v.size());
+    if (k & 1) {
+      s.frames.push_back(seg(kOut, v[i].srv.addr, v[i].srv.port, v[i].cli_seen.addr, v[i].cli_seen.port, kSrvIsn + 1, kCliIsn + 1, kAck));
+      s.ports.push_back(kOut);
+    } else {
+      s.frames.push_back(seg(kIn, v[i].cli, 40000, dst(i), dport, kCliIsn + 1, kSrvIsn + 1, kAck));
+      s.ports.push_back(kIn);
+    }
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    if (!m) {
+      std::fprintf(stderr, "mbuf pool empty\n");
+      std::exit(1);
+    }
+    s.mbufs.push_back(m);
+  }
+  return s;
+}
+
+void bench_steady(const char* what, const std::string& extra, uint32_t n,
+                  const std::function<std::string(uint32_t)>& dst, uint16_t dport,
+                  const std::string& key) {
+  std::fprintf(stderr, "%s: %u flows\n", what, n);
+  auto dp = make_dp(config_yaml(uniq(what), n + n / 8, extra));
+  Worker& w = *dp->workers()[0];
+  w.set_now(1);
+  rte_mempool* pool = bench_pool(300000);
+  learn_neighbours(*dp, w, pool);
+  auto flows = establish(w, pool, n, dst, dport);
+  Stream s = ack_stream(flows, pool, dst, dport);
+  pass(w, s);  // warm-up
+  std::vector<double> runs;
+  for (int r = 0; r < 5; r++) runs.push_back(pass(w, s));
+  put(key, median(runs));
+  rte_pktmbuf_free_bulk(s.mbufs.data(), static_cast<unsigned>(s.mbufs.size()));
+  rte_mempool_free(pool);
+}
+
+std::string server(uint32_t i) { return "11.0.0." + std::to_string(1 + i % 4); }
+std::string vip(uint32_t) { return "11.0.0.100"; }
+
+const char* kSnat =
+    "nat:\n"
+    "  capacity: 1200000\n"
+    "  snat:\n"
+    "    - {name: bench, source: 10.0.0.0/8, pool: [198.18.0.0/24], ports: 1024-65535, block_size: 8, max_blocks_per_host: 1}\n";
+
+std::string lb_yaml(const char* mode, int backends) {
+  std::string y = "lb:\n  pools:\n    - name: web\n      backends:\n";
+  for (int b = 0; b < backends; b++)
+    y += "        - {address: 12.0.0." + std::to_string(b + 1) + ", port: 8080}\n";
+  y += std::string("  services:\n    - {name: web, vip: 11.0.0.100, port: 80, proto: tcp, mode: ") + mode +
+       ", pool: web" + (std::string(mode) == "fullnat" ? ", local_addresses: [198.18.1.1, 198.18.1.2, 198.18.1.3, 198.18.1.4]" : "") + "}\n";
+  return y;
+}
+
+// Whole connections through a full-NAT VIP: SYN, SYN|ACK, ACK, FIN|ACK, FIN|ACK, ACK, in bursts
+// of 32 connections per phase, then the TIME_WAIT entries removed by aging (the same expire the
+// worker runs). The backend's frames must carry what the pipeline chose (local address and
+// port, backend), so each burst's phases are built from the frames its SYNs produced.
+void bench_natlbnew() {
+  constexpr uint32_t kConns = 131072;
+  std::fprintf(stderr, "natlbnew: %u connections\n", kConns);
+  auto dp = make_dp(config_yaml(uniq("nl"), kConns + 4096, lb_yaml("fullnat", 16)));
+  Worker& w = *dp->workers()[0];
+  w.set_now(1);
+  rte_mempool* pool = bench_pool(4 * kBurst * 6 + 1024);
+  learn_neighbours(*dp, w, pool);
+  uint64_t cycles = 0;
+  std::vector<rte_mbuf*> m(kBurst);
+  CountSink cs;
+  auto run = [&](const std::vector<Bytes>& frames, uint16_t port, std::vector<std::vector<uint8_t>>* out) {
+    for (uint32_t i = 0; i < kBurst; i++) {
+      m[i] = rte_pktmbuf_alloc(pool);
+      load(m[i], frames[i], port);
+    }
+    struct Keep {
+      TxSink sink{&Keep::on_tx, this};
+      std::vector<std::vector<uint8_t>>* out;
+      uint64_t n = 0;
+      static void on_tx(void* ctx, uint16_t, rte_mbuf** p, uint32_t k) {
+        auto* c = static_cast<Keep*>(ctx);
+        for (uint32_t j = 0; j < k; j++) {
+          if (c->out) c->out->emplace_back(rte_pktmbuf_mtod(p[j], uint8_t*), rte_pktmbuf_mtod(p[j], uint8_t*) + p[j]->data_len);
+          rte_pktmbuf_free(p[j]);
+        }
+        c->n += k;
+      }
+    } keep;
+    keep.out = out;
+    w.set_tx_sink(&keep.sink);
+    const uint64_t t0 = rte_rdtsc();
+    w.process_burst(m.data(), kBurst);
+    w.flush_tx();
+    cycles += rte_rdtsc() - t0;
+    w.set_tx_sink(nullptr);
+    if (keep.n != kBurst) {
+      std::fprintf(stderr, "natlbnew: %lu of %u forwarded\n", keep.n, kBurst);
+      for (int r = 0; r < kDropReasonCount; r++)
+        if (w.stats().drops[r]) std::fprintf(stderr, "  %s %lu\n", drop_reason_name(static_cast<DropReason>(r)), w.stats().drops[r]);
+      std::exit(1);
+    }
+  };
+  const uint32_t c = kCliIsn, s = kSrvIsn;
+  for (uint32_t b = 0; b < kConns; b += kBurst) {
+    std::vector<Bytes> f(kBurst);
+    std::vector<std::vector<uint8_t>> syn_out;
+    for (uint32_t i = 0; i < kBurst; i++) f[i] = seg(kIn, client(b + i), 40000, "11.0.0.100", 80, c, 0, kSyn);
+    run(f, kIn, &syn_out);
+    std::vector<Seen> be(kBurst), loc(kBurst);
+    for (uint32_t i = 0; i < kBurst; i++) {
+      be[i] = seen_dest(syn_out[i]);
+      loc[i] = seen_source(syn_out[i]);
+    }
+    auto back = [&](uint32_t seq, uint32_t ack, uint8_t fl) {
+      for (uint32_t i = 0; i < kBurst; i++) f[i] = seg(kOut, be[i].addr, be[i].port, loc[i].addr, loc[i].port, seq, ack, fl);
+      run(f, kOut, nullptr);
+    };
+    auto fwd = [&](uint32_t seq, uint32_t ack, uint8_t fl) {
+      for (uint32_t i = 0; i < kBurst; i++) f[i] = seg(kIn, client(b + i), 40000, "11.0.0.100", 80, seq, ack, fl);
+      run(f, kIn, nullptr);
+    };
+    back(s, c + 1, kSyn | kAck);
+    fwd(c + 1, s + 1, kAck);
+    fwd(c + 1, s + 1, kFin | kAck);
+    back(s + 1, c + 2, kFin | kAck);
+    fwd(c + 2, s + 2, kAck);
+  }
+  ConnTable& t = dp->shard(0);
+  if (w.stats().conn_translated != kConns) {
+    std::fprintf(stderr, "natlbnew: %lu translated\n", w.stats().conn_translated);
+    std::exit(1);
+  }
+  const uint64_t t2 = rte_rdtsc();
+  w.set_now(100000);  // everything is past TIME_WAIT: housekeeping ages it all out
+  for (uint32_t guard = 0; t.size() > 0 && guard < kConns; guard++) w.housekeeping();
+  const uint64_t t3 = rte_rdtsc();
+  put("fw_nat_lb_new_conn_aging_left", t.size());
+  const double secs = static_cast<double>(cycles + (t3 - t2)) / static_cast<double>(rte_get_tsc_hz());
+  put("fw_nat_lb_new_conns_per_second", kConns / secs);
+  put("fw_nat_lb_new_conn_cycles", static_cast<double>(cycles + (t3 - t2)) / kConns);
+  rte_mempool_free(pool);
+}
+
+}  // namespace
+}  // namespace baton
+
+int main(int argc, char** argv) {
+  using namespace baton;
+  std::string mem = "4096";
+  std::vector<std::string> groups;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "-m" && i + 1 < argc)
+      mem = argv[++i];
+    else
+      groups.push_back(a);
+  }
+  std::vector<std::string> args = {"baton-xlate-bench", "--no-huge", "-m", mem, "--no-pci", "-l", "0",
+                                   "--file-prefix", "xbench_" + std::to_string(getpid()),
+                                   "--log-level=error"};
+  std::vector<char*> eargv;
+  for (auto& a : args) eargv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(eargv.size()), eargv.data()) < 0) {
+    std::fprintf(stderr, "rte_eal_init failed\n");
+    return 1;
+  }
+  const uint32_t n = getenv("BATON_BENCH_FLOWS") ? static_cast<uint32_t>(atoi(getenv("BATON_BENCH_FLOWS"))) : 1u << 20;
+  for (const std::string& g : groups) {
+    if (g == "l3fw1m") bench_steady("l3fw", "", n, server, 80, "l3_fw_cycles_per_packet_1m");
+    else if (g == "nat1m") bench_steady("nat", kSnat, n, server, 80, "nat_cycles_per_packet_1m");
+    else if (g == "lb1m") bench_steady("lb", lb_yaml("nat", 16), n, vip, 80, "lb_cycles_per_packet_1m");
+    else if (g == "natlbnew") bench_natlbnew();
+    else {
+      std::fprintf(stderr, "unknown group %s\n", g.c_str());
+      return 2;
+    }
+  }
+  std::printf("{");
+  bool first = true;
+  for (auto& [k, v] : g_results) {
+    std::printf("%s\"%s\": %.3f", first ? "" : ", ", k.c_str(), v);
+    first = false;
+  }
+  std::printf("}\n");
+  rte_eal_cleanup();
+  return 0;
+}
