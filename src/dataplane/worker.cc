@@ -250,10 +250,34 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
   int32_t slots[kMaxBurst];
   for (uint32_t i = 0; i < n; i++) kp[i] = &keys_[i];
   table_->lookup_bulk(kp, sigs_, n, slots);
+  uint64_t reply_hits = 0;  // bit i: slots[i] was found by packet i's reply tuple
+  if (xlate_) {
+    // A miss may be the reply direction of a translated connection, keyed by its reply tuple
+    // in the translation index: one bulk lookup for all of them.
+    const FlowKey* mk[kMaxBurst];
+    uint32_t at[kMaxBurst], nm = 0;
+    for (uint32_t i = 0; i < n; i++)
+      if (slots[i] < 0) {
+        mk[nm] = kp[i];
+        at[nm++] = i;
+      }
+    if (nm) {
+      int32_t rs[kMaxBurst];
+      xlate_->lookup_reply_bulk(mk, nm, rs);
+      for (uint32_t j = 0; j < nm; j++)
+        if (rs[j] >= 0) {
+          slots[at[j]] = rs[j];
+          reply_hits |= uint64_t{1} << at[j];
+        }
+    }
+  }
   // Every entry's lines requested at once: with a large table each is a cache (and TLB) miss,
-  // and issuing them together overlaps them.
+  // and issuing them together overlaps them. A translated connection's record too.
   for (uint32_t i = 0; i < n; i++)
-    if (slots[i] >= 0) prefetch_entry(&table_->entry(static_cast<uint32_t>(slots[i])));
+    if (slots[i] >= 0) {
+      prefetch_entry(&table_->entry(static_cast<uint32_t>(slots[i])));
+      if (xlate_) rte_prefetch0(&xlate_->at(static_cast<uint32_t>(slots[i])));
+    }
   bool created_in_burst = false;
   for (uint32_t i = 0; i < n; i++) {
     const PacketMeta& pm = metas_[i];
@@ -271,16 +295,16 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
     }
     // The bulk lookup ran before this burst created anything: a second packet of a flow
     // whose first packet is earlier in the same burst looks again.
-    if (slots[i] < 0 && created_in_burst) slots[i] = table_->lookup(keys_[i]);
-    if (slots[i] < 0 && xlate_) {
-      // The reply direction of a translated connection is keyed by its reply tuple.
-      int32_t s = xlate_->lookup_reply(keys_[i]);
-      if (s >= 0) {
-        const ConnEntry& e = table_->entry(static_cast<uint32_t>(s));
-        handle_known(m, pm, static_cast<uint32_t>(s),
-                     e.orig_dir() == Dir::kLoToHi ? Dir::kHiToLo : Dir::kLoToHi);
-        continue;
-      }
+    if (slots[i] < 0 && created_in_burst) {
+      slots[i] = table_->lookup(keys_[i]);
+      if (slots[i] < 0 && xlate_ && (slots[i] = xlate_->lookup_reply(keys_[i])) >= 0)
+        reply_hits |= uint64_t{1} << i;
+    }
+    if (reply_hits >> i & 1) {
+      const ConnEntry& e = table_->entry(static_cast<uint32_t>(slots[i]));
+      handle_known(m, pm, static_cast<uint32_t>(slots[i]),
+                   e.orig_dir() == Dir::kLoToHi ? Dir::kHiToLo : Dir::kLoToHi);
+      continue;
     }
     if (slots[i] >= 0) {
       handle_known(m, pm, static_cast<uint32_t>(slots[i]), dirs_[i]);
@@ -572,7 +596,8 @@ bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool or
                pm.tuple.proto == 1 && pm.icmp.type == 0, to);
   }
   stats_.xlated_packets++;
-  if (l3_) {  // the route follows the translated destination
+  if (l3_ && (pm.icmp.is_error || to.dst != pm.tuple.dst.as_v4())) {
+    // the route follows the translated destination
     const RouteEntry* r = router_->route(to.dst);
     m->hash.usr = r ? static_cast<uint32_t>(router_->route_index(r)) : UINT32_MAX;
   }

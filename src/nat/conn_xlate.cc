@@ -65,6 +65,16 @@ int32_t ConnXlateTable::lookup_reply(const FlowKey& k) const {
   return static_cast<int32_t>(reinterpret_cast<uintptr_t>(data));
 }
 
+void ConnXlateTable::lookup_reply_bulk(const FlowKey* const* keys, uint32_t n,
+                                       int32_t* slots) const {
+  void* data[RTE_HASH_LOOKUP_BULK_MAX];
+  uint64_t hits = 0;
+  rte_hash_lookup_bulk_data(index_, reinterpret_cast<const void**>(const_cast<const FlowKey**>(keys)),
+                            n, &hits, data);
+  for (uint32_t i = 0; i < n; i++)
+    slots[i] = (hits >> i & 1) ? static_cast<int32_t>(reinterpret_cast<uintptr_t>(data[i])) : -1;
+}
+
 bool ConnXlateTable::add_reply(const FlowKey& k, uint32_t slot, int* rc) {
   if (rte_hash_lookup(index_, &k) >= 0) {
     *rc = -EEXIST;

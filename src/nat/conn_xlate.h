@@ -83,6 +83,8 @@ class ConnXlateTable {
 
   // Connection slot whose reply tuple has key k, or -1.
   int32_t lookup_reply(const FlowKey& k) const;
+  // The same for n <= RTE_HASH_LOOKUP_BULK_MAX keys: slots[i] = slot or -1.
+  void lookup_reply_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const;
   // Registers the reply key of the connection at slot. false: index full (-ENOSPC) or the key
   // is already taken by another connection (-EEXIST); *rc says which.
   bool add_reply(const FlowKey& k, uint32_t slot, int* rc);
