@@ -51,6 +51,10 @@ commands:
                                  connections, conntrack -L style
   counters                       totals and drops by reason
   migrations                     migrations in progress or recent
+  nat mappings [--inside IP]     NAT mappings (dynamic, static, port forwards)
+  nat blocks                     port blocks leased to inside hosts
+  lb services|pools              load-balanced services; backends with health and connections
+  lb sticky [--service NAME]     sticky entries
   migrate prepare VM PEER [PEER...] [--mode full|snapshot-only|off]
   migrate pause|resume|abort|status VM
 
@@ -75,7 +79,7 @@ Options parse_args(int argc, char** argv) {
   Options o;
   const char* env = std::getenv("BATON_API");
   o.api = env && *env ? env : kDefaultApi;
-  static const std::vector<std::string> kValued = {"api", "vm", "addr", "state", "limit", "mode"};
+  static const std::vector<std::string> kValued = {"api", "vm", "addr", "state", "limit", "mode", "inside", "service"};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
@@ -232,6 +236,29 @@ int run(const Options& o) {
           : cmd == "vms"      ? ctl::render_vms
           : cmd == "counters" ? ctl::render_counters
                               : ctl::render_generic);
+    return 0;
+  }
+
+  if (cmd == "nat" || cmd == "lb") {
+    expect_operands(o, 2, 2);
+    const std::string& what = o.args[1];
+    httplib::Params params;
+    for (const auto& [name, value] : o.flags) params.emplace(name, value);
+    if (cmd == "nat" && what == "mappings") {
+      expect_flags(o, {"inside"});
+      print(o, api.get("/v1/nat/mappings", params), ctl::render_nat_mappings);
+    } else if (cmd == "lb" && what == "pools") {
+      expect_flags(o, {});
+      print(o, api.get("/v1/lb/pools"), ctl::render_lb_pools);
+    } else if (cmd == "lb" && what == "sticky") {
+      expect_flags(o, {"service"});
+      print(o, api.get("/v1/lb/sticky", params), ctl::render_generic);
+    } else if ((cmd == "nat" && what == "blocks") || (cmd == "lb" && what == "services")) {
+      expect_flags(o, {});
+      print(o, api.get("/v1/" + cmd + "/" + what), ctl::render_generic);
+    } else {
+      usage_error("unknown " + cmd + " listing '" + what + "'");
+    }
     return 0;
   }
 

@@ -230,6 +230,33 @@ std::string render_vms(const nlohmann::json& vms) {
                       {true, false, false, false, false, true, false, true});
 }
 
+std::string render_nat_mappings(const nlohmann::json& mappings) {
+  std::vector<std::vector<std::string>> rows;
+  if (mappings.is_array())
+    for (const auto& m : mappings)
+      rows.push_back({field_text(m, "type"), field_text(m, "proto"), field_text(m, "inside"),
+                      field_text(m, "outside"), field_text(m, "sessions"),
+                      field_text(m, "expires_in_s"), field_text(m, "owner")});
+  return render_table({"TYPE", "PROTO", "INSIDE", "OUTSIDE", "SESSIONS", "EXPIRES", "WORKER"}, rows,
+                      {false, false, false, false, true, true, true});
+}
+
+std::string render_lb_pools(const nlohmann::json& pools) {
+  std::vector<std::vector<std::string>> rows;
+  if (pools.is_array())
+    for (const auto& p : pools) {
+      const json& backends = get(p, "backends");
+      if (!backends.is_array()) continue;
+      for (const auto& b : backends)
+        rows.push_back({field_text(p, "name"), field_text(b, "address") + ":" + field_text(b, "port"),
+                        field_text(b, "weight"), field_text(b, "admin"),
+                        b.value("healthy", false) ? "up" : "down",
+                        field_text(b, "active_connections"), field_text(b, "total_connections")});
+    }
+  return render_table({"POOL", "BACKEND", "WEIGHT", "ADMIN", "HEALTH", "ACTIVE", "TOTAL"}, rows,
+                      {false, false, true, false, false, true, true});
+}
+
 std::string render_counters(const nlohmann::json& counters) {
   std::string out;
   const json& totals = get(counters, "totals");

@@ -35,6 +35,9 @@ std::string render_conns(const nlohmann::json& conns);
 std::string render_ports(const nlohmann::json& ports);
 std::string render_workers(const nlohmann::json& workers);
 std::string render_vms(const nlohmann::json& vms);
+// /v1/nat/mappings and /v1/lb/pools (one row per backend).
+std::string render_nat_mappings(const nlohmann::json& mappings);
+std::string render_lb_pools(const nlohmann::json& pools);
 // {drops: {reason: n}, totals: {name: n}}: two sections, drops sorted by count.
 std::string render_counters(const nlohmann::json& counters);
 // Anything else (migration status, the migration list): an array of objects becomes a table

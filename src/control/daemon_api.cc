@@ -215,6 +215,17 @@ json DaemonApi::connections_json(const std::string& vm, const std::string& addr,
       if (e.flags & connflag::kReplied) flags.push_back("replied");
       std::string vm_name;
       if (e.vm_id) vm_name = dp_.vms().slot(e.vm_id).config.name;
+      json xlate = nullptr;
+      if ((e.flags & connflag::kXlate) && dp_.xlate(w->id())) {
+        // Written before the flag was set and never changed after (conn_xlate.h).
+        const ConnXlate& x = dp_.xlate(w->id())->at(slot);
+        xlate = {{"kind", xlate_kind_name(x.kind)},
+                 {"reply_src", IpAddr::v4(x.reply_src).to_string(Family::kV4)},
+                 {"reply_dst", IpAddr::v4(x.reply_dst).to_string(Family::kV4)},
+                 {"reply_sport", x.reply_sport.host()},
+                 {"reply_dport", x.reply_dport.host()}};
+        flags.push_back("translated");
+      }
       json tcp = nullptr;
       if (k.proto == 6) {
         auto peer = [](const TcpPeer& p) {
@@ -242,6 +253,11 @@ json DaemonApi::connections_json(const std::string& vm, const std::string& addr,
                      {"version", e.version.load()},
                      {"owner", w->id()},
                      {"flags", flags}});
+      if (!xlate.is_null()) {
+        json& row = out.back();
+        row["xlate"] = xlate["kind"];
+        for (const char* f : {"reply_src", "reply_dst", "reply_sport", "reply_dport"}) row[f] = xlate[f];
+      }
     };
     if (vm_id)
       t.for_each_in_vm(vm_id, row);

@@ -94,6 +94,25 @@ TEST(RenderVms, AddressesJoinedAndEmptyAsDash) {
             " 1  web1  52:54:00:00:00:01  10.1.0.10,10.1.0.11  -      100  active     17\n");
 }
 
+TEST(RenderNat, MappingsOneRowEach) {
+  json m = json::parse(R"([{"type":"snat","proto":"udp","inside":"10.1.0.2:5000","outside":"203.0.113.10:20064","sessions":2,"expires_in_s":null,"owner":1},
+                           {"type":"static","proto":"any","inside":"10.1.0.3","outside":"203.0.113.50"}])");
+  EXPECT_EQ(render_nat_mappings(m),
+            "TYPE    PROTO  INSIDE         OUTSIDE             SESSIONS  EXPIRES  WORKER\n"
+            "snat    udp    10.1.0.2:5000  203.0.113.10:20064         2        -       1\n"
+            "static  any    10.1.0.3       203.0.113.50               -        -       -\n");
+}
+
+TEST(RenderLb, PoolsOneRowPerBackend) {
+  json p = json::parse(R"([{"name":"web","backends":[
+      {"address":"10.2.0.11","port":8000,"weight":3,"admin":"up","healthy":false,"active_connections":0,"total_connections":313},
+      {"address":"10.2.0.12","port":8000,"weight":2,"admin":"draining","healthy":true,"active_connections":4,"total_connections":193}]}])");
+  EXPECT_EQ(render_lb_pools(p),
+            "POOL  BACKEND         WEIGHT  ADMIN     HEALTH  ACTIVE  TOTAL\n"
+            "web   10.2.0.11:8000       3  up        down         0    313\n"
+            "web   10.2.0.12:8000       2  draining  up           4    193\n");
+}
+
 TEST(RenderWorkers, BusyAsPercent) {
   json w = json::parse(R"([{"id": 0, "lcore": 1, "rx_packets": 10, "tx_packets": 9,
                             "dropped": 1, "busy_ratio": 0.125, "connections": 3}])");

@@ -128,6 +128,11 @@ fi
 maps=$(api_get "$API" "/v1/nat/mappings") || fail "no /v1/nat/mappings"
 echo "$maps" | jq -e '[.[] | select(.inside == "10.1.0.2:5000" and .outside == "'"$m1"'" and .type == "snat")] | length == 1' >/dev/null \
   || { echo "$maps" | jq . | head -40; fail "mapping of 10.1.0.2:5000 not listed as $m1"; }
+"$BATONCTL" --api "$API" nat mappings --inside 10.1.0.2 | grep -q "snat .*10.1.0.2:5000 .*$m1" \
+  || fail "batonctl nat mappings does not show 10.1.0.2:5000 -> $m1"
+# The connection list shows the reply tuple the translation chose (conntrack -L style).
+"$BATONCTL" --api "$API" conns --addr 10.1.0.2 | grep -q "src=203.0.113.9 dst=203.0.113.10 sport=3478 dport=${m1#*:}" \
+  || { "$BATONCTL" --api "$API" conns --addr 10.1.0.2 >&2; fail "batonctl conns does not show the translated reply tuple"; }
 tr=$(metric_sum "$MET" baton_conn_translated_total)
 [ "$tr" -ge 6 ] || fail "conn_translated_total is $tr"
 log "API lists $(echo "$maps" | jq length) mappings; $tr translated connections"
