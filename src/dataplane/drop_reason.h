@@ -39,7 +39,13 @@ namespace baton {
   X(kNatTableFull, "nat_table_full")     /* mapping or reply index full */    \
   X(kXlateConflict, "xlate_conflict")    /* reply tuple used by a live conn */\
   X(kLbNoBackend, "lb_no_backend")       /* no eligible backend, no backup */ \
-  X(kXlateFragment, "xlate_fragment")    /* later fragment of translated flow*/
+  X(kXlateFragment, "xlate_fragment")    /* later fragment of translated flow*/\
+  X(kL7BadCookie, "l7_bad_cookie")       /* L7 VIP: no conn, no valid cookie */\
+  X(kL7Busy, "l7_busy")                  /* L7: no head buffer free (ACK) */  \
+  X(kL7OutOfOrder, "l7_out_of_order")    /* L7 head segment after a gap */    \
+  X(kL7BadChecksum, "l7_bad_checksum")   /* L7 head segment, bad TCP csum */  \
+  X(kL7Held, "l7_held")                  /* L7 client data while connecting */\
+  X(kL7BadSegment, "l7_bad_segment")     /* L7: unexpected or unsplicable seg*/
 
 enum class DropReason : uint8_t {
 #define BATON_DROP_ENUM(name, label) name,

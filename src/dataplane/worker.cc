@@ -98,6 +98,14 @@ bool Worker::init(std::string* err) {
   if (!(commands_ = mk("cmd", 1024, RING_F_SC_DEQ))) return false;
   tx_.resize(dp_.ports().all().size());
   frags_.resize(kFragSlots);
+  if (LoadBalancer* lb = translator_ ? translator_->lb() : nullptr; lb && lb->l7_max_head()) {
+    L7Proxy::Params lp;
+    lp.conn_slots = table_->slots();
+    lp.max_head = lb->l7_max_head();
+    lp.secret = lb->syn_cookie_secret();
+    if (!(l7_ = L7Proxy::create(lp, err))) return false;
+    lb_ = lb;
+  }
   if (dp_.config().mode == Mode::kL3) {
     l3_ = true;
     router_ = dp_.router_.get();
@@ -186,6 +194,7 @@ void Worker::housekeeping() {
       ask_neighbor(static_cast<uint16_t>(asks[i] >> 32), be32::from_raw(static_cast<uint32_t>(asks[i])));
   }
   age();
+  if (l7_) l7_age();
 }
 
 void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
@@ -318,6 +327,9 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
 
 void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d) {
   if (pm.icmp.is_error) return drop(m, DropReason::kIcmpNoFlow);
+  if (l7_) {  // an L7 VIP answers handshakes itself (worker_l7.cc)
+    if (const int si = lb_->l7_service(pm.tuple); si >= 0) return l7_unknown(m, pm, k, d, si);
+  }
   const uint8_t proto = pm.tuple.proto;
   if (proto == 6 && !TcpTracker::may_create(pm.tcp))
     return drop(m, DropReason::kNoConnection);  // strict: no mid-stream pickup
@@ -449,6 +461,7 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
       return drop(m, DropReason::kIcmpNoFlow);
     return forward(m);
   }
+  if (l7_ && l7_->is_l7(slot)) return l7_segment(m, pm, slot, d == e.orig_dir());
   const int di = static_cast<int>(d);
   table_->begin_write(slot);
   uint8_t old_class = e.age_class;
@@ -505,6 +518,7 @@ void Worker::note_change(uint32_t slot, ConnEntry& e) {
 void Worker::forget(uint32_t slot) {
   ConnEntry& e = table_->entry(slot);
   stats_.conns[conn_kind(table_->key(slot).proto, e.l4_state)]--;
+  if (l7_) l7_->forget(slot);
   if (e.flags & connflag::kXlate) {
     const FlowKey& k = table_->key(slot);
     const ConnXlate& x = xlate_->at(slot);
@@ -637,6 +651,12 @@ bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
 }
 
 void Worker::forward_l3(rte_mbuf* m) {
+  ipv4_decrement_ttl(rte_pktmbuf_mtod(m, uint8_t*) + m->l2_len);
+  transmit_l3(m);
+}
+
+// The route stashed in the mbuf (hash.usr), the neighbour's MAC, staged for TX.
+void Worker::transmit_l3(rte_mbuf* m) {
   if (unlikely(m->hash.usr >= router_->routes().size())) return drop(m, DropReason::kNoRoute);
   const RouteEntry& r = router_->route_at(m->hash.usr);
   uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
@@ -647,7 +667,6 @@ void Worker::forward_l3(rte_mbuf* m) {
   NeighborLookup nb = router_->neighbor(nh, now_s_);
   if (nb.solicit) ask_neighbor(r.port, nh);
   if (!nb.usable) return drop(m, DropReason::kNeighborMiss);
-  ipv4_decrement_ttl(ip);
   std::memcpy(eth, nb.mac.b.data(), 6);
   std::memcpy(eth + 6, router_->port_mac(r.port).b.data(), 6);
   TxBuf& t = tx_[r.port];

@@ -22,12 +22,16 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <string_view>
 #include <vector>
 
 #include "common/net_types.h"
 #include "conntrack/conn_entry.h"
+#include "conntrack/tcp_tracker.h"
 #include "dataplane/packet_meta.h"
 #include "dataplane/translator.h"
+#include "lb/l7_proxy.h"
 #include "nat/conn_xlate.h"
 #include "dataplane/worker_stats.h"
 
@@ -84,6 +88,10 @@ class Worker {
   const WorkerStats& stats() const { return stats_; }
   ConnTable& table() { return *table_; }
   const ConnTable& table() const { return *table_; }
+  // L7 services' side table of this shard (phase, splice offsets per slot) and head buffers;
+  // nullptr when no service is in mode l7.
+  L7Proxy* l7() { return l7_.get(); }
+  const L7Proxy* l7() const { return l7_.get(); }
 
   // Multi-producer entry points (other workers, control core).
   bool handoff(rte_mbuf* m) { return rte_ring_mp_enqueue(handoff_, m) == 0; }
@@ -133,6 +141,7 @@ class Worker {
   // neighbour + rewrite + egress port on forward, ARP on the neighbour-table owner.
   bool l3_ingress(rte_mbuf* m, const PacketMeta& pm);
   void forward_l3(rte_mbuf* m);
+  void transmit_l3(rte_mbuf* m);  // forward_l3 without the TTL decrement (frames we write)
   void handle_arp(rte_mbuf* m, const PacketMeta& pm);
   void ask_neighbor(uint16_t port, be32 ip);
   void send_frame(uint16_t port, const uint8_t* frame, uint32_t len);
@@ -144,12 +153,32 @@ class Worker {
   void age();
   FragSlot& frag_slot(const PacketMeta& pm);
 
+  // L7 services: delayed binding and splice (dataplane/worker_l7.cc, lb/l7_proxy.h).
+  // A packet to an L7 VIP that matched no connection: SYN cookie or cookie ACK.
+  void l7_unknown(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d, int service);
+  // A packet of L7 connection `slot`, from the client or from its backend.
+  void l7_segment(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool from_client);
+  void l7_read(rte_mbuf* m, const PacketMeta& pm, uint32_t slot);
+  void l7_bind(rte_mbuf* m, uint32_t slot);
+  void l7_backend_synack(rte_mbuf* m, const PacketMeta& pm, uint32_t slot);
+  void l7_replay(uint32_t slot, uint32_t from);
+  void l7_to_client(uint32_t slot, uint8_t flags, std::string_view payload = {});
+  void l7_respond(uint32_t slot, int status);
+  void l7_reset(uint32_t slot);
+  void l7_set_phase(uint32_t slot, L7Phase p);
+  void l7_age();
+  TcpVerdict l7_track(uint32_t slot, Dir d, const TcpInfo& seg, uint32_t len);
+  void l7_emit(const TcpSegmentSpec& s);
+  void consume(rte_mbuf* m);  // a packet for Baton itself: counted as local_in, freed
+
   Dataplane& dp_;
   uint16_t id_;
   unsigned lcore_;
   ConnTable* table_ = nullptr;  // owned by Dataplane
   ConnXlateTable* xlate_ = nullptr;  // owned by Dataplane; nullptr when nothing is translated
   Translator* translator_ = nullptr;
+  LoadBalancer* lb_ = nullptr;        // set when an L7 service exists (with l7_)
+  std::unique_ptr<L7Proxy> l7_;
   rte_ring* handoff_ = nullptr;
   rte_ring* inject_ = nullptr;
   rte_ring* commands_ = nullptr;

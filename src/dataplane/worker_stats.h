@@ -30,7 +30,16 @@ namespace baton {
   X(polls, "worker_polls_total", "RX polls")                                              \
   X(busy_polls, "worker_busy_polls_total", "RX polls that returned packets")              \
   X(busy_cycles, "worker_busy_cycles_total", "TSC cycles spent on polls with work")       \
-  X(total_cycles, "worker_cycles_total", "TSC cycles in the poll loop")
+  X(total_cycles, "worker_cycles_total", "TSC cycles in the poll loop")                   \
+  X(l7_syn_cookies, "l7_syn_cookies_total", "SYN-ACKs with a SYN cookie sent for L7 VIPs (no state kept)") \
+  X(l7_accepted, "l7_accepted_total", "L7 connections created by a valid cookie ACK")     \
+  X(l7_heads, "l7_heads_total", "L7 request heads read and routed")                       \
+  X(l7_splices, "l7_splices_total", "L7 connections spliced to a backend")                \
+  X(l7_head_too_large, "l7_head_too_large_total", "L7 request heads over max_request_head, answered 400") \
+  X(l7_head_malformed, "l7_head_malformed_total", "L7 request heads malformed or unsupported, answered 400") \
+  X(l7_no_backend, "l7_no_backend_total", "L7 requests answered 503: no backend in the routed pool") \
+  X(l7_head_timeouts, "l7_head_timeouts_total", "L7 connections reset: head or backend handshake not done in time") \
+  X(l7_resets, "l7_resets_total", "L7 connections reset by batond (backend refused, splice impossible, policy)")
 
 constexpr int kConnKindUdp = 10, kConnKindIcmp = 11, kConnKindOther = 12, kConnKinds = 13;
 inline int conn_kind(uint8_t proto, uint8_t tcp_state) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "lb/load_balancer.h"
 
+#include <openssl/rand.h>
 #include <rte_hash_crc.h>
 #include <rte_lcore.h>
 
@@ -113,6 +114,38 @@ std::unique_ptr<LoadBalancer> LoadBalancer::create(const Config& cfg, uint16_t w
         return nullptr;
       }
     }
+    if (sc.mode == LbMode::kL7) {
+      // Every target is sticky the service's way when it uses a cookie or a header.
+      L7Target def;
+      def.pool = static_cast<uint32_t>(pi);
+      if (sc.sticky.method == StickyMethod::kCookie || sc.sticky.method == StickyMethod::kHeader) {
+        def.sticky_by = sc.sticky.method == StickyMethod::kCookie ? StickyBy::kCookie : StickyBy::kHeader;
+        def.sticky_name = sc.sticky.name;
+      }
+      std::vector<L7Rule> rules;
+      for (const L7RuleConfig& rc : sc.l7_rules) {
+        L7Rule r;
+        r.name = "line " + std::to_string(rc.line);
+        if (!rc.host.empty()) r.match.host = rc.host;
+        if (!rc.path_prefix.empty()) r.match.path_prefix = rc.path_prefix;
+        if (!rc.header_name.empty()) r.match.header = NameValue{rc.header_name, rc.header_value};
+        if (!rc.cookie_name.empty()) r.match.cookie = NameValue{rc.cookie_name, rc.cookie_value};
+        r.target = def;
+        const int rp = pool_index(rc.pool);
+        if (rp < 0) {
+          *err = "service " + sc.name + ": rule at line " + std::to_string(rc.line) + ": unknown pool " + rc.pool;
+          return nullptr;
+        }
+        r.target.pool = static_cast<uint32_t>(rp);
+        rules.push_back(std::move(r));
+      }
+      std::string why;
+      s.router = L7Router::build(std::move(rules), def, &why);
+      if (!s.router) {
+        *err = "service " + sc.name + ": " + why;
+        return nullptr;
+      }
+    }
     for (const IpAddr& a : sc.local_addresses) {
       s.local.push_back(a.as_v4());
       lb->local_addrs_.push_back(a.as_v4());
@@ -125,6 +158,12 @@ std::unique_ptr<LoadBalancer> LoadBalancer::create(const Config& cfg, uint16_t w
                                      be16::from_host(b.port ? b.port : service_port_of(cfg, sc.pool)).raw()});
     }
     lb->services_.push_back(std::move(s));
+  }
+  if (lb->l7_max_head() &&
+      (RAND_bytes(lb->syn_secret_.h0.data(), static_cast<int>(lb->syn_secret_.h0.size())) != 1 ||
+       RAND_bytes(lb->syn_secret_.h1.data(), static_cast<int>(lb->syn_secret_.h1.size())) != 1)) {
+    *err = "L7: no random bytes for the SYN cookie secret";
+    return nullptr;
   }
   std::sort(lb->local_addrs_.begin(), lb->local_addrs_.end(), raw_less);
   lb->local_addrs_.erase(std::unique(lb->local_addrs_.begin(), lb->local_addrs_.end()),
@@ -238,19 +277,21 @@ int LoadBalancer::owner(const Tuple& t) const {
   return -1;
 }
 
-std::optional<BackendPick> LoadBalancer::choose(const Service& s, const Tuple& t,
+std::optional<BackendPick> LoadBalancer::choose(const Service& s, const BackendPool& pool,
+                                                const Tuple& t,
+                                                std::optional<std::string_view> http_value,
                                                 uint32_t now_s, StickyRef* ref) {
   const uint32_t words[3] = {t.src.as_v4().raw(), t.dst.as_v4().raw(),
                              uint32_t{t.sport.raw()} << 16 | t.dport.raw()};
   const uint64_t h = rte_hash_crc(words, sizeof words, t.proto);
-  std::optional<BackendPick> candidate = s.pool->pick(h);
+  std::optional<BackendPick> candidate = pool.pick(h);
   if (s.sticky_group < 0) return candidate;
   std::optional<StickyKey> key =
-      derive_sticky_key(static_cast<uint16_t>(s.sticky_group), s.group, t.src, Family::kV4, std::nullopt);
-  if (!key) return candidate;  // an HTTP method: the L7 path decides
+      derive_sticky_key(static_cast<uint16_t>(s.sticky_group), s.group, t.src, Family::kV4, http_value);
+  if (!key) return candidate;  // an HTTP method without the cookie or header in the request
   std::optional<StickyHit> hit = sticky_->lookup(*key, now_s);
   std::optional<BackendPick> bound;
-  if (hit) bound = s.pool->find_persistent(hit->backend);
+  if (hit) bound = pool.find_persistent(hit->backend);
   StickyFacts f;
   f.has_entry = hit.has_value();
   f.entry_usable = bound.has_value();
@@ -266,7 +307,7 @@ std::optional<BackendPick> LoadBalancer::choose(const Service& s, const Tuple& t
       if (hit) {  // its backend went away: move the binding (unless another worker did)
         BackendId now_bound = sticky_->rebind(hit->ref, hit->backend, candidate->id, now_s);
         if (now_bound != kNoBackend && now_bound != candidate->id) {
-          if (auto other = s.pool->find_persistent(now_bound)) candidate = other;
+          if (auto other = pool.find_persistent(now_bound)) candidate = other;
         }
         if (now_bound != kNoBackend && sticky_->conn_ref(hit->ref)) *ref = hit->ref;
         return candidate;
@@ -274,7 +315,7 @@ std::optional<BackendPick> LoadBalancer::choose(const Service& s, const Tuple& t
       StickyHit got;
       if (sticky_->get_or_insert(*key, candidate->id, now_s, &got) == 0) {
         if (got.backend != candidate->id) {  // another worker bound this client first
-          if (auto other = s.pool->find_persistent(got.backend)) candidate = other;
+          if (auto other = pool.find_persistent(got.backend)) candidate = other;
         }
         if (sticky_->conn_ref(got.ref)) *ref = got.ref;
       }
@@ -288,8 +329,20 @@ std::optional<BackendPick> LoadBalancer::choose(const Service& s, const Tuple& t
 
 void LoadBalancer::release(const ConnXlate& x, uint32_t now_s) {
   if (x.service >= services_.size()) return;
-  services_[x.service].pool->conn_closed(x.backend);
+  const Service& s = services_[x.service];
+  // An L7 rule may have chosen another pool than the service's: the id says which (pool << 16).
+  if (s.cfg.mode == LbMode::kL7 && (x.backend >> 16) < pools_.size())
+    pools_[x.backend >> 16]->conn_closed(x.backend);
+  else
+    s.pool->conn_closed(x.backend);
   if (x.sticky_slot != UINT32_MAX) sticky_->conn_unref(StickyRef{x.sticky_slot, x.sticky_gen}, now_s);
+}
+
+uint32_t LoadBalancer::l7_max_head() const {
+  uint32_t m = 0;
+  for (const Service& s : services_)
+    if (s.cfg.mode == LbMode::kL7) m = std::max(m, s.cfg.max_request_head);
+  return m;
 }
 
 }  // namespace baton

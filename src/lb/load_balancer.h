@@ -21,6 +21,11 @@
 // answer in mode nat (source = a backend endpoint of a nat service) by inside_owner(its
 // destination, the client); in full NAT by port_owner(local port).
 //
+// Mode l7 (lb/l7_proxy.h): the first packet decides nothing; the worker answers the handshake
+// with a SYN cookie and reads the request head, then decide_l7() takes the pool the service's
+// L7Router chose and the sticky value the head carries, and fills the reply tuple as full NAT
+// does (the backend's side is opened from a local address).
+//
 // Threads: decide()/release() on the owning worker; owner() on any worker; start()/stop() and
 // the listings on the control side.
 #pragma once
@@ -32,7 +37,9 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -43,6 +50,8 @@
 #include "dataplane/drop_reason.h"
 #include "lb/backend_pool.h"
 #include "lb/health_checker.h"
+#include "lb/l7_router.h"
+#include "lb/syn_cookie.h"
 #include "lb/sticky_table.h"
 #include "nat/conn_xlate.h"
 #include "nat/port_allocator.h"
@@ -58,6 +67,7 @@ class LoadBalancer {
     int sticky_group = -1;             // group id in the sticky table, -1 = none
     StickyGroup group;
     std::vector<be32> local;           // full NAT source addresses
+    std::optional<L7Router> router;    // mode l7: rules -> pool index (into pools())
   };
 
   static std::unique_ptr<LoadBalancer> create(const Config& cfg, uint16_t workers,
@@ -77,6 +87,24 @@ class LoadBalancer {
   template <class TakenFn>
   Verdict decide(uint16_t worker, const Tuple& t, uint32_t now_s, ConnXlate* x, TakenFn&& taken);
   void release(const ConnXlate& x, uint32_t now_s);
+
+  // Mode l7. The service whose VIP t (TCP) is addressed to, or -1.
+  int l7_service(const Tuple& t) const {
+    if (t.proto != 6 || t.family != Family::kV4) return -1;
+    const int si = service_of(6, t.dst.as_v4(), t.dport);
+    return si >= 0 && services_[si].cfg.mode == LbMode::kL7 ? si : -1;
+  }
+  // For client tuple t of L7 service `service`, whose request head routed to `pool` (an index
+  // into pools()) with `sticky_value` (the sticky cookie or header, if the head had it): as
+  // decide() in full NAT.
+  template <class TakenFn>
+  Verdict decide_l7(uint16_t worker, const Tuple& t, int service, uint32_t pool,
+                    std::optional<std::string_view> sticky_value, uint32_t now_s, ConnXlate* x,
+                    TakenFn&& taken);
+  // The largest max_request_head of the L7 services (0 when there is none), and the secret
+  // every worker's SYN cookies use.
+  uint32_t l7_max_head() const;
+  const SynCookieSecret& syn_cookie_secret() const { return syn_secret_; }
 
   const std::vector<Service>& services() const { return services_; }
   const std::vector<std::unique_ptr<BackendPool>>& pools() const { return pools_; }
@@ -103,8 +131,16 @@ class LoadBalancer {
     auto it = vips_.find(Key{proto, a.raw(), p.raw()});
     return it == vips_.end() ? -1 : it->second;
   }
-  std::optional<BackendPick> choose(const Service& s, const Tuple& t, uint32_t now_s,
+  // The backend for a new connection of s from `pool` (s.pool for L4), sticky as the service's
+  // group says (http_value: the request's sticky cookie or header, L7 only).
+  std::optional<BackendPick> choose(const Service& s, const BackendPool& pool, const Tuple& t,
+                                    std::optional<std::string_view> http_value, uint32_t now_s,
                                     StickyRef* ref);
+  // Full NAT: a local address and port of this worker's blocks whose reply tuple is free, into
+  // x's reply_dst/reply_dport. The start point is spread by the client's port so that clients
+  // do not all probe from one place.
+  template <class TakenFn>
+  bool pick_local(uint16_t worker, const Service& s, const Tuple& t, ConnXlate* x, TakenFn&& taken);
   void control_loop();
   void retire(std::function<void()> free_fn);
 
@@ -124,6 +160,7 @@ class LoadBalancer {
   std::atomic<bool> running_{false};
   std::mutex retire_mu_;
   std::deque<std::pair<uint64_t, std::function<void()>>> retired_;  // (QSBR token, free)
+  SynCookieSecret syn_secret_;
 };
 
 // ---- inline ------------------------------------------------------------------------------
@@ -132,10 +169,11 @@ template <class TakenFn>
 LoadBalancer::Verdict LoadBalancer::decide(uint16_t worker, const Tuple& t, uint32_t now_s,
                                            ConnXlate* x, TakenFn&& taken) {
   const int si = service_of(t.proto, t.dst.as_v4(), t.dport);
-  if (si < 0) return Verdict::kNotMine;
+  // An L7 VIP never gets here through a first packet: the worker's cookie path takes its SYNs.
+  if (si < 0 || services_[si].cfg.mode == LbMode::kL7) return Verdict::kNotMine;
   const Service& s = services_[si];
   StickyRef ref;
-  std::optional<BackendPick> b = choose(s, t, now_s, &ref);
+  std::optional<BackendPick> b = choose(s, *s.pool, t, std::nullopt, now_s, &ref);
   if (!b) return Verdict::kNoBackend;
   x->reply_src = b->addr;
   x->reply_sport = b->port;
@@ -149,38 +187,60 @@ LoadBalancer::Verdict LoadBalancer::decide(uint16_t worker, const Tuple& t, uint
     x->reply_dport = t.sport;
     x->kind = XlateKind::kLbNat;
   } else {
-    // A local address and a port of this worker's blocks whose reply tuple is free. The
-    // start point is a hash of the client's endpoint, so that probing stays short while the
-    // local ports fill up (open addressing over the port space).
-    const uint32_t blocks = local_layout_.blocks();
-    const uint32_t bs = local_layout_.block_size;
-    const uint64_t h = (uint64_t{t.src.as_v4().raw()} << 16 ^ t.sport.raw()) * 0x9e3779b97f4a7c15ull;
-    const uint32_t first = static_cast<uint32_t>(h >> 40) % blocks;
-    const uint32_t off = static_cast<uint32_t>(h >> 20) % bs;
-    bool found = false;
-    for (size_t li = 0; li < s.local.size() && !found; li++) {
-      for (uint32_t i = 0; i < blocks && !found; i++) {
-        const uint32_t blk = (first + i) % blocks;
-        if (blk % workers_ != worker) continue;
-        for (uint32_t j = 0; j < bs; j++) {
-          const uint16_t port = static_cast<uint16_t>(local_layout_.first_port(blk) + (off + j) % bs);
-          x->reply_dst = s.local[li];
-          x->reply_dport = be16::from_host(port);
-          Tuple r = reply_tuple(*x, t.proto, t.vlan);
-          if (!taken(r)) {
-            found = true;
-            break;
-          }
-        }
-      }
-    }
-    if (!found) {
+    if (!pick_local(worker, s, t, x, taken)) {
       release(*x, now_s);
       return Verdict::kNoBackend;
     }
     x->kind = XlateKind::kLbFullNat;
   }
   return Verdict::kTranslate;
+}
+
+template <class TakenFn>
+LoadBalancer::Verdict LoadBalancer::decide_l7(uint16_t worker, const Tuple& t, int service,
+                                              uint32_t pool,
+                                              std::optional<std::string_view> sticky_value,
+                                              uint32_t now_s, ConnXlate* x, TakenFn&& taken) {
+  if (service < 0 || static_cast<size_t>(service) >= services_.size() || pool >= pools_.size())
+    return Verdict::kNoBackend;
+  const Service& s = services_[service];
+  StickyRef ref;
+  std::optional<BackendPick> b = choose(s, *pools_[pool], t, sticky_value, now_s, &ref);
+  if (!b) return Verdict::kNoBackend;
+  x->reply_src = b->addr;
+  x->reply_sport = b->port;
+  x->service = static_cast<uint16_t>(service);
+  x->backend = b->id;
+  x->sticky_slot = ref.slot;
+  x->sticky_gen = ref.gen;
+  x->kind = XlateKind::kLbFullNat;  // the same translation; the L7 record says the rest
+  pools_[b->id >> 16]->conn_opened(b->id);
+  if (!pick_local(worker, s, t, x, taken)) {
+    release(*x, now_s);
+    return Verdict::kNoBackend;
+  }
+  return Verdict::kTranslate;
+}
+
+template <class TakenFn>
+bool LoadBalancer::pick_local(uint16_t worker, const Service& s, const Tuple& t, ConnXlate* x,
+                              TakenFn&& taken) {
+  const uint32_t blocks = local_layout_.blocks();
+  const uint32_t bs = local_layout_.block_size;
+  for (size_t li = 0; li < s.local.size(); li++) {
+    const uint32_t first = (t.sport.host() * 2654435761u) % blocks;
+    for (uint32_t i = 0; i < blocks; i++) {
+      const uint32_t blk = (first + i) % blocks;
+      if (blk % workers_ != worker) continue;
+      for (uint32_t j = 0; j < bs; j++) {
+        const uint16_t port = static_cast<uint16_t>(local_layout_.first_port(blk) + (t.sport.host() + j) % bs);
+        x->reply_dst = s.local[li];
+        x->reply_dport = be16::from_host(port);
+        if (!taken(reply_tuple(*x, t.proto, t.vlan))) return true;
+      }
+    }
+  }
+  return false;
 }
 
 }  // namespace baton

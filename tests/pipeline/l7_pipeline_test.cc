@@ -1,0 +1,526 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// L7 (HTTP/1.1) load balancing through the whole worker pipeline in mode l3, in-process: SYN
+// cookies, the request head read over several segments, routing, the backend handshake and the
+// splice. Frames batond writes and frames it rewrites are compared byte for byte with frames the
+// packet builder makes from scratch (so every checksum is checked against a full computation).
+// Values batond chooses itself (the SYN cookie, its TSval clock, the local port) are read from
+// the first frame that carries them and then expected everywhere else.
+//
+// Topology: port 0 "outside" 203.0.113.1/24 (client 203.0.113.9), port 1 "inside" 10.1.0.1/24
+// (backends 10.1.0.5 pool web, 10.1.0.6 pool api, 10.1.0.7 pool web). VIP 203.0.113.80:80 from
+// local address 10.1.0.100; Host api.example and path /api/ go to pool api; sticky by cookie SID.
+#include <gtest/gtest.h>
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/parser.h"
+#include "pktgen/packet_builder.h"
+
+namespace baton {
+namespace {
+
+using pktgen::Bytes;
+using pktgen::Pkt;
+using namespace tcpflag;
+
+class EalEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::vector<std::string> args = {"l7_pipeline_test", "--no-huge", "-m", "256", "--no-pci",
+                                     "--file-prefix", "l7_test_" + std::to_string(getpid()),
+                                     "--log-level=error"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
+  }
+  void TearDown() override { rte_eal_cleanup(); }
+};
+::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+
+constexpr uint16_t kOut = 0, kIn = 1;
+const char* kOutMac = "02:ba:70:00:00:01";
+const char* kInMac = "02:ba:70:00:00:02";
+const char* kClientMac = "02:00:00:00:09:09";
+const char* kClient = "203.0.113.9";
+const char* kVip = "203.0.113.80";
+const char* kLocal = "10.1.0.100";
+const char* kHostMac[] = {"02:00:00:00:01:05", "02:00:00:00:01:06", "02:00:00:00:01:07"};
+const char* kHostIp[] = {"10.1.0.5", "10.1.0.6", "10.1.0.7"};
+constexpr uint32_t kMaxHead = 1024;
+constexpr uint16_t kSynAckWindow = kMaxHead + L7Proxy::kTailBytes;  // the head buffer
+
+const char* kYaml =
+    "mode: l3\n"
+    "ports:\n"
+    "  - {name: outside, device: null0, zone: outside}\n"
+    "  - {name: inside, device: null1, zone: inside}\n"
+    "zones:\n"
+    "  - {name: outside, default: permit}\n"
+    "  - {name: inside, default: permit}\n"
+    "conntrack: {capacity: 4096}\n"
+    "migration: {enabled: false}\n"
+    "l3:\n"
+    "  addresses:\n"
+    "    - {port: outside, address: 203.0.113.1/24}\n"
+    "    - {port: inside, address: 10.1.0.1/24}\n"
+    "lb:\n"
+    "  pools:\n"
+    "    - {name: web, backends: [{address: 10.1.0.5, port: 8080}, {address: 10.1.0.7, port: 8080}]}\n"
+    "    - {name: api, backends: [{address: 10.1.0.6, port: 8080}]}\n"
+    "  services:\n"
+    "    - name: site\n"
+    "      vip: 203.0.113.80\n"
+    "      port: 80\n"
+    "      mode: l7\n"
+    "      local_addresses: [10.1.0.100]\n"
+    "      pool: web\n"
+    "      max_request_head: 1024\n"
+    "      sticky: {method: cookie, name: SID}\n"
+    "      rules:\n"
+    "        - {host: api.example, pool: api}\n"
+    "        - {path_prefix: /api/, pool: api}\n";
+
+struct Sent {
+  uint16_t port;
+  Bytes frame;
+};
+
+struct Capture {
+  TxSink sink{&Capture::on_tx, this};
+  std::vector<Sent> sent;
+  static void on_tx(void* ctx, uint16_t port, rte_mbuf** pkts, uint32_t n) {
+    auto* c = static_cast<Capture*>(ctx);
+    for (uint32_t i = 0; i < n; i++) {
+      const uint8_t* p = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
+      c->sent.push_back({port, Bytes(p, p + pkts[i]->data_len)});
+      rte_pktmbuf_free(pkts[i]);
+    }
+  }
+};
+
+// Frames compared with the offset of the first difference, which gtest's dump does not show.
+std::string first_diff(const Bytes& got, const Bytes& want) {
+  size_t i = 0;
+  while (i < got.size() && i < want.size() && got[i] == want[i]) i++;
+  if (i == got.size() && i == want.size()) return "";
+  char b[96];
+  std::snprintf(b, sizeof b, "differ at byte %zu (got %d, want %d; lengths %zu, %zu)", i,
+                i < got.size() ? got[i] : -1, i < want.size() ? want[i] : -1, got.size(), want.size());
+  return b;
+}
+#define EXPECT_FRAME(got, want) EXPECT_EQ(first_diff((got), (want)), "")
+
+PacketMeta parsed(const Bytes& f) {
+  PacketMeta pm;
+  DropReason why;
+  EXPECT_TRUE(parse_packet(f.data(), static_cast<uint32_t>(f.size()), &pm, &why));
+  return pm;
+}
+
+Pkt from_client() { return Pkt().eth(kClientMac, kOutMac); }
+Pkt to_client() { return Pkt().eth(kOutMac, kClientMac); }
+Pkt from_host(int h) { return Pkt().eth(kHostMac[h], kInMac); }
+Pkt to_host(int h) { return Pkt().eth(kInMac, kHostMac[h]); }
+
+// What the client's side of one connection knows: its own numbers and what batond told it.
+struct Client {
+  uint16_t port = 40000;
+  uint32_t isn = 1000;      // C
+  uint32_t tsval = 5000;    // the client's TSval clock
+  bool timestamps = true;
+  uint32_t lb_isn = 0;      // L, read from the SYN-ACK
+  uint32_t lb_tsval = 0;    // tl
+  uint32_t sent = 0;        // payload bytes sent so far
+  uint16_t window = 502;    // raw, under shift 7
+
+  // The client's segment carrying `data` at offset `at` of its stream (ack L+1).
+  Pkt data(const std::string& data, uint32_t at, uint8_t flags = kAck | kPsh) const {
+    Pkt p = from_client().ipv4(kClient, kVip).tcp(port, 80).seq(isn + 1 + at).ack(lb_isn + 1).flags(flags).win(window);
+    if (timestamps) p.ts(tsval, lb_tsval);
+    return p.payload(data);
+  }
+};
+
+class L7Pipeline : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int n = 0;
+    ConfigError ce;
+    auto cfg = parse_config("instance: l7p" + std::to_string(n++) + "\n" + kYaml, "l7.yaml", &ce);
+    ASSERT_TRUE(cfg) << ce.to_string();
+    std::string err;
+    dp_ = Dataplane::create(*cfg, false, &err);
+    ASSERT_TRUE(dp_) << err;
+    w_ = dp_->workers()[0].get();
+    w_->set_tx_sink(&cap_.sink);
+    w_->set_now(100);
+    run(Pkt().eth(kClientMac, "ff:ff:ff:ff:ff:ff").arp(1, kClientMac, kClient, "203.0.113.1").build(), kOut);
+    for (int i = 0; i < 3; i++)
+      run(Pkt().eth(kHostMac[i], "ff:ff:ff:ff:ff:ff").arp(1, kHostMac[i], kHostIp[i], "10.1.0.1").build(), kIn);
+  }
+
+  std::vector<Sent> run(const Bytes& b, uint16_t port) {
+    cap_.sent.clear();
+    rte_mbuf* m = rte_pktmbuf_alloc(dp_->pool());
+    std::memcpy(rte_pktmbuf_append(m, uint16_t(b.size())), b.data(), b.size());
+    m->port = port;
+    w_->process_burst(&m, 1);
+    w_->flush_tx();
+    return cap_.sent;
+  }
+  std::vector<Sent> run(const Pkt& p, uint16_t port) { return run(p.build(), port); }
+  uint64_t drops(DropReason r) const { return w_->stats().drops[int(r)]; }
+  size_t conns() const { return w_->table().size(); }
+
+  // SYN (mss 1460, SACK, timestamps unless c.timestamps is false, wscale 7) and the cookie
+  // SYN-ACK, checked exactly; then the client's ACK. Fills c.lb_isn and c.lb_tsval.
+  void handshake(Client& c) {
+    Pkt syn = from_client().ipv4(kClient, kVip).tcp(c.port, 80).seq(c.isn).flags(kSyn).win(64240).mss(1460).sack_perm().wscale(7);
+    if (c.timestamps) syn.ts(c.tsval, 0);
+    auto out = run(syn, kOut);
+    ASSERT_EQ(out.size(), 1u);
+    const PacketMeta sa = parsed(out[0].frame);
+    c.lb_isn = sa.tcp.seq;
+    c.lb_tsval = sa.tcp.tsval;
+    Pkt want = to_client().ipv4(kVip, kClient).ip_id(0).df().tcp(80, c.port).seq(c.lb_isn).ack(c.isn + 1).flags(kSyn | kAck).win(kSynAckWindow).mss(1460);
+    if (c.timestamps) want.sack_perm().ts(c.lb_tsval, c.tsval).wscale(L7Proxy::kLbWscale);
+    EXPECT_EQ(out[0].port, kOut);
+    EXPECT_FRAME(out[0].frame, want.build());
+    c.tsval += 1;
+    Pkt ack = from_client().ipv4(kClient, kVip).tcp(c.port, 80).seq(c.isn + 1).ack(c.lb_isn + 1).flags(kAck).win(c.window);
+    if (c.timestamps) ack.ts(c.tsval, c.lb_tsval);
+    EXPECT_TRUE(run(ack, kOut).empty());
+  }
+
+  // batond's ACK of everything the client sent so far (room: the head buffer left).
+  Bytes lb_ack(const Client& c, uint32_t acked, uint32_t buffered) const {
+    Pkt p = to_client().ipv4(kVip, kClient).ip_id(0).df().tcp(80, c.port).seq(c.lb_isn + 1).ack(c.isn + 1 + acked).flags(kAck);
+    if (c.timestamps)
+      p.win(uint16_t((kSynAckWindow - buffered) >> L7Proxy::kLbWscale)).ts(c.lb_tsval, c.tsval);
+    else
+      p.win(uint16_t(kSynAckWindow - buffered));
+    return p.build();
+  }
+
+  std::unique_ptr<Dataplane> dp_;
+  Worker* w_ = nullptr;
+  Capture cap_;
+};
+
+TEST_F(L7Pipeline, SynFloodIsAnsweredByCookiesWithoutState) {
+  Client c;
+  handshake(c);  // one real connection: the only entry
+  ASSERT_EQ(conns(), 1u);
+  for (uint16_t i = 0; i < 2000; i++) {
+    auto out = run(from_client().ipv4(kClient, kVip).tcp(uint16_t(20000 + i), 80).seq(i * 7919u).flags(kSyn).win(1024).build(), kOut);
+    ASSERT_EQ(out.size(), 1u);
+    const PacketMeta sa = parsed(out[0].frame);
+    // Without timestamps the cookie keeps only the MSS: no window scale, no SACK granted.
+    EXPECT_EQ(sa.tcp.flags, kSyn | kAck);
+    EXPECT_EQ(sa.tcp.ack, i * 7919u + 1);
+    EXPECT_EQ(sa.tcp.mss, 536);
+    EXPECT_EQ(sa.tcp.wscale, 0xff);
+    EXPECT_FALSE(sa.tcp.sack_permitted);
+  }
+  EXPECT_EQ(conns(), 1u);
+  EXPECT_EQ(w_->stats().l7_syn_cookies, 2001u);
+  EXPECT_EQ(w_->l7()->pool_free(), w_->l7()->pool_size() - 1);
+}
+
+TEST_F(L7Pipeline, AckWithoutValidCookieIsDropped) {
+  Client c;
+  c.lb_isn = 12345;  // never issued
+  EXPECT_TRUE(run(c.data("GET / HTTP/1.1\r\n", 0), kOut).empty());
+  EXPECT_EQ(drops(DropReason::kL7BadCookie), 1u);
+  EXPECT_EQ(conns(), 0u);
+  // A cookie for another client port does not open this one.
+  Client real;
+  handshake(real);
+  Client other = real;
+  other.port = 40001;
+  EXPECT_TRUE(run(other.data("GET / HTTP/1.1\r\n", 0), kOut).empty());
+  EXPECT_EQ(drops(DropReason::kL7BadCookie), 2u);
+  EXPECT_EQ(conns(), 1u);
+}
+
+TEST_F(L7Pipeline, HeadOverSegmentsIsRoutedSplicedAndRewrittenBothWays) {
+  Client c;
+  handshake(c);
+  EXPECT_EQ(w_->stats().l7_accepted, 1u);
+  // The head in three segments, split inside a line and between CR and LF.
+  const std::string head = "GET /index.html HTTP/1.1\r\nHost: api.example\r\nUser-Agent: t\r\n\r\n";
+  const std::string parts[] = {head.substr(0, 10), head.substr(10, 35), head.substr(45)};
+  uint32_t at = 0;
+  for (int i = 0; i < 2; i++) {
+    c.tsval++;
+    auto out = run(c.data(parts[i], at), kOut);
+    at += uint32_t(parts[i].size());
+    ASSERT_EQ(out.size(), 1u) << "segment " << i << " is ACKed by batond";
+    EXPECT_FRAME(out[0].frame, lb_ack(c, at, at));
+  }
+  // A retransmission of the first segment is ACKed again, nothing more.
+  auto dup = run(c.data(parts[0], 0), kOut);
+  ASSERT_EQ(dup.size(), 1u);
+  EXPECT_FRAME(dup[0].frame, lb_ack(c, at, at));
+
+  // The last segment completes the head: no ACK to the client, a SYN to the api backend from
+  // the local address with the client's ISN and options.
+  c.tsval++;
+  auto syn = run(c.data(parts[2], at), kOut);
+  ASSERT_EQ(syn.size(), 1u);
+  EXPECT_EQ(syn[0].port, kIn);
+  const PacketMeta sp = parsed(syn[0].frame);
+  const uint16_t lport = sp.tuple.sport.host();
+  EXPECT_FRAME(syn[0].frame, to_host(1).ipv4(kLocal, "10.1.0.6").ip_id(0).df().tcp(lport, 8080).seq(c.isn).flags(kSyn)
+                              .win(uint16_t(502u << 7)).mss(1460).sack_perm().ts(c.tsval, 0).wscale(7).build());
+  EXPECT_EQ(w_->stats().l7_heads, 1u);
+
+  // The backend answers (its own ISN, clock and window scale): batond replays the head.
+  const uint32_t b = 777000, tb = 90000;
+  auto replay = run(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(b).ack(c.isn + 1).flags(kSyn | kAck)
+                        .win(65160).mss(1400).sack_perm().ts(tb, c.tsval).wscale(5).build(), kIn);
+  ASSERT_EQ(replay.size(), 1u);
+  EXPECT_FRAME(replay[0].frame, to_host(1).ipv4(kLocal, "10.1.0.6").ip_id(0).df().tcp(lport, 8080).seq(c.isn + 1).ack(b + 1)
+                                 .flags(kAck | kPsh).win(502).ts(c.tsval, tb).payload(head).build());
+  EXPECT_EQ(w_->stats().l7_splices, 1u);
+  Dir dir;
+  const int32_t slot = w_->table().lookup(FlowKey::from_tuple(parsed(c.data("", 0).build()).tuple, &dir));
+  ASSERT_GE(slot, 0);
+  EXPECT_EQ(w_->l7()->record(uint32_t(slot)).phase, L7Phase::kSpliced);
+
+  // Backend -> client: seq and TSval shifted into the client's spaces, the window re-expressed
+  // under the shift the client was given (5 -> 7), addresses back to VIP -> client.
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  const uint32_t hl = uint32_t(head.size());
+  auto r1 = run(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(b + 1).ack(c.isn + 1 + hl).flags(kAck | kPsh)
+                    .win(2000).ts(tb + 10, c.tsval).payload(resp).build(), kIn);
+  ASSERT_EQ(r1.size(), 1u);
+  EXPECT_EQ(r1[0].port, kOut);
+  EXPECT_FRAME(r1[0].frame, to_client().ipv4(kVip, kClient).ttl(63).tcp(80, c.port).seq(c.lb_isn + 1)
+                             .ack(c.isn + 1 + hl).flags(kAck | kPsh).win(500).ts(c.lb_tsval + 10, c.tsval).payload(resp).build());
+  // Client -> backend with a SACK block and a timestamp echo: ack, both SACK edges and TSecr go
+  // into the backend's spaces; the window passes unchanged (the backend applies the client's
+  // own shift).
+  const uint32_t rl = uint32_t(resp.size());
+  const auto sack = [](uint32_t l, uint32_t r) {
+    return Bytes{1, 1, 5, 10, uint8_t(l >> 24), uint8_t(l >> 16), uint8_t(l >> 8), uint8_t(l),
+                 uint8_t(r >> 24), uint8_t(r >> 16), uint8_t(r >> 8), uint8_t(r)};
+  };
+  c.tsval++;
+  auto r2 = run(from_client().ipv4(kClient, kVip).tcp(c.port, 80).seq(c.isn + 1 + hl).ack(c.lb_isn + 1 + 1).flags(kAck)
+                    .win(600).ts(c.tsval, c.lb_tsval + 10).tcp_option(sack(c.lb_isn + 1 + 1, c.lb_isn + 1 + rl)).build(), kOut);
+  ASSERT_EQ(r2.size(), 1u);
+  EXPECT_EQ(r2[0].port, kIn);
+  EXPECT_FRAME(r2[0].frame, to_host(1).ipv4(kLocal, "10.1.0.6").ttl(63).tcp(lport, 8080).seq(c.isn + 1 + hl).ack(b + 2)
+                             .flags(kAck).win(600).ts(c.tsval, tb + 10).tcp_option(sack(b + 2, b + 1 + rl)).build());
+  // The rest of the response; the client ACKs all of it.
+  auto r3 = run(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(b + 2).ack(c.isn + 1 + hl).flags(kAck)
+                    .win(2000).ts(tb + 11, c.tsval).payload(resp.substr(1)).build(), kIn);
+  ASSERT_EQ(r3.size(), 1u);
+  EXPECT_FRAME(r3[0].frame, to_client().ipv4(kVip, kClient).ttl(63).tcp(80, c.port).seq(c.lb_isn + 2).ack(c.isn + 1 + hl)
+                             .flags(kAck).win(500).ts(c.lb_tsval + 11, c.tsval).payload(resp.substr(1)).build());
+  auto r4 = run(from_client().ipv4(kClient, kVip).tcp(c.port, 80).seq(c.isn + 1 + hl).ack(c.lb_isn + 1 + rl).flags(kAck)
+                    .win(600).ts(c.tsval, c.lb_tsval + 11).build(), kOut);
+  ASSERT_EQ(r4.size(), 1u);
+  EXPECT_FRAME(r4[0].frame, to_host(1).ipv4(kLocal, "10.1.0.6").ttl(63).tcp(lport, 8080).seq(c.isn + 1 + hl).ack(b + 1 + rl)
+                             .flags(kAck).win(600).ts(c.tsval, tb + 11).build());
+  // Conntrack followed the client's view strictly: a backend segment beyond the window the
+  // client offered is dropped, not rewritten.
+  auto oow = run(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(b + 1 + rl + 10000000).ack(c.isn + 1 + hl)
+                     .flags(kAck).win(2000).ts(tb + 12, c.tsval).payload("x").build(), kIn);
+  EXPECT_TRUE(oow.empty());
+  EXPECT_EQ(drops(DropReason::kTcpOutOfWindow), 1u);
+  EXPECT_EQ(w_->stats().conns[int(TcpState::kEstablished)], 1);
+  EXPECT_EQ(w_->l7()->pool_free(), w_->l7()->pool_size()) << "the replay was ACKed: buffer back";
+}
+
+TEST_F(L7Pipeline, PathPrefixAndDefaultPoolRoute) {
+  auto backend_of = [&](uint16_t port, const std::string& head) {
+    Client c;
+    c.port = port;
+    handshake(c);
+    auto out = run(c.data(head, 0), kOut);
+    EXPECT_EQ(out.size(), 1u);
+    return out.empty() ? std::string() : parsed(out[0].frame).tuple.dst.to_string(Family::kV4);
+  };
+  EXPECT_EQ(backend_of(41000, "GET /api/v1 HTTP/1.1\r\nHost: www.example\r\n\r\n"), "10.1.0.6");
+  const std::string web = backend_of(41001, "GET /apix HTTP/1.1\r\nHost: www.example\r\n\r\n");
+  EXPECT_TRUE(web == "10.1.0.5" || web == "10.1.0.7") << web;
+}
+
+TEST_F(L7Pipeline, StickyCookieKeepsOneBackendAcrossConnections) {
+  std::map<std::string, std::set<std::string>> by_value;
+  for (int i = 0; i < 24; i++) {
+    Client c;
+    c.port = uint16_t(42000 + i);
+    handshake(c);
+    const std::string sid = "v" + std::to_string(i % 6);
+    auto out = run(c.data("GET / HTTP/1.1\r\nHost: w\r\nCookie: a=1; SID=" + sid + "\r\n\r\n", 0), kOut);
+    ASSERT_EQ(out.size(), 1u);
+    by_value[sid].insert(parsed(out[0].frame).tuple.dst.to_string(Family::kV4));
+  }
+  std::set<std::string> all;
+  for (auto& [sid, backends] : by_value) {
+    EXPECT_EQ(backends.size(), 1u) << "SID=" << sid;
+    all.insert(backends.begin(), backends.end());
+  }
+  EXPECT_EQ(all.size(), 2u) << "different values spread over the pool";
+}
+
+TEST_F(L7Pipeline, HeadOverTheLimitGets400) {
+  Client c;
+  handshake(c);
+  const std::string big = "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " + std::string(1100, 'p');
+  auto out1 = run(c.data(big.substr(0, 600), 0), kOut);
+  ASSERT_EQ(out1.size(), 1u);
+  EXPECT_FRAME(out1[0].frame, lb_ack(c, 600, 600));
+  const uint32_t n = uint32_t(big.size());  // 1132: past the limit of 1024
+  auto out2 = run(c.data(big.substr(600), 600), kOut);
+  ASSERT_EQ(out2.size(), 1u);
+  const std::string resp = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+                           "Connection: close\r\n\r\nBad Request\n";
+  EXPECT_FRAME(out2[0].frame, to_client().ipv4(kVip, kClient).ip_id(0).df().tcp(80, c.port).seq(c.lb_isn + 1).ack(c.isn + 1 + n)
+                               .flags(kAck | kPsh | kFin).win(uint16_t((kSynAckWindow - n) >> 7)).ts(c.lb_tsval, c.tsval)
+                               .payload(resp).build());
+  EXPECT_EQ(w_->stats().l7_head_too_large, 1u);
+  EXPECT_EQ(w_->stats().l7_heads, 0u);
+  // The client closes: its FIN is ACKed, the buffer goes back, nothing reaches a backend.
+  const uint32_t rl = uint32_t(resp.size());
+  auto fin = run(from_client().ipv4(kClient, kVip).tcp(c.port, 80).seq(c.isn + 1 + n).ack(c.lb_isn + 2 + rl)
+                     .flags(kAck | kFin).win(502).ts(c.tsval, c.lb_tsval).build(), kOut);
+  ASSERT_EQ(fin.size(), 1u);
+  EXPECT_EQ(fin[0].port, kOut);
+  EXPECT_EQ(parsed(fin[0].frame).tcp.ack, c.isn + 1 + n + 1);
+  EXPECT_EQ(parsed(fin[0].frame).tcp.seq, c.lb_isn + 2 + rl);
+  EXPECT_EQ(w_->stats().conns[int(TcpState::kTimeWait)], 1);
+  EXPECT_EQ(w_->l7()->pool_free(), w_->l7()->pool_size());
+}
+
+TEST_F(L7Pipeline, MalformedHeadsGet400) {
+  const char* bad[] = {
+      "GET / HTTP/1.1\nHost: a\n\n",                                          // bare LF
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",  // smuggling
+      "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",                              // a TLS ClientHello
+  };
+  uint16_t port = 43000;
+  for (const char* h : bad) {
+    Client c;
+    c.port = port++;
+    handshake(c);
+    auto out = run(c.data(h, 0), kOut);
+    ASSERT_EQ(out.size(), 1u) << h;
+    const PacketMeta pm = parsed(out[0].frame);
+    EXPECT_EQ(pm.tcp.flags, kAck | kPsh | kFin);
+    const std::string body(reinterpret_cast<const char*>(out[0].frame.data() + pm.payload_offset), pm.tcp.payload_len);
+    EXPECT_EQ(body.rfind("HTTP/1.1 400 ", 0), 0u) << body;
+  }
+  EXPECT_EQ(w_->stats().l7_head_malformed, 3u);
+}
+
+TEST_F(L7Pipeline, HeadSegmentAfterAGapIsNotTaken) {
+  Client c;
+  handshake(c);
+  auto out = run(c.data("Host: a\r\n\r\n", 16), kOut);  // bytes 0..15 never came
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_FRAME(out[0].frame, lb_ack(c, 0, 0)) << "a duplicate ACK asks for byte 0";
+  EXPECT_EQ(drops(DropReason::kL7OutOfOrder), 1u);
+  // A corrupted segment is never ACKed.
+  auto bad = run(c.data("GET / HTTP/1.1\r\n", 0).bad_l4_csum(), kOut);
+  EXPECT_TRUE(bad.empty());
+  EXPECT_EQ(drops(DropReason::kL7BadChecksum), 1u);
+}
+
+TEST_F(L7Pipeline, ClientWithoutTimestampsIsSplicedWithoutThem) {
+  Client c;
+  c.timestamps = false;
+  handshake(c);
+  const std::string head = "GET / HTTP/1.1\r\nHost: api.example\r\n\r\n";
+  auto syn = run(c.data(head, 0), kOut);
+  ASSERT_EQ(syn.size(), 1u);
+  const uint16_t lport = parsed(syn[0].frame).tuple.sport.host();
+  // Only the MSS survived the cookie: no SACK, no window scale offered to the backend either.
+  EXPECT_FRAME(syn[0].frame, to_host(1).ipv4(kLocal, "10.1.0.6").ip_id(0).df().tcp(lport, 8080).seq(c.isn).flags(kSyn)
+                              .win(502).mss(1460).build());
+  const uint32_t b = 4000000000u;  // the offsets wrap around 2^32
+  auto replay = run(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(b).ack(c.isn + 1).flags(kSyn | kAck)
+                        .win(29200).mss(1460).build(), kIn);
+  ASSERT_EQ(replay.size(), 1u);
+  EXPECT_FRAME(replay[0].frame, to_host(1).ipv4(kLocal, "10.1.0.6").ip_id(0).df().tcp(lport, 8080).seq(c.isn + 1).ack(b + 1)
+                                 .flags(kAck | kPsh).win(502).payload(head).build());
+  const uint32_t hl = uint32_t(head.size());
+  auto r1 = run(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(b + 1).ack(c.isn + 1 + hl).flags(kAck | kPsh)
+                    .win(29200).payload("hello").build(), kIn);
+  ASSERT_EQ(r1.size(), 1u);
+  EXPECT_FRAME(r1[0].frame, to_client().ipv4(kVip, kClient).ttl(63).tcp(80, c.port).seq(c.lb_isn + 1).ack(c.isn + 1 + hl)
+                             .flags(kAck | kPsh).win(29200).payload("hello").build());
+}
+
+TEST_F(L7Pipeline, BackendRefusingTimestampsResetsBothHalves) {
+  Client c;
+  handshake(c);
+  auto syn = run(c.data("GET / HTTP/1.1\r\nHost: api.example\r\n\r\n", 0), kOut);
+  ASSERT_EQ(syn.size(), 1u);
+  const uint16_t lport = parsed(syn[0].frame).tuple.sport.host();
+  auto out = run(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(5).ack(c.isn + 1).flags(kSyn | kAck)
+                     .win(29200).mss(1460).build(), kIn);
+  ASSERT_EQ(out.size(), 2u);
+  if (out[0].port != kIn) std::swap(out[0], out[1]);
+  EXPECT_FRAME(out[0].frame, to_host(1).ipv4(kLocal, "10.1.0.6").ip_id(0).df().tcp(lport, 8080).seq(c.isn + 1).flags(kRst).win(0).build());
+  const uint32_t hl = uint32_t(std::string("GET / HTTP/1.1\r\nHost: api.example\r\n\r\n").size());
+  EXPECT_FRAME(out[1].frame, to_client().ipv4(kVip, kClient).ip_id(0).df().tcp(80, c.port).seq(c.lb_isn + 1)
+                              .ack(c.isn + 1 + hl).flags(kRst | kAck).win(uint16_t((kSynAckWindow - hl) >> 7))
+                              .ts(c.lb_tsval, c.tsval).build());
+  EXPECT_EQ(w_->stats().l7_resets, 1u);
+  EXPECT_EQ(w_->stats().conns[int(TcpState::kClose)], 1);
+  EXPECT_EQ(w_->l7()->pool_free(), w_->l7()->pool_size());
+}
+
+TEST_F(L7Pipeline, SilentClientIsResetAfterTheHeadTimeout) {
+  Client c;
+  handshake(c);
+  w_->set_now(100 + L7Proxy::kHeadTimeoutS - 1);
+  w_->housekeeping();
+  w_->flush_tx();
+  EXPECT_TRUE(cap_.sent.empty());
+  cap_.sent.clear();
+  w_->set_now(100 + L7Proxy::kHeadTimeoutS);
+  w_->housekeeping();
+  w_->flush_tx();
+  ASSERT_EQ(cap_.sent.size(), 1u);
+  EXPECT_EQ(parsed(cap_.sent[0].frame).tcp.flags, kRst | kAck);
+  EXPECT_EQ(w_->stats().l7_head_timeouts, 1u);
+  EXPECT_EQ(w_->l7()->pool_free(), w_->l7()->pool_size());
+}
+
+TEST_F(L7Pipeline, LostReplayIsSentAgainOnTheBackendsSynAck) {
+  Client c;
+  handshake(c);
+  const std::string head = "GET / HTTP/1.1\r\nHost: api.example\r\n\r\n";
+  auto syn = run(c.data(head, 0), kOut);
+  ASSERT_EQ(syn.size(), 1u);
+  const uint16_t lport = parsed(syn[0].frame).tuple.sport.host();
+  // The client, not ACKed, retransmits: the SYN goes again.
+  auto again = run(c.data(head, 0), kOut);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_FRAME(again[0].frame, syn[0].frame);
+  const Bytes synack = from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(9).ack(c.isn + 1).flags(kSyn | kAck)
+                           .win(29200).mss(1460).sack_perm().ts(1, c.tsval).wscale(7).build();
+  auto first = run(synack, kIn);
+  ASSERT_EQ(first.size(), 1u);
+  auto second = run(synack, kIn);  // the backend did not get it
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_FRAME(second[0].frame, first[0].frame);
+}
+
+}  // namespace
+}  // namespace baton
