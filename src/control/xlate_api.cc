@@ -150,7 +150,62 @@ json XlateApi::sticky_json(const std::string& service) {
   return out;
 }
 
+json XlateApi::l7_json(size_t limit) {
+  json workers = json::array(), conns = json::array();
+  LoadBalancer* lb = dp_.translator() ? dp_.translator()->lb() : nullptr;
+  Dataplane::ReaderGuard guard(dp_);
+  for (auto& w : dp_.workers()) {
+    const L7Proxy* l7 = w->l7();
+    if (!l7 || !lb) continue;
+    workers.push_back({{"worker", w->id()}, {"head_buffers", l7->pool_size()},
+                       {"head_buffers_in_use", l7->pool_in_use()}});
+    const ConnTable& t = w->table();
+    const ConnXlateTable* xt = dp_.xlate(w->id());
+    t.for_each([&](uint32_t slot) {
+      ConnEntry e;
+      FlowKey k;
+      L7ConnRecord r;
+      if (conns.size() >= limit || !t.read(slot, &e, &k)) return;
+      if (!l7->read(slot, t.entry(slot).version, &r) || r.phase == L7Phase::kNone) return;
+      const Tuple o = k.tuple(e.orig_dir());
+      auto dir = [](const SpliceDirOffsets& d) {
+        return json{{"seq", d.seq}, {"ack", d.ack}, {"tsval", d.tsval}, {"tsecr", d.tsecr},
+                    {"win_from", d.win_from}, {"win_to", d.win_to}};
+      };
+      json row = {{"worker", w->id()},
+                  {"service", r.service < lb->services().size() ? lb->services()[r.service].cfg.name : ""},
+                  {"client", ep(o.src.as_v4(), o.sport)},
+                  {"vip", ep(o.dst.as_v4(), o.dport)},
+                  {"phase", l7_phase_name(r.phase)},
+                  {"tcp_state", tcp_state_name(static_cast<TcpState>(e.l4_state))},
+                  {"head_buffer", r.pending != kNoPending},
+                  {"backend", nullptr},
+                  {"local", nullptr},
+                  {"offsets", nullptr}};
+      if ((e.flags & connflag::kXlate) && xt) {
+        const ConnXlate& x = xt->at(slot);
+        row["backend"] = ep(x.reply_src, x.reply_sport);
+        row["local"] = ep(x.reply_dst, x.reply_dport);
+      }
+      if (r.phase == L7Phase::kSpliced)
+        row["offsets"] = {{"to_backend", dir(r.offsets.to_backend)}, {"to_client", dir(r.offsets.to_client)}};
+      conns.push_back(std::move(row));
+    });
+  }
+  return {{"workers", workers}, {"connections", conns}};
+}
+
 void XlateApi::register_routes(control::HttpApi& http) {
+  http.route("GET", "/v1/lb/l7", [this](const ApiRequest& r) {
+    size_t limit = 10000;
+    if (auto l = r.query_value("limit")) {
+      char* end = nullptr;
+      unsigned long v = std::strtoul(l->c_str(), &end, 10);
+      if (l->empty() || *end || v == 0) return ApiResult::error(400, "limit must be a positive integer");
+      limit = v;
+    }
+    return ApiResult::ok(l7_json(limit));
+  });
   http.route("GET", "/v1/lb/services", [this](const ApiRequest&) { return ApiResult::ok(services_json()); });
   http.route("GET", "/v1/lb/pools", [this](const ApiRequest&) { return ApiResult::ok(pools_json()); });
   http.route("GET", "/v1/lb/sticky", [this](const ApiRequest& r) {
@@ -191,7 +246,10 @@ void XlateApi::collect(std::vector<prometheus::MetricFamily>& out) {
       }
     auto sticky = control::gauge_family("baton_lb_sticky_entries", "Entries in the sticky table");
     add_sample(sticky, {}, lb->sticky()->size());
-    for (auto* f : {&active, &total, &up, &sticky}) out.push_back(std::move(*f));
+    auto heads = control::gauge_family("baton_l7_head_buffers_in_use", "L7 connections holding a request-head buffer, by worker");
+    for (auto& w : dp_.workers())
+      if (const L7Proxy* l7 = w->l7()) add_sample(heads, {{"worker", std::to_string(w->id())}}, l7->pool_in_use());
+    for (auto* f : {&active, &total, &up, &sticky, &heads}) out.push_back(std::move(*f));
   }
   if (tr->snat_rules().empty()) return;
   auto maps = control::gauge_family("baton_nat_mappings", "Live NAT mappings by rule and worker");

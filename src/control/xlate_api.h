@@ -32,6 +32,9 @@ class XlateApi {
   nlohmann::json services_json();
   nlohmann::json pools_json();
   nlohmann::json sticky_json(const std::string& service);
+  // GET /v1/lb/l7[?limit=N]: per worker the head buffers in use, and the L7 connections with
+  // their phase, backend side and splice offsets (lb/l7_proxy.h).
+  nlohmann::json l7_json(size_t limit);
 
  private:
   Dataplane& dp_;

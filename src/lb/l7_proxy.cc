@@ -227,6 +227,7 @@ uint32_t L7Proxy::open(uint32_t slot, const TcpInfo& ack, const TcpSynOptions& c
   if (free_.empty()) return kNoPending;
   const uint32_t i = free_.back();
   free_.pop_back();
+  in_use_.fetch_add(1, std::memory_order_relaxed);
   L7Pending& p = pool_[i];
   p.in_use = true;
   p.conn_slot = slot;
@@ -253,6 +254,7 @@ void L7Proxy::release(uint32_t i) {
   if (i >= pool_.size() || !pool_[i].in_use) return;
   pool_[i].in_use = false;
   free_.push_back(i);
+  in_use_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void L7Proxy::forget(uint32_t slot) {

@@ -208,6 +208,8 @@ class L7Proxy {
   void sweep_due(uint32_t now_s, Fn&& fn);
   uint32_t pool_size() const { return static_cast<uint32_t>(pool_.size()); }
   uint32_t pool_free() const { return static_cast<uint32_t>(free_.size()); }
+  // Buffers in use, for the control side (any core).
+  uint32_t pool_in_use() const { return in_use_.load(std::memory_order_relaxed); }
 
   // ---- Segments from batond ----
   // To the client (src = VIP): seq snd_nxt, ack rcv_nxt, TSval tl, the free buffer as window.
@@ -226,6 +228,7 @@ class L7Proxy {
   std::vector<L7ConnRecord> records_;
   std::vector<L7Pending> pool_;
   std::vector<uint32_t> free_;
+  std::atomic<uint32_t> in_use_{0};
   uint32_t last_sweep_ = 0;
 };
 
