@@ -5,7 +5,11 @@
 // before the next group) and merges the objects into bench/results.json.
 //
 //   baton-bench [-m MB] GROUP...     GROUP: fw64k fw1m fw16m newconn bytes scaling
-//                                           migsnap migtrack migfreeze mig1m callgrind
+//                                           migsnap migtrack migfreeze mig1m migscale callgrind
+//                                           migfreezetls (the same through TLS over loopback)
+//                                           (migfreeze10k, migfreeze100k: one half of migfreeze)
+//   BATON_BENCH_SERIAL=1: the migration groups run the destination on the caller's thread
+//   BATON_BENCH_REPS=N: freeze repetitions (profiling)
 //
 // Theory of operation. Everything runs in-process over Dataplane::create(cfg, with_ports=false)
 // and Worker::process_burst; a Worker TxSink takes the forwarded packets. What is timed with
@@ -24,13 +28,17 @@
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_mbuf.h>
+#include <rte_pause.h>
 #include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <random>
@@ -42,6 +50,7 @@
 #include "conntrack/conn_table.h"
 #include "dataplane/dataplane.h"
 #include "migrate/codec.h"
+#include "migrate/peer_link.h"
 #include "migrate/vm_state_io.h"
 #include "pktgen/packet_builder.h"
 
@@ -64,6 +73,13 @@ void put(const std::string& k, double v) {
 }
 
 double tsc_hz() { return static_cast<double>(rte_get_tsc_hz()); }
+
+// CPU time of the calling thread: on a shared machine, wall time includes other people's work.
+double thread_cpu_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
 
 // 100 ACL rules that match none of the benchmark's flows, ahead of the zone defaults, so rte_acl
 // has a real trie to walk for every new connection.
@@ -440,79 +456,237 @@ MigPair mig_pair(uint32_t entries) {
   return p;
 }
 
-// Records per ENTRIES frame, as the engine's send_records chunks them.
-constexpr size_t kPerFrame = std::min<size_t>(migrate::kMaxRecordsPerFrame, 8192);
+// The destination of a migration, as MigrationEngine's InSession drives it: each ENTRIES
+// frame's bytes land in B's receive Frame, B's VmInstaller decodes them into commands and B's
+// worker applies them (Worker::housekeeping: no lcore runs it); end_round() waits for every
+// command, as B does at ROUND_END / FINAL_END, and with `activate` makes the VM active at B (one
+// store and a grace period, as at ACTIVATE). Three ways to get the frames there:
+// * kThreaded (the figures): B runs on a thread of its own, since it is another host; frames
+//   cross through a queue of kDepth frames (the socket's buffers; the sender blocks when it is
+//   full), so B installs frame k while A reads frame k+1, as the engine's sessions do. B's
+//   session and B's worker share that one thread (on a real host they have a core each).
+// * kSerial: everything on the caller's thread, one step after the other (the CPU split).
+// * kTls: as kThreaded, but the frames go through a real PeerLink over loopback (mutual TLS
+//   1.3, certificates made with the openssl CLI), and end_round() is the engine's ROUND_END or
+//   FINAL_END and ACK round trip.
+class Destination {
+ public:
+  enum class Mode { kThreaded, kSerial, kTls };
+  struct Times {
+    double submit = 0, apply = 0;  // ms of B's work (submit includes decoding)
+  };
+  Destination(MigPair& p, migrate::VmInstaller& inst, Mode mode) : p_(p), inst_(inst), mode_(mode) {
+    // B's thread gets the second CPU: it would inherit the main thread's, which EAL pinned
+    // to lcore 0's, and the two "hosts" would take turns on one core.
+    if (mode == Mode::kTls) {
+      open_link();
+      th_ = std::thread([this] {
+        pin(1);
+        run_tls();
+      });
+      connect();
+    } else if (mode == Mode::kThreaded) {
+      th_ = std::thread([this] {
+        pin(1);
+        run();
+      });
+    }
+  }
+  ~Destination() {
+    stop_.store(true);
+    if (th_.joinable()) th_.join();
+    if (!pki_.empty()) std::system(("rm -rf '" + pki_ + "'").c_str());
+  }
+  // A's side: hands over one frame (blocks while kDepth frames wait, or the socket is full).
+  void send(uint8_t* frame, size_t len) {
+    bytes_ += len;
+    if (mode_ == Mode::kTls) {
+      migrate::set_frame_seq(frame, ++seq_);
+      if (!a_->send(frame, len, 5000)) die("send: " + a_->last_error().detail);
+      return;
+    }
+    const uint64_t h = head_.load(std::memory_order_relaxed);
+    while (h - tail_.load(std::memory_order_acquire) >= kDepth) wait_a_little();
+    if (migrate::decode_frame(frame, len, &slots_[h % kDepth]) != migrate::CodecError::kOk)
+      die("decode failed");
+    head_.store(h + 1, std::memory_order_release);
+    if (mode_ == Mode::kSerial) take(slots_[h % kDepth]);
+  }
+  // A's side: the round is over; returns when B installed it all (and is active if asked).
+  void end_round(bool activate) {
+    if (mode_ == Mode::kTls) {
+      std::vector<uint8_t> f = activate ? migrate::encode_frame(migrate::FinalEndMsg{}, 1, ++seq_)
+                                        : migrate::encode_frame(migrate::RoundEndMsg{}, 1, ++seq_);
+      if (!a_->send(f, 5000)) die("send: " + a_->last_error().detail);
+      migrate::Frame ack;
+      if (a_->recv(&ack, 5000).code != migrate::LinkError::kNone ||
+          ack.header.kind != migrate::MsgKind::kAck)
+        die("no ACK");
+      return;
+    }
+    activate_ = activate;
+    end_.store(true, std::memory_order_release);
+    if (mode_ == Mode::kSerial) finish();
+    while (!done_.load(std::memory_order_acquire)) wait_a_little();
+    done_.store(false, std::memory_order_relaxed);
+  }
+  migrate::VmReader::FrameOut out(uint32_t round) {
+    migrate::VmReader::FrameOut o;
+    o.migration_id = 1;
+    o.round = round;
+    o.emit = [this](uint8_t* frame, size_t len, uint32_t) { send(frame, len); };
+    return o;
+  }
+  size_t bytes() const { return bytes_; }
+  Times times;  // read after end_round
 
-// Time spent in each step of ship(), if asked for (seconds).
-struct ShipTimes {
-  double encode = 0, decode = 0, submit = 0, apply = 0;
+ private:
+  static constexpr size_t kDepth = 4;
+  using clk = std::chrono::steady_clock;
+  static double ms(clk::time_point a, clk::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  }
+  [[noreturn]] static void die(const std::string& why) {
+    std::fprintf(stderr, "destination: %s\n", why.c_str());
+    std::exit(1);
+  }
+  // Spins a little, then yields: A and B have a CPU each, but on a shared machine a thread
+  // that only spins is the first to be preempted for long.
+  static void wait_a_little() {
+    for (int i = 0; i < 64; i++) rte_pause();
+    sched_yield();
+  }
+  // B: one frame.
+  void take(const migrate::Frame& f) {
+    auto t0 = clk::now();
+    bool queued = false;
+    uint32_t n = 0;
+    if (inst_.submit(f, 5000, &queued, &n) != migrate::CodecError::kOk || !queued)
+      die("submit failed");
+    auto t1 = clk::now();
+    if (mode_ != Mode::kTls) tail_.fetch_add(1, std::memory_order_release);  // the slot is free
+    for (auto& w : p_.b->workers()) w->housekeeping();
+    times.submit += ms(t0, t1);
+    times.apply += ms(t1, clk::now());
+  }
+  // B: after the round's last frame.
+  void finish() {
+    end_.store(false, std::memory_order_relaxed);
+    auto t0 = clk::now();
+    for (auto& w : p_.b->workers()) w->housekeeping();  // a command the queue left behind
+    if (!inst_.wait(5000)) die("install timed out");
+    if (inst_.failed) die("install failed for " + std::to_string(inst_.failed));
+    times.apply += ms(t0, clk::now());
+    if (activate_) {
+      p_.b->vms().slot(p_.vm_b).state.store(VmState::kLocal, std::memory_order_seq_cst);
+      p_.b->grace_period();
+    }
+    done_.store(true, std::memory_order_release);
+  }
+  void run() {
+    while (!stop_.load(std::memory_order_relaxed)) {
+      const uint64_t t = tail_.load(std::memory_order_relaxed);
+      if (t != head_.load(std::memory_order_acquire)) {
+        take(slots_[t % kDepth]);
+      } else if (end_.load(std::memory_order_acquire)) {
+        finish();
+      } else {
+        wait_a_little();
+      }
+    }
+  }
+  void run_tls() {
+    auto b = listener_->accept(5000, &link_err_);
+    if (!b) die("accept: " + link_err_.detail);
+    linked_.store(true);
+    migrate::Frame f;
+    while (!stop_.load(std::memory_order_relaxed)) {
+      migrate::Error e = b->recv(&f, 100);
+      if (e.code == migrate::LinkError::kTimeout) continue;
+      if (e.code != migrate::LinkError::kNone) die("recv: " + e.detail);
+      if (f.header.kind == migrate::MsgKind::kEntries) {
+        take(f);
+        continue;
+      }
+      activate_ = f.header.kind == migrate::MsgKind::kFinalEnd;
+      finish();
+      migrate::AckMsg a;
+      a.acked_seq = f.header.seq;
+      if (!b->send(migrate::encode_frame(a, 1, f.header.seq), 5000)) die("ack");
+    }
+  }
+  // A CA and two instances it signed, as the engine's config would name them.
+  void open_link() {
+    char tmpl[] = "/tmp/baton-bench-pki-XXXXXX";
+    if (!mkdtemp(tmpl)) die("mkdtemp");
+    pki_ = tmpl;
+    const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+    std::string cmd = "cd '" + pki_ + "' && openssl req -x509 " + ec +
+                      "-keyout ca.key -out ca.pem -days 2 -subj /CN=bench-ca";
+    for (const char* who : {"a", "b"})
+      cmd += std::string(" && openssl req ") + ec + "-keyout " + who + ".key -out " + who +
+             ".csr -subj /CN=bench-" + who + " && openssl x509 -req -in " + who +
+             ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out " + who + ".pem";
+    if (std::system(("(" + cmd + ") >/dev/null 2>&1").c_str()) != 0) die("openssl CLI failed");
+    std::string err;
+    auto ctx = [&](migrate::TlsContext::Role r, const char* who) {
+      auto c = migrate::TlsContext::create(r, pki_ + "/" + who + ".pem", pki_ + "/" + who + ".key",
+                                           pki_ + "/ca.pem", &err);
+      if (!c) die("tls: " + err);
+      return c;
+    };
+    server_ctx_ = ctx(migrate::TlsContext::Role::kServer, "b");
+    client_ctx_ = ctx(migrate::TlsContext::Role::kClient, "a");
+    listener_ = migrate::PeerListener::listen(*server_ctx_, "127.0.0.1:0", &link_err_);
+    if (!listener_) die("listen: " + link_err_.detail);
+  }
+  // A's end, once B's thread is accepting.
+  void connect() {
+    migrate::Error e;
+    a_ = migrate::PeerLink::connect(*client_ctx_, "127.0.0.1:" + std::to_string(listener_->port()),
+                                    5000, &e);
+    if (!a_) die("connect: " + e.detail);
+    while (!linked_.load()) wait_a_little();
+  }
+
+ private:
+  MigPair& p_;
+  migrate::VmInstaller& inst_;
+  Mode mode_;
+  migrate::Frame slots_[kDepth];
+  std::atomic<uint64_t> head_{0}, tail_{0};
+  std::atomic<bool> end_{false}, done_{false}, stop_{false}, linked_{false};
+  bool activate_ = false;
+  size_t bytes_ = 0;
+  uint64_t seq_ = 0;
+  std::string pki_;
+  std::unique_ptr<migrate::TlsContext> server_ctx_, client_ctx_;
+  std::unique_ptr<migrate::PeerListener> listener_;
+  std::unique_ptr<migrate::PeerLink> a_;
+  migrate::Error link_err_;
+  std::thread th_;
 };
 
-// What the engine does with one round's records minus the TLS link, frame by frame: the source
-// copies a chunk into an EntriesMsg and encodes the frame (send_records); the destination
-// decodes it and hands it to its VmInstaller, whose owner applies it (here on this thread: no
-// lcore runs B's worker). Waits for every command at the end, as the destination does at
-// ROUND_END / FINAL_END. Returns the bytes on the wire. If inst is null only the source side
-// runs (the frame is dropped once encoded).
-size_t ship(MigPair& p, migrate::VmInstaller* inst, const std::vector<migrate::ConnRecord>& recs,
-            uint32_t round, ShipTimes* times = nullptr) {
-  using clk = std::chrono::steady_clock;
-  auto secs = [](clk::time_point a, clk::time_point b) {
-    return std::chrono::duration<double>(b - a).count();
-  };
-  size_t bytes = 0;
-  uint64_t seq = 0;
-  for (size_t i = 0; i < recs.size(); i += kPerFrame) {
-    auto t0 = clk::now();
-    migrate::EntriesMsg em;
-    em.round = round;
-    em.records.assign(recs.begin() + i, recs.begin() + std::min(recs.size(), i + kPerFrame));
-    std::vector<uint8_t> fr = migrate::encode_frame(em, 1, ++seq);
-    bytes += fr.size();
-    auto t1 = clk::now();
-    if (times) times->encode += secs(t0, t1);
-    if (!inst) continue;
-    migrate::Frame f;
-    migrate::EntriesMsg got;
-    if (migrate::decode_frame(fr.data(), fr.size(), &f) != migrate::CodecError::kOk ||
-        migrate::decode_body(f, &got) != migrate::CodecError::kOk) {
-      std::fprintf(stderr, "decode failed\n");
-      std::exit(1);
-    }
-    auto t2 = clk::now();
-    if (!inst->submit(got.records, 5000)) std::exit(1);
-    auto t3 = clk::now();
-    for (auto& w : p.b->workers()) w->housekeeping();
-    auto t4 = clk::now();
-    if (times) {
-      times->decode += secs(t1, t2);
-      times->submit += secs(t2, t3);
-      times->apply += secs(t3, t4);
-    }
-  }
-  if (inst) {
-    auto t0 = clk::now();
-    if (!inst->wait(5000)) std::exit(1);
-    if (inst->failed) {
-      std::fprintf(stderr, "install failed for %lu\n", inst->failed);
-      std::exit(1);
-    }
-    if (times) times->apply += secs(t0, clk::now());
-  }
-  return bytes;
+Destination::Mode destination_mode(bool tls = false) {
+  if (tls) return Destination::Mode::kTls;
+  const char* e = std::getenv("BATON_BENCH_SERIAL");
+  return e && *e && *e != '0' ? Destination::Mode::kSerial : Destination::Mode::kThreaded;
 }
 
+// Snapshot and encode at the source only: frames are dropped once encoded (the engine would
+// write them to the link).
 void bench_migsnap() {
   constexpr uint32_t kN = 1u << 20;
   MigPair p = mig_pair(kN);
   migrate::VmReader r(*p.a, p.vm_a);
   std::vector<double> rates;
   for (int rep = 0; rep < 3; rep++) {
+    migrate::VmReader::FrameOut o;
+    o.emit = [](uint8_t*, size_t, uint32_t) {};
     auto t0 = std::chrono::steady_clock::now();
-    auto snap = r.snapshot();
-    ship(p, nullptr, snap, 0);
+    uint64_t n = r.snapshot(o).records;
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (snap.size() != kN) std::exit(1);
+    if (n != kN) std::exit(1);
     rates.push_back(kN / s);
   }
   put("migrate_snapshot_entries_per_second", median(rates));
@@ -546,8 +720,10 @@ void bench_migtrack() {
 }
 
 // Freeze time: from the pause (VM frozen) to B active with the final delta installed, for
-// `changed` entries changed since the last round. 20 repetitions, p99 (= the worst of 20).
-void bench_migfreeze(uint32_t changed, const std::string& key) {
+// `changed` entries changed since the last round, out of twice as many. p99 of `reps`
+// repetitions (BATON_BENCH_REPS overrides; with 20, the worst one). Per repetition, stderr shows
+// the split.
+double migfreeze(uint32_t changed, int reps = 20, bool tls = false) {
   const uint32_t total = std::max<uint32_t>(changed * 2, 20000);
   MigPair p = mig_pair(total);
   migrate::VmReader reader(*p.a, p.vm_a);
@@ -558,75 +734,102 @@ void bench_migfreeze(uint32_t changed, const std::string& key) {
   p.a->grace_period();
   // One installer for the whole migration, as the destination's session has.
   migrate::VmInstaller inst(*p.b, p.vm_b);
-  ship(p, &inst, reader.snapshot(), 0);
+  Destination b(p, inst, destination_mode(tls));
+  reader.snapshot(b.out(0));
+  b.end_round(false);
   rte_mempool* pool = bench_pool(changed + 1024);
   std::vector<rte_mbuf*> touch;
   for (uint32_t i = 0; i < changed; i++)
     touch.push_back(to_mbuf(pool, ack_c2s(flow(i)), kIn));
   Worker& w = *p.a->workers()[0];
   std::vector<double> ms;
-  for (int rep = 0; rep < 20; rep++) {
+  if (const char* e = std::getenv("BATON_BENCH_REPS")) reps = std::max(1, std::atoi(e));
+  for (int rep = 0; rep < reps; rep++) {
     vs.state.store(VmState::kTracking);
     vb.state.store(VmState::kArriving);
     vs.epoch.fetch_add(1);
     p.a->grace_period();
     drive(w, touch, 1);  // `changed` entries change in this round
     using clk = std::chrono::steady_clock;
+    b.times = {};
+    const double cpu0 = thread_cpu_ms();
     auto t0 = clk::now();
     vs.state.store(VmState::kFrozen, std::memory_order_seq_cst);
     p.a->grace_period();
     auto t1 = clk::now();
-    auto fin = reader.delta(nullptr);
+    uint64_t n = reader.delta(b.out(1 + rep)).records;
     auto t2 = clk::now();
-    ShipTimes st;
-    ship(p, &inst, fin, 1 + rep, &st);
+    b.end_round(true);
     auto t3 = clk::now();
-    vb.state.store(VmState::kLocal, std::memory_order_seq_cst);
-    p.b->grace_period();
-    auto t4 = clk::now();
+    const double cpu = thread_cpu_ms() - cpu0;
     auto msd = [](clk::time_point a, clk::time_point b) {
       return std::chrono::duration<double, std::milli>(b - a).count();
     };
-    ms.push_back(msd(t0, t4));
+    ms.push_back(msd(t0, t3));
     std::fprintf(stderr,
-                 "  freeze %u rep %d: %.3f ms = grace %.3f + delta %.3f + encode %.3f + decode "
-                 "%.3f + submit %.3f + apply %.3f + activate %.3f\n",
-                 changed, rep, msd(t0, t4), msd(t0, t1), msd(t1, t2), st.encode * 1e3,
-                 st.decode * 1e3, st.submit * 1e3, st.apply * 1e3, msd(t3, t4));
-    if (fin.size() != changed) {
-      std::fprintf(stderr, "final delta has %zu records, expected %u\n", fin.size(), changed);
+                 "  freeze %u rep %d: %.3f ms = grace %.3f + A read/encode/send %.3f (A cpu %.3f) "
+                 "+ B finishing %.3f; B: submit %.3f, apply %.3f\n",
+                 changed, rep, msd(t0, t3), msd(t0, t1), msd(t1, t2), cpu, msd(t2, t3),
+                 b.times.submit, b.times.apply);
+    if (n != changed) {
+      std::fprintf(stderr, "final delta has %lu records, expected %u\n", n, changed);
       std::exit(1);
     }
   }
-  std::sort(ms.begin(), ms.end());
-  put(key, ms[static_cast<size_t>(std::ceil(0.99 * ms.size())) - 1]);
   rte_pktmbuf_free_bulk(touch.data(), static_cast<unsigned>(touch.size()));
   rte_mempool_free(pool);
+  std::sort(ms.begin(), ms.end());
+  return ms[static_cast<size_t>(std::ceil(0.99 * ms.size())) - 1];
 }
 
-void bench_mig1m() {
-  constexpr uint32_t kN = 1000000;
-  MigPair p = mig_pair(kN);
+// A whole migration of n entries: tracking on, snapshot, freeze, final delta, activation.
+// Returns seconds; *bytes gets the ENTRIES frames' bytes.
+double migtotal(uint32_t n, size_t* bytes, bool tls = false) {
+  MigPair p = mig_pair(n);
   migrate::VmReader reader(*p.a, p.vm_a);
   VmSlot& vs = p.a->vms().slot(p.vm_a);
+  migrate::VmInstaller inst(*p.b, p.vm_b);
+  Destination b(p, inst, destination_mode(tls));
   auto t0 = std::chrono::steady_clock::now();
   vs.epoch.fetch_add(1);
   vs.state.store(VmState::kTracking);
   p.a->grace_period();
-  migrate::VmInstaller inst(*p.b, p.vm_b);
-  size_t bytes = ship(p, &inst, reader.snapshot(), 0);
+  reader.snapshot(b.out(0));
+  b.end_round(false);
   vs.state.store(VmState::kFrozen);
   p.a->grace_period();
-  bytes += ship(p, &inst, reader.delta(nullptr), 1);
-  p.b->vms().slot(p.vm_b).state.store(VmState::kLocal);
-  p.b->grace_period();
+  reader.delta(b.out(1));
+  b.end_round(true);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (p.b->shard(0).vm_count(p.vm_b) != kN) {
+  if (p.b->shard(0).vm_count(p.vm_b) != n) {
     std::fprintf(stderr, "B holds %u entries\n", p.b->shard(0).vm_count(p.vm_b));
     std::exit(1);
   }
-  put("migrate_1m_total_seconds", s);
+  *bytes = b.bytes();
+  return s;
+}
+
+void bench_mig1m() {
+  size_t bytes = 0;
+  put("migrate_1m_total_seconds", migtotal(1000000, &bytes));
   put("migrate_1m_bytes", static_cast<double>(bytes));
+}
+
+// The points of the time-against-flows plot (bench/plot_migration.py) the other groups do not
+// give: whole migrations of 1k, 10k and 100k flows (median of 3), freezes with 1k and 1M
+// entries changed in the final round (1M: 5 repetitions, the worst).
+void bench_migscale() {
+  for (auto [n, tag] : {std::pair<uint32_t, const char*>{1000, "1k"}, {10000, "10k"},
+                        {100000, "100k"}}) {
+    std::vector<double> s;
+    for (int rep = 0; rep < 3; rep++) {
+      size_t bytes = 0;
+      s.push_back(migtotal(n, &bytes));
+    }
+    put(std::string("migrate_total_seconds_") + tag, median(s));
+  }
+  put("migrate_freeze_ms_p99_1k", migfreeze(1000));
+  put("migrate_freeze_ms_p99_1m", migfreeze(1000000, 5));
 }
 
 // Small run for callgrind: 64k entries, 32768 packets once through process_burst. bench.sh
@@ -675,9 +878,19 @@ int main(int argc, char** argv) {
     else if (g == "migsnap") bench_migsnap();
     else if (g == "migtrack") bench_migtrack();
     else if (g == "migfreeze") {
-      bench_migfreeze(10000, "migrate_freeze_ms_p99_10k");
-      bench_migfreeze(100000, "migrate_freeze_ms_p99_100k");
+      put("migrate_freeze_ms_p99_10k", migfreeze(10000));
+      put("migrate_freeze_ms_p99_100k", migfreeze(100000));
+    } else if (g == "migfreezetls") {
+      put("migrate_freeze_tls_ms_p99_10k", migfreeze(10000, 20, true));
+      put("migrate_freeze_tls_ms_p99_100k", migfreeze(100000, 20, true));
+      size_t bytes = 0;
+      put("migrate_1m_tls_total_seconds", migtotal(1000000, &bytes, true));
+    } else if (g == "migfreeze10k") {
+      put("migrate_freeze_ms_p99_10k", migfreeze(10000));
+    } else if (g == "migfreeze100k") {
+      put("migrate_freeze_ms_p99_100k", migfreeze(100000));
     } else if (g == "mig1m") bench_mig1m();
+    else if (g == "migscale") bench_migscale();
     else if (g == "callgrind") bench_callgrind();
     else {
       std::fprintf(stderr, "unknown group %s\n", g.c_str());

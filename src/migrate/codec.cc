@@ -347,11 +347,21 @@ void ConnRecord::to_entry(ConnEntry* e, uint32_t now_s) const {
 // Layout (112 bytes): version u32, deleted u8, family u8, proto u8, vlan u16, lo_addr[16],
 // hi_addr[16], lo_port u16, hi_port u16, l4_state u8, flags u8, zone u8, idle_s u32,
 // 2 x {end u32, maxend u32, maxwin u32, wscale u8, flags u8}, packets[2] u64, bytes[2] u64.
-void ConnRecord::encode(Writer& w) const { encode_to(w.extend(kConnRecordSize)); }
-
-void ConnRecord::encode_to(uint8_t* out) const {
-  uint8_t* p = put32(out, version);
-  *p++ = deleted ? 1 : 0;
+// The one writer of that layout: from a ConnRecord, or straight from a table entry (the
+// delta path, which should not build a record only to read it back).
+namespace {
+struct RecordFields {
+  uint32_t version;
+  bool deleted;
+  uint8_t l4_state, flags, zone;
+  uint32_t idle_s;
+  const TcpPeer* peer;     // [2], or nullptr: zeros
+  const uint64_t* packets;  // [2], or nullptr: zeros
+  const uint64_t* bytes;    // [2], or nullptr: zeros
+};
+inline void put_record(uint8_t* out, const FlowKey& key, const RecordFields& f) {
+  uint8_t* p = put32(out, f.version);
+  *p++ = f.deleted ? 1 : 0;
   *p++ = static_cast<uint8_t>(key.family);
   *p++ = key.proto;
   p = put16(p, key.vlan);
@@ -360,20 +370,45 @@ void ConnRecord::encode_to(uint8_t* out) const {
   p += 32;
   p = put16(p, key.lo_port.host());
   p = put16(p, key.hi_port.host());
-  *p++ = l4_state;
-  *p++ = flags & kWireFlags;
-  *p++ = zone;
-  p = put32(p, idle_s);
-  for (const auto& pr : peer) {
-    p = put32(p, pr.end);
-    p = put32(p, pr.maxend);
-    p = put32(p, pr.maxwin);
-    *p++ = pr.wscale;
-    *p++ = pr.flags;
+  *p++ = f.l4_state;
+  *p++ = f.flags & ConnRecord::kWireFlags;
+  *p++ = f.zone;
+  p = put32(p, f.idle_s);
+  if (f.peer) {
+    for (int d = 0; d < 2; d++) {
+      p = put32(p, f.peer[d].end);
+      p = put32(p, f.peer[d].maxend);
+      p = put32(p, f.peer[d].maxwin);
+      *p++ = f.peer[d].wscale;
+      *p++ = f.peer[d].flags;
+    }
+    for (int d = 0; d < 2; d++) p = put64(p, f.packets[d]);
+    for (int d = 0; d < 2; d++) p = put64(p, f.bytes[d]);
+  } else {
+    std::memset(p, 0, 2 * 14 + 4 * 8);
+    p += 2 * 14 + 4 * 8;
   }
-  for (uint64_t v : packets) p = put64(p, v);
-  for (uint64_t v : bytes) p = put64(p, v);
   assert(p == out + kConnRecordSize);
+}
+}  // namespace
+
+void ConnRecord::encode(Writer& w) const { encode_to(w.extend(kConnRecordSize)); }
+
+void ConnRecord::encode_to(uint8_t* out) const {
+  put_record(out, key, {version, deleted, l4_state, flags, zone, idle_s, peer, packets, bytes});
+}
+
+void ConnRecord::encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
+                              uint8_t* out) {
+  // from_entry(key, e, now_s).encode_to(out), without the record.
+  put_record(out, key,
+             {e.version.load(std::memory_order_relaxed), false, e.l4_state, e.flags, e.zone,
+              now_s >= e.last_seen ? now_s - e.last_seen : 0, e.peer, e.packets, e.bytes});
+}
+
+void ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out) {
+  // tombstone(key, version).encode_to(out): the fields after the key are zero.
+  put_record(out, key, {version, true, 0, 0, 0, 0, nullptr, nullptr, nullptr});
 }
 
 bool ConnRecord::decode(Reader& r) {
@@ -582,6 +617,33 @@ bool EntriesMsg::decode(Reader& r) {
     if (!rec.decode(r)) return false;
   return true;
 }
+
+void EntriesFrameWriter::begin(uint64_t migration_id, uint32_t round, size_t max_records) {
+  assert(max_records <= kMaxRecordsPerFrame);
+  const size_t need = kHeaderSize + 8 + max_records * kConnRecordSize;
+  if (buf_.size() < need) buf_.resize(need);  // only the first frame (or a larger one) grows
+  FrameHeader h;
+  h.kind = MsgKind::kEntries;
+  h.migration_id = migration_id;
+  uint8_t* p = put32(buf_.data(), h.magic);
+  p = put16(p, h.version);
+  p = put16(p, static_cast<uint16_t>(h.kind));
+  p = put32(p, 0);  // body_len, by finish()
+  p = put64(p, h.migration_id);
+  p = put64(p, 0);  // seq, by the sender
+  put32(p, round);
+  records_ = 0;
+  max_records_ = max_records;
+}
+
+std::pair<uint8_t*, size_t> EntriesFrameWriter::finish() {
+  const size_t body = 8 + records_ * kConnRecordSize;
+  put32(buf_.data() + 8, static_cast<uint32_t>(body));
+  put32(buf_.data() + kHeaderSize + 4, static_cast<uint32_t>(records_));
+  return {buf_.data(), kHeaderSize + body};
+}
+
+void set_frame_seq(uint8_t* frame, uint64_t seq) { put64(frame + 20, seq); }
 
 void RoundEndMsg::encode(Writer& w) const {
   w.u32(round);

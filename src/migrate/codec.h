@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -208,6 +209,10 @@ struct ConnRecord {
   bool decode(Reader& r);
   // The same 112 wire bytes as encode(), written to out[0..kConnRecordSize).
   void encode_to(uint8_t* out) const;
+  // The wire bytes of from_entry(key, e, now_s) and tombstone(key, version), written straight
+  // to out[0..kConnRecordSize) (the reader encodes a delta this way, record by record).
+  static void encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s, uint8_t* out);
+  static void encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out);
   bool operator==(const ConnRecord& o) const;
 };
 
@@ -267,6 +272,37 @@ struct EntriesMsg {
 };
 // How many records fit one ENTRIES frame.
 constexpr size_t kMaxRecordsPerFrame = (kMaxBodySize - 8) / kConnRecordSize;
+// How many the engine puts in one (115 KiB): large enough that a TLS write is large and
+// per-frame costs vanish, small enough that the destination installs frame k while the source
+// reads frame k+1 (a freeze is as long as the slower of the two plus one frame, not the sum).
+constexpr size_t kRecordsPerFrame = 1024;
+static_assert(kRecordsPerFrame <= kMaxRecordsPerFrame);
+
+// Builds ENTRIES frames record by record in one buffer kept from frame to frame: no EntriesMsg,
+// no ConnRecord vector, no allocation once the buffer has its size. The frame's seq is left 0
+// for the sender to set per link (set_frame_seq), since one frame may go to several peers.
+//   w.begin(mid, round, n); for each record: encode into w.add(); auto [p, len] = w.finish();
+class EntriesFrameWriter {
+ public:
+  // Starts a frame of at most max_records (<= kMaxRecordsPerFrame) records.
+  void begin(uint64_t migration_id, uint32_t round, size_t max_records);
+  // Room for the next record, kConnRecordSize bytes; nullptr once max_records were added.
+  uint8_t* add() {
+    if (records_ == max_records_) return nullptr;
+    return buf_.data() + kHeaderSize + 8 + kConnRecordSize * records_++;
+  }
+  uint32_t records() const { return static_cast<uint32_t>(records_); }
+  bool full() const { return records_ == max_records_; }
+  // Patches body_len and the count; the frame is valid until the next begin().
+  std::pair<uint8_t*, size_t> finish();
+
+ private:
+  std::vector<uint8_t> buf_;
+  size_t records_ = 0, max_records_ = 0;
+};
+
+// Rewrites the seq field of an encoded frame (at least kHeaderSize bytes).
+void set_frame_seq(uint8_t* frame, uint64_t seq);
 
 struct RoundEndMsg {
   static constexpr MsgKind kKind = MsgKind::kRoundEnd;

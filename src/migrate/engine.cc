@@ -66,12 +66,26 @@ struct Link {
     bytes += f.size();
     frames++;
   }
-  Frame recv(int timeout_ms) {
-    Frame f;
-    Error e = link->recv(&f, timeout_ms);
+  // An already encoded frame (an ENTRIES frame built by VmReader), numbered for this link.
+  void send_encoded(uint8_t* frame, size_t len, int timeout_ms) {
+    migrate::set_frame_seq(frame, ++seq);
+    if (!link->send(frame, len, timeout_ms)) {
+      Error e = link->last_error();
+      fail(link_reason(e), "send to " + name + ": " + e.detail);
+    }
+    bytes += len;
+    frames++;
+  }
+  // Into *f, whose body keeps its capacity from frame to frame.
+  void recv(Frame* f, int timeout_ms) {
+    Error e = link->recv(f, timeout_ms);
     if (e.code != LinkError::kNone)
       fail(link_reason(e), std::string("from ") + name + ": " + migrate::link_error_name(e.code) +
                                (e.detail.empty() ? "" : " (" + e.detail + ")"));
+  }
+  Frame recv(int timeout_ms) {
+    Frame f;
+    recv(&f, timeout_ms);
     return f;
   }
   // Receives a frame of kind Msg; a FAIL or ABORT from the peer ends the session with its reason.
@@ -98,15 +112,17 @@ struct Link {
   }
 };
 
-void send_records(std::vector<Link>& links, uint64_t mid, uint32_t round,
-                  const std::vector<migrate::ConnRecord>& recs, int timeout_ms) {
-  const size_t per = std::min<size_t>(migrate::kMaxRecordsPerFrame, 8192);
-  for (size_t i = 0; i < recs.size(); i += per) {
-    migrate::EntriesMsg m;
-    m.round = round;
-    m.records.assign(recs.begin() + i, recs.begin() + std::min(recs.size(), i + per));
-    for (Link& l : links) l.send(m, mid, timeout_ms);
-  }
+// Where VmReader puts a round's frames: on every link as soon as each is full, so that the
+// peers install frame k while frame k+1 is read.
+migrate::VmReader::FrameOut to_links(std::vector<Link>& links, uint64_t mid, uint32_t round,
+                                     int timeout_ms) {
+  migrate::VmReader::FrameOut out;
+  out.migration_id = mid;
+  out.round = round;
+  out.emit = [&links, timeout_ms](uint8_t* frame, size_t len, uint32_t) {
+    for (Link& l : links) l.send_encoded(frame, len, timeout_ms);
+  };
+  return out;
 }
 
 // Waits for the ACK of everything sent so far on every link.
@@ -470,12 +486,11 @@ void MigrationEngine::run_out(OutSession& s) {
       tracking = true;
       dp_.grace_period();
     }
-    std::vector<migrate::ConnRecord> snap = reader.snapshot();
-    send_records(links, mid, 0, snap, tmo);
-    for (Link& l : links) l.send(migrate::RoundEndMsg{0, snap.size()}, mid, tmo);
+    migrate::VmReader::Counts snap = reader.snapshot(to_links(links, mid, 0, tmo));
+    for (Link& l : links) l.send(migrate::RoundEndMsg{0, snap.records}, mid, tmo);
     await_acks(links, tmo);
     update([&](MigrationReport& r) {
-      r.entries_snapshot = snap.size();
+      r.entries_snapshot = snap.records;
       r.rounds = 1;
     });
     uint32_t round = 1;
@@ -492,15 +507,12 @@ void MigrationEngine::run_out(OutSession& s) {
       }
       vs.epoch.fetch_add(1, std::memory_order_seq_cst);
       dp_.grace_period();
-      std::vector<migrate::ConnRecord> d = reader.delta(nullptr);
-      send_records(links, mid, round, d, tmo);
-      for (Link& l : links) l.send(migrate::RoundEndMsg{round, d.size()}, mid, tmo);
+      migrate::VmReader::Counts d = reader.delta(to_links(links, mid, round, tmo));
+      for (Link& l : links) l.send(migrate::RoundEndMsg{round, d.records}, mid, tmo);
       await_acks(links, tmo);
-      uint64_t tomb = 0;
-      for (auto& r : d) tomb += r.deleted;
       update([&](MigrationReport& r) {
-        r.entries_delta += d.size();
-        r.tombstones += tomb;
+        r.entries_delta += d.records;
+        r.tombstones += d.tombstones;
         r.rounds++;
       });
       round++;
@@ -514,17 +526,16 @@ void MigrationEngine::run_out(OutSession& s) {
     }
     vs.state.store(VmState::kFrozen, std::memory_order_seq_cst);
     dp_.grace_period();  // no worker is inside a packet of this VM any more
-    uint64_t moved = 0;
-    std::vector<migrate::ConnRecord> fin;
-    if (s.mode == MigrationMode::kFull) fin = reader.delta(&moved);
-    send_records(links, mid, round, fin, tmo);
+    migrate::VmReader::Counts fin;
+    if (s.mode == MigrationMode::kFull) fin = reader.delta(to_links(links, mid, round, tmo));
     for (Link& l : links) l.send(migrate::FinalEndMsg{round, reader.live()}, mid, tmo);
     await_acks(links, tmo);
     double final_ms = ms_since(t_pause);
     update([&](MigrationReport& r) {
       r.precopy_ms = std::chrono::duration<double, std::milli>(t_pause - t_precopy).count();
-      r.entries_final = fin.size();
-      r.final_seq_moved = moved;
+      r.entries_final = fin.records;
+      r.tombstones += fin.tombstones;
+      r.final_seq_moved = fin.seq_moved;
       r.rounds++;
       r.final_delta_ms = final_ms;
       r.phase = MigrationPhase::kFrozen;
@@ -747,23 +758,34 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
 
     migrate::VmInstaller inst(dp_, vm);
     bool final_seen = false, held_done = false;
+    uint64_t in_round = 0;  // records received since the last ROUND_END / FINAL_END
+    Frame fr;            // reused: an ENTRIES body keeps its buffer from frame to frame
     for (;;) {
       // The source sends a frame every round interval during pre-copy; after the final delta
       // it waits for the hypervisor's resume, which it bounds by 6 timeouts.
-      Frame fr = link.recv(final_seen ? tmo * 7 : tmo);
+      link.recv(&fr, final_seen ? tmo * 7 : tmo);
       switch (fr.header.kind) {
         case MsgKind::kEntries: {
-          migrate::EntriesMsg em;
-          if (migrate::decode_body(fr, &em) != migrate::CodecError::kOk)
-            fail(FailReason::kTransfer, "bad ENTRIES");
-          if (!inst.submit(em.records, tmo)) fail(FailReason::kTimeout, "workers did not take entries");
-          (final_seen ? rep.entries_final : (em.round == 0 ? rep.entries_snapshot : rep.entries_delta)) +=
-              em.records.size();
+          bool queued = false;
+          uint32_t n = 0;
+          migrate::CodecError ce = inst.submit(fr, tmo, &queued, &n);
+          if (ce != migrate::CodecError::kOk)
+            fail(FailReason::kTransfer, std::string("bad ENTRIES: ") + migrate::codec_error_name(ce));
+          if (!queued) fail(FailReason::kTimeout, "workers did not take entries");
+          if (final_seen)
+            rep.entries_final += n;  // (none expected: FINAL_END closes the last round)
+          else
+            in_round += n;
           break;
         }
         case MsgKind::kRoundEnd:
         case MsgKind::kFinalEnd:
           if (!inst.wait(tmo)) fail(FailReason::kTimeout, "workers did not install entries");
+          if (fr.header.kind == MsgKind::kFinalEnd)
+            rep.entries_final += in_round;
+          else
+            (rep.rounds == 0 ? rep.entries_snapshot : rep.entries_delta) += in_round;
+          in_round = 0;
           rep.rounds++;
           if (fr.header.kind == MsgKind::kFinalEnd) {
             final_seen = true;
@@ -808,7 +830,9 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
           VmSlot& vs = dp_.vms().slot(vm);
           // Source's parked packets first (older), then what was parked here, injected right
           // after the store (workers take injected packets before their RX queues); then, after
-          // a grace period, the few a worker parked while the store was landing.
+          // a grace period, the few a worker parked while the store was landing. The source
+          // hears ACTIVATED before that grace period: the VM is active from the store on, and
+          // the wait only concerns packets already here.
           vs.state.store(VmState::kLocal, std::memory_order_seq_cst);
           rep.forwarded_packets += from_source.size();
           rep.lost_packets += reinject(dp_, from_source);
@@ -816,15 +840,15 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
           std::vector<rte_mbuf*> mine_held = drain_hold(vs);
           rep.held_packets = mine_held.size();
           rep.lost_packets += reinject(dp_, mine_held);
-          dp_.grace_period();
-          mine_held = drain_hold(vs);
-          rep.held_packets += mine_held.size();
-          rep.lost_packets += reinject(dp_, mine_held) + vs.hold_dropped.load();
           uint64_t live = 0;
           for (uint16_t w = 0; w < dp_.worker_count(); w++) live += dp_.shard(w).vm_count(vm);
           migrate::ActivatedMsg am;
           am.installed = conn_counts(live);
           link.send(am, mid, tmo);
+          dp_.grace_period();
+          mine_held = drain_hold(vs);
+          rep.held_packets += mine_held.size();
+          rep.lost_packets += reinject(dp_, mine_held) + vs.hold_dropped.load();
           rep.entries_installed = live;
           rep.entries_stale = inst.stale;
           rep.activation_ms = ms_since(t_act);

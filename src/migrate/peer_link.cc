@@ -410,22 +410,30 @@ RecvResult PeerLink::recv(Frame* out, int timeout_ms) {
   int64_t deadline = deadline_from(timeout_ms);
   FrameHeader h;
   for (;;) {
-    size_t need = kHeaderSize;
-    if (rx_have_ >= kHeaderSize) {
-      CodecError ce = decode_header(rx_.data(), rx_have_, &h);
+    // The header goes to rx_head_, the body straight into rx_, which is then swapped with the
+    // caller's body: no copy, and a caller that reuses its Frame lends its buffer for the next.
+    uint8_t* at;
+    size_t want;
+    if (rx_have_ < kHeaderSize) {
+      at = rx_head_ + rx_have_;
+      want = kHeaderSize - rx_have_;
+    } else {
+      CodecError ce = decode_header(rx_head_, kHeaderSize, &h);
       if (ce != CodecError::kOk) {
         // The stream is out of step; nothing after this can be trusted.
         close();
         return result(
             fail(LinkError::kProtocol, std::string("bad frame: ") + codec_error_name(ce), ce));
       }
-      need = kHeaderSize + h.body_len;
-      if (rx_have_ == need) break;
+      const size_t have = rx_have_ - kHeaderSize;
+      if (have == h.body_len) break;
+      if (rx_.size() != h.body_len) rx_.resize(h.body_len);
+      at = rx_.data() + have;
+      want = h.body_len - have;
     }
-    if (rx_.size() < need) rx_.resize(need);
     ERR_clear_error();
     size_t got = 0;
-    int r = SSL_read_ex(ssl_, rx_.data() + rx_have_, need - rx_have_, &got);
+    int r = SSL_read_ex(ssl_, at, want, &got);
     if (r == 1) {
       rx_have_ += got;
       continue;
@@ -445,7 +453,8 @@ RecvResult PeerLink::recv(Frame* out, int timeout_ms) {
     return result(fail(LinkError::kTransfer, detail));
   }
   out->header = h;
-  out->body.assign(rx_.begin() + kHeaderSize, rx_.begin() + static_cast<long>(rx_have_));
+  rx_.resize(h.body_len);  // an empty body skipped the resize above
+  out->body.swap(rx_);
   rx_have_ = 0;
   if (rx_.capacity() > (1u << 20)) std::vector<uint8_t>().swap(rx_);  // do not pin 16 MiB
   return result(true);

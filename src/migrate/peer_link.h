@@ -119,8 +119,10 @@ class PeerLink {
   SSL* ssl_ = nullptr;
   std::string peer_name_;
   Error last_error_;
-  std::vector<uint8_t> rx_;  // the frame being received (kept across a TIMEOUT)
-  size_t rx_have_ = 0;       // bytes of it read so far
+  // The frame being received (kept across a TIMEOUT): header, then body.
+  uint8_t rx_head_[kHeaderSize] = {};
+  std::vector<uint8_t> rx_;
+  size_t rx_have_ = 0;  // bytes of it read so far, header included
   bool clean_ = false;       // handshake done and no fatal error: close_notify may be sent
   bool accepted_ = false;    // client: the server's NewSessionTicket arrived
 };

@@ -3,11 +3,13 @@
 
 #include <unistd.h>
 
+#include <rte_pause.h>
 #include <rte_prefetch.h>
 
 #include <algorithm>
 #include <bit>
 #include <chrono>
+#include <cstring>
 
 #include "conntrack/conn_table.h"
 #include "dataplane/dataplane.h"
@@ -19,6 +21,15 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// FlowKey's operator== is a memcmp call; five words compare in a few instructions.
+bool same_key(const FlowKey& a, const FlowKey& b) {
+  static_assert(sizeof(FlowKey) == 40);
+  uint64_t x[5], y[5];
+  std::memcpy(x, &a, sizeof x);
+  std::memcpy(y, &b, sizeof y);
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
 }
 
 }  // namespace
@@ -78,7 +89,7 @@ void VmReader::SentMap::reset(size_t n) {
 }
 
 void VmReader::SentMap::grow() {
-  std::vector<Sent> old = std::move(cells_);
+  std::vector<Sent, HugePageAllocator<Sent>> old = std::move(cells_);
   cells_.clear();
   reset(std::max<size_t>(16, old.size()));  // twice the cells: reset sizes for 2 * n
   for (const Sent& c : old)
@@ -87,17 +98,58 @@ void VmReader::SentMap::grow() {
 
 // ---- VmReader ---------------------------------------------------------------------------------
 
-void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s,
-                         std::vector<ConnRecord>* out, uint64_t* moved) {
+struct VmReader::VectorOut {
+  std::vector<ConnRecord>* v;
+  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s) {
+    v->push_back(ConnRecord::from_entry(k, e, now_s));
+  }
+  void tombstone(const FlowKey& k, uint32_t version) {
+    v->push_back(ConnRecord::tombstone(k, version));
+  }
+};
+
+struct VmReader::WireOut {
+  EntriesFrameWriter& w;
+  const FrameOut& fo;
+  Counts c;
+  uint8_t* next() {
+    uint8_t* p = w.add();
+    if (!p) {
+      flush();
+      p = w.add();
+    }
+    c.records++;
+    return p;
+  }
+  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s) {
+    ConnRecord::encode_entry(k, e, now_s, next());
+  }
+  void tombstone(const FlowKey& k, uint32_t version) {
+    ConnRecord::encode_tombstone(k, version, next());
+    c.tombstones++;
+  }
+  // Hands over the records gathered so far (if any) and starts the next frame.
+  void flush() {
+    if (w.records()) {
+      auto [p, n] = w.finish();
+      fo.emit(p, n, w.records());
+    }
+    w.begin(fo.migration_id, fo.round, fo.per_frame);
+  }
+};
+
+template <class Out>
+void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out,
+                         uint64_t* moved) {
   const ConnTable& t = dp_.shard(shard);
   SentMap& sent = sent_[shard];
   Sent* it = sent.find(slot);
   ConnEntry e;
   FlowKey k;
   bool live = t.read(slot, &e, &k) && e.vm_id == vm_;
-  if (it && (!live || !(it->key == k))) {
+  if (it && (!live || !same_key(it->key, k))) {
     // Gone, or the slot now holds another flow: the destination must forget the old one.
-    out->push_back(ConnRecord::tombstone(it->key, it->version + 2));
+    out.tombstone(it->key, it->version + 2);
     sent.erase(it);
     it = nullptr;
   }
@@ -107,16 +159,24 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s,
   if (moved && it && k.proto == 6 &&
       (it->end[0] != e.peer[0].end || it->end[1] != e.peer[1].end))
     (*moved)++;
-  sent.put(Sent{slot, version, {e.peer[0].end, e.peer[1].end}, k});
-  out->push_back(ConnRecord::from_entry(k, e, now_s));
+  const Sent now{slot, version, {e.peer[0].end, e.peer[1].end}, k};
+  if (it)
+    *it = now;  // the cell of this slot, found above: no second probe
+  else
+    sent.put(now);
+  out.record(k, e, now_s);
 }
 
 namespace {
 // Reads slots[i] after asking for the lines of slots[i + kAhead]: the slots of a VM are spread
-// over the whole table, so each read is otherwise a few serial cache misses.
-constexpr size_t kAhead = 8;
-void prefetch_slot(const ConnTable& t, const void* sent_cell, uint32_t slot) {
-  if (sent_cell) rte_prefetch0(sent_cell);
+// over the whole table, so each read is otherwise a few serial cache (and TLB) misses.
+constexpr size_t kAhead = 16;
+template <class Cell>
+void prefetch_slot(const ConnTable& t, const Cell* sent_cell, uint32_t slot) {
+  if (sent_cell) {  // a cell most often spans two lines, and the key is in the second
+    rte_prefetch0(sent_cell);
+    rte_prefetch0(reinterpret_cast<const char*>(sent_cell) + sizeof(Cell) - 1);
+  }
   const char* e = reinterpret_cast<const char*>(&t.entry(slot));
   rte_prefetch0(e);
   rte_prefetch0(e + sizeof(ConnEntry) - 1);
@@ -124,13 +184,16 @@ void prefetch_slot(const ConnTable& t, const void* sent_cell, uint32_t slot) {
   rte_prefetch0(k);
   rte_prefetch0(k + sizeof(FlowKey) - 1);
 }
+
+// How many slots one online stretch of the reader covers when streaming: about one frame.
+constexpr size_t kSlotsPerGuard = kRecordsPerFrame;
 }  // namespace
 
-void VmReader::read_slots(uint16_t shard, const std::vector<uint32_t>& slots, uint32_t now_s,
-                          std::vector<ConnRecord>* out, uint64_t* moved) {
+template <class Out>
+void VmReader::read_slots(uint16_t shard, const uint32_t* slots, size_t n, uint32_t now_s,
+                          Out& out, uint64_t* moved) {
   const ConnTable& t = dp_.shard(shard);
   const SentMap& sent = sent_[shard];
-  const size_t n = slots.size();
   for (size_t i = 0; i < std::min(n, kAhead); i++)
     prefetch_slot(t, sent.home_cell(slots[i]), slots[i]);
   for (size_t i = 0; i < n; i++) {
@@ -139,61 +202,100 @@ void VmReader::read_slots(uint16_t shard, const std::vector<uint32_t>& slots, ui
   }
 }
 
-std::vector<ConnRecord> VmReader::snapshot() {
-  std::vector<ConnRecord> out;
-  Dataplane::ReaderGuard guard(dp_);
+template <class Out>
+void VmReader::snapshot_into(Out& out) {
   const uint32_t now_s = dp_.now_s();
-  std::vector<uint32_t> slots;
   for (uint16_t w = 0; w < dp_.worker_count(); w++) {
     const ConnTable& t = dp_.shard(w);
-    const uint32_t n = t.vm_count(vm_);
-    sent_[w].reset(n);
-    out.reserve(out.size() + n);
-    slots.clear();
-    slots.reserve(n);
-    // Walk first (a chain of dependent loads), then read with prefetching.
-    t.for_each_in_vm(vm_, [&](uint32_t slot) { slots.push_back(slot); });
-    read_slots(w, slots, now_s, &out, nullptr);
+    slots_.clear();
+    {
+      // Walk first (a chain of dependent loads), then read with prefetching.
+      Dataplane::ReaderGuard guard(dp_);
+      const uint32_t n = t.vm_count(vm_);
+      sent_[w].reset(n);
+      slots_.reserve(n);
+      t.for_each_in_vm(vm_, [&](uint32_t slot) { slots_.push_back(slot); });
+    }
+    for (size_t i = 0; i < slots_.size(); i += kSlotsPerGuard) {
+      Dataplane::ReaderGuard guard(dp_);
+      read_slots(w, slots_.data() + i, std::min(kSlotsPerGuard, slots_.size() - i), now_s, out,
+                 nullptr);
+    }
   }
-  return out;
 }
 
-std::vector<ConnRecord> VmReader::delta(uint64_t* seq_moved) {
-  std::vector<ConnRecord> out;
+template <class Out>
+void VmReader::delta_into(Out& out, uint64_t* moved) {
   VmSlot& vs = dp_.vms().slot(vm_);
   bool overflow = vs.dirty_overflow.exchange(false, std::memory_order_acq_rel);
-  Dataplane::ReaderGuard guard(dp_);
   const uint32_t now_s = dp_.now_s();
-  std::vector<uint32_t> slots;
+  auto read_all = [&](uint16_t w, const std::vector<uint32_t>& slots) {
+    for (size_t i = 0; i < slots.size(); i += kSlotsPerGuard) {
+      Dataplane::ReaderGuard guard(dp_);
+      read_slots(w, slots.data() + i, std::min(kSlotsPerGuard, slots.size() - i), now_s, out,
+                 moved);
+    }
+  };
   for (uint16_t w = 0; w < dp_.worker_count(); w++) {
     rte_ring* r = vs.dirty[w];
-    slots.clear();
+    slots_.clear();
     if (r) {
-      slots.reserve(rte_ring_count(r));
+      slots_.reserve(rte_ring_count(r));
       uint32_t buf[256];
       unsigned n;
       while ((n = rte_ring_sc_dequeue_burst_elem(r, buf, sizeof(uint32_t), 256, nullptr)))
-        slots.insert(slots.end(), buf, buf + n);
+        slots_.insert(slots_.end(), buf, buf + n);
     }
-    out.reserve(out.size() + slots.size());
-    read_slots(w, slots, now_s, &out, seq_moved);
+    read_all(w, slots_);
     if (overflow) {
       // A ring overflowed: some changes were not queued. Walk the whole VM; unchanged entries
       // are skipped by version, vanished ones found by comparing with what was sent.
-      slots.clear();
-      dp_.shard(w).for_each_in_vm(vm_, [&](uint32_t slot) { slots.push_back(slot); });
-      read_slots(w, slots, now_s, &out, seq_moved);
-      std::vector<uint32_t> gone;
-      sent_[w].for_each([&](const Sent& s) {
-        ConnEntry e;
-        FlowKey k;
-        if (!dp_.shard(w).read(s.slot, &e, &k) || !(k == s.key) || e.vm_id != vm_)
-          gone.push_back(s.slot);
-      });
-      read_slots(w, gone, now_s, &out, seq_moved);
+      slots_.clear();
+      gone_.clear();
+      {
+        Dataplane::ReaderGuard guard(dp_);
+        dp_.shard(w).for_each_in_vm(vm_, [&](uint32_t slot) { slots_.push_back(slot); });
+        sent_[w].for_each([&](const Sent& s) {
+          ConnEntry e;
+          FlowKey k;
+          if (!dp_.shard(w).read(s.slot, &e, &k) || !same_key(k, s.key) || e.vm_id != vm_)
+            gone_.push_back(s.slot);
+        });
+      }
+      read_all(w, slots_);
+      read_all(w, gone_);
     }
   }
-  return out;
+}
+
+std::vector<ConnRecord> VmReader::snapshot() {
+  std::vector<ConnRecord> v;
+  VectorOut out{&v};
+  snapshot_into(out);
+  return v;
+}
+
+std::vector<ConnRecord> VmReader::delta(uint64_t* seq_moved) {
+  std::vector<ConnRecord> v;
+  VectorOut out{&v};
+  delta_into(out, seq_moved);
+  return v;
+}
+
+VmReader::Counts VmReader::snapshot(const FrameOut& fo) {
+  WireOut out{writer_, fo, {}};
+  writer_.begin(fo.migration_id, fo.round, fo.per_frame);
+  snapshot_into(out);
+  out.flush();
+  return out.c;
+}
+
+VmReader::Counts VmReader::delta(const FrameOut& fo) {
+  WireOut out{writer_, fo, {}};
+  writer_.begin(fo.migration_id, fo.round, fo.per_frame);
+  delta_into(out, &out.c.seq_moved);
+  out.flush();
+  return out.c;
 }
 
 uint64_t VmReader::live() const {
@@ -209,62 +311,120 @@ VmInstaller::~VmInstaller() {
     for (auto& c : pending_) c.release();
 }
 
-bool VmInstaller::submit(const std::vector<ConnRecord>& records, int timeout_ms) {
+void VmInstaller::add(const ConnRecord& r, size_t n) {
   const uint16_t workers = dp_.worker_count();
-  std::vector<std::unique_ptr<WorkerCommand>> cmds(workers);
-  // Owner of each record once, then one exact-size item vector per owner (no regrowth, which
-  // would copy every 144-byte item again).
-  std::vector<uint16_t> owner(records.size());
-  std::vector<size_t> count(workers, 0);
-  for (size_t i = 0; i < records.size(); i++) count[owner[i] = dp_.owner_of(records[i].key)]++;
-  for (uint16_t w = 0; w < workers; w++) {
-    if (!count[w]) continue;
-    cmds[w] = take_command();
-    cmds[w]->kind = WorkerCommand::Kind::kInstall;
-    cmds[w]->vm = vm_;
-    cmds[w]->items.reserve(count[w]);
+  const uint16_t w = workers == 1 ? 0 : dp_.owner_of(r.key);
+  std::unique_ptr<WorkerCommand>& c = building_[w];
+  if (!c) {
+    c = take_command();
+    c->kind = WorkerCommand::Kind::kInstall;
+    c->vm = vm_;
+    // Room for this owner's share of the n records and some: a pooled command has it already,
+    // and few commands ever regrow (each regrowth copies every 144-byte item).
+    c->items.reserve(workers == 1 ? n : n / workers + n / 4 + 16);
   }
-  for (size_t i = 0; i < records.size(); i++) {
-    const ConnRecord& r = records[i];
-    InstallItem& it = cmds[owner[i]]->items.emplace_back();
-    it.key = r.key;
-    it.deleted = r.deleted;
-    it.idle_s = r.idle_s;
-    r.to_entry(&it.entry, 0);
-    it.entry.version.store(r.version, std::memory_order_relaxed);
-  }
+  // Filled in a scratch item and copied in: a fresh item would be value-initialised first
+  // (a `rep stos` of 144 bytes, most of what this function cost).
+  InstallItem& it = scratch_;
+  it.key = r.key;
+  it.deleted = r.deleted;
+  it.idle_s = r.idle_s;
+  r.to_entry(&it.entry, 0);
+  it.entry.version.store(r.version, std::memory_order_relaxed);
+  c->items.push_back(it);
+}
+
+bool VmInstaller::queue(int timeout_ms) {
   int64_t deadline = now_ms() + timeout_ms;
-  for (uint16_t w = 0; w < workers; w++) {
-    if (!cmds[w]) continue;
-    while (!dp_.workers()[w]->command(cmds[w].get())) {
-      if (now_ms() > deadline) return false;
+  bool ok = true;
+  for (uint16_t w = 0; w < dp_.worker_count(); w++) {
+    std::unique_ptr<WorkerCommand>& c = building_[w];
+    if (!c) continue;
+    while (ok && !dp_.workers()[w]->command(c.get())) {
+      if (now_ms() > deadline) ok = false;
       usleep(100);
     }
-    pending_.push_back(std::move(cmds[w]));
+    if (ok)
+      pending_.push_back(std::move(c));
+    else
+      discard(w);
   }
-  return true;
+  return ok;
+}
+
+void VmInstaller::discard(uint16_t w) {
+  if (free_.size() < kMaxFree) free_.push_back(std::move(building_[w]));
+  building_[w].reset();
+}
+
+bool VmInstaller::submit(const std::vector<ConnRecord>& records, int timeout_ms) {
+  for (const ConnRecord& r : records) add(r, records.size());
+  return queue(timeout_ms);
+}
+
+CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uint32_t* records) {
+  *queued = false;
+  *records = 0;
+  if (f.header.kind != MsgKind::kEntries) return CodecError::kKindMismatch;
+  // EntriesMsg::decode's checks, one record at a time straight into the commands.
+  Reader r(f.body.data(), f.body.size());
+  uint32_t round, n;
+  if (!r.u32(&round) || !r.count(&n, 4, kConnRecordSize)) return r.error();
+  ConnRecord rec;  // decode() sets every field: one record reused (no zeroing per record)
+  bool ok = true;
+  for (uint32_t i = 0; ok && i < n; i++) {
+    ok = rec.decode(r);
+    if (ok) add(rec, n);
+  }
+  if (!ok || !r.finish()) {
+    for (uint16_t w = 0; w < dp_.worker_count(); w++)
+      if (building_[w]) discard(w);
+    return r.ok() ? CodecError::kBadValue : r.error();
+  }
+  *records = n;
+  *queued = queue(timeout_ms);
+  return CodecError::kOk;
 }
 
 bool VmInstaller::wait(int timeout_ms) {
-  int64_t deadline = now_ms() + timeout_ms;
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    WorkerCommand& c = **it;
-    while (!c.done.load(std::memory_order_acquire)) {
-      if (now_ms() > deadline) return false;
-      usleep(50);
+  const int64_t start = now_ms(), deadline = start + timeout_ms;
+  for (auto& c : pending_) {
+    // The last command of a round is what the freeze waits for: spin on it for a while
+    // before sleeping (a usleep is 50-100 us, the whole budget of a small round).
+    while (!c->done.load(std::memory_order_acquire)) {
+      const int64_t now = now_ms();
+      if (now > deadline) {
+        reap();
+        return false;
+      }
+      if (now - start < kSpinMs)
+        rte_pause();
+      else
+        usleep(50);
     }
+  }
+  reap();
+  return true;
+}
+
+void VmInstaller::reap() {
+  size_t k = 0;
+  for (; k < pending_.size() && pending_[k]->done.load(std::memory_order_acquire); k++) {
+    WorkerCommand& c = *pending_[k];
     applied += c.applied;
     stale += c.stale;
     failed += c.failed;
     removed += c.removed;
     if (c.kind == WorkerCommand::Kind::kInstall && free_.size() < kMaxFree)
-      free_.push_back(std::move(*it));
-    it = pending_.erase(it);
+      free_.push_back(std::move(pending_[k]));
   }
-  return true;
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(k));
 }
 
 std::unique_ptr<WorkerCommand> VmInstaller::take_command() {
+  // Commands the workers finished since: their items were just read, so reusing them now
+  // writes into cached lines rather than ones a whole round old.
+  reap();
   if (free_.empty()) return std::make_unique<WorkerCommand>();
   std::unique_ptr<WorkerCommand> c = std::move(free_.back());
   free_.pop_back();

@@ -14,14 +14,27 @@
 // thread. After the pause signal (VM frozen, grace period) no worker touches the VM's entries,
 // so the final delta is the VM's state as of the last packet the source processed.
 //
+// Both can also stream: snapshot(out) and delta(out) encode each record straight from the entry
+// into ENTRIES frames built in one reused buffer and hand each frame over as soon as it is full,
+// so the sender ships frame k while frame k+1 is read (and the destination installs frame k).
+// The reader is online in RCU only while it fills a frame, never while a frame is sent: a slot
+// read in a later frame may have been freed and reused meanwhile, which read_slot sees (not live,
+// another key or another VM) exactly as it sees a slot reused between two rounds.
+//
 // VmInstaller (destination) turns records into WorkerCommands for the owning workers; the
-// control side never writes an entry itself.
+// control side never writes an entry itself. submit(frame) decodes an ENTRIES frame into reused
+// buffers and commands, so a round allocates nothing once the first frames have sized them.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <cstdint>
+#include <cstdlib>
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "dataplane/vm_table.h"
 #include "dataplane/worker.h"
 #include "migrate/codec.h"
 
@@ -30,6 +43,35 @@ class Dataplane;
 }
 
 namespace baton::migrate {
+
+// Anonymous memory for a large array read at random (the reader's sent map): 2 MiB aligned and
+// advised for transparent huge pages, so that a probe does not also miss the TLB. The kernel
+// may still hand out 4 KiB pages; that is only slower.
+template <class T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kHuge = size_t{2} << 20;
+  HugePageAllocator() = default;
+  template <class U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n) {
+    size_t bytes = n * sizeof(T);
+    if (bytes < kHuge) return std::allocator<T>().allocate(n);
+    bytes = (bytes + kHuge - 1) & ~(kHuge - 1);
+    void* p = std::aligned_alloc(kHuge, bytes);
+    if (!p) throw std::bad_alloc();
+    madvise(p, bytes, MADV_HUGEPAGE);
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t n) {
+    if (n * sizeof(T) < kHuge)
+      std::allocator<T>().deallocate(p, n);
+    else
+      std::free(p);
+  }
+  template <class U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+};
 
 class VmReader {
  public:
@@ -41,6 +83,24 @@ class VmReader {
   // a full walk if a dirty ring overflowed. *seq_moved counts TCP entries whose sequence state
   // moved since they were last sent (the seed's "snapshot at 99, VM at 110" entries).
   std::vector<ConnRecord> delta(uint64_t* seq_moved);
+
+  // Where a streamed read puts its records: ENTRIES frames of (migration_id, round) with at most
+  // per_frame records each, handed to emit() one by one as they fill, then the last partial one
+  // (no frame at all when there is nothing to send). A frame's seq is 0: the sender sets it
+  // (set_frame_seq). The bytes are valid during the call only. emit may throw; the read stops.
+  struct FrameOut {
+    uint64_t migration_id = 0;
+    uint32_t round = 0;
+    size_t per_frame = kRecordsPerFrame;
+    std::function<void(uint8_t* frame, size_t len, uint32_t records)> emit;
+  };
+  struct Counts {
+    uint64_t records = 0, tombstones = 0, seq_moved = 0;
+  };
+  // snapshot() and delta() as frames; same records in the same order.
+  Counts snapshot(const FrameOut& out);
+  Counts delta(const FrameOut& out);
+
   // Live entries sent and not since deleted.
   uint64_t live() const;
 
@@ -81,23 +141,36 @@ class VmReader {
       return static_cast<size_t>((uint64_t{slot} * 0x9E3779B97F4A7C15ull) >> shift_);
     }
     void grow();
-    std::vector<Sent> cells_;
+    std::vector<Sent, HugePageAllocator<Sent>> cells_;
     size_t mask_ = 0;
     int shift_ = 64;
     size_t size_ = 0;
   };
 
-  // Reads one slot: appends a record (changed or new), a tombstone (vanished or reused) or
+  // Record sinks for read_slot: a ConnRecord vector, or frames (defined in the .cc).
+  struct VectorOut;
+  struct WireOut;
+
+  // Reads one slot: hands out a record (changed or new), a tombstone (vanished or reused) or
   // nothing (unchanged). now_s: the dataplane clock, read once per call of snapshot/delta.
-  void read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, std::vector<ConnRecord>* out,
-                 uint64_t* moved);
+  template <class Out>
+  void read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out, uint64_t* moved);
   // read_slot over a list, prefetching ahead.
-  void read_slots(uint16_t shard, const std::vector<uint32_t>& slots, uint32_t now_s,
-                  std::vector<ConnRecord>* out, uint64_t* moved);
+  template <class Out>
+  void read_slots(uint16_t shard, const uint32_t* slots, size_t n, uint32_t now_s, Out& out,
+                  uint64_t* moved);
+  // The bodies of snapshot() and delta() for either sink.
+  template <class Out>
+  void snapshot_into(Out& out);
+  template <class Out>
+  void delta_into(Out& out, uint64_t* moved);
 
   Dataplane& dp_;
   uint16_t vm_;
   std::vector<SentMap> sent_;  // per shard
+  // Kept from round to round, so a round allocates nothing once they have their size.
+  std::vector<uint32_t> slots_, gone_;
+  EntriesFrameWriter writer_;
 };
 
 class VmInstaller {
@@ -108,6 +181,10 @@ class VmInstaller {
   // Splits records by owner and queues one command per owner. False if a command ring stayed
   // full for timeout_ms.
   bool submit(const std::vector<ConnRecord>& records, int timeout_ms);
+  // The same for the records of an ENTRIES frame, decoded into a reused buffer. kOk and
+  // *queued = false: a command ring stayed full. Any other error: the body does not decode
+  // (decode_body's checks) and nothing was queued. *records: how many the frame carried.
+  CodecError submit(const Frame& entries, int timeout_ms, bool* queued, uint32_t* records);
   // Waits for every queued command; false on timeout (commands stay owned until done).
   bool wait(int timeout_ms);
 
@@ -119,14 +196,25 @@ class VmInstaller {
  private:
   // A command from the pool (items emptied, capacity kept) or a new one.
   std::unique_ptr<WorkerCommand> take_command();
+  // Takes the finished commands at the front of pending_: results added up, back to the pool.
+  void reap();
+  // Appends r to its owner's command in building_ (taken with room for `hint` items).
+  void add(const ConnRecord& r, size_t hint);
+  // Queues building_'s commands on their owners' rings; false if one stayed full (that one and
+  // those after it go back to the pool).
+  bool queue(int timeout_ms);
+  void discard(uint16_t worker);  // building_[worker] back to the pool
 
   Dataplane& dp_;
   uint16_t vm_;
+  std::unique_ptr<WorkerCommand> building_[kMaxWorkers];  // per owner, during a submit
+  InstallItem scratch_;  // add()'s item under construction
   std::vector<std::unique_ptr<WorkerCommand>> pending_;
   // Finished install commands kept with their item capacity: a round's chunks reuse the
   // memory of the previous round's instead of faulting in fresh pages.
   std::vector<std::unique_ptr<WorkerCommand>> free_;
   static constexpr size_t kMaxFree = 32;
+  static constexpr int64_t kSpinMs = 2;  // wait() spins this long before it sleeps
 };
 
 }  // namespace baton::migrate

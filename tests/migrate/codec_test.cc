@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 
 namespace baton::migrate {
@@ -208,6 +209,66 @@ TEST(Codec, ConnRecordFromAndToEntryKeepsStateAndConvertsIdleTime) {
   ConnRecord t = ConnRecord::tombstone(k, 9);
   EXPECT_TRUE(t.deleted);
   expect_round_trip(EntriesMsg{2, {t}});
+}
+
+// The delta path encodes straight from the entry; it must write what the record would.
+TEST(Codec, EncodingFromTheEntryWritesTheRecordsBytes) {
+  std::mt19937_64 rng(21);
+  for (int i = 0; i < 1000; i++) {
+    ConnRecord src = random_record(rng);
+    ConnEntry e;
+    e.version.store(src.version);
+    e.l4_state = src.l4_state;
+    e.flags = static_cast<uint8_t>(rng());  // host-local bits too: they must stay home
+    e.zone = src.zone;
+    e.last_seen = static_cast<uint32_t>(rng() % 5000);
+    for (int d = 0; d < 2; d++) {
+      e.peer[d] = src.peer[d];
+      e.peer[d].reserved = static_cast<uint16_t>(rng());  // not carried
+      e.packets[d] = src.packets[d];
+      e.bytes[d] = src.bytes[d];
+    }
+    const uint32_t now = static_cast<uint32_t>(rng() % 5000);
+    uint8_t want[kConnRecordSize], got[kConnRecordSize];
+    std::memset(got, 0xa5, sizeof got);
+    ConnRecord::from_entry(src.key, e, now).encode_to(want);
+    ConnRecord::encode_entry(src.key, e, now, got);
+    ASSERT_EQ(std::memcmp(want, got, kConnRecordSize), 0) << "entry " << i;
+    std::memset(got, 0xa5, sizeof got);
+    ConnRecord::tombstone(src.key, src.version).encode_to(want);
+    ConnRecord::encode_tombstone(src.key, src.version, got);
+    ASSERT_EQ(std::memcmp(want, got, kConnRecordSize), 0) << "tombstone " << i;
+  }
+}
+
+TEST(Codec, EntriesFrameWriterBuildsTheFrameEncodeFrameWould) {
+  std::mt19937_64 rng(5);
+  EntriesMsg m;
+  m.round = 7;
+  for (int i = 0; i < 10; i++) m.records.push_back(random_record(rng));
+  EntriesFrameWriter w;
+  for (int pass = 0; pass < 2; pass++) {  // the buffer is reused
+    w.begin(99, 7, 16);
+    for (const ConnRecord& r : m.records) r.encode_to(w.add());
+    EXPECT_EQ(w.records(), 10u);
+    auto [p, n] = w.finish();
+    set_frame_seq(p, 12);
+    std::vector<uint8_t> want = encode_frame(m, 99, 12);
+    ASSERT_EQ(n, want.size());
+    EXPECT_EQ(std::vector<uint8_t>(p, p + n), want);
+  }
+  w.begin(1, 0, 2);
+  EXPECT_NE(w.add(), nullptr);
+  EXPECT_NE(w.add(), nullptr);
+  EXPECT_TRUE(w.full());
+  EXPECT_EQ(w.add(), nullptr);
+  w.begin(1, 0, 2);  // an empty frame is still a valid one
+  auto [p, n] = w.finish();
+  Frame f;
+  ASSERT_EQ(decode_frame(p, n, &f), CodecError::kOk);
+  EntriesMsg out;
+  ASSERT_EQ(decode_body(f, &out), CodecError::kOk);
+  EXPECT_TRUE(out.records.empty());
 }
 
 TEST(Codec, RejectsTruncationAtEveryLength) {

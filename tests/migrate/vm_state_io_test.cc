@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// VmReader's streamed reads (records encoded straight into ENTRIES frames) against its vector
+// reads, and VmInstaller's frame submit plus the owner's batched apply, under one EAL
+// (--no-huge) with two Dataplanes of two workers each. No lcore runs: the test thread is the
+// owner of every shard (it inserts and changes entries as a worker would, queueing the slots on
+// the VM's dirty rings) and applies B's commands with Worker::housekeeping.
+#include <gtest/gtest.h>
+#include <rte_eal.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "conntrack/conn_table.h"
+#include "dataplane/dataplane.h"
+#include "migrate/codec.h"
+#include "migrate/vm_state_io.h"
+
+namespace baton::migrate {
+namespace {
+
+class EalEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::vector<std::string> args = {"migrate_test", "--no-huge", "-m", "1024", "--no-pci",
+                                     "-l", "0", "--file-prefix",
+                                     "migrate_test_" + std::to_string(getpid()),
+                                     "--log-level=error"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0) << "rte_eal_init failed";
+  }
+  void TearDown() override { rte_eal_cleanup(); }
+};
+::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+
+std::unique_ptr<Dataplane> make_dp(const std::string& instance, bool with_vm,
+                                   int workers = 2) {
+  std::string y = "instance: " + instance + "\nmode: l2\nworkers: " + std::to_string(workers) +
+                  "\n"
+                  "ports:\n"
+                  "  - {name: uplink, device: null0, zone: outside}\n"
+                  "  - {name: host, device: null1, zone: inside}\n"
+                  "zones:\n"
+                  "  - {name: outside, default: deny}\n"
+                  "  - {name: inside, default: permit}\n"
+                  "conntrack:\n  capacity: 8192\n"
+                  "migration:\n  enabled: false\n";
+  if (with_vm) y += "vms:\n  - {name: web1, mac: \"02:00:00:00:01:10\", ipv4: [10.1.0.10]}\n";
+  ConfigError cerr;
+  auto cfg = parse_config(y, "vm_state_io.yaml", &cerr);
+  EXPECT_TRUE(cfg) << cerr.to_string();
+  if (!cfg) return nullptr;
+  std::string err;
+  auto dp = Dataplane::create(*cfg, false, &err);
+  EXPECT_TRUE(dp) << err;
+  return dp;
+}
+
+std::string unique_name(const char* base) {
+  static int n = 0;
+  return std::string(base) + std::to_string(n++);
+}
+
+FlowKey key_of(uint32_t i) {
+  FlowKey k;
+  k.family = Family::kV4;
+  k.proto = 6;
+  k.lo_addr.b[0] = 10;
+  k.lo_addr.b[1] = 1;
+  k.lo_addr.b[2] = 0;
+  k.lo_addr.b[3] = 10;
+  k.hi_addr.b[0] = 192;
+  k.hi_addr.b[1] = 0;
+  k.hi_addr.b[2] = static_cast<uint8_t>(i >> 8);
+  k.hi_addr.b[3] = static_cast<uint8_t>(i);
+  k.lo_port = be16::from_host(80);
+  k.hi_port = be16::from_host(static_cast<uint16_t>(10000 + i));
+  return k;
+}
+
+// Source A with `n` established entries of VM web1 spread over both shards, tracked; the
+// destination B knows the VM as arriving.
+class VmStateIo : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    a = make_dp(unique_name("va"), true);
+    b = make_dp(unique_name("vb"), false);
+    ASSERT_TRUE(a && b);
+    vm_a = *a->vms().find_by_name("web1");
+    std::string err;
+    ASSERT_TRUE(a->vms().open_migration_rings(vm_a, 2, 64, 4096, &err)) << err;
+    VmConfig vc = a->vms().slot(vm_a).config;
+    auto idb = b->vms().add(vc, &err);
+    ASSERT_TRUE(idb) << err;
+    vm_b = *idb;
+    b->vms().slot(vm_b).state.store(VmState::kArriving);
+    a->vms().slot(vm_a).state.store(VmState::kTracking);
+  }
+
+  // Inserts flow i at its owner in A (as the owner would).
+  void add(uint32_t i) {
+    FlowKey k = key_of(i);
+    ConnEntry e;
+    e.vm_id = vm_a;
+    e.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
+    e.version.store(2);
+    e.peer[0].end = 1000 + i;
+    e.peer[1].end = 5000 + i;
+    e.packets[0] = i;
+    int32_t slot = a->shard(a->owner_of(k)).insert(k, e);
+    ASSERT_GE(slot, 0);
+    slots[i] = static_cast<uint32_t>(slot);
+  }
+  // Moves flow i's sequence state on, as tracking the next segment would, and queues it.
+  void advance(uint32_t i, uint32_t bytes) {
+    FlowKey k = key_of(i);
+    uint16_t w = a->owner_of(k);
+    ConnTable& t = a->shard(w);
+    t.begin_write(slots[i]);
+    t.entry(slots[i]).peer[0].end += bytes;
+    t.entry(slots[i]).packets[0]++;
+    t.end_write(slots[i]);
+    queue(w, slots[i]);
+  }
+  void remove(uint32_t i) {
+    FlowKey k = key_of(i);
+    uint16_t w = a->owner_of(k);
+    a->shard(w).remove(slots[i]);
+    queue(w, slots[i]);
+  }
+  void queue(uint16_t w, uint32_t slot) {
+    ASSERT_EQ(rte_ring_sp_enqueue_elem(a->vms().slot(vm_a).dirty[w], &slot, sizeof slot), 0);
+  }
+
+  // Every frame a streamed read emits, kept as decoded messages.
+  struct Captured {
+    std::vector<FrameHeader> headers;
+    std::vector<EntriesMsg> msgs;
+    std::vector<ConnRecord> all() const {
+      std::vector<ConnRecord> v;
+      for (auto& m : msgs) v.insert(v.end(), m.records.begin(), m.records.end());
+      return v;
+    }
+  };
+  VmReader::FrameOut capture(Captured* c, uint32_t round, size_t per_frame) {
+    VmReader::FrameOut o;
+    o.migration_id = 77;
+    o.round = round;
+    o.per_frame = per_frame;
+    o.emit = [c](uint8_t* p, size_t n, uint32_t records) {
+      Frame f;
+      ASSERT_EQ(decode_frame(p, n, &f), CodecError::kOk);
+      EntriesMsg m;
+      ASSERT_EQ(decode_body(f, &m), CodecError::kOk);
+      ASSERT_EQ(m.records.size(), records);
+      c->headers.push_back(f.header);
+      c->msgs.push_back(std::move(m));
+    };
+    return o;
+  }
+
+  // Applies B's queued commands on its workers' (this) thread and waits for them.
+  void apply_at_b(VmInstaller& inst) {
+    for (int i = 0; i < 64; i++)
+      for (auto& w : b->workers()) w->housekeeping();
+    ASSERT_TRUE(inst.wait(1000));
+  }
+
+  std::unique_ptr<Dataplane> a, b;
+  uint16_t vm_a = 0, vm_b = 0;
+  std::map<uint32_t, uint32_t> slots;  // flow -> slot at A
+};
+
+TEST_F(VmStateIo, StreamedSnapshotCarriesTheVectorSnapshotInFramesOfAtMostPerFrame) {
+  for (uint32_t i = 0; i < 50; i++) add(i);
+  VmReader vec(*a, vm_a), wire(*a, vm_a);
+  std::vector<ConnRecord> expect = vec.snapshot();
+  ASSERT_EQ(expect.size(), 50u);
+  Captured c;
+  VmReader::Counts n = wire.snapshot(capture(&c, 0, 7));
+  EXPECT_EQ(n.records, 50u);
+  EXPECT_EQ(n.tombstones, 0u);
+  ASSERT_EQ(c.msgs.size(), 8u);  // 7 x 7 + 1
+  for (size_t i = 0; i < c.msgs.size(); i++) {
+    EXPECT_EQ(c.headers[i].kind, MsgKind::kEntries);
+    EXPECT_EQ(c.headers[i].migration_id, 77u);
+    EXPECT_EQ(c.headers[i].seq, 0u) << "the sender numbers frames per link";
+    EXPECT_EQ(c.msgs[i].round, 0u);
+    EXPECT_EQ(c.msgs[i].records.size(), i + 1 < c.msgs.size() ? 7u : 1u);
+  }
+  // Equal but for the idle time, which may tick between the two reads.
+  std::vector<ConnRecord> got = c.all();
+  for (auto* v : {&got, &expect})
+    for (ConnRecord& rec : *v) rec.idle_s = 0;
+  EXPECT_EQ(got, expect);
+  EXPECT_EQ(wire.live(), 50u);
+}
+
+TEST_F(VmStateIo, StreamedDeltaSendsChangedEntriesAndTombstonesOnly) {
+  for (uint32_t i = 0; i < 40; i++) add(i);
+  VmReader r(*a, vm_a);
+  Captured snap;
+  r.snapshot(capture(&snap, 0, kRecordsPerFrame));
+  for (uint32_t i = 0; i < 10; i++) advance(i, 100);
+  advance(3, 100);  // queued twice: sent once, as of now
+  remove(20);
+  remove(21);
+  Captured d;
+  VmReader::Counts n = r.delta(capture(&d, 1, 4));
+  EXPECT_EQ(n.records, 12u);
+  EXPECT_EQ(n.tombstones, 2u);
+  EXPECT_EQ(n.seq_moved, 10u);
+  ASSERT_EQ(d.msgs.size(), 3u);
+  std::map<uint32_t, ConnRecord> got;  // by hi port
+  for (const ConnRecord& rec : d.all()) got[rec.key.hi_port.host() - 10000] = rec;
+  ASSERT_EQ(got.size(), 12u);
+  for (uint32_t i = 0; i < 10; i++) {
+    ASSERT_TRUE(got.count(i));
+    EXPECT_FALSE(got[i].deleted);
+    EXPECT_EQ(got[i].peer[0].end, 1000 + i + (i == 3 ? 200 : 100));
+  }
+  EXPECT_TRUE(got[20].deleted && got[21].deleted);
+  EXPECT_EQ(r.live(), 38u);
+  // Nothing changed since: an empty delta sends no frame at all.
+  Captured none;
+  EXPECT_EQ(r.delta(capture(&none, 2, 4)).records, 0u);
+  EXPECT_TRUE(none.msgs.empty());
+}
+
+TEST_F(VmStateIo, FramesInstallAtTheOwnersExactlyAndTwiceIsANoOp) {
+  for (uint32_t i = 0; i < 300; i++) add(i);
+  VmReader r(*a, vm_a);
+  VmInstaller inst(*b, vm_b);
+  std::vector<std::vector<uint8_t>> frames;
+  VmReader::FrameOut o;
+  o.migration_id = 5;
+  o.per_frame = 64;
+  o.emit = [&](uint8_t* p, size_t n, uint32_t) { frames.emplace_back(p, p + n); };
+  r.snapshot(o);
+  ASSERT_EQ(frames.size(), 5u);
+  Frame f;
+  for (int pass = 0; pass < 2; pass++) {
+    for (auto& fr : frames) {
+      ASSERT_EQ(decode_frame(fr.data(), fr.size(), &f), CodecError::kOk);
+      bool queued = false;
+      uint32_t n = 0;
+      ASSERT_EQ(inst.submit(f, 1000, &queued, &n), CodecError::kOk);
+      EXPECT_TRUE(queued);
+    }
+    apply_at_b(inst);
+    EXPECT_EQ(inst.applied, 300u) << "pass " << pass;
+    EXPECT_EQ(inst.stale, pass == 0 ? 0u : 300u);
+  }
+  EXPECT_EQ(inst.failed, 0u);
+  EXPECT_EQ(b->shard(0).vm_count(vm_b) + b->shard(1).vm_count(vm_b), 300u);
+  for (uint32_t i = 0; i < 300; i++) {
+    FlowKey k = key_of(i);
+    uint16_t w = b->owner_of(k);
+    int32_t s = b->shard(w).lookup(k);
+    ASSERT_GE(s, 0) << "flow " << i;
+    const ConnEntry& e = b->shard(w).entry(s);
+    EXPECT_EQ(e.peer[0].end, 1000 + i);
+    EXPECT_EQ(e.peer[1].end, 5000 + i);
+    EXPECT_EQ(e.packets[0], i);
+    EXPECT_EQ(e.vm_id, vm_b);
+    EXPECT_TRUE(e.flags & connflag::kPending);
+  }
+}
+
+// The owner looks keys up a batch (32) ahead: a later record of the same key, in the same batch
+// or the next, must see what an earlier one inserted or removed.
+TEST_F(VmStateIo, RepeatedKeyWithinABatchSeesTheEarlierRecord) {
+  auto rec = [](uint32_t i, uint32_t version, uint32_t end) {
+    ConnRecord r;
+    r.key = key_of(i);
+    r.version = version;
+    r.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
+    r.peer[0].end = end;
+    return r;
+  };
+  EntriesMsg m;
+  for (uint32_t i = 0; i < 20; i++) m.records.push_back(rec(i, 2, 100));
+  m.records.push_back(rec(3, 4, 200));                   // update of an insert of this batch
+  m.records.push_back(ConnRecord::tombstone(key_of(5), 4));  // removal of one
+  m.records.push_back(rec(5, 6, 300));                   // and again
+  m.records.push_back(ConnRecord::tombstone(key_of(7), 4));
+  for (uint32_t i = 20; i < 40; i++) m.records.push_back(rec(i, 2, 100));  // past one batch
+  m.records.push_back(rec(39, 8, 400));
+  m.records.push_back(rec(0, 4, 500));                   // inserted by the batch before
+  m.records.push_back(ConnRecord::tombstone(key_of(1), 4));  // and removed from it
+  std::vector<uint8_t> fr = encode_frame(m, 1, 1);
+  Frame f;
+  ASSERT_EQ(decode_frame(fr.data(), fr.size(), &f), CodecError::kOk);
+  // One worker, so that the batches are the frame's records in order.
+  b = make_dp(unique_name("vb"), false, 1);
+  ASSERT_TRUE(b);
+  std::string err;
+  auto idb = b->vms().add(a->vms().slot(vm_a).config, &err);
+  ASSERT_TRUE(idb) << err;
+  vm_b = *idb;
+  VmInstaller inst(*b, vm_b);
+  bool queued = false;
+  uint32_t n = 0;
+  ASSERT_EQ(inst.submit(f, 1000, &queued, &n), CodecError::kOk);
+  EXPECT_EQ(n, m.records.size());
+  apply_at_b(inst);
+  EXPECT_EQ(inst.failed, 0u);
+  EXPECT_EQ(inst.removed, 3u);
+  auto end_of = [&](uint32_t i) -> int64_t {
+    FlowKey k = key_of(i);
+    int32_t s = b->shard(b->owner_of(k)).lookup(k);
+    if (s < 0) return -1;
+    return b->shard(b->owner_of(k)).entry(s).peer[0].end;
+  };
+  EXPECT_EQ(end_of(3), 200);
+  EXPECT_EQ(end_of(5), 300);
+  EXPECT_EQ(end_of(7), -1);
+  EXPECT_EQ(end_of(39), 400);
+  EXPECT_EQ(end_of(0), 500);
+  EXPECT_EQ(end_of(1), -1);
+  EXPECT_EQ(end_of(2), 100);
+  EXPECT_EQ(b->shard(0).vm_count(vm_b), 38u);
+}
+
+TEST_F(VmStateIo, ABadFrameQueuesNothing) {
+  EntriesMsg m;
+  for (uint32_t i = 0; i < 10; i++) {
+    ConnRecord r;
+    r.key = key_of(i);
+    r.version = 2;
+    m.records.push_back(r);
+  }
+  std::vector<uint8_t> good = encode_frame(m, 1, 1);
+  VmInstaller inst(*b, vm_b);
+  auto submit = [&](std::vector<uint8_t> bytes, bool fix_len) {
+    if (fix_len) {  // keep the header's body_len true to the bytes so the body is what is wrong
+      uint32_t body = static_cast<uint32_t>(bytes.size() - kHeaderSize);
+      bytes[8] = static_cast<uint8_t>(body >> 24);
+      bytes[9] = static_cast<uint8_t>(body >> 16);
+      bytes[10] = static_cast<uint8_t>(body >> 8);
+      bytes[11] = static_cast<uint8_t>(body);
+    }
+    Frame f;
+    EXPECT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
+    bool queued = true;
+    uint32_t n = 1;
+    CodecError e = inst.submit(f, 1000, &queued, &n);
+    EXPECT_FALSE(queued);
+    EXPECT_EQ(n, 0u);
+    return e;
+  };
+  std::vector<uint8_t> bad = good;
+  bad[kHeaderSize + 8 + 3 * kConnRecordSize + 5] = 5;  // record 3: family 5
+  EXPECT_EQ(submit(bad, false), CodecError::kBadValue);
+  bad = good;
+  bad.pop_back();  // last record one byte short: the count no longer fits
+  EXPECT_EQ(submit(bad, true), CodecError::kBadCount);
+  bad.resize(kHeaderSize + 6);  // not even round and count
+  EXPECT_EQ(submit(bad, true), CodecError::kTruncated);
+  bad = good;
+  bad.push_back(0);
+  EXPECT_EQ(submit(bad, true), CodecError::kTrailingBytes);
+  bad = good;
+  bad[kHeaderSize + 7] = 11;  // count 11, room for 10
+  EXPECT_EQ(submit(bad, false), CodecError::kBadCount);
+  std::vector<uint8_t> hello = encode_frame(HelloMsg{}, 1, 1);
+  Frame hf;
+  ASSERT_EQ(decode_frame(hello.data(), hello.size(), &hf), CodecError::kOk);
+  bool queued = true;
+  uint32_t n = 0;
+  EXPECT_EQ(inst.submit(hf, 1000, &queued, &n), CodecError::kKindMismatch);
+  apply_at_b(inst);
+  EXPECT_EQ(inst.applied, 0u);
+  EXPECT_EQ(b->shard(0).size() + b->shard(1).size(), 0u);
+}
+
+}  // namespace
+}  // namespace baton::migrate
