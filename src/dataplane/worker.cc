@@ -791,33 +791,59 @@ void Worker::age() {
 void Worker::apply(WorkerCommand& c) {
   switch (c.kind) {
     case WorkerCommand::Kind::kInstall: {
-      // Keys are looked up a batch at a time (one bulk rte_hash call, signatures computed here)
-      // and the entries found are prefetched before the first is written. An item whose key an
-      // earlier item of its batch may have inserted or removed (same signature) looks again.
+      // Keys are looked up a batch ahead (one bulk rte_hash call per batch, signatures computed
+      // here) and the entries found are prefetched while the batch before is written, so that
+      // the misses of one overlap the work on the other. An item whose key an item before it
+      // (in its batch or the one before) may have inserted or removed looks again: same
+      // signature, in practice a tombstone and the flow that took its slot.
       constexpr uint32_t kBatch = 32;
-      const FlowKey* keys[kBatch];
-      hash_sig_t sigs[kBatch];
-      int32_t found[kBatch];
+      struct Batch {
+        const FlowKey* keys[kBatch];
+        hash_sig_t sigs[kBatch];
+        int32_t found[kBatch];
+        uint32_t n = 0, again = 0;  // again: bit k, item k looks again
+      } batch[2];
+      auto look_up = [&](Batch& b, size_t first, const Batch* before) {
+        b.n = static_cast<uint32_t>(std::min<size_t>(kBatch, c.items.size() - first));
+        for (uint32_t k = 0; k < b.n; k++) {
+          b.keys[k] = &c.items[first + k].key;
+          b.sigs[k] = ConnTable::hash(*b.keys[k]);
+        }
+        table_->lookup_bulk(b.keys, b.sigs, b.n, b.found);
+        for (uint32_t k = 0; k < b.n; k++) {
+          if (b.found[k] < 0) continue;
+          const char* p = reinterpret_cast<const char*>(&table_->entry(b.found[k]));
+          rte_prefetch0(p);
+          rte_prefetch0(p + sizeof(ConnEntry) - 1);
+        }
+        // Repeated signatures, through an open-addressed set of both batches' (at most half
+        // full).
+        uint32_t cell[4 * kBatch];
+        uint64_t used[4 * kBatch / 64] = {};
+        auto seen = [&](hash_sig_t sig) {  // inserts sig; true if it was there already
+          for (uint32_t h = sig % (4 * kBatch);; h = (h + 1) % (4 * kBatch)) {
+            if (!(used[h / 64] >> (h % 64) & 1)) {
+              used[h / 64] |= uint64_t{1} << (h % 64);
+              cell[h] = sig;
+              return false;
+            }
+            if (cell[h] == sig) return true;
+          }
+        };
+        if (before)
+          for (uint32_t k = 0; k < before->n; k++) seen(before->sigs[k]);
+        b.again = 0;
+        for (uint32_t k = 0; k < b.n; k++)
+          if (seen(b.sigs[k])) b.again |= 1u << k;
+      };
+      if (!c.items.empty()) look_up(batch[0], 0, nullptr);
       for (size_t i = 0; i < c.items.size(); i++) {
         InstallItem& it = c.items[i];
         const uint32_t j = static_cast<uint32_t>(i % kBatch);
-        if (j == 0) {
-          const uint32_t nb = static_cast<uint32_t>(std::min<size_t>(kBatch, c.items.size() - i));
-          for (uint32_t b = 0; b < nb; b++) {
-            keys[b] = &c.items[i + b].key;
-            sigs[b] = ConnTable::hash(*keys[b]);
-          }
-          table_->lookup_bulk(keys, sigs, nb, found);
-          for (uint32_t b = 0; b < nb; b++) {
-            if (found[b] < 0) continue;
-            const char* p = reinterpret_cast<const char*>(&table_->entry(found[b]));
-            rte_prefetch0(p);
-            rte_prefetch0(p + sizeof(ConnEntry) - 1);
-          }
-        }
-        bool again = false;
-        for (uint32_t b = 0; b < j; b++) again |= sigs[b] == sigs[j];
-        int32_t slot = again ? table_->lookup(it.key) : found[j];
+        Batch& cur = batch[(i / kBatch) % 2];
+        if (j == 0 && i + kBatch < c.items.size())
+          look_up(batch[(i / kBatch + 1) % 2], i + kBatch, &cur);
+        int32_t slot = (cur.again >> j & 1) ? table_->lookup(it.key) : cur.found[j];
         if (slot >= 0 && !(table_->entry(slot).flags & connflag::kFromPeer)) {
           // An entry this instance made itself for the arriving VM's address (a frame flooded
           // here before the VM came) lives in another version space: the source's wins.
@@ -839,8 +865,11 @@ void Worker::apply(WorkerCommand& c) {
             c.removed++;
             continue;
           }
-          forget(slot);
-          stats_.conns[conn_kind(table_->key(slot).proto, it.entry.l4_state)]++;
+          // The entry stays: only the state gauge moves (forget() would also drop what the
+          // entry owns elsewhere: its translation, its L7 state).
+          const uint8_t proto = table_->key(slot).proto;
+          stats_.conns[conn_kind(proto, e.l4_state)]--;
+          stats_.conns[conn_kind(proto, it.entry.l4_state)]++;
           table_->begin_write(slot);
           e.l4_state = it.entry.l4_state;
           e.flags = static_cast<uint8_t>(it.entry.flags | connflag::kPending | connflag::kFromPeer);
