@@ -175,6 +175,15 @@ std::unique_ptr<TlsContext> TlsContext::create(Role role, const std::string& cer
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
                      nullptr);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // The link carries bulk state while a VM is frozen, so cipher speed is freeze time:
+  // AES-128-GCM first (TLS 1.3's mandatory suite, ~15% faster than AES-256-GCM with AES-NI),
+  // and the server's order decides. Reading ahead takes several records per recv() instead of
+  // a header and a body each.
+  if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                    "TLS_CHACHA20_POLY1305_SHA256") != 1)
+    return bail("ciphersuites");
+  if (server) SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_read_ahead(ctx, 1);
   if (server) {
     // One ticket: the client's proof that we accepted its certificate (see the header).
     SSL_CTX_set_num_tickets(ctx, 1);
