@@ -158,6 +158,8 @@ class Worker {
   void l7_unknown(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d, int service);
   // A packet of L7 connection `slot`, from the client or from its backend.
   void l7_segment(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool from_client);
+  void l7_splice(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool from_client);
+  void l7_backend_early(rte_mbuf* m, const PacketMeta& pm, uint32_t slot);
   void l7_read(rte_mbuf* m, const PacketMeta& pm, uint32_t slot);
   void l7_bind(rte_mbuf* m, uint32_t slot);
   void l7_backend_synack(rte_mbuf* m, const PacketMeta& pm, uint32_t slot);
@@ -166,9 +168,10 @@ class Worker {
   void l7_respond(uint32_t slot, int status);
   void l7_reset(uint32_t slot);
   void l7_set_phase(uint32_t slot, L7Phase p);
+  void l7_free_buffer(uint32_t slot);  // the head buffer goes back to the pool
   void l7_age();
   TcpVerdict l7_track(uint32_t slot, Dir d, const TcpInfo& seg, uint32_t len);
-  void l7_emit(const TcpSegmentSpec& s);
+  uint32_t l7_emit(const TcpSegmentSpec& s);  // frame bytes sent, 0 if none
   void consume(rte_mbuf* m);  // a packet for Baton itself: counted as local_in, freed
 
   Dataplane& dp_;

@@ -95,19 +95,20 @@ void Worker::consume(rte_mbuf* m) {
   rte_pktmbuf_free(m);
 }
 
-void Worker::l7_emit(const TcpSegmentSpec& s) {
+uint32_t Worker::l7_emit(const TcpSegmentSpec& s) {
   const RouteEntry* r = router_->route(s.dst);
   rte_mbuf* m = r ? rte_pktmbuf_alloc(dp_.pool()) : nullptr;
-  if (!m) return;  // no route (config) or no mbuf: as a lost segment, TCP sends again
+  if (!m) return 0;  // no route (config) or no mbuf: as a segment lost on the way
   const size_t len = write_tcp_frame(s, rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_tailroom(m));
   if (!len || !rte_pktmbuf_append(m, static_cast<uint16_t>(len))) {
     rte_pktmbuf_free(m);
-    return;
+    return 0;
   }
   m->l2_len = kEthHeaderLen;
   m->hash.usr = static_cast<uint32_t>(router_->route_index(r));
   stats_.local_out++;
   transmit_l3(m);
+  return static_cast<uint32_t>(len);
 }
 
 // handle_known's TCP bookkeeping, for the client's view of an L7 connection.
@@ -135,12 +136,18 @@ void Worker::l7_set_phase(uint32_t slot, L7Phase p) {
   L7ConnRecord& r = l7_->record(slot);
   table_->begin_write(slot);
   r.phase = p;
-  if (p == L7Phase::kClosed) {
-    l7_->release(r.pending);
-    r.pending = kNoPending;
-  }
   table_->end_write(slot);
+  if (p == L7Phase::kClosed) l7_free_buffer(slot);
   if (r.pending != kNoPending) l7_->pending(r.pending).since = now_s_;
+}
+
+void Worker::l7_free_buffer(uint32_t slot) {
+  L7ConnRecord& r = l7_->record(slot);
+  if (r.pending == kNoPending) return;
+  table_->begin_write(slot);
+  l7_->release(r.pending);
+  r.pending = kNoPending;
+  table_->end_write(slot);
 }
 
 // ---- no connection yet: the stateless half ---------------------------------------------------
@@ -205,66 +212,8 @@ void Worker::l7_segment(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool f
     return l7_unknown(m, pm, k, od, service);
   }
 
-  if (r.phase == L7Phase::kSpliced) {
-    // The fast path of a spliced connection: offsets, tracking, addresses, forward.
-    uint8_t* th = rte_pktmbuf_mtod(m, uint8_t*) + pm.l4_offset;
-    const size_t tlen = m->data_len - pm.l4_offset;
-    if (from_client) {
-      const TcpVerdict v = l7_track(slot, od, tcp, m->pkt_len);
-      if (!v.accept) return drop(m, v.reason);
-      if (rewrite_segment(r.offsets.to_backend, th, tlen) != SpliceRewrite::kOk)
-        return drop(m, DropReason::kL7BadSegment);
-    } else {
-      if (r.pending != kNoPending) {
-        // The replay is not acknowledged yet: a SYN-ACK again means it was lost, a repeated
-        // ACK short of its end that part of it was; either way it goes again.
-        L7Pending& p = l7_->pending(r.pending);
-        const uint32_t replay_end = p.client_isn + 1 + p.len;
-        if (tcp.flags & kSyn) {
-          if ((tcp.flags & kAck) && tcp.seq == p.backend_isn) l7_replay(slot, 0);
-          return consume(m);
-        }
-        if ((tcp.flags & kAck) && !before(tcp.ack, replay_end)) {
-          table_->begin_write(slot);
-          l7_->release(r.pending);
-          r.pending = kNoPending;
-          table_->end_write(slot);
-        } else if ((tcp.flags & kAck) && !tcp.payload_len && tcp.ack == p.backend_ack &&
-                   after(tcp.ack, p.client_isn)) {
-          l7_replay(slot, tcp.ack - (p.client_isn + 1));
-        } else {
-          p.backend_ack = tcp.ack;
-        }
-      }
-      if (rewrite_segment(r.offsets.to_client, th, tlen) != SpliceRewrite::kOk)
-        return drop(m, DropReason::kL7BadSegment);
-      TcpInfo seen = tcp;  // what the client will see: conntrack's view
-      seen.seq = load32(th + 4);
-      seen.ack = load32(th + 8);
-      seen.window = static_cast<uint16_t>(th[14] << 8 | th[15]);
-      const TcpVerdict v = l7_track(slot, opposite(od), seen, m->pkt_len);
-      if (!v.accept) return drop(m, v.reason);
-    }
-    translate(m, pm, slot, from_client);
-    return forward(m);
-  }
-
-  if (!from_client) {
-    if (r.phase == L7Phase::kConnecting) {
-      const L7Pending& p = l7_->pending(r.pending);
-      const bool acks_syn = (tcp.flags & kAck) && tcp.ack == p.client_isn + 1;
-      if ((tcp.flags & (kSyn | kAck | kRst | kFin)) == (kSyn | kAck) && acks_syn)
-        return l7_backend_synack(m, pm, slot);
-      if ((tcp.flags & kRst) && acks_syn) {  // the backend refused
-        stats_.l7_resets++;
-        l7_reset(slot);
-        return consume(m);
-      }
-    } else if (r.phase == L7Phase::kClosed && !(tcp.flags & kRst) && (tcp.flags & kAck)) {
-      l7_emit(reset_to(backend_tuple(xlate_->at(slot)), tcp.ack));  // the client is gone
-    }
-    return drop(m, DropReason::kL7BadSegment);
-  }
+  if (r.phase == L7Phase::kSpliced) return l7_splice(m, pm, slot, from_client);
+  if (!from_client) return l7_backend_early(m, pm, slot);
 
   // From the client, before the splice.
   if (r.phase == L7Phase::kClosed || r.pending == kNoPending) return consume(m);
@@ -301,17 +250,79 @@ void Worker::l7_segment(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool f
         if (after(end, p.rcv_nxt)) p.rcv_nxt = end;
         l7_to_client(slot, kAck);
       }
-      if (static_cast<TcpState>(e.l4_state) == TcpState::kTimeWait) {  // closed both ways
-        table_->begin_write(slot);
-        l7_->release(r.pending);
-        r.pending = kNoPending;
-        table_->end_write(slot);
-      }
+      if (static_cast<TcpState>(e.l4_state) == TcpState::kTimeWait) l7_free_buffer(slot);  // closed both ways
       return consume(m);
     }
     default:
       return drop(m, DropReason::kL7BadSegment);
   }
+}
+
+// The fast path of a spliced connection: offsets, tracking, addresses, forward. A segment is
+// rewritten before it is tracked (a refused one is dropped, rewritten or not); the client's is
+// tracked as it came, the backend's as the client will see it.
+void Worker::l7_splice(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool from_client) {
+  L7ConnRecord& r = l7_->record(slot);
+  const Dir od = table_->entry(slot).orig_dir();
+  const TcpInfo& tcp = pm.tcp;
+  uint8_t* th = rte_pktmbuf_mtod(m, uint8_t*) + pm.l4_offset;
+  const size_t tlen = m->data_len - pm.l4_offset;
+  if (from_client) {
+    if (rewrite_segment(r.offsets.to_backend, th, tlen) != SpliceRewrite::kOk)
+      return drop(m, DropReason::kL7BadSegment);
+    const TcpVerdict v = l7_track(slot, od, tcp, m->pkt_len);
+    if (!v.accept) return drop(m, v.reason);
+  } else {
+    if (r.pending != kNoPending) {
+      // The replay is not acknowledged yet: a SYN-ACK again means it was lost, a repeated
+      // ACK short of its end that part of it was; either way it goes again.
+      L7Pending& p = l7_->pending(r.pending);
+      const uint32_t replay_end = p.client_isn + 1 + p.len;
+      if (tcp.flags & kSyn) {
+        if ((tcp.flags & kAck) && tcp.seq == p.backend_isn) l7_replay(slot, 0);
+        return consume(m);
+      }
+      if ((tcp.flags & kAck) && !before(tcp.ack, replay_end)) {
+        l7_free_buffer(slot);
+      } else if ((tcp.flags & kAck) && !tcp.payload_len && tcp.ack == p.backend_ack &&
+                 after(tcp.ack, p.client_isn)) {
+        l7_replay(slot, tcp.ack - (p.client_isn + 1));
+      } else {
+        p.backend_ack = tcp.ack;
+      }
+    }
+    if (rewrite_segment(r.offsets.to_client, th, tlen) != SpliceRewrite::kOk)
+      return drop(m, DropReason::kL7BadSegment);
+    TcpInfo seen = tcp;  // what the client will see: conntrack's view
+    seen.seq = load32(th + 4);
+    seen.ack = load32(th + 8);
+    seen.window = static_cast<uint16_t>(th[14] << 8 | th[15]);
+    const TcpVerdict v = l7_track(slot, opposite(od), seen, m->pkt_len);
+    if (!v.accept) return drop(m, v.reason);
+  }
+  translate(m, pm, slot, from_client);
+  return forward(m);
+}
+
+// A backend segment before the splice: its SYN-ACK (or refusal) while connecting; after a reset,
+// anything but a RST is answered with one.
+void Worker::l7_backend_early(rte_mbuf* m, const PacketMeta& pm, uint32_t slot) {
+  const L7ConnRecord& r = l7_->record(slot);
+  const TcpInfo& tcp = pm.tcp;
+  if (r.phase == L7Phase::kConnecting) {
+    const L7Pending& p = l7_->pending(r.pending);
+    const bool acks_syn = (tcp.flags & kAck) && tcp.ack == p.client_isn + 1;
+    if ((tcp.flags & (kSyn | kAck | kRst | kFin)) == (kSyn | kAck) && acks_syn)
+      return l7_backend_synack(m, pm, slot);
+    if ((tcp.flags & kRst) && acks_syn) {  // the backend refused
+      stats_.l7_resets++;
+      l7_reset(slot);
+      return consume(m);
+    }
+  } else if (r.phase == L7Phase::kClosed && !(tcp.flags & kRst) && (tcp.flags & kAck)) {
+    l7_emit(reset_to(backend_tuple(xlate_->at(slot)), tcp.ack));  // the client is gone
+  }
+  return drop(m, DropReason::kL7BadSegment);
 }
 
 // Phase kReading: a client segment, tracked, with payload or a FIN.
@@ -452,10 +463,8 @@ void Worker::l7_to_client(uint32_t slot, uint8_t flags, std::string_view payload
   const ConnEntry& e = table_->entry(slot);
   const TcpSegmentSpec s =
       l7_->to_client(p, table_->key(slot).tuple(e.orig_dir()), flags, bytes_of(payload));
-  l7_track(slot, opposite(e.orig_dir()), tcp_info(s),
-           static_cast<uint32_t>(kEthHeaderLen + 40 + payload.size()));
   p.snd_nxt += static_cast<uint32_t>(payload.size()) + ((flags & kFin) ? 1 : 0);
-  l7_emit(s);
+  l7_track(slot, opposite(e.orig_dir()), tcp_info(s), l7_emit(s));
 }
 
 // batond answers the request itself and closes (HTTP/1.1 "Connection: close", then FIN).
@@ -482,13 +491,8 @@ void Worker::l7_age() {
   l7_->sweep_due(now_s_, [&](uint32_t slot) {
     L7ConnRecord& r = l7_->record(slot);
     const auto st = static_cast<TcpState>(table_->entry(slot).l4_state);
-    if (r.phase == L7Phase::kSpliced || st == TcpState::kTimeWait || st == TcpState::kClose) {
-      table_->begin_write(slot);  // nothing more to wait for: the buffer goes back
-      l7_->release(r.pending);
-      r.pending = kNoPending;
-      table_->end_write(slot);
-      return;
-    }
+    if (r.phase == L7Phase::kSpliced || st == TcpState::kTimeWait || st == TcpState::kClose)
+      return l7_free_buffer(slot);  // nothing more to wait for
     stats_.l7_head_timeouts++;
     l7_reset(slot);
   });

@@ -24,7 +24,9 @@
 // Mode l7 (lb/l7_proxy.h): the first packet decides nothing; the worker answers the handshake
 // with a SYN cookie and reads the request head, then decide_l7() takes the pool the service's
 // L7Router chose and the sticky value the head carries, and fills the reply tuple as full NAT
-// does (the backend's side is opened from a local address).
+// does (the backend's side is opened from a local address). The sticky key (a cookie or header
+// value) belongs to the service, not to a rule: a value seen by rules with different pools is
+// bound to the backend of the pool its latest request went to.
 //
 // Threads: decide()/release() on the owning worker; owner() on any worker; start()/stop() and
 // the listings on the control side.

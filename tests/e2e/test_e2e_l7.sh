@@ -97,6 +97,11 @@ for _ in $(seq 6); do
   [ "$(who /static/app.js)" = b4 ] || fail "path /static/ did not reach pool static (b4)"
 done
 log "Host api.example -> b3 and /static/ -> b4, 6/6 each"
+# One backend per client connection: a keep-alive second request for /static/ stays on the
+# backend the first request chose (whoami names the connection it was asked on).
+two=$(inc curl -sf -m 5 "http://$VIP/" "http://$VIP/static/x") || fail "two requests on one connection failed"
+[ "$(echo "$two" | sort -u | wc -l)" -eq 1 ] && [[ "$two" != b4* ]] || fail "keep-alive requests were split: $two"
+log "keep-alive: both requests answered on one connection by $(echo "$two" | head -1)"
 
 # --- stickiness by cookie, and its negative control --------------------------------------------
 declare -A seen=()

@@ -88,7 +88,9 @@ const char* kYaml =
     "      sticky: {method: cookie, name: SID}\n"
     "      rules:\n"
     "        - {host: api.example, pool: api}\n"
-    "        - {path_prefix: /api/, pool: api}\n";
+    "        - {path_prefix: /api/, pool: api}\n"
+    "        - {header: {name: X-Canary, value: \"1\"}, pool: api}\n"
+    "        - {cookie: {name: backend, value: api}, pool: api}\n";
 
 struct Sent {
   uint16_t port;
@@ -344,7 +346,7 @@ TEST_F(L7Pipeline, HeadOverSegmentsIsRoutedSplicedAndRewrittenBothWays) {
   EXPECT_EQ(w_->l7()->pool_free(), w_->l7()->pool_size()) << "the replay was ACKed: buffer back";
 }
 
-TEST_F(L7Pipeline, PathPrefixAndDefaultPoolRoute) {
+TEST_F(L7Pipeline, PathHeaderCookieAndDefaultPoolRoute) {
   auto backend_of = [&](uint16_t port, const std::string& head) {
     Client c;
     c.port = port;
@@ -354,8 +356,15 @@ TEST_F(L7Pipeline, PathPrefixAndDefaultPoolRoute) {
     return out.empty() ? std::string() : parsed(out[0].frame).tuple.dst.to_string(Family::kV4);
   };
   EXPECT_EQ(backend_of(41000, "GET /api/v1 HTTP/1.1\r\nHost: www.example\r\n\r\n"), "10.1.0.6");
-  const std::string web = backend_of(41001, "GET /apix HTTP/1.1\r\nHost: www.example\r\n\r\n");
-  EXPECT_TRUE(web == "10.1.0.5" || web == "10.1.0.7") << web;
+  EXPECT_EQ(backend_of(41001, "GET / HTTP/1.1\r\nHost: w\r\nx-canary: 1\r\n\r\n"), "10.1.0.6");
+  EXPECT_EQ(backend_of(41002, "GET / HTTP/1.1\r\nHost: w\r\nCookie: SID=1; backend=api\r\n\r\n"), "10.1.0.6");
+  for (uint16_t port : {41003, 41004, 41005}) {  // near misses go to the default pool
+    const char* head = port == 41003 ? "GET /apix HTTP/1.1\r\nHost: www.example\r\n\r\n"
+                       : port == 41004 ? "GET / HTTP/1.1\r\nHost: w\r\nX-Canary: 2\r\n\r\n"
+                                       : "GET / HTTP/1.1\r\nHost: w\r\nCookie: Backend=api\r\n\r\n";
+    const std::string web = backend_of(port, head);
+    EXPECT_TRUE(web == "10.1.0.5" || web == "10.1.0.7") << head << " -> " << web;
+  }
 }
 
 TEST_F(L7Pipeline, StickyCookieKeepsOneBackendAcrossConnections) {
