@@ -138,6 +138,16 @@ class Translator {
   std::unique_ptr<LoadBalancer> lb_;
 };
 
+// The worker that owns the connection with tuple t (either direction) and canonical key k:
+// Translator::owner when a translation rule covers t, else the symmetric hash. The packet path
+// and the migration installer both ask this, so an installed entry sits where its packets go.
+inline uint16_t conn_owner(const Translator* tr, const Tuple& t, const FlowKey& k,
+                           uint16_t workers) {
+  if (workers < 2) return 0;
+  const int xo = tr ? tr->owner(t) : -1;
+  return xo >= 0 ? static_cast<uint16_t>(xo) : static_cast<uint16_t>(k.owner_hash() % workers);
+}
+
 // ---- inline ------------------------------------------------------------------------------
 
 template <class TakenFn>

@@ -238,8 +238,7 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
     if (workers > 1) {
       // A translated connection's owner follows what its translation keeps fixed
       // (translator.h); everything else hashes symmetrically.
-      int xo = translator_ ? translator_->owner(t) : -1;
-      uint16_t owner = xo >= 0 ? static_cast<uint16_t>(xo) : k.owner_hash() % workers;
+      const uint16_t owner = conn_owner(translator_, t, k, workers);
       if (owner != id_) {
         if (dp_.workers()[owner]->handoff(m))
           stats_.handoff_out++;
@@ -409,20 +408,12 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     return drop(m, DropReason::kTableFull);
   }
   if (xv.kind == XlateVerdict::kTranslate) {
-    // The record first, then the flag inside a write bracket: a reader that sees the flag
-    // reads a complete record (conn_xlate.h).
-    xlate_->at(static_cast<uint32_t>(slot)) = x;
-    Dir rd;
-    const FlowKey rk = canonical_key(reply_tuple(x, proto, pm.tuple.vlan), &rd);
     int rc = 0;
-    if (!reclaim_dead(rk) || !xlate_->add_reply(rk, static_cast<uint32_t>(slot), &rc)) {
+    if (!attach_xlate(static_cast<uint32_t>(slot), x, proto, pm.tuple.vlan, &rc)) {
       table_->remove(static_cast<uint32_t>(slot));
       translator_->release(id_, x, proto, now_s_);
       return drop(m, rc == -ENOSPC ? DropReason::kNatTableFull : DropReason::kXlateConflict);
     }
-    table_->begin_write(static_cast<uint32_t>(slot));
-    table_->entry(slot).flags |= connflag::kXlate;
-    table_->end_write(static_cast<uint32_t>(slot));
     stats_.conn_translated++;
   }
   stats_.conn_created++;
@@ -573,6 +564,33 @@ bool Worker::reclaim_dead(const FlowKey& rk) {
   forget(static_cast<uint32_t>(other));
   table_->remove(static_cast<uint32_t>(other));
   stats_.conn_closed++;
+  return true;
+}
+
+bool Worker::attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint16_t vlan,
+                          int* rc) {
+  // The record first, then the flag inside a write bracket: a reader that sees the flag
+  // reads a complete record (conn_xlate.h).
+  xlate_->at(slot) = x;
+  Dir rd;
+  const FlowKey rk = canonical_key(reply_tuple(x, proto, vlan), &rd);
+  *rc = -EEXIST;
+  if (!reclaim_dead(rk) || !xlate_->add_reply(rk, slot, rc)) return false;
+  table_->begin_write(slot);
+  table_->entry(slot).flags |= connflag::kXlate;
+  table_->end_write(slot);
+  return true;
+}
+
+bool Worker::install_xlate(uint32_t slot, const InstallItem& it) {
+  // Static NAT and port forwarding hold nothing but the reply tuple. Dynamic mappings (SNAT,
+  // hairpin) and LB backends are host-local references the source refuses to send today
+  // (PREPARE counts them as nat_mapping / lb_conn, which this instance does not accept).
+  const XlateKind kind = it.xlate.kind;
+  if (!xlate_ || (kind != XlateKind::kStatic && kind != XlateKind::kDnat)) return false;
+  int rc;
+  if (!attach_xlate(slot, it.xlate, it.key.proto, it.key.vlan, &rc)) return false;
+  stats_.conn_translated++;
   return true;
 }
 
@@ -872,7 +890,10 @@ void Worker::apply(WorkerCommand& c) {
           stats_.conns[conn_kind(proto, it.entry.l4_state)]++;
           table_->begin_write(slot);
           e.l4_state = it.entry.l4_state;
-          e.flags = static_cast<uint8_t>(it.entry.flags | connflag::kPending | connflag::kFromPeer);
+          // A connection's translation is fixed at its creation: the installed one stays.
+          e.flags = static_cast<uint8_t>((it.entry.flags & ~connflag::kXlate) |
+                                         (e.flags & connflag::kXlate) | connflag::kPending |
+                                         connflag::kFromPeer);
           e.zone = it.entry.zone;
           e.peer[0] = it.entry.peer[0];
           e.peer[1] = it.entry.peer[1];
@@ -898,12 +919,19 @@ void Worker::apply(WorkerCommand& c) {
         }
         ConnEntry e = it.entry;
         e.vm_id = c.vm;
-        e.flags = static_cast<uint8_t>(e.flags | connflag::kPending | connflag::kFromPeer);
+        // kXlate is set by install_xlate once the translation is in place.
+        e.flags = static_cast<uint8_t>((e.flags & ~connflag::kXlate) | connflag::kPending |
+                                       connflag::kFromPeer);
         e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
         e.age_class = static_cast<uint8_t>(age_class_of(
             it.key.proto, static_cast<TcpState>(e.l4_state), e.flags & connflag::kReplied));
         e.mig_epoch = 0;
         slot = table_->insert(it.key, e);
+        if (slot >= 0 && (it.entry.flags & connflag::kXlate) &&
+            !install_xlate(static_cast<uint32_t>(slot), it)) {
+          table_->remove(static_cast<uint32_t>(slot));  // untranslated it would be wrong
+          slot = -1;
+        }
         if (slot < 0) {
           c.failed++;
         } else {

@@ -47,6 +47,7 @@ struct InstallItem {
   ConnEntry entry;      // version = the source's version; links ignored
   uint32_t idle_s = 0;  // age at the source; last_seen = now - idle_s
   bool deleted = false;
+  ConnXlate xlate;      // entry.flags & kXlate: the reply tuple and kind (no local references)
 };
 
 struct WorkerCommand {
@@ -137,6 +138,13 @@ class Worker {
   // Slow path of a new connection: the translation decision and the VM it belongs to.
   XlateVerdict decide_xlate(const PacketMeta& pm, ConnXlate* x);
   bool reclaim_dead(const FlowKey& reply_key);
+  // Makes the connection at slot translated by x: the record, its reply key, then kXlate inside
+  // a write bracket (a reader that sees the flag reads a complete record). false: the reply key
+  // is held by a live connection (*rc = -EEXIST) or the index is full (-ENOSPC); the entry is
+  // left untranslated and x's references are the caller's to release.
+  bool attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint16_t vlan, int* rc);
+  // Migration: the translation of an installed entry, if this instance can hold its kind.
+  bool install_xlate(uint32_t slot, const InstallItem& it);
   // Mode l3 (router.h): ingress checks and route choice before conntrack (false: dropped),
   // neighbour + rewrite + egress port on forward, ARP on the neighbour-table owner.
   bool l3_ingress(rte_mbuf* m, const PacketMeta& pm);

@@ -30,7 +30,7 @@ bool msg_kind_known(uint16_t v) { return v >= 1 && v <= kMsgKindMax; }
 std::string state_kind_name(uint8_t kind) {
   static constexpr const char* kNames[kStateKindCount] = {
       "conn", "nat_mapping", "lb_conn", "sticky", "dynamic_acl", "snoop_binding",
-      "mcast_membership", "vm_counters"};
+      "mcast_membership", "vm_counters", "l7_conn"};
   if (kind < kStateKindCount) return kNames[kind];
   return "kind" + std::to_string(kind);
 }
@@ -307,12 +307,15 @@ constexpr uint8_t kKnownPeerFlags = peerflag::kWscaleSeen | peerflag::kSackPerm 
 
 // ---- ConnRecord -------------------------------------------------------------------------------
 
-ConnRecord ConnRecord::from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s) {
+ConnRecord ConnRecord::from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
+                                  const ConnXlate* x) {
   ConnRecord r;
   r.key = key;
   r.version = e.version.load(std::memory_order_relaxed);
   r.l4_state = e.l4_state;
   r.flags = e.flags & kWireFlags;
+  if (!x) r.flags &= ~connflag::kXlate;
+  if (r.flags & connflag::kXlate) r.xlate = XlateExt::of(*x);
   r.zone = e.zone;
   r.idle_s = now_s >= e.last_seen ? now_s - e.last_seen : 0;
   for (int d = 0; d < 2; ++d) {
@@ -333,6 +336,7 @@ ConnRecord ConnRecord::tombstone(const FlowKey& key, uint32_t version) {
 }
 
 void ConnRecord::to_entry(ConnEntry* e, uint32_t now_s) const {
+  // kXlate included: the installer installs the translation (xlate) with the entry.
   e->l4_state = l4_state;
   e->flags = static_cast<uint8_t>((e->flags & ~kWireFlags) | (flags & kWireFlags));
   e->zone = zone;
@@ -358,8 +362,11 @@ struct RecordFields {
   const TcpPeer* peer;     // [2], or nullptr: zeros
   const uint64_t* packets;  // [2], or nullptr: zeros
   const uint64_t* bytes;    // [2], or nullptr: zeros
+  const XlateExt* xlate;    // written (and flag 0x20 kept) only when non-null
 };
-inline void put_record(uint8_t* out, const FlowKey& key, const RecordFields& f) {
+// Extension (16 bytes): reply_src addr4, reply_dst addr4, reply_sport u16, reply_dport u16,
+// kind u8, 3 bytes zero.
+inline size_t put_record(uint8_t* out, const FlowKey& key, const RecordFields& f) {
   uint8_t* p = put32(out, f.version);
   *p++ = f.deleted ? 1 : 0;
   *p++ = static_cast<uint8_t>(key.family);
@@ -371,7 +378,8 @@ inline void put_record(uint8_t* out, const FlowKey& key, const RecordFields& f) 
   p = put16(p, key.lo_port.host());
   p = put16(p, key.hi_port.host());
   *p++ = f.l4_state;
-  *p++ = f.flags & ConnRecord::kWireFlags;
+  *p++ = static_cast<uint8_t>(f.flags & ConnRecord::kWireFlags &
+                              (f.xlate ? 0xff : ~connflag::kXlate));
   *p++ = f.zone;
   p = put32(p, f.idle_s);
   if (f.peer) {
@@ -389,29 +397,72 @@ inline void put_record(uint8_t* out, const FlowKey& key, const RecordFields& f) 
     p += 2 * 14 + 4 * 8;
   }
   assert(p == out + kConnRecordSize);
+  if (!f.xlate) return kConnRecordSize;
+  p = put32(p, f.xlate->reply_src.host());
+  p = put32(p, f.xlate->reply_dst.host());
+  p = put16(p, f.xlate->reply_sport.host());
+  p = put16(p, f.xlate->reply_dport.host());
+  *p++ = static_cast<uint8_t>(f.xlate->kind);
+  *p++ = 0;
+  *p++ = 0;
+  *p++ = 0;
+  assert(p == out + kMaxConnRecordSize);
+  return kMaxConnRecordSize;
+}
+
+// The extension after a record with flag 0x20; false on a kind outside kSnat..kLbFullNat or
+// stray reserved bytes.
+bool get_xlate(const uint8_t* p, XlateExt* x) {
+  x->reply_src = be32::from_host(get32(p));
+  x->reply_dst = be32::from_host(get32(p + 4));
+  x->reply_sport = be16::from_host(get16(p + 8));
+  x->reply_dport = be16::from_host(get16(p + 10));
+  if (p[12] == 0 || p[12] >= static_cast<uint8_t>(XlateKind::kCount) || p[13] || p[14] || p[15])
+    return false;
+  x->kind = static_cast<XlateKind>(p[12]);
+  return true;
 }
 }  // namespace
 
-void ConnRecord::encode(Writer& w) const { encode_to(w.extend(kConnRecordSize)); }
-
-void ConnRecord::encode_to(uint8_t* out) const {
-  put_record(out, key, {version, deleted, l4_state, flags, zone, idle_s, peer, packets, bytes});
+void ConnRecord::encode(Writer& w) const {
+  uint8_t* p = w.extend(kMaxConnRecordSize);
+  w.buffer().resize(w.size() - kMaxConnRecordSize + encode_to(p));
 }
 
-void ConnRecord::encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
-                              uint8_t* out) {
-  // from_entry(key, e, now_s).encode_to(out), without the record.
-  put_record(out, key,
-             {e.version.load(std::memory_order_relaxed), false, e.l4_state, e.flags, e.zone,
-              now_s >= e.last_seen ? now_s - e.last_seen : 0, e.peer, e.packets, e.bytes});
+size_t ConnRecord::encode_to(uint8_t* out) const {
+  const bool x = !deleted && (flags & connflag::kXlate);
+  return put_record(out, key, {version, deleted, l4_state, flags, zone, idle_s, peer, packets,
+                               bytes, x ? &xlate : nullptr});
 }
 
-void ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out) {
+size_t ConnRecord::encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
+                                uint8_t* out, const ConnXlate* x) {
+  // from_entry(key, e, now_s, x).encode_to(out), without the record.
+  XlateExt ext;
+  if (x && (e.flags & connflag::kXlate)) ext = XlateExt::of(*x);
+  return put_record(out, key,
+                    {e.version.load(std::memory_order_relaxed), false, e.l4_state, e.flags, e.zone,
+                     now_s >= e.last_seen ? now_s - e.last_seen : 0, e.peer, e.packets, e.bytes,
+                     x && (e.flags & connflag::kXlate) ? &ext : nullptr});
+}
+
+size_t ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out) {
   // tombstone(key, version).encode_to(out): the fields after the key are zero.
-  put_record(out, key, {version, true, 0, 0, 0, 0, nullptr, nullptr, nullptr});
+  return put_record(out, key, {version, true, 0, 0, 0, 0, nullptr, nullptr, nullptr, nullptr});
 }
 
-bool ConnRecord::decode(Reader& r) {
+bool ConnRecord::decode(Reader& r, uint16_t wire_version) {
+  if (!decode_fixed(r)) return false;
+  if (!(flags & connflag::kXlate)) return true;
+  // Only version 2 defines the flag; a tombstone never carries a translation.
+  if (wire_version < kProtocolVersionXlate || deleted) return r.fail(CodecError::kBadValue);
+  const uint8_t* p = r.take(kXlateExtSize);
+  if (!p) return false;
+  if (!get_xlate(p, &xlate)) return r.fail(CodecError::kBadValue);
+  return true;
+}
+
+bool ConnRecord::decode_fixed(Reader& r) {
   if (r.remaining() >= kConnRecordSize) {
     // Fast path: the whole record is there, so no field can be truncated; the checks (and
     // their error, kBadValue) are those of the field-by-field path below.
@@ -503,7 +554,8 @@ bool ConnRecord::operator==(const ConnRecord& o) const {
   return key == o.key && version == o.version && deleted == o.deleted && l4_state == o.l4_state &&
          flags == o.flags && zone == o.zone && idle_s == o.idle_s && peer_equal(peer[0], o.peer[0]) &&
          peer_equal(peer[1], o.peer[1]) && packets[0] == o.packets[0] &&
-         packets[1] == o.packets[1] && bytes[0] == o.bytes[0] && bytes[1] == o.bytes[1];
+         packets[1] == o.packets[1] && bytes[0] == o.bytes[0] && bytes[1] == o.bytes[1] &&
+         (!(flags & connflag::kXlate) || xlate == o.xlate);
 }
 
 // ---- messages ---------------------------------------------------------------------------------
@@ -603,11 +655,7 @@ void EntriesMsg::encode(Writer& w) const {
   assert(records.size() <= kMaxRecordsPerFrame);
   w.u32(round);
   w.u32(static_cast<uint32_t>(records.size()));
-  uint8_t* p = w.extend(records.size() * kConnRecordSize);
-  for (const auto& rec : records) {
-    rec.encode_to(p);
-    p += kConnRecordSize;
-  }
+  for (const auto& rec : records) rec.encode(w);
 }
 bool EntriesMsg::decode(Reader& r) {
   uint32_t n;
@@ -620,7 +668,7 @@ bool EntriesMsg::decode(Reader& r) {
 
 void EntriesFrameWriter::begin(uint64_t migration_id, uint32_t round, size_t max_records) {
   assert(max_records <= kMaxRecordsPerFrame);
-  const size_t need = kHeaderSize + 8 + max_records * kConnRecordSize;
+  const size_t need = kHeaderSize + 8 + max_records * kMaxConnRecordSize;
   if (buf_.size() < need) buf_.resize(need);  // only the first frame (or a larger one) grows
   FrameHeader h;
   h.kind = MsgKind::kEntries;
@@ -634,10 +682,13 @@ void EntriesFrameWriter::begin(uint64_t migration_id, uint32_t round, size_t max
   put32(p, round);
   records_ = 0;
   max_records_ = max_records;
+  used_ = 0;
+  last_ = kNone;
 }
 
 std::pair<uint8_t*, size_t> EntriesFrameWriter::finish() {
-  const size_t body = 8 + records_ * kConnRecordSize;
+  settle();
+  const size_t body = 8 + used_;
   put32(buf_.data() + 8, static_cast<uint32_t>(body));
   put32(buf_.data() + kHeaderSize + 4, static_cast<uint32_t>(records_));
   return {buf_.data(), kHeaderSize + body};

@@ -32,6 +32,7 @@
 #include "config/config.h"
 #include "conntrack/conn_entry.h"
 #include "migrate/feedback.h"
+#include "nat/conn_xlate.h"
 
 namespace baton::migrate {
 
@@ -39,14 +40,19 @@ constexpr uint32_t kMagic = 0x4241544e;  // "BATN"
 // Protocol versions this build speaks. A frame with a version outside this range is refused
 // (kBadVersion); HELLO negotiates the highest common one (negotiation.h).
 constexpr uint16_t kProtocolVersionMin = 1;
-constexpr uint16_t kProtocolVersionMax = 1;
+constexpr uint16_t kProtocolVersionMax = 2;
+// Version 2: a ConnRecord of a translated connection (flag 0x20) is followed by its translation
+// (XlateExt, kXlateExtSize bytes). Version 1 frames never carry one.
+constexpr uint16_t kProtocolVersionXlate = 2;
 constexpr size_t kHeaderSize = 28;
 constexpr size_t kMaxFrameSize = 16u << 20;  // header + body
 constexpr size_t kMaxBodySize = kMaxFrameSize - kHeaderSize;
 constexpr size_t kMaxNameLen = 255;      // instance, VM and zone names
 constexpr size_t kMaxDetailLen = 4096;   // FAIL / ABORT detail text
 constexpr size_t kMaxHeldFrameLen = 16384;
-constexpr size_t kConnRecordSize = 112;  // fixed; docs/WIRE.md gives the layout
+constexpr size_t kConnRecordSize = 112;  // fixed part; docs/WIRE.md gives the layout
+constexpr size_t kXlateExtSize = 16;     // the translation after a record with flag 0x20
+constexpr size_t kMaxConnRecordSize = kConnRecordSize + kXlateExtSize;
 
 enum class MsgKind : uint16_t {
   kHello = 1,
@@ -78,8 +84,9 @@ enum class StateKind : uint8_t {
   kSnoopBinding = 5,
   kMcastMembership = 6,
   kVmCounters = 7,
+  kL7Conn = 8,  // an L7 (HTTP) proxied connection: its side table does not travel yet
 };
-constexpr uint8_t kStateKindCount = 8;
+constexpr uint8_t kStateKindCount = 9;
 constexpr uint32_t kind_bit(StateKind k) { return 1u << static_cast<uint8_t>(k); }
 // "conn", "nat_mapping", ...; also the name of the kind's table. "kind<N>" for an unknown one.
 std::string state_kind_name(uint8_t kind);
@@ -181,12 +188,40 @@ struct Frame {
 
 // ---- records and messages -------------------------------------------------------------------
 
+// The translation of a connection as it travels (protocol version 2): its reply tuple and kind.
+// Host-local bookkeeping (NAT mapping slot, LB service and backend ids, sticky reference) stays
+// home: the destination finds its own from the tuples (Worker::apply).
+struct XlateExt {
+  be32 reply_src, reply_dst;
+  be16 reply_sport, reply_dport;
+  XlateKind kind = XlateKind::kNone;  // kSnat..kLbFullNat on the wire; kNone is refused
+  bool operator==(const XlateExt& o) const {
+    return reply_src == o.reply_src && reply_dst == o.reply_dst &&
+           reply_sport == o.reply_sport && reply_dport == o.reply_dport && kind == o.kind;
+  }
+  static XlateExt of(const ConnXlate& x) {
+    return {x.reply_src, x.reply_dst, x.reply_sport, x.reply_dport, x.kind};
+  }
+  // A record for this instance: the reply tuple and kind, no mapping/service/sticky reference.
+  ConnXlate to_xlate() const {
+    ConnXlate x;
+    x.reply_src = reply_src;
+    x.reply_dst = reply_dst;
+    x.reply_sport = reply_sport;
+    x.reply_dport = reply_dport;
+    x.kind = kind;
+    return x;
+  }
+};
+
 // One connection as it travels: the key, the fields a destination needs to go on tracking it
-// strictly (TCP window state of both sides), and the counters. Host-local fields (slot links,
+// strictly (TCP window state of both sides), and the counters. A translated connection
+// (flags & connflag::kXlate, version 2) carries its XlateExt after the 112 fixed bytes. Host-local fields (slot links,
 // owner, aging list, vm_id, pending/dirty flags) stay home; last_seen becomes a relative idle
 // time because the two hosts' clocks differ.
 struct ConnRecord {
-  static constexpr uint8_t kWireFlags = connflag::kOrigIsHi | connflag::kReplied;
+  static constexpr uint8_t kWireFlags =
+      connflag::kOrigIsHi | connflag::kReplied | connflag::kXlate;
 
   FlowKey key;
   uint32_t version = 0;  // entry version; newer wins, equal or older is a no-op
@@ -198,22 +233,35 @@ struct ConnRecord {
   TcpPeer peer[2];       // reserved is not carried
   uint64_t packets[2] = {0, 0};
   uint64_t bytes[2] = {0, 0};
+  XlateExt xlate;  // valid when flags & connflag::kXlate
 
-  static ConnRecord from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s);
+  // x: the connection's translation record when e has kXlate; without one the flag is dropped.
+  static ConnRecord from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
+                               const ConnXlate* x = nullptr);
   static ConnRecord tombstone(const FlowKey& key, uint32_t version);
   // Fills the fields the record carries; leaves host-local ones (links, owner, vm_id) alone and
   // sets last_seen = now_s - idle_s (saturating at 0).
   void to_entry(ConnEntry* e, uint32_t now_s) const;
 
   void encode(Writer& w) const;
-  bool decode(Reader& r);
-  // The same 112 wire bytes as encode(), written to out[0..kConnRecordSize).
-  void encode_to(uint8_t* out) const;
-  // The wire bytes of from_entry(key, e, now_s) and tombstone(key, version), written straight
-  // to out[0..kConnRecordSize) (the reader encodes a delta this way, record by record).
-  static void encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s, uint8_t* out);
-  static void encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out);
+  // version: the frame's protocol version; below kProtocolVersionXlate flag 0x20 is refused.
+  bool decode(Reader& r, uint16_t version = kProtocolVersionMax);
+  // The same wire bytes as encode() (112, or 128 with a translation), written to out (room for
+  // kMaxConnRecordSize); returns how many.
+  size_t encode_to(uint8_t* out) const;
+  // The wire bytes of from_entry(key, e, now_s, x) and tombstone(key, version), written straight
+  // to out (the reader encodes a delta this way, record by record); returns how many.
+  static size_t encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s, uint8_t* out,
+                             const ConnXlate* x = nullptr);
+  static size_t encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out);
+  // Length of the encoded record at p (its flags byte says whether an extension follows).
+  static size_t wire_size(const uint8_t* p) {
+    return (p[46] & connflag::kXlate) ? kMaxConnRecordSize : kConnRecordSize;
+  }
   bool operator==(const ConnRecord& o) const;
+
+ private:
+  bool decode_fixed(Reader& r);  // the 112 bytes
 };
 
 struct KindCount {
@@ -270,8 +318,8 @@ struct EntriesMsg {
   bool decode(Reader& r);
   bool operator==(const EntriesMsg&) const = default;
 };
-// How many records fit one ENTRIES frame.
-constexpr size_t kMaxRecordsPerFrame = (kMaxBodySize - 8) / kConnRecordSize;
+// How many records fit one ENTRIES frame (each may carry a translation).
+constexpr size_t kMaxRecordsPerFrame = (kMaxBodySize - 8) / kMaxConnRecordSize;
 // How many the engine puts in one (115 KiB): large enough that a TLS write is large and
 // per-frame costs vanish, small enough that the destination installs frame k while the source
 // reads frame k+1 (a freeze is as long as the slower of the two plus one frame, not the sum).
@@ -286,10 +334,15 @@ class EntriesFrameWriter {
  public:
   // Starts a frame of at most max_records (<= kMaxRecordsPerFrame) records.
   void begin(uint64_t migration_id, uint32_t round, size_t max_records);
-  // Room for the next record, kConnRecordSize bytes; nullptr once max_records were added.
+  // Room for the next record, kMaxConnRecordSize bytes; nullptr once max_records were added.
+  // The record written there says its own length (ConnRecord::wire_size), read at the next
+  // add() or finish().
   uint8_t* add() {
     if (records_ == max_records_) return nullptr;
-    return buf_.data() + kHeaderSize + 8 + kConnRecordSize * records_++;
+    settle();
+    records_++;
+    last_ = used_;
+    return buf_.data() + kHeaderSize + 8 + used_;
   }
   uint32_t records() const { return static_cast<uint32_t>(records_); }
   bool full() const { return records_ == max_records_; }
@@ -297,8 +350,16 @@ class EntriesFrameWriter {
   std::pair<uint8_t*, size_t> finish();
 
  private:
+  // Counts the last added record's bytes into used_.
+  void settle() {
+    if (last_ != kNone) used_ = last_ + ConnRecord::wire_size(buf_.data() + kHeaderSize + 8 + last_);
+    last_ = kNone;
+  }
+  static constexpr size_t kNone = SIZE_MAX;
   std::vector<uint8_t> buf_;
   size_t records_ = 0, max_records_ = 0;
+  size_t used_ = 0;     // body bytes after round and count taken by settled records
+  size_t last_ = kNone;  // offset of the last added record, not yet settled
 };
 
 // Rewrites the seq field of an encoded frame (at least kHeaderSize bytes).

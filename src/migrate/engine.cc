@@ -443,8 +443,7 @@ void MigrationEngine::run_out(OutSession& s) {
       if (!link) fail(link_reason(e), "connect to " + p + " (" + addr + "): " + e.detail);
       links.push_back(Link{p, std::move(link)});
     }
-    uint64_t count = 0;
-    for (uint16_t w = 0; w < dp_.worker_count(); w++) count += dp_.shard(w).vm_count(s.vm);
+    const migrate::VmReader::KindTally tally = migrate::VmReader::tally(dp_, s.vm);
     for (Link& l : links) {
       migrate::HelloMsg h;
       h.instance = dp_.config().instance;
@@ -457,11 +456,14 @@ void MigrationEngine::run_out(OutSession& s) {
       if (!v.ok) fail(FailReason::kUnsupported, l.name + " speaks no common protocol version");
       if (!(peer.kinds & migrate::kind_bit(migrate::StateKind::kConn)))
         fail(FailReason::kUnsupported, l.name + " cannot install connections");
+      if (tally.carried_xlate && v.value < migrate::kProtocolVersionXlate)
+        fail(FailReason::kUnsupported,
+             l.name + " speaks no protocol version that carries translated connections");
       migrate::PrepareMsg pm;
       pm.source_instance = dp_.config().instance;
       pm.vm = vm_cfg;
       if (vm_cfg.profile.nat_public_ip) pm.nat_family = Family::kV4;
-      pm.counts = conn_counts(count);
+      pm.counts = tally.counts;
       l.send(pm, mid, tmo);
       l.expect<migrate::AcceptMsg>(tmo);
     }
@@ -475,7 +477,7 @@ void MigrationEngine::run_out(OutSession& s) {
     {
       std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
       if (!dp_.vms().open_migration_rings(s.vm, dp_.worker_count(), mc.hold_packets,
-                                          std::max<uint32_t>(4096, count * 2), &err))
+                                          std::max<uint32_t>(4096, tally.counts[0].count * 2), &err))
         fail(FailReason::kResources, "local: " + err);
     }
     migrate::VmReader reader(dp_, s.vm);

@@ -100,8 +100,8 @@ void VmReader::SentMap::grow() {
 
 struct VmReader::VectorOut {
   std::vector<ConnRecord>* v;
-  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s) {
-    v->push_back(ConnRecord::from_entry(k, e, now_s));
+  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x) {
+    v->push_back(ConnRecord::from_entry(k, e, now_s, x));
   }
   void tombstone(const FlowKey& k, uint32_t version) {
     v->push_back(ConnRecord::tombstone(k, version));
@@ -121,8 +121,8 @@ struct VmReader::WireOut {
     c.records++;
     return p;
   }
-  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s) {
-    ConnRecord::encode_entry(k, e, now_s, next());
+  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x) {
+    ConnRecord::encode_entry(k, e, now_s, next(), x);
   }
   void tombstone(const FlowKey& k, uint32_t version) {
     ConnRecord::encode_tombstone(k, version, next());
@@ -164,7 +164,10 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
     *it = now;  // the cell of this slot, found above: no second probe
   else
     sent.put(now);
-  out.record(k, e, now_s);
+  // A translated connection's record is fixed while its flag is set and its slot is not reused
+  // before a grace period (conn_xlate.h): we are online, so it is stable here.
+  const ConnXlateTable* xt = dp_.xlate(shard);
+  out.record(k, e, now_s, (e.flags & connflag::kXlate) && xt ? &xt->at(slot) : nullptr);
 }
 
 namespace {
@@ -304,6 +307,39 @@ uint64_t VmReader::live() const {
   return n;
 }
 
+VmReader::KindTally VmReader::tally(Dataplane& dp, uint16_t vm) {
+  uint64_t n[kStateKindCount] = {};
+  KindTally t;
+  for (uint16_t w = 0; w < dp.worker_count(); w++) {
+    const ConnTable& table = dp.shard(w);
+    const ConnXlateTable* xt = dp.xlate(w);
+    const L7Proxy* l7 = dp.workers()[w]->l7();
+    Dataplane::ReaderGuard guard(dp);
+    table.for_each_in_vm(vm, [&](uint32_t slot) {
+      ConnEntry e;
+      FlowKey k;
+      if (!table.read(slot, &e, &k) || e.vm_id != vm) return;
+      n[static_cast<int>(StateKind::kConn)]++;
+      if (l7 && l7->is_l7(slot)) {
+        n[static_cast<int>(StateKind::kL7Conn)]++;
+        return;
+      }
+      if (!(e.flags & connflag::kXlate) || !xt) return;
+      switch (xt->at(slot).kind) {
+        case XlateKind::kStatic:
+        case XlateKind::kDnat: t.carried_xlate++; break;
+        case XlateKind::kSnat:
+        case XlateKind::kHairpin: n[static_cast<int>(StateKind::kNatMapping)]++; break;
+        default: n[static_cast<int>(StateKind::kLbConn)]++; break;
+      }
+    });
+  }
+  t.counts.push_back({static_cast<uint8_t>(StateKind::kConn), n[0]});
+  for (uint8_t k = 1; k < kStateKindCount; k++)
+    if (n[k]) t.counts.push_back({k, n[k]});
+  return t;
+}
+
 VmInstaller::~VmInstaller() {
   // A worker still holds a command we could not wait for (it stopped): leaking it is safer
   // than freeing memory a worker may yet write.
@@ -313,7 +349,12 @@ VmInstaller::~VmInstaller() {
 
 void VmInstaller::add(const ConnRecord& r, size_t n) {
   const uint16_t workers = dp_.worker_count();
-  const uint16_t w = workers == 1 ? 0 : dp_.owner_of(r.key);
+  // The owner rule of the packet path (translator.h), which for a translated connection is
+  // not the symmetric hash.
+  const uint16_t w = conn_owner(dp_.xlate(0) ? dp_.translator() : nullptr,
+                                r.key.tuple((r.flags & connflag::kOrigIsHi) ? Dir::kHiToLo
+                                                                             : Dir::kLoToHi),
+                                r.key, workers);
   std::unique_ptr<WorkerCommand>& c = building_[w];
   if (!c) {
     c = take_command();
@@ -329,6 +370,7 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
   it.key = r.key;
   it.deleted = r.deleted;
   it.idle_s = r.idle_s;
+  if (r.flags & connflag::kXlate) it.xlate = r.xlate.to_xlate();
   r.to_entry(&it.entry, 0);
   it.entry.version.store(r.version, std::memory_order_relaxed);
   c->items.push_back(it);
@@ -373,7 +415,7 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
   ConnRecord rec;  // decode() sets every field: one record reused (no zeroing per record)
   bool ok = true;
   for (uint32_t i = 0; ok && i < n; i++) {
-    ok = rec.decode(r);
+    ok = rec.decode(r, f.header.version);
     if (ok) add(rec, n);
   }
   if (!ok || !r.finish()) {

@@ -104,6 +104,18 @@ class VmReader {
   // Live entries sent and not since deleted.
   uint64_t live() const;
 
+  // What the VM's entries need at a destination, per StateKind (PREPARE's counts): every entry
+  // is a conn; one translated through a dynamic mapping (SNAT, hairpin) also holds a
+  // nat_mapping, a load-balanced one an lb_conn, an L7 one an l7_conn; these three do not
+  // travel yet, so a destination refuses them (UNSUPPORTED) before anything moves.
+  // carried_xlate: translated entries the records carry (static NAT, port forward), which
+  // need protocol version kProtocolVersionXlate.
+  struct KindTally {
+    std::vector<KindCount> counts;
+    uint64_t carried_xlate = 0;
+  };
+  static KindTally tally(Dataplane& dp, uint16_t vm);
+
  private:
   // What was last sent from one slot.
   struct Sent {

@@ -43,6 +43,15 @@ ConnRecord random_record(std::mt19937_64& rng) {
     r.packets[d] = rng();
     r.bytes[d] = rng();
   }
+  // A tombstone carries no translation; a live translated record carries a valid one.
+  if (r.deleted) r.flags &= ~connflag::kXlate;
+  if (r.flags & connflag::kXlate) {
+    r.xlate.reply_src = be32::from_host(static_cast<uint32_t>(rng()));
+    r.xlate.reply_dst = be32::from_host(static_cast<uint32_t>(rng()));
+    r.xlate.reply_sport = be16::from_host(static_cast<uint16_t>(rng()));
+    r.xlate.reply_dport = be16::from_host(static_cast<uint16_t>(rng()));
+    r.xlate.kind = static_cast<XlateKind>(1 + u(static_cast<uint8_t>(XlateKind::kCount) - 1));
+  }
   return r;
 }
 
@@ -124,7 +133,7 @@ TEST(Codec, HeaderIsBigEndianWithMagicBatn) {
   auto b = encode_frame(AckMsg{0x0102030405060708ull}, 0xa1a2a3a4a5a6a7a8ull, 9);
   ASSERT_EQ(b.size(), kHeaderSize + 8);
   EXPECT_EQ(std::string(b.begin(), b.begin() + 4), "BATN");
-  EXPECT_EQ(b[4], 0); EXPECT_EQ(b[5], 1);                         // version 1
+  EXPECT_EQ(b[4], 0); EXPECT_EQ(b[5], 2);                         // version 2
   EXPECT_EQ(b[6], 0); EXPECT_EQ(b[7], 11);                        // ACK
   EXPECT_EQ(b[11], 8);                                            // body length
   EXPECT_EQ(b[12], 0xa1); EXPECT_EQ(b[19], 0xa8);                 // migration id
@@ -487,6 +496,115 @@ TEST(Feedback, NamesAndRetryAdvice) {
   }
   EXPECT_FALSE(fail_reason_from_wire(kFailReasonCount).has_value());
   EXPECT_FALSE(parse_fail_reason("NOPE").has_value());
+}
+
+
+// ---- translated connections (protocol version 2) ---------------------------------------------
+
+ConnRecord translated_record() {
+  std::mt19937_64 rng(21);
+  ConnRecord r;
+  do r = random_record(rng); while (r.deleted);
+  r.flags |= connflag::kXlate;
+  r.xlate.reply_src = be32::from_host(0x0a000005);
+  r.xlate.reply_dst = be32::from_host(0xc6336401);
+  r.xlate.reply_sport = be16::from_host(80);
+  r.xlate.reply_dport = be16::from_host(40000);
+  r.xlate.kind = XlateKind::kStatic;
+  return r;
+}
+
+TEST(Codec, TranslatedRecordCarriesItsReplyTupleAfterTheFixedBytes) {
+  const ConnRecord r = translated_record();
+  Writer w;
+  r.encode(w);
+  ASSERT_EQ(w.size(), kMaxConnRecordSize);
+  const uint8_t* p = w.buffer().data();
+  EXPECT_EQ(p[46] & 0x20, 0x20);
+  const uint8_t ext[kXlateExtSize] = {10, 0, 0, 5, 198, 51, 100, 1, 0, 80, 0x9c, 0x40, 2, 0, 0, 0};
+  EXPECT_EQ(std::memcmp(p + kConnRecordSize, ext, kXlateExtSize), 0);
+  Reader rd(p, w.size());
+  ConnRecord out;
+  ASSERT_TRUE(out.decode(rd, 2));
+  EXPECT_TRUE(rd.finish());
+  EXPECT_TRUE(out == r);
+  EXPECT_EQ(out.xlate.kind, XlateKind::kStatic);
+  EXPECT_EQ(out.xlate.reply_dport.host(), 40000);
+}
+
+TEST(Codec, TranslatedRecordIsRefusedInVersion1AndOnATombstone) {
+  Writer w;
+  translated_record().encode(w);
+  {
+    Reader rd(w.buffer().data(), w.size());
+    ConnRecord out;
+    EXPECT_FALSE(out.decode(rd, 1));
+    EXPECT_EQ(rd.error(), CodecError::kBadValue);
+  }
+  std::vector<uint8_t> b = w.buffer();
+  b[4] = 1;  // deleted
+  Reader rd(b.data(), b.size());
+  ConnRecord out;
+  EXPECT_FALSE(out.decode(rd, 2));
+  EXPECT_EQ(rd.error(), CodecError::kBadValue);
+}
+
+TEST(Codec, TranslationExtensionRejectsGarbage) {
+  Writer w;
+  translated_record().encode(w);
+  const std::vector<uint8_t> good = w.buffer();
+  struct Case {
+    const char* what;
+    size_t at;
+    uint8_t value;
+  } cases[] = {{"kind none", kConnRecordSize + 12, 0},
+               {"kind beyond the list", kConnRecordSize + 12, static_cast<uint8_t>(XlateKind::kCount)},
+               {"reserved byte", kConnRecordSize + 13, 1},
+               {"last reserved byte", kConnRecordSize + 15, 0x80}};
+  for (const Case& c : cases) {
+    std::vector<uint8_t> b = good;
+    b[c.at] = c.value;
+    Reader rd(b.data(), b.size());
+    ConnRecord out;
+    EXPECT_FALSE(out.decode(rd, 2)) << c.what;
+    EXPECT_EQ(rd.error(), CodecError::kBadValue) << c.what;
+  }
+  Reader rd(good.data(), good.size() - 1);  // the extension cut short
+  ConnRecord out;
+  EXPECT_FALSE(out.decode(rd, 2));
+  EXPECT_EQ(rd.error(), CodecError::kTruncated);
+}
+
+TEST(Codec, EntriesFrameWriterMixesPlainAndTranslatedRecords) {
+  std::mt19937_64 rng(33);
+  EntriesMsg m;
+  m.round = 2;
+  for (int i = 0; i < 12; i++) m.records.push_back(i % 3 ? random_record(rng) : translated_record());
+  EntriesFrameWriter w;
+  w.begin(5, 2, 16);
+  for (const ConnRecord& r : m.records) r.encode_to(w.add());
+  auto [p, n] = w.finish();
+  set_frame_seq(p, 3);
+  EXPECT_EQ(std::vector<uint8_t>(p, p + n), encode_frame(m, 5, 3));
+  Frame f;
+  ASSERT_EQ(decode_frame(p, n, &f), CodecError::kOk);
+  EntriesMsg out;
+  ASSERT_EQ(decode_body(f, &out), CodecError::kOk);
+  EXPECT_TRUE(out == m);
+}
+
+TEST(Codec, EncodeEntryCarriesTheTranslationOnlyWithItsRecord) {
+  ConnEntry e;
+  e.flags = connflag::kXlate;
+  FlowKey k = translated_record().key;
+  ConnXlate x;
+  x.reply_src = be32::from_host(1);
+  x.kind = XlateKind::kDnat;
+  uint8_t buf[kMaxConnRecordSize];
+  EXPECT_EQ(ConnRecord::encode_entry(k, e, 0, buf, &x), kMaxConnRecordSize);
+  EXPECT_EQ(ConnRecord::wire_size(buf), kMaxConnRecordSize);
+  EXPECT_EQ(ConnRecord::encode_entry(k, e, 0, buf, nullptr), kConnRecordSize);
+  EXPECT_EQ(buf[46] & 0x20, 0);
 }
 
 }  // namespace
