@@ -72,6 +72,19 @@ TEST(Decide, RefusesStateKindItCannotHoldAsUnsupported) {
   EXPECT_NE(d.detail.find("kind200"), std::string::npos) << d.detail;
 }
 
+TEST(Decide, RefusesDynamicNatLbAndL7ConnectionsAsUnsupported) {
+  // What VmReader::tally reports for a VM with SNAT, load-balanced or L7 connections.
+  for (StateKind k : {StateKind::kNatMapping, StateKind::kLbConn, StateKind::kL7Conn}) {
+    PrepareMsg r = request();
+    r.counts.push_back({static_cast<uint8_t>(k), 1});
+    Decision d = decide(r, local());
+    EXPECT_EQ(d.reason, FailReason::kUnsupported) << state_kind_name(static_cast<uint8_t>(k));
+    EXPECT_NE(d.detail.find(state_kind_name(static_cast<uint8_t>(k))), std::string::npos)
+        << d.detail;
+  }
+  EXPECT_EQ(state_kind_name(static_cast<uint8_t>(StateKind::kL7Conn)), "l7_conn");
+}
+
 TEST(Decide, IgnoresUnsupportedKindWithNoEntries) {
   PrepareMsg r = request();
   r.counts.push_back({static_cast<uint8_t>(StateKind::kSticky), 0});
