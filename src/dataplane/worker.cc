@@ -590,6 +590,10 @@ bool Worker::install_xlate(uint32_t slot, const InstallItem& it) {
   if (!xlate_ || (kind != XlateKind::kStatic && kind != XlateKind::kDnat)) return false;
   int rc;
   if (!attach_xlate(slot, it.xlate, it.key.proto, it.key.vlan, &rc)) return false;
+  // attach_xlate's write bracket moved the version on; the entry keeps the source's, or the
+  // next delta of this connection (the source's version + 2) would look like a duplicate.
+  table_->entry(slot).version.store(it.entry.version.load(std::memory_order_relaxed),
+                                    std::memory_order_release);
   stats_.conn_translated++;
   return true;
 }

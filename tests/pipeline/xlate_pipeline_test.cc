@@ -21,6 +21,8 @@
 
 #include "config/config.h"
 #include "dataplane/dataplane.h"
+#include "migrate/codec.h"
+#include "migrate/vm_state_io.h"
 #include "pktgen/packet_builder.h"
 
 namespace baton {
@@ -345,6 +347,139 @@ TEST_F(XlatePipeline, MappingOutlivesItsConnectionThenExpires) {
   w_->set_now(100 + 60 + 301);
   for (int i = 0; i < 8; i++) w_->housekeeping();
   EXPECT_EQ(maps.size(), 0u);
+}
+
+
+// ---- a translated connection handed off -------------------------------------------------------
+
+// A VM behind static NAT moves from A to B mid-conversation (the handoff's sequence as
+// MigrationEngine runs it: track, snapshot, freeze, final delta, activate), its records
+// crossing the wire codec. At B the next segments are translated both ways and accepted by
+// strict conntrack without creating anything; A's entry and reply key are gone after delete.
+TEST(XlateMigration, StaticNatConnectionContinuesAtDestination) {
+  // The VM is declared at A; B learns it from PREPARE.
+  auto make = [](const std::string& name, bool with_vm) {
+    ConfigError ce;
+    auto cfg = parse_config("instance: " + name + "\n" + kBaseYaml +
+                                (with_vm ? "vms:\n  - {name: web, mac: \"02:00:00:00:01:05\", ipv4: [10.1.0.5]}\n" : ""),
+                            "x.yaml", &ce);
+    EXPECT_TRUE(cfg) << ce.to_string();
+    cfg->nat.static_nat.push_back({v4("10.1.0.5"), v4("203.0.113.50")});
+    std::string err;
+    auto dp = Dataplane::create(*cfg, false, &err);
+    EXPECT_TRUE(dp) << err;
+    return dp;
+  };
+  static int n = 0;
+  auto a = make("xma" + std::to_string(n), true);
+  auto b = make("xmb" + std::to_string(n++), false);
+  ASSERT_TRUE(a && b);
+  Capture ca, cb;
+  Worker& wa = *a->workers()[0];
+  Worker& wb = *b->workers()[0];
+  wa.set_tx_sink(&ca.sink);
+  wb.set_tx_sink(&cb.sink);
+  wa.set_now(100);
+  wb.set_now(100);
+  auto run = [](Dataplane& dp, Capture& c, const Bytes& f, uint16_t port) {
+    c.sent.clear();
+    rte_mbuf* m = rte_pktmbuf_alloc(dp.pool());
+    std::memcpy(rte_pktmbuf_append(m, uint16_t(f.size())), f.data(), f.size());
+    m->port = port;
+    dp.workers()[0]->process_burst(&m, 1);
+    dp.workers()[0]->flush_tx();
+    return c.sent;
+  };
+  for (auto site : {std::make_pair(a.get(), &ca), std::make_pair(b.get(), &cb)}) {
+    run(*site.first, *site.second, Pkt().eth(kRemoteMac, "ff:ff:ff:ff:ff:ff").arp(1, kRemoteMac, "203.0.113.9", "203.0.113.1").build(), kOut);
+    run(*site.first, *site.second, Pkt().eth(kHostMac[0], "ff:ff:ff:ff:ff:ff").arp(1, kHostMac[0], "10.1.0.5", "10.1.0.1").build(), kIn);
+  }
+  auto out_seg = [](uint32_t seq, uint32_t ack, uint8_t fl, const char* data) {
+    return from_host(0).ipv4("10.1.0.5", "203.0.113.9").tcp(40000, 80).seq(seq).ack(ack).flags(fl).win(1000).payload(data).build();
+  };
+  auto out_seen = [](uint32_t seq, uint32_t ack, uint8_t fl, const char* data) {
+    return to_remote().ipv4("203.0.113.50", "203.0.113.9").ttl(63).tcp(40000, 80).seq(seq).ack(ack).flags(fl).win(1000).payload(data).build();
+  };
+  auto in_seg = [](uint32_t seq, uint32_t ack, uint8_t fl, const char* data) {
+    return from_remote().ipv4("203.0.113.9", "203.0.113.50").tcp(80, 40000).seq(seq).ack(ack).flags(fl).win(1000).payload(data).build();
+  };
+  auto in_seen = [](uint32_t seq, uint32_t ack, uint8_t fl, const char* data) {
+    return to_host(0).ipv4("203.0.113.9", "10.1.0.5").ttl(63).tcp(80, 40000).seq(seq).ack(ack).flags(fl).win(1000).payload(data).build();
+  };
+  // The conversation at A.
+  ASSERT_EQ(run(*a, ca, out_seg(100, 0, kSyn, ""), kIn).size(), 1u);
+  ASSERT_EQ(run(*a, ca, in_seg(900, 101, kSyn | kAck, ""), kOut).size(), 1u);
+  ASSERT_EQ(run(*a, ca, out_seg(101, 901, kAck, "abc"), kIn).size(), 1u);
+
+  // Hand off.
+  const uint16_t vm_a = *a->vms().find_by_name("web");
+  std::string err;
+  ASSERT_TRUE(a->vms().open_migration_rings(vm_a, 1, 1024, 8192, &err)) << err;
+  VmConfig vc = a->vms().slot(vm_a).config;
+  auto idb = b->vms().add(vc, &err);
+  ASSERT_TRUE(idb) << err;
+  const uint16_t vm_b = *idb;
+  b->vms().slot(vm_b).state.store(VmState::kArriving);
+  ASSERT_TRUE(b->vms().open_migration_rings(vm_b, 1, 1024, 8192, &err)) << err;
+  migrate::VmReader reader(*a, vm_a);
+  migrate::VmInstaller inst(*b, vm_b);
+  auto ship = [&](const std::vector<migrate::ConnRecord>& recs, uint32_t round) {
+    migrate::EntriesMsg em;
+    em.round = round;
+    em.records = recs;
+    std::vector<uint8_t> frame = migrate::encode_frame(em, 42, round + 1);
+    migrate::Frame f;
+    ASSERT_EQ(migrate::decode_frame(frame.data(), frame.size(), &f), migrate::CodecError::kOk);
+    migrate::EntriesMsg got;
+    ASSERT_EQ(migrate::decode_body(f, &got), migrate::CodecError::kOk);
+    ASSERT_TRUE(inst.submit(got.records, 1000));
+    wb.housekeeping();
+    ASSERT_TRUE(inst.wait(1000));
+  };
+  VmSlot& vs = a->vms().slot(vm_a);
+  vs.epoch.fetch_add(1);
+  vs.state.store(VmState::kTracking);
+  a->grace_period();
+  auto snap = reader.snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap[0].xlate.kind, XlateKind::kStatic) << "the record carries its translation";
+  ship(snap, 0);
+  // One more segment at A, then freeze and the final delta.
+  ASSERT_EQ(run(*a, ca, in_seg(901, 104, kAck, "hello"), kOut).size(), 1u);
+  vs.state.store(VmState::kFrozen);
+  a->grace_period();
+  auto fin = reader.delta(nullptr);
+  ASSERT_EQ(fin.size(), 1u);
+  ship(fin, 1);
+  EXPECT_EQ(inst.failed, 0u);
+  EXPECT_EQ(inst.applied, 2u) << "stale " << inst.stale;
+  b->vms().slot(vm_b).state.store(VmState::kLocal);
+  b->grace_period();
+  EXPECT_EQ(b->xlate(0)->size(), 1u);
+
+  // B continues the conversation, translating both ways.
+  auto o = run(*b, cb, out_seg(104, 906, kAck, "more"), kIn);
+  for (int r = 0; r < kDropReasonCount; r++)
+    if (wb.stats().drops[r]) ADD_FAILURE() << "B dropped: " << drop_reason_name(static_cast<DropReason>(r));
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].frame, out_seen(104, 906, kAck, "more"));
+  o = run(*b, cb, in_seg(906, 108, kAck, "reply"), kOut);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].frame, in_seen(906, 108, kAck, "reply"));
+  EXPECT_EQ(wb.stats().conn_created, 0u);
+  EXPECT_EQ(wb.stats().dropped, 0u);
+
+  // A lets go of the VM: its entry and reply key are gone.
+  WorkerCommand del;
+  del.kind = WorkerCommand::Kind::kDeleteVm;
+  del.vm = vm_a;
+  ASSERT_TRUE(wa.command(&del));
+  wa.housekeeping();
+  ASSERT_TRUE(del.done.load());
+  EXPECT_EQ(a->shard(0).size(), 0u);
+  EXPECT_EQ(a->xlate(0)->size(), 0u);
+  wa.set_tx_sink(nullptr);
+  wb.set_tx_sink(nullptr);
 }
 
 }  // namespace
