@@ -11,6 +11,6 @@ fi
 # TARGETS=tests builds only the GoogleTest binaries (the sanitizer build needs nothing else).
 targets=()
 if [ "${TARGETS:-}" = tests ]; then
-  mapfile -t targets < <(ninja -C "$dir" -t targets all | grep -oE '^tests/[a-z_]+/[a-z_]+_test(:| )' | tr -d ': ' | sort -u)
+  mapfile -t targets < <(ninja -C "$dir" -t targets all | grep -oE '^tests/[a-z0-9_]+/[a-z0-9_]+_test(:| )' | tr -d ': ' | sort -u)
 fi
 ninja -C "$dir" "${targets[@]}" >"$dir.log" 2>&1 || { tail -60 "$dir.log"; exit 1; }
