@@ -12,6 +12,7 @@ PKGS=(
   iproute2 ethtool iperf3 curl netcat-openbsd tcpdump python3-scapy openssl procps psmisc
   iputils-ping iputils-arping
   valgrind jq
+  python3-matplotlib              # bench/plot_migration.py (scripts/bench.sh)
 )
 
 missing=()
