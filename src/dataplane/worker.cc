@@ -287,6 +287,7 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
       if (xlate_) rte_prefetch0(&xlate_->at(static_cast<uint32_t>(slots[i])));
     }
   bool created_in_burst = false;
+  removed_in_burst_ = false;
   for (uint32_t i = 0; i < n; i++) {
     const PacketMeta& pm = metas_[i];
     rte_mbuf* m = pkts[i];
@@ -303,6 +304,11 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
     }
     // The bulk lookup ran before this burst created anything: a second packet of a flow
     // whose first packet is earlier in the same burst looks again.
+    if (unlikely(removed_in_burst_) && slots[i] >= 0 && !table_->live(static_cast<uint32_t>(slots[i]))) {
+      slots[i] = -1;  // its connection was replaced earlier in this burst: look again
+      reply_hits &= ~(uint64_t{1} << i);
+      created_in_burst = true;
+    }
     if (slots[i] < 0 && created_in_burst) {
       slots[i] = table_->lookup(keys_[i]);
       if (slots[i] < 0 && xlate_ && (slots[i] = xlate_->lookup_reply(keys_[i])) >= 0)
@@ -453,6 +459,21 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
     return forward(m);
   }
   if (l7_ && l7_->is_l7(slot)) return l7_segment(m, pm, slot, d == e.orig_dir());
+  if (unlikely((e.flags & connflag::kXlate) && pm.tuple.proto == 6 &&
+               (pm.tcp.flags & (tcpflag::kSyn | tcpflag::kAck)) == tcpflag::kSyn &&
+               d == e.orig_dir() &&
+               (e.l4_state == static_cast<uint8_t>(TcpState::kTimeWait) ||
+                e.l4_state == static_cast<uint8_t>(TcpState::kClose)))) {
+    // A new connection on the tuple of one that is over (a client reusing its port). Its
+    // translation is decided afresh, as Linux conntrack restarts a TIME_WAIT entry on SYN:
+    // the old backend or mapping may be gone.
+    const FlowKey k = table_->key(slot);
+    forget(slot);
+    table_->remove(slot);
+    stats_.conn_closed++;
+    removed_in_burst_ = true;  // later packets of this burst may hold the old slot
+    return handle_new(m, pm, k, d);
+  }
   const int di = static_cast<int>(d);
   table_->begin_write(slot);
   uint8_t old_class = e.age_class;

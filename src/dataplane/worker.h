@@ -195,6 +195,7 @@ class Worker {
   rte_ring* commands_ = nullptr;
   uint32_t now_s_ = 0;
   bool clock_pinned_ = false;
+  bool removed_in_burst_ = false;  // handle_known replaced a closed translated connection
   WorkerStats stats_;
   // Per-burst scratch of process_burst, indexed by owned packet. Members rather than locals:
   // a local array of PacketMeta (which has default member initialisers) would be

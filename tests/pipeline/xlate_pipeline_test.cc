@@ -350,6 +350,33 @@ TEST_F(XlatePipeline, MappingOutlivesItsConnectionThenExpires) {
 }
 
 
+// A client reusing its port after a translated connection closed gets a new connection with a
+// translation decided afresh (the old one's backend or mapping may be gone), as a SYN restarts a
+// TIME_WAIT entry in Linux conntrack.
+TEST_F(XlatePipeline, SynOnClosedTranslatedConnectionStartsANewOne) {
+  start([](Config& c) { c.nat.static_nat.push_back({v4("10.1.0.5"), v4("203.0.113.50")}); });
+  auto out = [](uint32_t seq, uint32_t ack, uint8_t fl) {
+    return from_host(0).ipv4("10.1.0.5", "203.0.113.9").tcp(40000, 80).seq(seq).ack(ack).flags(fl).win(1000).build();
+  };
+  auto in = [](uint32_t seq, uint32_t ack, uint8_t fl) {
+    return from_remote().ipv4("203.0.113.9", "203.0.113.50").tcp(80, 40000).seq(seq).ack(ack).flags(fl).win(1000).build();
+  };
+  ASSERT_EQ(run(out(100, 0, kSyn), kIn).size(), 1u);
+  ASSERT_EQ(run(in(900, 101, kSyn | kAck), kOut).size(), 1u);
+  ASSERT_EQ(run(out(101, 901, kAck), kIn).size(), 1u);
+  ASSERT_EQ(run(out(101, 901, kFin | kAck), kIn).size(), 1u);
+  ASSERT_EQ(run(in(901, 102, kFin | kAck), kOut).size(), 1u);
+  ASSERT_EQ(run(out(102, 902, kAck), kIn).size(), 1u);
+  EXPECT_EQ(w_->stats().conn_created, 1u);
+  // The same port again, a new ISN: a new connection, translated, answered.
+  auto o = run(out(50000, 0, kSyn), kIn);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].frame, to_remote().ipv4("203.0.113.50", "203.0.113.9").ttl(63).tcp(40000, 80).seq(50000).flags(kSyn).win(1000).build());
+  EXPECT_EQ(w_->stats().conn_created, 2u);
+  EXPECT_EQ(dp_->xlate(0)->size(), 1u);
+  ASSERT_EQ(run(in(7000, 50001, kSyn | kAck), kOut).size(), 1u);
+}
+
 // ---- a translated connection handed off -------------------------------------------------------
 
 // A VM behind static NAT moves from A to B mid-conversation (the handoff's sequence as
