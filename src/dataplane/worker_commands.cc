@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The control side's commands, run by the owning worker between bursts (worker.h
+// WorkerCommand): installing a peer's records (a migration's destination) and deleting a VM's
+// entries (rollback, or the source after SUCCESS). Only the owner writes its shard, so these
+// are plain table writes under the entries' seqlocks.
+#include <rte_prefetch.h>
+
+#include <algorithm>
+
+#include "conntrack/age_class.h"
+#include "conntrack/conn_table.h"
+#include "dataplane/worker.h"
+#include "nat/conn_xlate.h"
+
+namespace baton {
+
+bool Worker::install_xlate(uint32_t slot, const InstallItem& it) {
+  // Static NAT and port forwarding hold nothing but the reply tuple. Dynamic mappings (SNAT,
+  // hairpin) and LB backends are host-local references the source refuses to send today
+  // (PREPARE counts them as nat_mapping / lb_conn, which this instance does not accept).
+  const XlateKind kind = it.xlate.kind;
+  if (!xlate_ || (kind != XlateKind::kStatic && kind != XlateKind::kDnat)) return false;
+  int rc;
+  if (!attach_xlate(slot, it.xlate, it.key.proto, it.key.vlan, &rc)) return false;
+  // attach_xlate's write bracket moved the version on; the entry keeps the source's, or the
+  // next delta of this connection (the source's version + 2) would look like a duplicate.
+  table_->entry(slot).version.store(it.entry.version.load(std::memory_order_relaxed),
+                                    std::memory_order_release);
+  stats_.conn_translated++;
+  return true;
+}
+
+void Worker::apply(WorkerCommand& c) {
+  switch (c.kind) {
+    case WorkerCommand::Kind::kInstall: {
+      // Keys are looked up a batch ahead (one bulk rte_hash call per batch, signatures computed
+      // here) and the entries found are prefetched while the batch before is written, so that
+      // the misses of one overlap the work on the other. An item whose key an item before it
+      // (in its batch or the one before) may have inserted or removed looks again: same
+      // signature, in practice a tombstone and the flow that took its slot.
+      constexpr uint32_t kBatch = 32;
+      struct Batch {
+        const FlowKey* keys[kBatch];
+        hash_sig_t sigs[kBatch];
+        int32_t found[kBatch];
+        uint32_t n = 0, again = 0;  // again: bit k, item k looks again
+      } batch[2];
+      auto look_up = [&](Batch& b, size_t first, const Batch* before) {
+        b.n = static_cast<uint32_t>(std::min<size_t>(kBatch, c.items.size() - first));
+        for (uint32_t k = 0; k < b.n; k++) {
+          b.keys[k] = &c.items[first + k].key;
+          b.sigs[k] = ConnTable::hash(*b.keys[k]);
+        }
+        table_->lookup_bulk(b.keys, b.sigs, b.n, b.found);
+        for (uint32_t k = 0; k < b.n; k++) {
+          if (b.found[k] < 0) continue;
+          const char* p = reinterpret_cast<const char*>(&table_->entry(b.found[k]));
+          rte_prefetch0(p);
+          rte_prefetch0(p + sizeof(ConnEntry) - 1);
+        }
+        // Repeated signatures, through an open-addressed set of both batches' (at most half
+        // full).
+        uint32_t cell[4 * kBatch];
+        uint64_t used[4 * kBatch / 64] = {};
+        auto seen = [&](hash_sig_t sig) {  // inserts sig; true if it was there already
+          for (uint32_t h = sig % (4 * kBatch);; h = (h + 1) % (4 * kBatch)) {
+            if (!(used[h / 64] >> (h % 64) & 1)) {
+              used[h / 64] |= uint64_t{1} << (h % 64);
+              cell[h] = sig;
+              return false;
+            }
+            if (cell[h] == sig) return true;
+          }
+        };
+        if (before)
+          for (uint32_t k = 0; k < before->n; k++) seen(before->sigs[k]);
+        b.again = 0;
+        for (uint32_t k = 0; k < b.n; k++)
+          if (seen(b.sigs[k])) b.again |= 1u << k;
+      };
+      if (!c.items.empty()) look_up(batch[0], 0, nullptr);
+      for (size_t i = 0; i < c.items.size(); i++) {
+        InstallItem& it = c.items[i];
+        const uint32_t j = static_cast<uint32_t>(i % kBatch);
+        Batch& cur = batch[(i / kBatch) % 2];
+        if (j == 0 && i + kBatch < c.items.size())
+          look_up(batch[(i / kBatch + 1) % 2], i + kBatch, &cur);
+        int32_t slot = (cur.again >> j & 1) ? table_->lookup(it.key) : cur.found[j];
+        if (slot >= 0 && !(table_->entry(slot).flags & connflag::kFromPeer)) {
+          // An entry this instance made itself for the arriving VM's address (a frame flooded
+          // here before the VM came) lives in another version space: the source's wins.
+          forget(static_cast<uint32_t>(slot));
+          table_->remove(static_cast<uint32_t>(slot));
+          slot = -1;
+        }
+        if (slot >= 0) {
+          ConnEntry& e = table_->entry(slot);
+          // Versions make a duplicated or reordered delta harmless.
+          if (it.entry.version.load(std::memory_order_relaxed) <=
+              e.version.load(std::memory_order_relaxed)) {
+            c.stale++;
+            continue;
+          }
+          if (it.deleted) {
+            forget(slot);
+            table_->remove(slot);
+            c.removed++;
+            continue;
+          }
+          // The entry stays: only the state gauge moves (forget() would also drop what the
+          // entry owns elsewhere: its translation, its L7 state).
+          const uint8_t proto = table_->key(slot).proto;
+          stats_.conns[conn_kind(proto, e.l4_state)]--;
+          stats_.conns[conn_kind(proto, it.entry.l4_state)]++;
+          table_->begin_write(slot);
+          e.l4_state = it.entry.l4_state;
+          // A connection's translation is fixed at its creation: the installed one stays.
+          e.flags = static_cast<uint8_t>((it.entry.flags & ~connflag::kXlate) |
+                                         (e.flags & connflag::kXlate) | connflag::kPending |
+                                         connflag::kFromPeer);
+          e.zone = it.entry.zone;
+          e.peer[0] = it.entry.peer[0];
+          e.peer[1] = it.entry.peer[1];
+          for (int i = 0; i < 2; i++) {
+            e.packets[i] = it.entry.packets[i];
+            e.bytes[i] = it.entry.bytes[i];
+          }
+          e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
+          uint8_t cls = static_cast<uint8_t>(age_class_of(
+              table_->key(slot).proto, static_cast<TcpState>(e.l4_state),
+              e.flags & connflag::kReplied));
+          // end_write leaves version even; set it to the source's version afterwards.
+          table_->end_write(slot);
+          e.version.store(it.entry.version.load(std::memory_order_relaxed),
+                          std::memory_order_release);
+          if (cls != e.age_class) table_->set_age_class(slot, cls);
+          c.applied++;
+          continue;
+        }
+        if (it.deleted) {
+          c.stale++;
+          continue;
+        }
+        ConnEntry e = it.entry;
+        e.vm_id = c.vm;
+        // kXlate is set by install_xlate once the translation is in place.
+        e.flags = static_cast<uint8_t>((e.flags & ~connflag::kXlate) | connflag::kPending |
+                                       connflag::kFromPeer);
+        e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
+        e.age_class = static_cast<uint8_t>(age_class_of(
+            it.key.proto, static_cast<TcpState>(e.l4_state), e.flags & connflag::kReplied));
+        e.mig_epoch = 0;
+        slot = table_->insert(it.key, e);
+        if (slot >= 0 && (it.entry.flags & connflag::kXlate) &&
+            !install_xlate(static_cast<uint32_t>(slot), it)) {
+          table_->remove(static_cast<uint32_t>(slot));  // untranslated it would be wrong
+          slot = -1;
+        }
+        if (slot < 0) {
+          c.failed++;
+        } else {
+          c.applied++;
+          stats_.conns[conn_kind(it.key.proto, e.l4_state)]++;
+        }
+      }
+      break;
+    }
+    case WorkerCommand::Kind::kDeleteVm: {
+      std::vector<uint32_t> slots;
+      table_->for_each_in_vm(c.vm, [&](uint32_t s) { slots.push_back(s); });
+      for (uint32_t s : slots) {
+        forget(s);
+        table_->remove(s);
+      }
+      c.removed = static_cast<uint32_t>(slots.size());
+      stats_.conn_closed += slots.size();
+      break;
+    }
+  }
+  c.done.store(true, std::memory_order_release);
+}
+
+}  // namespace baton
