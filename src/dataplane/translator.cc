@@ -171,6 +171,138 @@ uint32_t Translator::age(uint16_t worker, uint32_t now_s, uint32_t budget) {
   return n;
 }
 
+// ---- migration ----------------------------------------------------------------------------------
+
+bool Translator::describe(uint16_t worker, const ConnXlate& x, uint32_t now_s,
+                          XlateHandoff* h) const {
+  *h = XlateHandoff{};
+  if (x.service != kNoService) return lb_->describe(x, now_s, h);
+  if (x.mapping == kNoMapping) return x.kind != XlateKind::kSnat;
+  if (x.nat_rule >= snat_.size() || worker >= snat_[x.nat_rule].maps.size()) return false;
+  const NatMappingTable& mt = *snat_[x.nat_rule].maps[worker];
+  NatMapping m;
+  if (!mt.read(x.mapping, m)) return false;
+  h->has_mapping = true;
+  h->mapping_behavior = static_cast<uint8_t>(mt.policy().mapping);
+  h->filtering = static_cast<uint8_t>(mt.policy().filtering);
+  h->inside_addr = m.inside_addr;
+  h->inside_port = m.inside_port;
+  h->outside_addr = m.outside_addr;
+  h->outside_port = m.outside_port;
+  return true;
+}
+
+std::string Translator::check_mapping(uint8_t proto, be32 inside, be32 outside,
+                                      be16 outside_port) const {
+  const std::string ep = IpAddr::v4(outside).to_string(Family::kV4) + ":" +
+                         std::to_string(outside_port.host()) + "/" + std::to_string(proto);
+  const int r = pool_rule(outside);
+  if (r < 0) return "snat pool address " + IpAddr::v4(outside).to_string(Family::kV4) + " is in no pool here";
+  const SnatState& rule = snat_[r];
+  const int w = port_owner(outside_port.host(), rule.layout, workers_);
+  if (w < 0) return "snat outside " + ep + " is outside rule " + rule.cfg.name + "'s port range here";
+  std::optional<be32> holder = rule.alloc[w]->lessee(outside, outside_port);
+  if (holder && *holder != inside)
+    return "snat outside " + ep + ": its port block is leased to " +
+           IpAddr::v4(*holder).to_string(Family::kV4) + " here";
+  return {};
+}
+
+bool Translator::adopt(uint16_t worker, const Tuple& t, const XlateHandoff& h, uint32_t now_s,
+                       ConnXlate* x, std::string* why) {
+  switch (x->kind) {
+    case XlateKind::kStatic:
+    case XlateKind::kDnat:
+      return true;  // nothing but the reply tuple
+    case XlateKind::kLbNat:
+    case XlateKind::kLbFullNat:
+      if (!lb_) {
+        *why = "no load balancer here";
+        return false;
+      }
+      return lb_->adopt(worker, t, h, now_s, x, why);
+    case XlateKind::kSnat:
+    case XlateKind::kHairpin:
+      break;
+    default:
+      *why = "translation kind not supported here";
+      return false;
+  }
+  if (!h.has_mapping) {
+    if (x->kind == XlateKind::kHairpin) return true;  // a statically mapped source
+    *why = "snat connection without its mapping";
+    return false;
+  }
+  const std::string ep = IpAddr::v4(h.outside_addr).to_string(Family::kV4) + ":" +
+                         std::to_string(h.outside_port.host()) + "/" + std::to_string(t.proto);
+  // The mapping is the one of the connection's source (RFC 4787: the inside endpoint), and its
+  // outside endpoint is where the reply tuple points.
+  if (t.src.as_v4() != h.inside_addr || h.outside_addr != x->reply_dst ||
+      (t.proto != 1 && (t.sport != h.inside_port || h.outside_port != x->reply_dport))) {
+    *why = "snat mapping does not match its connection";
+    return false;
+  }
+  *why = check_mapping(t.proto, h.inside_addr, h.outside_addr, h.outside_port);
+  if (!why->empty()) return false;
+  const int r = pool_rule(h.outside_addr);
+  NatMappingTable& mt = *snat_[r].maps[worker];
+  if (static_cast<uint8_t>(mt.policy().mapping) != h.mapping_behavior ||
+      static_cast<uint8_t>(mt.policy().filtering) != h.filtering) {
+    *why = "snat rule " + snat_[r].cfg.name + " has another mapping or filtering behaviour here";
+    return false;
+  }
+  const be32 d = t.dst.as_v4();
+  int32_t slot = mt.lookup_inside(t.proto, h.inside_addr, h.inside_port, d, t.dport);
+  if (slot >= 0) {
+    const NatMapping& m = mt.mapping(static_cast<uint32_t>(slot));
+    if (m.outside_addr != h.outside_addr || m.outside_port != h.outside_port) {
+      *why = "inside endpoint " + IpAddr::v4(h.inside_addr).to_string(Family::kV4) + ":" +
+             std::to_string(h.inside_port.host()) + " is mapped to another outside endpoint here";
+      return false;
+    }
+    mt.note_outbound(static_cast<uint32_t>(slot), d, t.dport, now_s);
+  } else {
+    NatMappingRequest req;
+    req.type = NatType::kDynamic;
+    req.proto = t.proto;
+    req.inside_addr = h.inside_addr;
+    req.inside_port = h.inside_port;
+    req.remote_addr = d;
+    req.remote_port = t.dport;
+    req.outside_addr = h.outside_addr;
+    req.outside_port = h.outside_port;
+    req.fixed_outside = true;
+    NatCreateResult res = mt.create(req, now_s);
+    if (!res.ok()) {
+      *why = res.error == NatError::kOutsideInUse
+                 ? "snat outside " + ep + " is taken here (by another host, or not this worker's port)"
+                 : "snat outside " + ep + ": " + nat_error_name(res.error);
+      return false;
+    }
+    slot = res.slot;
+  }
+  mt.session_ref(static_cast<uint32_t>(slot), now_s);
+  x->nat_rule = static_cast<uint8_t>(r);
+  x->mapping = static_cast<uint32_t>(slot);
+  return true;
+}
+
+void Translator::drop_unused(uint16_t worker, const std::vector<ConnXlate>& held, uint32_t now_s) {
+  std::vector<std::pair<uint8_t, uint32_t>> maps;
+  for (const ConnXlate& x : held) {
+    if (x.service != kNoService && x.sticky_slot != UINT32_MAX)
+      lb_->drop_unused_sticky(StickyRef{x.sticky_slot, x.sticky_gen});
+    else if (x.mapping != kNoMapping && x.nat_rule < snat_.size())
+      maps.emplace_back(x.nat_rule, x.mapping);
+  }
+  std::sort(maps.begin(), maps.end());
+  maps.erase(std::unique(maps.begin(), maps.end()), maps.end());
+  for (auto [r, slot] : maps) {
+    NatMappingTable& mt = *snat_[r].maps[worker];
+    if (mt.live(slot) && mt.mapping(slot).sessions == 0) mt.remove(slot, now_s);
+  }
+}
+
 int Translator::owner(const Tuple& t) const {
   if (t.family != Family::kV4 || workers_ < 2) return -1;
   if (int w = lb_->owner(t); w >= 0) return w;

@@ -90,6 +90,30 @@ class Translator {
   // Mapping expiry on the owner, a little per call.
   uint32_t age(uint16_t worker, uint32_t now_s, uint32_t budget);
 
+  // ---- Migration (src/migrate, nat/conn_xlate.h XlateHandoff) --------------------------------
+  // Source, any core online in RCU: what stands behind connection x of worker `worker`'s shard
+  // (its dynamic mapping, LB service, backend and sticky entry) into *h. False when x holds a
+  // reference that cannot be read (it does not travel then).
+  bool describe(uint16_t worker, const ConnXlate& x, uint32_t now_s, XlateHandoff* h) const;
+  // Destination, on the worker `worker` that owns the connection with original tuple t
+  // (conn_owner): resolves h to this instance's references into *x (whose reply tuple and kind
+  // are the record's). SNAT/hairpin: the mapping of t's source is found or created with exactly
+  // the carried outside endpoint (its port block leased to the same inside host, or free and
+  // then leased to it) and gets the connection's session; LB: LoadBalancer::adopt. False with
+  // *why when this instance cannot hold it (pool address unknown here, port held by another
+  // host, policy differs, service or backend unknown ...); nothing is held then.
+  bool adopt(uint16_t worker, const Tuple& t, const XlateHandoff& h, uint32_t now_s, ConnXlate* x,
+             std::string* why);
+  // PREPARE's check of one dynamic mapping a VM's connections hold (proto, inside host, outside
+  // endpoint): empty when this instance can take it, else the reason. Any core.
+  std::string check_mapping(uint8_t proto, be32 inside, be32 outside, be16 outside_port) const;
+  // After a VM's connections are gone (deleted on the worker, rolled back or handed off):
+  // the mappings they held that have no session left are removed (their ports go back at
+  // once rather than after the mapping timeout), and their sticky entries keyed by the VM's
+  // own address that no connection uses (LoadBalancer::drop_unused_sticky). `held`: the
+  // connections' records as they were.
+  void drop_unused(uint16_t worker, const std::vector<ConnXlate>& held, uint32_t now_s);
+
   // ---- Read side (API, metrics; any core online in RCU) --------------------------------------
   struct SnatState {
     SnatRule cfg;

@@ -48,6 +48,7 @@ struct InstallItem {
   uint32_t idle_s = 0;  // age at the source; last_seen = now - idle_s
   bool deleted = false;
   ConnXlate xlate;      // entry.flags & kXlate: the reply tuple and kind (no local references)
+  XlateHandoff handoff;  // ... and what stands behind it (Translator::adopt resolves it here)
 };
 
 struct WorkerCommand {
@@ -60,6 +61,9 @@ struct WorkerCommand {
   std::vector<InstallItem> items;
   // Results, written by the worker before `done` is released.
   uint32_t applied = 0, stale = 0, failed = 0, removed = 0;
+  // Why the first translated item could not be installed (this instance cannot hold its
+  // mapping, service, backend or sticky entry): the migration FAILs with CONFLICT and this.
+  std::string conflict;
   std::atomic<bool> done{false};
 };
 
@@ -143,8 +147,9 @@ class Worker {
   // is held by a live connection (*rc = -EEXIST) or the index is full (-ENOSPC); the entry is
   // left untranslated and x's references are the caller's to release.
   bool attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint16_t vlan, int* rc);
-  // Migration: the translation of an installed entry, if this instance can hold its kind.
-  bool install_xlate(uint32_t slot, const InstallItem& it);
+  // Migration: the translation of an installed entry, if this instance can hold what stands
+  // behind it; false with *why otherwise (nothing held then).
+  bool install_xlate(uint32_t slot, const InstallItem& it, std::string* why);
   // Mode l3 (router.h): ingress checks and route choice before conntrack (false: dropped),
   // neighbour + rewrite + egress port on forward, ARP on the neighbour-table owner.
   bool l3_ingress(rte_mbuf* m, const PacketMeta& pm);

@@ -15,14 +15,27 @@
 
 namespace baton {
 
-bool Worker::install_xlate(uint32_t slot, const InstallItem& it) {
-  // Static NAT and port forwarding hold nothing but the reply tuple. Dynamic mappings (SNAT,
-  // hairpin) and LB backends are host-local references the source refuses to send today
-  // (PREPARE counts them as nat_mapping / lb_conn, which this instance does not accept).
-  const XlateKind kind = it.xlate.kind;
-  if (!xlate_ || (kind != XlateKind::kStatic && kind != XlateKind::kDnat)) return false;
+bool Worker::install_xlate(uint32_t slot, const InstallItem& it, std::string* why) {
+  if (!xlate_ || !translator_) {
+    *why = "this instance translates nothing";
+    return false;
+  }
+  // Static NAT and port forwarding hold nothing but the reply tuple; a dynamic mapping (SNAT,
+  // hairpin), an LB service, backend and sticky entry are resolved to this instance's own
+  // (Translator::adopt). This worker owns the connection (conn_owner), as it owns the port
+  // blocks of the mapping's outside port when the instances are alike.
+  const Tuple t = it.key.tuple((it.entry.flags & connflag::kOrigIsHi) ? Dir::kHiToLo : Dir::kLoToHi);
+  ConnXlate x = it.xlate;
+  if (!translator_->adopt(id_, t, it.handoff, now_s_, &x, why)) return false;
   int rc;
-  if (!attach_xlate(slot, it.xlate, it.key.proto, it.key.vlan, &rc)) return false;
+  if (!attach_xlate(slot, x, it.key.proto, it.key.vlan, &rc)) {
+    translator_->release(id_, x, it.key.proto, now_s_);
+    translator_->drop_unused(id_, {x}, now_s_);
+    *why = rc == -ENOSPC ? "translation index full"
+                         : "reply tuple " + to_string(reply_tuple(x, it.key.proto, it.key.vlan)) +
+                               " is used by another connection here";
+    return false;
+  }
   // attach_xlate's write bracket moved the version on; the entry keeps the source's, or the
   // next delta of this connection (the source's version + 2) would look like a duplicate.
   table_->entry(slot).version.store(it.entry.version.load(std::memory_order_relaxed),
@@ -152,10 +165,12 @@ void Worker::apply(WorkerCommand& c) {
             it.key.proto, static_cast<TcpState>(e.l4_state), e.flags & connflag::kReplied));
         e.mig_epoch = 0;
         slot = table_->insert(it.key, e);
+        std::string why;
         if (slot >= 0 && (it.entry.flags & connflag::kXlate) &&
-            !install_xlate(static_cast<uint32_t>(slot), it)) {
+            !install_xlate(static_cast<uint32_t>(slot), it, &why)) {
           table_->remove(static_cast<uint32_t>(slot));  // untranslated it would be wrong
           slot = -1;
+          if (c.conflict.empty()) c.conflict = why;
         }
         if (slot < 0) {
           c.failed++;
@@ -168,11 +183,16 @@ void Worker::apply(WorkerCommand& c) {
     }
     case WorkerCommand::Kind::kDeleteVm: {
       std::vector<uint32_t> slots;
+      std::vector<ConnXlate> held;  // what the VM's connections held besides themselves
       table_->for_each_in_vm(c.vm, [&](uint32_t s) { slots.push_back(s); });
       for (uint32_t s : slots) {
+        if (table_->entry(s).flags & connflag::kXlate) held.push_back(xlate_->at(s));
         forget(s);
         table_->remove(s);
       }
+      // Their mappings and VM-only sticky entries go now, not after their timeouts: the VM
+      // lives elsewhere (or never arrived here).
+      if (!held.empty()) translator_->drop_unused(id_, held, now_s_);
       c.removed = static_cast<uint32_t>(slots.size());
       stats_.conn_closed += slots.size();
       break;

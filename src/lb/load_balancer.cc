@@ -338,6 +338,138 @@ void LoadBalancer::release(const ConnXlate& x, uint32_t now_s) {
   if (x.sticky_slot != UINT32_MAX) sticky_->conn_unref(StickyRef{x.sticky_slot, x.sticky_gen}, now_s);
 }
 
+// ---- migration --------------------------------------------------------------------------------
+
+std::optional<BackendId> LoadBalancer::backend_at(const BackendPool& pool, be32 addr, be16 port) {
+  const PoolSnapshot* s = pool.snapshot();
+  for (int farm = 0; s && farm < 2; farm++) {  // the farm, then its backup (not the backup's)
+    for (const PoolSnapshot::Backend& b : s->backends)
+      if (b.spec.addr == addr && b.spec.port == port) return b.spec.id;
+    s = s->backup ? s->backup->snapshot() : nullptr;
+  }
+  return std::nullopt;
+}
+
+std::optional<BackendPick> LoadBalancer::backend_endpoint(BackendId id) const {
+  if ((id >> 16) >= pools_.size()) return std::nullopt;
+  const PoolSnapshot* s = pools_[id >> 16]->snapshot();
+  const PoolSnapshot::Backend* b = s ? s->find(id) : nullptr;
+  if (!b) return std::nullopt;
+  return BackendPick{id, b->spec.addr, b->spec.port, false};
+}
+
+bool LoadBalancer::describe(const ConnXlate& x, uint32_t now_s, XlateHandoff* h) const {
+  if (x.service >= services_.size()) return false;
+  const Service& s = services_[x.service];
+  h->has_lb = true;
+  h->vip = s.cfg.vip.as_v4();
+  h->vip_port = be16::from_host(s.cfg.port);
+  h->backend_addr = x.reply_src;  // the backend answers from its own endpoint
+  h->backend_port = x.reply_sport;
+  if (x.sticky_slot == UINT32_MAX) return true;
+  // The entry the connection holds; gone (removed by the operator) = not carried.
+  std::optional<StickyRecord> r = sticky_->read(StickyRef{x.sticky_slot, x.sticky_gen}, now_s);
+  if (!r) return true;
+  std::optional<BackendPick> b = backend_endpoint(r->backend);
+  if (!b) return true;  // its backend left the pool: the destination would bind afresh anyway
+  h->has_sticky = true;
+  h->sticky_method = r->key.method;
+  h->sticky_family = r->key.family;
+  h->sticky_prefix_len = r->key.prefix_len;
+  h->sticky_value_len = r->key.value_len;
+  h->sticky_data = r->key.data;
+  h->sticky_backend_addr = b->addr;
+  h->sticky_backend_port = b->port;
+  h->sticky_age_s = r->age_s;
+  h->sticky_idle_s = r->idle_s;
+  h->sticky_ttl_s = r->ttl_s;
+  return true;
+}
+
+std::string LoadBalancer::check_handoff(uint8_t proto, be32 vip, be16 vip_port, be32 backend,
+                                        be16 backend_port, be32 local) const {
+  auto ep = [](be32 a, be16 p) {
+    return IpAddr::v4(a).to_string(Family::kV4) + ":" + std::to_string(p.host());
+  };
+  const int si = service_of(proto, vip, vip_port);
+  if (si < 0) return "lb service " + ep(vip, vip_port) + "/" + std::to_string(proto) + " is not configured here";
+  const Service& s = services_[si];
+  const bool fullnat = local != be32();
+  if (s.cfg.mode == LbMode::kL7 || (s.cfg.mode == LbMode::kFullNat) != fullnat)
+    return "lb service " + s.cfg.name + " (" + ep(vip, vip_port) + ") has another mode here";
+  if (!backend_at(*s.pool, backend, backend_port))
+    return "backend " + ep(backend, backend_port) + " is not in pool " + s.cfg.pool +
+           " of lb service " + s.cfg.name + " here";
+  if (fullnat && std::find(s.local.begin(), s.local.end(), local) == s.local.end())
+    return "full-NAT local address " + IpAddr::v4(local).to_string(Family::kV4) +
+           " is not one of lb service " + s.cfg.name + "'s here";
+  return {};
+}
+
+bool LoadBalancer::adopt(uint16_t worker, const Tuple& t, const XlateHandoff& h, uint32_t now_s,
+                         ConnXlate* x, std::string* why) {
+  if (!h.has_lb) {
+    *why = "load-balanced connection without its service";
+    return false;
+  }
+  const bool fullnat = x->kind == XlateKind::kLbFullNat;
+  *why = check_handoff(t.proto, h.vip, h.vip_port, h.backend_addr, h.backend_port,
+                       fullnat ? x->reply_dst : be32());
+  if (!why->empty()) return false;
+  const int si = service_of(t.proto, h.vip, h.vip_port);
+  const Service& s = services_[si];
+  if (fullnat && workers_ > 1 &&
+      port_owner(x->reply_dport.host(), local_layout_, workers_) != worker) {
+    *why = "full-NAT local port " + std::to_string(x->reply_dport.host()) +
+           " belongs to another worker here than the connection (worker counts differ)";
+    return false;
+  }
+  const BackendId id = *backend_at(*s.pool, h.backend_addr, h.backend_port);
+  StickyHit hit;
+  if (h.has_sticky) {
+    if (s.sticky_group < 0 || static_cast<uint8_t>(s.group.method) != h.sticky_method ||
+        (h.sticky_method == static_cast<uint8_t>(StickyKeyMethod::kSourcePrefix) &&
+         h.sticky_family == static_cast<uint8_t>(Family::kV4) &&
+         s.group.prefix_len_v4 != h.sticky_prefix_len)) {
+      *why = "lb service " + s.cfg.name + " has no sticky group of that method here";
+      return false;
+    }
+    StickyRecord r;
+    r.key.group = static_cast<uint16_t>(s.sticky_group);
+    r.key.method = h.sticky_method;
+    r.key.family = h.sticky_family;
+    r.key.prefix_len = h.sticky_prefix_len;
+    r.key.value_len = h.sticky_value_len;
+    r.key.data = h.sticky_data;
+    std::optional<BackendId> sb = backend_at(*s.pool, h.sticky_backend_addr, h.sticky_backend_port);
+    if (!sb) {
+      *why = "sticky backend " + IpAddr::v4(h.sticky_backend_addr).to_string(Family::kV4) + ":" +
+             std::to_string(h.sticky_backend_port.host()) + " is not in pool " + s.cfg.pool + " here";
+      return false;
+    }
+    r.backend = *sb;
+    r.age_s = h.sticky_age_s;
+    r.idle_s = h.sticky_idle_s;
+    r.ttl_s = h.sticky_ttl_s;
+    if (int rc = sticky_->adopt(r, now_s, &hit); rc != 0) {
+      *why = "sticky table: " + std::string(rc == -ENOSPC ? "full" : "busy");
+      return false;
+    }
+  }
+  x->service = static_cast<uint16_t>(si);
+  x->backend = id;
+  x->sticky_slot = hit.ref.slot;
+  x->sticky_gen = hit.ref.gen;
+  s.pool->conn_opened(id);
+  return true;
+}
+
+void LoadBalancer::drop_unused_sticky(StickyRef ref) {
+  std::optional<StickyRecord> r = sticky_->read(ref, 0);
+  if (r && r->key.method == static_cast<uint8_t>(StickyKeyMethod::kSourceAddress))
+    sticky_->remove_if_unused(ref);
+}
+
 uint32_t LoadBalancer::l7_max_head() const {
   uint32_t m = 0;
   for (const Service& s : services_)

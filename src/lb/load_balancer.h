@@ -108,6 +108,26 @@ class LoadBalancer {
   uint32_t l7_max_head() const;
   const SynCookieSecret& syn_cookie_secret() const { return syn_secret_; }
 
+  // ---- Migration (Translator::describe / adopt / check_handoff) ----------------------------
+  // The lb and sticky parts of load-balanced connection x's handoff into *h (VIP, backend and
+  // sticky entry by address and port). Any core online in RCU; false if x names no service.
+  bool describe(const ConnXlate& x, uint32_t now_s, XlateHandoff* h) const;
+  // Destination, on the worker that owns the connection with original tuple t: resolves h to
+  // this instance's service, backend and sticky entry into *x (whose reply tuple and kind are
+  // set), counts the connection on its backend and takes its sticky reference. False with
+  // *why, holding nothing, when the service, the backend or the sticky group is not here, the
+  // mode differs, or the full-NAT local endpoint is not this worker's.
+  bool adopt(uint16_t worker, const Tuple& t, const XlateHandoff& h, uint32_t now_s, ConnXlate* x,
+             std::string* why);
+  // PREPARE's check of one (service, backend, full-NAT local address; 0 = mode nat) a VM's
+  // connections use: empty when this instance has them, else the reason. Online in RCU.
+  std::string check_handoff(uint8_t proto, be32 vip, be16 vip_port, be32 backend,
+                            be16 backend_port, be32 local) const;
+  // After the connections that held ref are gone (a VM deleted or rolled back): an entry keyed
+  // by a source address (it names that client alone) that no connection uses is removed.
+  // Prefix, cookie and header entries may serve other clients and age out as usual.
+  void drop_unused_sticky(StickyRef ref);
+
   const std::vector<Service>& services() const { return services_; }
   const std::vector<std::unique_ptr<BackendPool>>& pools() const { return pools_; }
   const std::vector<std::string>& pool_names() const { return pool_names_; }
@@ -129,6 +149,10 @@ class LoadBalancer {
       return (uint64_t{k.addr} << 24 ^ uint64_t{k.port} << 8 ^ k.proto) * 0x9e3779b97f4a7c15ull;
     }
   };
+  // The backend of `pool` (or its backup farm) at addr:port.
+  static std::optional<BackendId> backend_at(const BackendPool& pool, be32 addr, be16 port);
+  // Address and port of backend id (ids name their pool: id >> 16).
+  std::optional<BackendPick> backend_endpoint(BackendId id) const;
   int service_of(uint8_t proto, be32 a, be16 p) const {
     auto it = vips_.find(Key{proto, a.raw(), p.raw()});
     return it == vips_.end() ? -1 : it->second;

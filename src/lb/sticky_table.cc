@@ -521,6 +521,77 @@ int StickyTable::install(const StickyRecord& r, uint32_t now) {
   return -EBUSY;
 }
 
+int StickyTable::adopt(const StickyRecord& r, uint32_t now, StickyHit* out) {
+  if (!rule(r.key.group) || r.backend == kNoBackend || !has_lcore()) return -EINVAL;
+  std::lock_guard lock(control_mu_);  // expire() does not kill the entry under us
+  auto ago = [now](uint32_t d) { return now > d ? now - d : 0; };
+  const uint32_t expiry = now > UINT32_MAX - r.ttl_s ? UINT32_MAX : now + r.ttl_s;
+  const hash_sig_t sig = rte_hash_hash(hash_, &r.key);
+  for (int attempt = 0; attempt < kMaxAttempts; backoff(attempt++)) {
+    const int32_t pos = find_or_add(r.key, sig);
+    if (pos < 0) return pos;
+    const Meet m =
+        meet(static_cast<uint32_t>(pos), r.key, r.backend, expiry, ago(r.age_s), ago(r.idle_s));
+    if (m == Meet::kRetry) continue;
+    Slot& s = slots_[pos];
+    if (m == Meet::kLive) {
+      uint64_t b = s.binding.load(std::memory_order_seq_cst);
+      for (;;) {
+        const bool same = backend_of(b) == r.backend;
+        if (!same && s.active.load(std::memory_order_seq_cst) > 0) break;  // ours stays
+        const uint64_t want = pack(r.backend, same ? std::max(expiry, expiry_of(b)) : expiry);
+        if (s.binding.compare_exchange_weak(b, want, std::memory_order_seq_cst)) {
+          if (!same) s.created.store(ago(r.age_s), std::memory_order_relaxed);
+          if (s.last_used.load(std::memory_order_relaxed) < ago(r.idle_s))
+            s.last_used.store(ago(r.idle_s), std::memory_order_relaxed);
+          break;
+        }
+      }
+    }
+    stats_.installs.fetch_add(1, std::memory_order_relaxed);
+    const StickyRef ref{static_cast<uint32_t>(pos), s.gen.load(std::memory_order_relaxed)};
+    if (!conn_ref(ref)) return -EBUSY;  // cannot happen under the mutex; kept for safety
+    *out = StickyHit{ref, backend_of(s.binding.load(std::memory_order_acquire)), m == Meet::kClaimed};
+    return 0;
+  }
+  stats_.busy.fetch_add(1, std::memory_order_relaxed);
+  return -EBUSY;
+}
+
+bool StickyTable::remove_if_unused(StickyRef ref) {
+  std::lock_guard lock(control_mu_);
+  Slot* s = slot_of(ref);
+  if (s == nullptr || s->active.load(std::memory_order_seq_cst) != 0) return false;
+  uint8_t st = kLive;
+  if (!s->state.compare_exchange_strong(st, kDead, std::memory_order_seq_cst)) return false;
+  if (s->active.load(std::memory_order_seq_cst) != 0) {  // a worker took it meanwhile
+    s->state.store(kLive, std::memory_order_seq_cst);
+    return false;
+  }
+  kill(ref.slot);
+  stats_.removed.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+std::optional<StickyRecord> StickyTable::read(StickyRef ref, uint32_t now) const {
+  const Slot* s = slot_of(ref);
+  if (s == nullptr) return std::nullopt;
+  auto since = [now](uint32_t t) { return now > t ? now - t : 0; };
+  const uint64_t b = s->binding.load(std::memory_order_acquire);
+  StickyRecord r;
+  r.key = s->key;  // stable while live (written only while claimed)
+  r.backend = backend_of(b);
+  r.age_s = since(s->created.load(std::memory_order_relaxed));
+  r.idle_s = since(s->last_used.load(std::memory_order_relaxed));
+  r.ttl_s = expiry_of(b) > now ? expiry_of(b) - now : 0;
+  r.active_conns = s->active.load(std::memory_order_relaxed);
+  // The slot may have been reused while we read: the ref must still name it.
+  if (s->state.load(std::memory_order_acquire) != kLive ||
+      s->gen.load(std::memory_order_acquire) != ref.gen)
+    return std::nullopt;
+  return r;
+}
+
 StickyTableStats StickyTable::stats() const {
   StickyTableStats s;
 #define BATON_COUNTER_COPY(name, metric, help) s.name = stats_.name.load(std::memory_order_relaxed);

@@ -247,10 +247,24 @@ class StickyTable {
   // whoever installs the connections takes their references again (lookup + conn_ref).
   // Returns 0, -EINVAL (group not configured, no lcore id), -ENOSPC, -EBUSY.
   int install(const StickyRecord& r, uint32_t now);
+  // A migrated connection's entry (migration destination, from the installing worker): installs
+  // r unless a live entry is here, then takes the connection's reference (conn_ref) and says
+  // which entry and backend it got in *out. A live entry here with the same backend is kept
+  // (its expiry moves to the later of the two); with another backend, the record replaces it
+  // only if no connection here uses it (active 0), else the entry here stays: its connections
+  // were bound first, and the migrated connection keeps its own backend anyway (a connection's
+  // backend is fixed in its translation). Returns 0, or install()'s errors.
+  int adopt(const StickyRecord& r, uint32_t now, StickyHit* out);
+  // The entry ref names, if it is live and no connection uses it, is removed (a VM's
+  // connections are gone and the entry named only it). False when stale or still in use.
+  bool remove_if_unused(StickyRef ref);
 
   // ---- Workers (any thread online in RCU) ------------------------------------------------
   // The live, unexpired binding of k, or nullopt. Does not refresh the entry.
   std::optional<StickyHit> lookup(const StickyKey& k, uint32_t now) const;
+  // The entry ref names as a record relative to now, or nullopt if the ref is stale (the
+  // migration reader, for the entry a connection holds).
+  std::optional<StickyRecord> read(StickyRef ref, uint32_t now) const;
   // The binding of k: an existing live one (refreshed), else a new one to `candidate`.
   // Concurrent callers with different candidates all get the same backend. Returns 0, or
   // -EINVAL (group not configured, no lcore id, candidate kNoBackend), -ENOSPC (table full),

@@ -308,14 +308,14 @@ constexpr uint8_t kKnownPeerFlags = peerflag::kWscaleSeen | peerflag::kSackPerm 
 // ---- ConnRecord -------------------------------------------------------------------------------
 
 ConnRecord ConnRecord::from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
-                                  const ConnXlate* x) {
+                                  const ConnXlate* x, const XlateHandoff* h) {
   ConnRecord r;
   r.key = key;
   r.version = e.version.load(std::memory_order_relaxed);
   r.l4_state = e.l4_state;
   r.flags = e.flags & kWireFlags;
   if (!x) r.flags &= ~connflag::kXlate;
-  if (r.flags & connflag::kXlate) r.xlate = XlateExt::of(*x);
+  if (r.flags & connflag::kXlate) r.xlate = XlateExt::of(*x, h ? *h : XlateHandoff{});
   r.zone = e.zone;
   r.idle_s = now_s >= e.last_seen ? now_s - e.last_seen : 0;
   for (int d = 0; d < 2; ++d) {
@@ -363,9 +363,52 @@ struct RecordFields {
   const uint64_t* packets;  // [2], or nullptr: zeros
   const uint64_t* bytes;    // [2], or nullptr: zeros
   const XlateExt* xlate;    // written (and flag 0x20 kept) only when non-null
+  bool handoff = true;      // version >= 3: the xlate's parts follow it
 };
 // Extension (16 bytes): reply_src addr4, reply_dst addr4, reply_sport u16, reply_dport u16,
-// kind u8, 3 bytes zero.
+// kind u8, parts u8 (version 3; 0 before), 2 bytes zero. Then the parts the parts byte names,
+// in this order (docs/WIRE.md):
+//   mapping (16): mapping_behavior u8, filtering u8, 2 zero, inside addr4, inside_port u16,
+//                 outside addr4, outside_port u16
+//   lb (12):      vip addr4, vip_port u16, backend addr4, backend_port u16
+//   sticky (44):  method u8, family u8, prefix_len u8, 1 zero, value_len u32, data[16],
+//                 backend addr4, backend_port u16, 2 zero, age_s u32, idle_s u32, ttl_s u32
+uint8_t* put_parts(uint8_t* p, const XlateHandoff& h) {
+  if (h.has_mapping) {
+    *p++ = h.mapping_behavior;
+    *p++ = h.filtering;
+    *p++ = 0;
+    *p++ = 0;
+    p = put32(p, h.inside_addr.host());
+    p = put16(p, h.inside_port.host());
+    p = put32(p, h.outside_addr.host());
+    p = put16(p, h.outside_port.host());
+  }
+  if (h.has_lb) {
+    p = put32(p, h.vip.host());
+    p = put16(p, h.vip_port.host());
+    p = put32(p, h.backend_addr.host());
+    p = put16(p, h.backend_port.host());
+  }
+  if (h.has_sticky) {
+    *p++ = h.sticky_method;
+    *p++ = h.sticky_family;
+    *p++ = h.sticky_prefix_len;
+    *p++ = 0;
+    p = put32(p, h.sticky_value_len);
+    std::memcpy(p, h.sticky_data.data(), 16);
+    p += 16;
+    p = put32(p, h.sticky_backend_addr.host());
+    p = put16(p, h.sticky_backend_port.host());
+    *p++ = 0;
+    *p++ = 0;
+    p = put32(p, h.sticky_age_s);
+    p = put32(p, h.sticky_idle_s);
+    p = put32(p, h.sticky_ttl_s);
+  }
+  return p;
+}
+
 inline size_t put_record(uint8_t* out, const FlowKey& key, const RecordFields& f) {
   uint8_t* p = put32(out, f.version);
   *p++ = f.deleted ? 1 : 0;
@@ -403,47 +446,119 @@ inline size_t put_record(uint8_t* out, const FlowKey& key, const RecordFields& f
   p = put16(p, f.xlate->reply_sport.host());
   p = put16(p, f.xlate->reply_dport.host());
   *p++ = static_cast<uint8_t>(f.xlate->kind);
+  const uint8_t parts = f.handoff ? f.xlate->parts() : 0;
+  *p++ = parts;
   *p++ = 0;
   *p++ = 0;
-  *p++ = 0;
-  assert(p == out + kMaxConnRecordSize);
-  return kMaxConnRecordSize;
+  if (parts) p = put_parts(p, f.xlate->handoff);
+  const size_t n = kConnRecordSize + kXlateExtSize + xlate_parts_size(parts);
+  assert(p == out + n);
+  return n;
 }
 
-// The extension after a record with flag 0x20; false on a kind outside kSnat..kLbFullNat or
-// stray reserved bytes.
+// The extension after a record with flag 0x20 (its first 16 bytes); false on a kind outside
+// kSnat..kLbFullNat, unknown parts bits or stray reserved bytes.
 bool get_xlate(const uint8_t* p, XlateExt* x) {
   x->reply_src = be32::from_host(get32(p));
   x->reply_dst = be32::from_host(get32(p + 4));
   x->reply_sport = be16::from_host(get16(p + 8));
   x->reply_dport = be16::from_host(get16(p + 10));
-  if (p[12] == 0 || p[12] >= static_cast<uint8_t>(XlateKind::kCount) || p[13] || p[14] || p[15])
+  if (p[12] == 0 || p[12] >= static_cast<uint8_t>(XlateKind::kCount) || (p[13] & ~xpart::kAll) ||
+      p[14] || p[15])
     return false;
   x->kind = static_cast<XlateKind>(p[12]);
+  x->handoff = XlateHandoff{};
+  return true;
+}
+
+// Which parts a kind may carry: SNAT needs its mapping, a hairpin has one when its source is
+// dynamically mapped (not static NAT), an LB connection needs its service and may hold a
+// sticky entry; static NAT and port forwarding hold nothing.
+bool parts_fit(XlateKind k, uint8_t parts) {
+  switch (k) {
+    case XlateKind::kSnat: return parts == xpart::kMapping;
+    case XlateKind::kHairpin: return (parts & ~xpart::kMapping) == 0;
+    case XlateKind::kLbNat:
+    case XlateKind::kLbFullNat: return (parts & xpart::kLb) && !(parts & xpart::kMapping);
+    default: return parts == 0;
+  }
+}
+
+// The parts after the extension; false on a value outside its domain.
+bool get_parts(const uint8_t* p, uint8_t parts, XlateHandoff* h) {
+  if (parts & xpart::kMapping) {
+    if (p[0] > 2 || p[1] > 2 || p[2] || p[3]) return false;  // nat_policy.h behaviours
+    h->has_mapping = true;
+    h->mapping_behavior = p[0];
+    h->filtering = p[1];
+    h->inside_addr = be32::from_host(get32(p + 4));
+    h->inside_port = be16::from_host(get16(p + 8));
+    h->outside_addr = be32::from_host(get32(p + 10));
+    h->outside_port = be16::from_host(get16(p + 14));
+    if (h->outside_addr == be32() || h->inside_addr == be32()) return false;
+    p += kMappingPartSize;
+  }
+  if (parts & xpart::kLb) {
+    h->has_lb = true;
+    h->vip = be32::from_host(get32(p));
+    h->vip_port = be16::from_host(get16(p + 4));
+    h->backend_addr = be32::from_host(get32(p + 6));
+    h->backend_port = be16::from_host(get16(p + 10));
+    if (h->vip == be32() || h->backend_addr == be32()) return false;
+    p += kLbPartSize;
+  }
+  if (parts & xpart::kSticky) {
+    // StickyKeyMethod 1..4; a source key has an address family, a value key a length.
+    const uint8_t method = p[0], family = p[1], plen = p[2];
+    const uint32_t vlen = get32(p + 4);
+    const bool source = method == 1 || method == 2;
+    if (method < 1 || method > 4 || p[3] || p[30] || p[31]) return false;
+    if (source ? (family != static_cast<uint8_t>(Family::kV4) &&
+                  family != static_cast<uint8_t>(Family::kV6)) || vlen != 0
+               : family != 0 || plen != 0)
+      return false;
+    if (plen > (family == static_cast<uint8_t>(Family::kV4) ? 32 : 128) || (method != 2 && plen))
+      return false;
+    h->has_sticky = true;
+    h->sticky_method = method;
+    h->sticky_family = family;
+    h->sticky_prefix_len = plen;
+    h->sticky_value_len = vlen;
+    std::memcpy(h->sticky_data.data(), p + 8, 16);
+    h->sticky_backend_addr = be32::from_host(get32(p + 24));
+    h->sticky_backend_port = be16::from_host(get16(p + 28));
+    h->sticky_age_s = get32(p + 32);
+    h->sticky_idle_s = get32(p + 36);
+    h->sticky_ttl_s = get32(p + 40);
+    if (h->sticky_backend_addr == be32()) return false;
+  }
   return true;
 }
 }  // namespace
 
-void ConnRecord::encode(Writer& w) const {
+void ConnRecord::encode(Writer& w, uint16_t wire_version) const {
   uint8_t* p = w.extend(kMaxConnRecordSize);
-  w.buffer().resize(w.size() - kMaxConnRecordSize + encode_to(p));
+  w.buffer().resize(w.size() - kMaxConnRecordSize + encode_to(p, wire_version));
 }
 
-size_t ConnRecord::encode_to(uint8_t* out) const {
+size_t ConnRecord::encode_to(uint8_t* out, uint16_t wire_version) const {
   const bool x = !deleted && (flags & connflag::kXlate);
   return put_record(out, key, {version, deleted, l4_state, flags, zone, idle_s, peer, packets,
-                               bytes, x ? &xlate : nullptr});
+                               bytes, x ? &xlate : nullptr,
+                               wire_version >= kProtocolVersionHandoff});
 }
 
 size_t ConnRecord::encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
-                                uint8_t* out, const ConnXlate* x) {
-  // from_entry(key, e, now_s, x).encode_to(out), without the record.
+                                uint8_t* out, const ConnXlate* x, const XlateHandoff* h,
+                                uint16_t wire_version) {
+  // from_entry(key, e, now_s, x, h).encode_to(out, wire_version), without the record.
   XlateExt ext;
-  if (x && (e.flags & connflag::kXlate)) ext = XlateExt::of(*x);
+  if (x && (e.flags & connflag::kXlate)) ext = XlateExt::of(*x, h ? *h : XlateHandoff{});
   return put_record(out, key,
                     {e.version.load(std::memory_order_relaxed), false, e.l4_state, e.flags, e.zone,
                      now_s >= e.last_seen ? now_s - e.last_seen : 0, e.peer, e.packets, e.bytes,
-                     x && (e.flags & connflag::kXlate) ? &ext : nullptr});
+                     x && (e.flags & connflag::kXlate) ? &ext : nullptr,
+                     wire_version >= kProtocolVersionHandoff});
 }
 
 size_t ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out) {
@@ -459,6 +574,13 @@ bool ConnRecord::decode(Reader& r, uint16_t wire_version) {
   const uint8_t* p = r.take(kXlateExtSize);
   if (!p) return false;
   if (!get_xlate(p, &xlate)) return r.fail(CodecError::kBadValue);
+  const uint8_t parts = p[13];
+  if (parts == 0 && wire_version < kProtocolVersionHandoff) return true;
+  if (wire_version < kProtocolVersionHandoff || !parts_fit(xlate.kind, parts))
+    return r.fail(CodecError::kBadValue);
+  const uint8_t* q = r.take(xlate_parts_size(parts));
+  if (!q) return false;
+  if (!get_parts(q, parts, &xlate.handoff)) return r.fail(CodecError::kBadValue);
   return true;
 }
 
@@ -595,7 +717,68 @@ void PrepareMsg::encode(Writer& w) const {
   w.u16(static_cast<uint16_t>(vm.profile.acl.size()));
   for (const auto& a : vm.profile.acl) write_acl(w, a);
   write_counts(w, counts);
+  if (protocol_version < kProtocolVersionHandoff) return;
+  // Version 3: nat needs (11 bytes each), then lb needs (19 bytes each), u32 counts.
+  const size_t nn = std::min(needs.nat.size(), HandoffNeeds::kMaxNeeds);
+  const size_t ln = std::min(needs.lb.size(), HandoffNeeds::kMaxNeeds);
+  w.u32(static_cast<uint32_t>(nn));
+  for (size_t i = 0; i < nn; i++) {
+    const NatNeed& n = needs.nat[i];
+    w.u8(n.proto);
+    w.u32(n.inside_addr.host());
+    w.u32(n.outside_addr.host());
+    w.u16(n.outside_port.host());
+  }
+  w.u32(static_cast<uint32_t>(ln));
+  for (size_t i = 0; i < ln; i++) {
+    const LbNeed& n = needs.lb[i];
+    w.u8(n.proto);
+    w.u32(n.vip.host());
+    w.u16(n.vip_port.host());
+    w.u32(n.backend_addr.host());
+    w.u16(n.backend_port.host());
+    w.u32(n.local_addr.host());
+  }
 }
+
+namespace {
+constexpr size_t kNatNeedSize = 11, kLbNeedSize = 17;
+bool read_be32(Reader& r, be32* v) {
+  uint32_t x;
+  if (!r.u32(&x)) return false;
+  *v = be32::from_host(x);
+  return true;
+}
+bool read_be16(Reader& r, be16* v) {
+  uint16_t x;
+  if (!r.u16(&x)) return false;
+  *v = be16::from_host(x);
+  return true;
+}
+bool read_needs(Reader& r, HandoffNeeds* needs) {
+  uint32_t n;
+  if (!r.count(&n, 4, kNatNeedSize)) return false;
+  if (n > HandoffNeeds::kMaxNeeds) return r.fail(CodecError::kBadCount);
+  needs->nat.assign(n, NatNeed{});
+  for (NatNeed& x : needs->nat) {
+    if (!r.u8(&x.proto) || !read_be32(r, &x.inside_addr) || !read_be32(r, &x.outside_addr) ||
+        !read_be16(r, &x.outside_port))
+      return false;
+    if (x.outside_addr == be32()) return r.fail(CodecError::kBadValue);
+  }
+  if (!r.count(&n, 4, kLbNeedSize)) return false;
+  if (n > HandoffNeeds::kMaxNeeds) return r.fail(CodecError::kBadCount);
+  needs->lb.assign(n, LbNeed{});
+  for (LbNeed& x : needs->lb) {
+    if (!r.u8(&x.proto) || !read_be32(r, &x.vip) || !read_be16(r, &x.vip_port) ||
+        !read_be32(r, &x.backend_addr) || !read_be16(r, &x.backend_port) ||
+        !read_be32(r, &x.local_addr))
+      return false;
+    if (x.vip == be32() || x.backend_addr == be32()) return r.fail(CodecError::kBadValue);
+  }
+  return true;
+}
+}  // namespace
 
 bool PrepareMsg::decode(Reader& r) {
   uint32_t n;
@@ -622,7 +805,9 @@ bool PrepareMsg::decode(Reader& r) {
   vm.profile.acl.assign(n, AclRule{});
   for (auto& a : vm.profile.acl)
     if (!read_acl(r, &a)) return false;
-  return read_counts(r, &counts);
+  if (!read_counts(r, &counts)) return false;
+  needs = HandoffNeeds{};
+  return protocol_version < kProtocolVersionHandoff || read_needs(r, &needs);
 }
 
 bool operator==(const PrepareMsg& a, const PrepareMsg& b) {
@@ -631,7 +816,8 @@ bool operator==(const PrepareMsg& a, const PrepareMsg& b) {
       a.vm.ipv6 != b.vm.ipv6 || a.vm.vlan != b.vm.vlan ||
       a.vm.profile.qos_rate_bps != b.vm.profile.qos_rate_bps ||
       a.vm.profile.nat_public_ip != b.vm.profile.nat_public_ip || a.nat_family != b.nat_family ||
-      a.counts != b.counts || a.vm.profile.acl.size() != b.vm.profile.acl.size())
+      a.counts != b.counts || a.needs != b.needs ||
+      a.vm.profile.acl.size() != b.vm.profile.acl.size())
     return false;
   for (size_t i = 0; i < a.vm.profile.acl.size(); ++i)
     if (!acl_equal(a.vm.profile.acl[i], b.vm.profile.acl[i])) return false;
@@ -666,11 +852,14 @@ bool EntriesMsg::decode(Reader& r) {
   return true;
 }
 
-void EntriesFrameWriter::begin(uint64_t migration_id, uint32_t round, size_t max_records) {
+void EntriesFrameWriter::begin(uint64_t migration_id, uint32_t round, size_t max_records,
+                               uint16_t version) {
   assert(max_records <= kMaxRecordsPerFrame);
   const size_t need = kHeaderSize + 8 + max_records * kMaxConnRecordSize;
   if (buf_.size() < need) buf_.resize(need);  // only the first frame (or a larger one) grows
   FrameHeader h;
+  h.version = version;
+  version_ = version;
   h.kind = MsgKind::kEntries;
   h.migration_id = migration_id;
   uint8_t* p = put32(buf_.data(), h.magic);

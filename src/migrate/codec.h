@@ -40,10 +40,15 @@ constexpr uint32_t kMagic = 0x4241544e;  // "BATN"
 // Protocol versions this build speaks. A frame with a version outside this range is refused
 // (kBadVersion); HELLO negotiates the highest common one (negotiation.h).
 constexpr uint16_t kProtocolVersionMin = 1;
-constexpr uint16_t kProtocolVersionMax = 2;
+constexpr uint16_t kProtocolVersionMax = 3;
 // Version 2: a ConnRecord of a translated connection (flag 0x20) is followed by its translation
 // (XlateExt, kXlateExtSize bytes). Version 1 frames never carry one.
 constexpr uint16_t kProtocolVersionXlate = 2;
+// Version 3: the extension may be followed by what stands behind the translation (XlateHandoff:
+// a dynamic mapping, an LB service and backend, a sticky entry), so SNAT, hairpin and L4 LB
+// connections travel; PREPARE lists the endpoints they need (HandoffNeeds) for the destination
+// to check before anything moves. Frames are sent at the version both sides negotiated.
+constexpr uint16_t kProtocolVersionHandoff = 3;
 constexpr size_t kHeaderSize = 28;
 constexpr size_t kMaxFrameSize = 16u << 20;  // header + body
 constexpr size_t kMaxBodySize = kMaxFrameSize - kHeaderSize;
@@ -52,7 +57,23 @@ constexpr size_t kMaxDetailLen = 4096;   // FAIL / ABORT detail text
 constexpr size_t kMaxHeldFrameLen = 16384;
 constexpr size_t kConnRecordSize = 112;  // fixed part; docs/WIRE.md gives the layout
 constexpr size_t kXlateExtSize = 16;     // the translation after a record with flag 0x20
-constexpr size_t kMaxConnRecordSize = kConnRecordSize + kXlateExtSize;
+// Version 3 parts after the extension, present when its parts byte (offset 13) says so.
+constexpr size_t kMappingPartSize = 16;
+constexpr size_t kLbPartSize = 12;
+constexpr size_t kStickyPartSize = 44;
+namespace xpart {
+constexpr uint8_t kMapping = 0x01;
+constexpr uint8_t kLb = 0x02;
+constexpr uint8_t kSticky = 0x04;
+constexpr uint8_t kAll = kMapping | kLb | kSticky;
+}  // namespace xpart
+constexpr size_t kMaxConnRecordSize =
+    kConnRecordSize + kXlateExtSize + kMappingPartSize + kLbPartSize + kStickyPartSize;
+// Bytes of the parts a parts byte announces.
+constexpr size_t xlate_parts_size(uint8_t parts) {
+  return ((parts & xpart::kMapping) ? kMappingPartSize : 0) +
+         ((parts & xpart::kLb) ? kLbPartSize : 0) + ((parts & xpart::kSticky) ? kStickyPartSize : 0);
+}
 
 enum class MsgKind : uint16_t {
   kHello = 1,
@@ -188,19 +209,29 @@ struct Frame {
 
 // ---- records and messages -------------------------------------------------------------------
 
-// The translation of a connection as it travels (protocol version 2): its reply tuple and kind.
-// Host-local bookkeeping (NAT mapping slot, LB service and backend ids, sticky reference) stays
-// home: the destination finds its own from the tuples (Worker::apply).
+// The translation of a connection as it travels: its reply tuple and kind (version 2), and from
+// version 3 what stands behind it (handoff: mapping, LB service and backend, sticky entry) in
+// host-independent terms. Host-local bookkeeping (NAT mapping slot, LB service and backend ids,
+// sticky reference) stays home: the destination resolves the handoff to its own
+// (Translator::adopt, from Worker::apply).
 struct XlateExt {
   be32 reply_src, reply_dst;
   be16 reply_sport, reply_dport;
   XlateKind kind = XlateKind::kNone;  // kSnat..kLbFullNat on the wire; kNone is refused
+  XlateHandoff handoff;               // version 3; all false (no parts) before
   bool operator==(const XlateExt& o) const {
     return reply_src == o.reply_src && reply_dst == o.reply_dst &&
-           reply_sport == o.reply_sport && reply_dport == o.reply_dport && kind == o.kind;
+           reply_sport == o.reply_sport && reply_dport == o.reply_dport && kind == o.kind &&
+           handoff == o.handoff;
   }
-  static XlateExt of(const ConnXlate& x) {
-    return {x.reply_src, x.reply_dst, x.reply_sport, x.reply_dport, x.kind};
+  static XlateExt of(const ConnXlate& x, const XlateHandoff& h = {}) {
+    return {x.reply_src, x.reply_dst, x.reply_sport, x.reply_dport, x.kind, h};
+  }
+  // Which version-3 parts the handoff fills (xpart bits).
+  uint8_t parts() const {
+    return static_cast<uint8_t>((handoff.has_mapping ? xpart::kMapping : 0) |
+                                (handoff.has_lb ? xpart::kLb : 0) |
+                                (handoff.has_sticky ? xpart::kSticky : 0));
   }
   // A record for this instance: the reply tuple and kind, no mapping/service/sticky reference.
   ConnXlate to_xlate() const {
@@ -237,26 +268,33 @@ struct ConnRecord {
 
   // x: the connection's translation record when e has kXlate; without one the flag is dropped.
   static ConnRecord from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
-                               const ConnXlate* x = nullptr);
+                               const ConnXlate* x = nullptr, const XlateHandoff* h = nullptr);
   static ConnRecord tombstone(const FlowKey& key, uint32_t version);
   // Fills the fields the record carries; leaves host-local ones (links, owner, vm_id) alone and
   // sets last_seen = now_s - idle_s (saturating at 0).
   void to_entry(ConnEntry* e, uint32_t now_s) const;
 
-  void encode(Writer& w) const;
-  // version: the frame's protocol version; below kProtocolVersionXlate flag 0x20 is refused.
+  // version: the frame's protocol version; below kProtocolVersionHandoff the handoff is left
+  // out.
+  void encode(Writer& w, uint16_t version = kProtocolVersionMax) const;
+  // version: the frame's protocol version; below kProtocolVersionXlate flag 0x20 is refused,
+  // below kProtocolVersionHandoff a parts byte other than 0.
   bool decode(Reader& r, uint16_t version = kProtocolVersionMax);
-  // The same wire bytes as encode() (112, or 128 with a translation), written to out (room for
-  // kMaxConnRecordSize); returns how many.
-  size_t encode_to(uint8_t* out) const;
-  // The wire bytes of from_entry(key, e, now_s, x) and tombstone(key, version), written straight
-  // to out (the reader encodes a delta this way, record by record); returns how many.
+  // The same wire bytes as encode() (112, 128 with a translation, more with its version-3
+  // parts), written to out (room for kMaxConnRecordSize); returns how many.
+  size_t encode_to(uint8_t* out, uint16_t version = kProtocolVersionMax) const;
+  // The wire bytes of from_entry(key, e, now_s, x, h) and tombstone(key, version), written
+  // straight to out (the reader encodes a delta this way, record by record); returns how many.
   static size_t encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s, uint8_t* out,
-                             const ConnXlate* x = nullptr);
+                             const ConnXlate* x = nullptr, const XlateHandoff* h = nullptr,
+                             uint16_t version = kProtocolVersionMax);
   static size_t encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out);
-  // Length of the encoded record at p (its flags byte says whether an extension follows).
+  // Length of the encoded record at p (its flags byte says whether an extension follows, the
+  // extension's parts byte what follows that).
   static size_t wire_size(const uint8_t* p) {
-    return (p[46] & connflag::kXlate) ? kMaxConnRecordSize : kConnRecordSize;
+    return (p[46] & connflag::kXlate)
+               ? kConnRecordSize + kXlateExtSize + xlate_parts_size(p[kConnRecordSize + 13])
+               : kConnRecordSize;
   }
   bool operator==(const ConnRecord& o) const;
 
@@ -281,6 +319,29 @@ struct HelloMsg {
   bool operator==(const HelloMsg&) const = default;
 };
 
+// What the VM's translated connections need at a destination, for PREPARE's checks (version 3):
+// the distinct outside endpoints of their dynamic mappings, and the distinct (service, backend,
+// full-NAT local address) they use. At most kMaxNeeds of each are listed (the destination
+// checks those; the installer still checks every record).
+struct NatNeed {
+  uint8_t proto = 0;
+  be32 inside_addr, outside_addr;
+  be16 outside_port;
+  bool operator==(const NatNeed&) const = default;
+};
+struct LbNeed {
+  uint8_t proto = 0;
+  be32 vip, backend_addr, local_addr;  // local_addr 0: mode nat
+  be16 vip_port, backend_port;
+  bool operator==(const LbNeed&) const = default;
+};
+struct HandoffNeeds {
+  static constexpr size_t kMaxNeeds = 65536;
+  std::vector<NatNeed> nat;
+  std::vector<LbNeed> lb;
+  bool operator==(const HandoffNeeds&) const = default;
+};
+
 struct PrepareMsg {
   static constexpr MsgKind kKind = MsgKind::kPrepare;
   uint16_t protocol_version = kProtocolVersionMax;  // the version the source will speak
@@ -289,6 +350,7 @@ struct PrepareMsg {
   // VmProfile::nat_public_ip carries no family; the wire needs one. kNone = no NAT public IP.
   Family nat_family = Family::kNone;
   std::vector<KindCount> counts;  // entries per state kind, each kind at most once
+  HandoffNeeds needs;             // protocol_version >= 3 only
   void encode(Writer& w) const;
   bool decode(Reader& r);
 };
@@ -332,8 +394,10 @@ static_assert(kRecordsPerFrame <= kMaxRecordsPerFrame);
 //   w.begin(mid, round, n); for each record: encode into w.add(); auto [p, len] = w.finish();
 class EntriesFrameWriter {
  public:
-  // Starts a frame of at most max_records (<= kMaxRecordsPerFrame) records.
-  void begin(uint64_t migration_id, uint32_t round, size_t max_records);
+  // Starts a frame of at most max_records (<= kMaxRecordsPerFrame) records, with header version
+  // `version` (the records added must be encoded for it).
+  void begin(uint64_t migration_id, uint32_t round, size_t max_records,
+             uint16_t version = kProtocolVersionMax);
   // Room for the next record, kMaxConnRecordSize bytes; nullptr once max_records were added.
   // The record written there says its own length (ConnRecord::wire_size), read at the next
   // add() or finish().
@@ -345,6 +409,7 @@ class EntriesFrameWriter {
     return buf_.data() + kHeaderSize + 8 + used_;
   }
   uint32_t records() const { return static_cast<uint32_t>(records_); }
+  uint16_t version() const { return version_; }
   bool full() const { return records_ == max_records_; }
   // Patches body_len and the count; the frame is valid until the next begin().
   std::pair<uint8_t*, size_t> finish();
@@ -358,6 +423,7 @@ class EntriesFrameWriter {
   static constexpr size_t kNone = SIZE_MAX;
   std::vector<uint8_t> buf_;
   size_t records_ = 0, max_records_ = 0;
+  uint16_t version_ = kProtocolVersionMax;
   size_t used_ = 0;     // body bytes after round and count taken by settled records
   size_t last_ = kNone;  // offset of the last added record, not yet settled
 };

@@ -55,10 +55,14 @@ struct Link {
   std::unique_ptr<PeerLink> link;
   uint64_t seq = 0;
   uint64_t bytes = 0, frames = 0;
+  // The protocol version negotiated with this peer (HELLO): every later frame carries it, so a
+  // peer that speaks only older versions can still read us.
+  uint16_t version = migrate::kProtocolVersionMax;
 
   template <typename Msg>
   void send(const Msg& m, uint64_t mid, int timeout_ms) {
-    auto f = migrate::encode_frame(m, mid, ++seq);
+    auto f = migrate::encode_frame(
+        m, mid, ++seq, Msg::kKind == MsgKind::kHello ? migrate::kProtocolVersionMin : version);
     if (!link->send(f, timeout_ms)) {
       Error e = link->last_error();
       fail(link_reason(e), "send to " + name + ": " + e.detail);
@@ -119,6 +123,7 @@ migrate::VmReader::FrameOut to_links(std::vector<Link>& links, uint64_t mid, uin
   migrate::VmReader::FrameOut out;
   out.migration_id = mid;
   out.round = round;
+  for (const Link& l : links) out.version = std::min(out.version, l.version);  // one frame for all
   out.emit = [&links, timeout_ms](uint8_t* frame, size_t len, uint32_t) {
     for (Link& l : links) l.send_encoded(frame, len, timeout_ms);
   };
@@ -459,11 +464,18 @@ void MigrationEngine::run_out(OutSession& s) {
       if (tally.carried_xlate && v.value < migrate::kProtocolVersionXlate)
         fail(FailReason::kUnsupported,
              l.name + " speaks no protocol version that carries translated connections");
+      if (tally.carried_handoff && v.value < migrate::kProtocolVersionHandoff)
+        fail(FailReason::kUnsupported,
+             l.name + " speaks no protocol version that carries SNAT, hairpin or load-balanced "
+                      "connections (" + std::to_string(tally.carried_handoff) + " here)");
+      l.version = v.value;
       migrate::PrepareMsg pm;
+      pm.protocol_version = v.value;
       pm.source_instance = dp_.config().instance;
       pm.vm = vm_cfg;
       if (vm_cfg.profile.nat_public_ip) pm.nat_family = Family::kV4;
       pm.counts = tally.counts;
+      pm.needs = tally.needs;
       l.send(pm, mid, tmo);
       l.expect<migrate::AcceptMsg>(tmo);
     }
@@ -698,6 +710,10 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
       fail(FailReason::kTransfer, "expected HELLO");
     mid = f.header.migration_id;
     rep.id = mid;
+    // The source decides with the same rule; frames after HELLO carry the common version.
+    auto v = migrate::negotiate_version(migrate::kProtocolVersionMin, migrate::kProtocolVersionMax,
+                                        hello.version_min, hello.version_max);
+    if (v.ok) link.version = v.value;
     migrate::HelloMsg mine;
     mine.instance = dp_.config().instance;
     link.send(mine, mid, tmo);
@@ -714,6 +730,31 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
     for (uint16_t w = 0; w < dp_.worker_count(); w++)
       free_slots += dp_.shard(w).capacity() - dp_.shard(w).size();
     view.free[static_cast<int>(migrate::StateKind::kConn)] = free_slots;
+    // Translated connections: their mappings, backends and sticky entries are resolved here
+    // (Translator::adopt); PREPARE's needs are checked against this instance's pools and
+    // services before anything moves.
+    Translator* tr = dp_.translator();
+    if (tr && tr->enabled()) {
+      view.kinds |= migrate::kind_bit(migrate::StateKind::kNatMapping) |
+                    migrate::kind_bit(migrate::StateKind::kLbConn) |
+                    migrate::kind_bit(migrate::StateKind::kSticky);
+      uint64_t nat_free = 0;
+      for (const auto& r : tr->snat_rules())
+        for (const auto& m : r.maps) nat_free += m->capacity() - std::min(m->capacity(), m->size());
+      view.free[static_cast<int>(migrate::StateKind::kNatMapping)] = nat_free;
+      view.free[static_cast<int>(migrate::StateKind::kLbConn)] = UINT64_MAX;  // conn table's
+      StickyTable* st = tr->lb() ? tr->lb()->sticky() : nullptr;
+      view.free[static_cast<int>(migrate::StateKind::kSticky)] =
+          st ? st->capacity() - std::min(st->capacity(), st->size()) : 0;
+      view.check_nat = [tr](const migrate::NatNeed& n) {
+        return tr->check_mapping(n.proto, n.inside_addr, n.outside_addr, n.outside_port);
+      };
+      view.check_lb = [this, tr](const migrate::LbNeed& n) {
+        Dataplane::ReaderGuard guard(dp_);  // pool snapshots
+        return tr->lb()->check_handoff(n.proto, n.vip, n.vip_port, n.backend_addr, n.backend_port,
+                                       n.local_addr);
+      };
+    }
     {
       std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
       VmTable& vms = dp_.vms();
@@ -759,6 +800,15 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
               link.name.c_str(), mid);
 
     migrate::VmInstaller inst(dp_, vm);
+    // A translated record this instance could not hold (its mapping's port taken here, its
+    // backend unknown ...): the source hears FAIL(CONFLICT) instead of the ACK and rolls back,
+    // and so do we (catch below).
+    auto refuse_conflict = [&](const migrate::VmInstaller& in) {
+      if (in.conflict.empty()) return;
+      const std::string why = "vm " + rep.vm + ": " + in.conflict;
+      link.send(migrate::FailMsg{FailReason::kConflict, why}, mid, tmo);
+      fail(FailReason::kConflict, why);
+    };
     bool final_seen = false, held_done = false;
     uint64_t in_round = 0;  // records received since the last ROUND_END / FINAL_END
     Frame fr;            // reused: an ENTRIES body keeps its buffer from frame to frame
@@ -783,6 +833,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
         case MsgKind::kRoundEnd:
         case MsgKind::kFinalEnd:
           if (!inst.wait(tmo)) fail(FailReason::kTimeout, "workers did not install entries");
+          refuse_conflict(inst);
           if (fr.header.kind == MsgKind::kFinalEnd)
             rep.entries_final += in_round;
           else
@@ -827,6 +878,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
         case MsgKind::kActivate: {
           if (!final_seen) fail(FailReason::kTransfer, "ACTIVATE before the final delta");
           if (!inst.wait(tmo)) fail(FailReason::kTimeout, "workers did not install entries");
+          refuse_conflict(inst);
           auto t_act = Clock::now();
           // One store makes every pending entry of the VM usable at once (all tables).
           VmSlot& vs = dp_.vms().slot(vm);

@@ -99,6 +99,14 @@ std::optional<Decision> check_conflict(const PrepareMsg& req, const LocalView& l
       }
     }
   }
+  for (const NatNeed& n : req.needs.nat) {
+    std::string why = local.check_nat ? local.check_nat(n) : "this instance has no SNAT pool";
+    if (!why.empty()) return fail(FailReason::kConflict, "vm " + vm.name + ": " + why);
+  }
+  for (const LbNeed& n : req.needs.lb) {
+    std::string why = local.check_lb ? local.check_lb(n) : "this instance has no load balancer";
+    if (!why.empty()) return fail(FailReason::kConflict, "vm " + vm.name + ": " + why);
+  }
   if (vm.profile.nat_public_ip && req.nat_family != Family::kNone) {
     for (const auto& n : local.nat_public_in_use) {
       if (n.family == req.nat_family && n.addr == *vm.profile.nat_public_ip) {

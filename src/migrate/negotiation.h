@@ -11,7 +11,9 @@
 //   2. CONFLICT     the VM's identity or profile clashes with what this instance already has:
 //                   its MAC or one of its IPs (within its VLAN) owned by a different VM, its NAT
 //                   public IP in use, its VLAN reserved here or not served here, its name taken by
-//                   a VM with another MAC.
+//                   a VM with another MAC; a mapping's outside endpoint its SNAT connections hold
+//                   is in no pool here or its port block is leased to another host; an LB
+//                   service, backend or full-NAT local address its connections use is unknown.
 //   3. RESOURCES    for each kind, entries * (1 + headroom%) must fit the table's free slots; the
 //                   VM's ACL rules must fit the free rule slots. The detail names the table.
 // A VM already present here with the same name and MAC is the same VM (pre-provisioned
@@ -20,6 +22,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +58,11 @@ struct LocalView {
   std::vector<uint16_t> vlans_served;
   std::vector<uint16_t> vlans_reserved;
   std::optional<uint64_t> acl_rules_free;        // nullopt = no limit on per-VM ACL rules
+  // Checks of PREPARE's handoff needs (version 3: the dynamic mappings and LB backends the
+  // VM's connections hold) against this instance's translation: empty = it can hold it, else
+  // the CONFLICT detail. Unset: any such need is a conflict (nothing is translated here).
+  std::function<std::string(const NatNeed&)> check_nat;
+  std::function<std::string(const LbNeed&)> check_lb;
 };
 
 struct Decision {

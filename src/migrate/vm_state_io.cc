@@ -10,6 +10,8 @@
 #include <bit>
 #include <chrono>
 #include <cstring>
+#include <set>
+#include <tuple>
 
 #include "conntrack/conn_table.h"
 #include "dataplane/dataplane.h"
@@ -100,8 +102,10 @@ void VmReader::SentMap::grow() {
 
 struct VmReader::VectorOut {
   std::vector<ConnRecord>* v;
-  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x) {
-    v->push_back(ConnRecord::from_entry(k, e, now_s, x));
+  uint16_t version = kProtocolVersionMax;
+  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x,
+              const XlateHandoff* h) {
+    v->push_back(ConnRecord::from_entry(k, e, now_s, x, h));
   }
   void tombstone(const FlowKey& k, uint32_t version) {
     v->push_back(ConnRecord::tombstone(k, version));
@@ -112,6 +116,7 @@ struct VmReader::WireOut {
   EntriesFrameWriter& w;
   const FrameOut& fo;
   Counts c;
+  uint16_t version;
   uint8_t* next() {
     uint8_t* p = w.add();
     if (!p) {
@@ -121,8 +126,9 @@ struct VmReader::WireOut {
     c.records++;
     return p;
   }
-  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x) {
-    ConnRecord::encode_entry(k, e, now_s, next(), x);
+  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x,
+              const XlateHandoff* h) {
+    ConnRecord::encode_entry(k, e, now_s, next(), x, h, fo.version);
   }
   void tombstone(const FlowKey& k, uint32_t version) {
     ConnRecord::encode_tombstone(k, version, next());
@@ -134,7 +140,7 @@ struct VmReader::WireOut {
       auto [p, n] = w.finish();
       fo.emit(p, n, w.records());
     }
-    w.begin(fo.migration_id, fo.round, fo.per_frame);
+    w.begin(fo.migration_id, fo.round, fo.per_frame, fo.version);
   }
 };
 
@@ -167,7 +173,13 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   // A translated connection's record is fixed while its flag is set and its slot is not reused
   // before a grace period (conn_xlate.h): we are online, so it is stable here.
   const ConnXlateTable* xt = dp_.xlate(shard);
-  out.record(k, e, now_s, (e.flags & connflag::kXlate) && xt ? &xt->at(slot) : nullptr);
+  const ConnXlate* x = (e.flags & connflag::kXlate) && xt ? &xt->at(slot) : nullptr;
+  XlateHandoff h;
+  // What stands behind the translation (mapping, backend, sticky entry) is referenced by the
+  // record and so live while we are online; a version-2 peer gets no handoff.
+  if (x && out.version >= kProtocolVersionHandoff && dp_.translator())
+    dp_.translator()->describe(shard, *x, now_s, &h);
+  out.record(k, e, now_s, x, x ? &h : nullptr);
 }
 
 namespace {
@@ -286,16 +298,16 @@ std::vector<ConnRecord> VmReader::delta(uint64_t* seq_moved) {
 }
 
 VmReader::Counts VmReader::snapshot(const FrameOut& fo) {
-  WireOut out{writer_, fo, {}};
-  writer_.begin(fo.migration_id, fo.round, fo.per_frame);
+  WireOut out{writer_, fo, {}, fo.version};
+  writer_.begin(fo.migration_id, fo.round, fo.per_frame, fo.version);
   snapshot_into(out);
   out.flush();
   return out.c;
 }
 
 VmReader::Counts VmReader::delta(const FrameOut& fo) {
-  WireOut out{writer_, fo, {}};
-  writer_.begin(fo.migration_id, fo.round, fo.per_frame);
+  WireOut out{writer_, fo, {}, fo.version};
+  writer_.begin(fo.migration_id, fo.round, fo.per_frame, fo.version);
   delta_into(out, &out.c.seq_moved);
   out.flush();
   return out.c;
@@ -310,6 +322,13 @@ uint64_t VmReader::live() const {
 VmReader::KindTally VmReader::tally(Dataplane& dp, uint16_t vm) {
   uint64_t n[kStateKindCount] = {};
   KindTally t;
+  const Translator* tr = dp.translator();
+  const uint32_t now_s = dp.now_s();
+  // Distinct mappings (worker, rule, slot), sticky entries (slot), needs.
+  std::set<std::tuple<uint16_t, uint8_t, uint32_t>> mappings;
+  std::set<uint32_t> stickies;
+  std::set<std::tuple<uint8_t, uint32_t, uint32_t, uint16_t>> nat_needs;
+  std::set<std::tuple<uint8_t, uint32_t, uint16_t, uint32_t, uint16_t, uint32_t>> lb_needs;
   for (uint16_t w = 0; w < dp.worker_count(); w++) {
     const ConnTable& table = dp.shard(w);
     const ConnXlateTable* xt = dp.xlate(w);
@@ -325,14 +344,41 @@ VmReader::KindTally VmReader::tally(Dataplane& dp, uint16_t vm) {
         return;
       }
       if (!(e.flags & connflag::kXlate) || !xt) return;
-      switch (xt->at(slot).kind) {
-        case XlateKind::kStatic:
-        case XlateKind::kDnat: t.carried_xlate++; break;
-        case XlateKind::kSnat:
-        case XlateKind::kHairpin: n[static_cast<int>(StateKind::kNatMapping)]++; break;
-        default: n[static_cast<int>(StateKind::kLbConn)]++; break;
+      const ConnXlate& x = xt->at(slot);
+      t.carried_xlate++;
+      if (x.kind == XlateKind::kStatic || x.kind == XlateKind::kDnat) return;
+      t.carried_handoff++;
+      XlateHandoff h;
+      if (!tr || !tr->describe(w, x, now_s, &h)) return;
+      if (h.has_mapping) {
+        mappings.emplace(w, x.nat_rule, x.mapping);
+        nat_needs.emplace(k.proto, h.inside_addr.raw(), h.outside_addr.raw(), h.outside_port.raw());
       }
+      if (h.has_lb) {
+        n[static_cast<int>(StateKind::kLbConn)]++;
+        const bool fullnat = x.kind == XlateKind::kLbFullNat;
+        lb_needs.emplace(k.proto, h.vip.raw(), h.vip_port.raw(), h.backend_addr.raw(),
+                         h.backend_port.raw(), fullnat ? x.reply_dst.raw() : 0);
+      }
+      if (h.has_sticky) stickies.insert(x.sticky_slot);
     });
+  }
+  n[static_cast<int>(StateKind::kNatMapping)] = mappings.size();
+  n[static_cast<int>(StateKind::kSticky)] = stickies.size();
+  for (auto [proto, inside, outside, port] : nat_needs) {
+    if (t.needs.nat.size() == HandoffNeeds::kMaxNeeds) break;
+    t.needs.nat.push_back({proto, be32::from_raw(inside), be32::from_raw(outside), be16::from_raw(port)});
+  }
+  for (auto [proto, vip, vport, backend, bport, local] : lb_needs) {
+    if (t.needs.lb.size() == HandoffNeeds::kMaxNeeds) break;
+    LbNeed need;
+    need.proto = proto;
+    need.vip = be32::from_raw(vip);
+    need.vip_port = be16::from_raw(vport);
+    need.backend_addr = be32::from_raw(backend);
+    need.backend_port = be16::from_raw(bport);
+    need.local_addr = be32::from_raw(local);
+    t.needs.lb.push_back(need);
   }
   t.counts.push_back({static_cast<uint8_t>(StateKind::kConn), n[0]});
   for (uint8_t k = 1; k < kStateKindCount; k++)
@@ -370,7 +416,10 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
   it.key = r.key;
   it.deleted = r.deleted;
   it.idle_s = r.idle_s;
-  if (r.flags & connflag::kXlate) it.xlate = r.xlate.to_xlate();
+  if (r.flags & connflag::kXlate) {
+    it.xlate = r.xlate.to_xlate();
+    it.handoff = r.xlate.handoff;
+  }
   r.to_entry(&it.entry, 0);
   it.entry.version.store(r.version, std::memory_order_relaxed);
   c->items.push_back(it);
@@ -457,6 +506,7 @@ void VmInstaller::reap() {
     stale += c.stale;
     failed += c.failed;
     removed += c.removed;
+    if (conflict.empty()) conflict = c.conflict;
     if (c.kind == WorkerCommand::Kind::kInstall && free_.size() < kMaxFree)
       free_.push_back(std::move(pending_[k]));
   }
@@ -472,6 +522,7 @@ std::unique_ptr<WorkerCommand> VmInstaller::take_command() {
   free_.pop_back();
   c->items.clear();
   c->applied = c->stale = c->failed = c->removed = 0;
+  c->conflict.clear();
   c->done.store(false, std::memory_order_relaxed);
   return c;
 }

@@ -92,6 +92,7 @@ class VmReader {
     uint64_t migration_id = 0;
     uint32_t round = 0;
     size_t per_frame = kRecordsPerFrame;
+    uint16_t version = kProtocolVersionMax;  // the frames' (negotiated with the peers)
     std::function<void(uint8_t* frame, size_t len, uint32_t records)> emit;
   };
   struct Counts {
@@ -105,14 +106,23 @@ class VmReader {
   uint64_t live() const;
 
   // What the VM's entries need at a destination, per StateKind (PREPARE's counts): every entry
-  // is a conn; one translated through a dynamic mapping (SNAT, hairpin) also holds a
-  // nat_mapping, a load-balanced one an lb_conn, an L7 one an l7_conn; these three do not
-  // travel yet, so a destination refuses them (UNSUPPORTED) before anything moves.
-  // carried_xlate: translated entries the records carry (static NAT, port forward), which
-  // need protocol version kProtocolVersionXlate.
+  // is a conn; the distinct dynamic mappings its SNAT and hairpin connections hold are
+  // nat_mappings, each load-balanced connection an lb_conn, the distinct sticky entries they
+  // hold stickies, an L7 connection an l7_conn. L7 connections do not travel yet (their splice
+  // state is not carried), so a destination refuses them (UNSUPPORTED) before anything moves.
+  // carried_xlate: translated entries the records carry (kProtocolVersionXlate);
+  // carried_handoff: those of them that also need their handoff (kProtocolVersionHandoff).
+  // needs: the endpoints they use, for the destination to check at PREPARE.
+  //
+  // The sticky entries of a VM are those its connections hold a reference on (the entry that
+  // chose or confirmed the connection's backend): they travel with the connections. An entry
+  // no live connection of the VM holds (its connections are over, the binding waits for its
+  // timeout) stays at the source: it names a client, not the VM's state in flight.
   struct KindTally {
     std::vector<KindCount> counts;
     uint64_t carried_xlate = 0;
+    uint64_t carried_handoff = 0;
+    HandoffNeeds needs;
   };
   static KindTally tally(Dataplane& dp, uint16_t vm);
 
@@ -201,6 +211,9 @@ class VmInstaller {
   bool wait(int timeout_ms);
 
   uint64_t applied = 0, stale = 0, failed = 0, removed = 0;
+  // The first translated record this instance could not hold, and why (Worker::install_xlate):
+  // the destination FAILs the migration with CONFLICT and this detail.
+  std::string conflict;
 
   // Removes every entry of the VM on every worker (rollback, or the source after SUCCESS).
   static bool delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t* removed);

@@ -25,6 +25,7 @@
 
 #include <rte_hash.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -63,6 +64,41 @@ struct ConnXlate {
   uint32_t sticky_gen = 0;
 };
 static_assert(sizeof(ConnXlate) == 32);
+
+// What a connection's translation holds at its instance, in terms another instance can
+// resolve (addresses and ports, never slot numbers or ids): the migration's handoff of a
+// translated connection (src/migrate, docs/WIRE.md). The reply tuple and kind travel in
+// ConnXlate's first fields; this says what stands behind them.
+//   mapping  SNAT and hairpin: the dynamic mapping the connection holds a session on. The
+//            destination claims exactly outside_addr:outside_port for inside_addr:inside_port
+//            (PortAllocator::reserve) and refuses when its own policy differs.
+//   lb       load-balanced: the service (VIP, port; proto is the connection's) and the backend
+//            by address:port. The full-NAT local endpoint is the reply tuple's destination.
+//   sticky   the sticky entry the connection holds a reference on (its group is the service's):
+//            key without the group id, the backend it names, and its times relative to now.
+struct XlateHandoff {
+  bool has_mapping = false;
+  uint8_t mapping_behavior = 0;  // MappingBehavior of the source's rule
+  uint8_t filtering = 0;         // FilteringBehavior of the source's rule
+  be32 inside_addr, outside_addr;
+  be16 inside_port, outside_port;
+
+  bool has_lb = false;
+  be32 vip, backend_addr;
+  be16 vip_port, backend_port;
+
+  bool has_sticky = false;
+  uint8_t sticky_method = 0;      // StickyKeyMethod
+  uint8_t sticky_family = 0;      // StickyKey::family
+  uint8_t sticky_prefix_len = 0;
+  uint32_t sticky_value_len = 0;
+  std::array<uint8_t, 16> sticky_data{};
+  be32 sticky_backend_addr;
+  be16 sticky_backend_port;
+  uint32_t sticky_age_s = 0, sticky_idle_s = 0, sticky_ttl_s = 0;
+
+  bool operator==(const XlateHandoff&) const = default;
+};
 
 // The reply tuple of a record as a directional Tuple (proto and vlan from the connection).
 Tuple reply_tuple(const ConnXlate& x, uint8_t proto, uint16_t vlan);

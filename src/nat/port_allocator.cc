@@ -312,6 +312,14 @@ PortAllocStatus PortAllocator::reserve(uint8_t proto, be32 inside, be32 addr, be
   return PortAllocStatus::kOk;
 }
 
+std::optional<be32> PortAllocator::lessee(be32 addr, be16 port) const {
+  const uint32_t id = id_of(addr, port.host());
+  if (id == kNone) return std::nullopt;
+  const uint64_t w = load(blocks_[id].lease, std::memory_order_acquire);
+  if (static_cast<LeaseState>(w >> 32) != LeaseState::kLeased) return std::nullopt;
+  return be32::from_raw(static_cast<uint32_t>(w));
+}
+
 bool PortAllocator::release(uint8_t proto, be32 addr, be16 port, uint32_t now_s) {
   const int space = nat_proto_space(proto);
   if (space < 0) return false;

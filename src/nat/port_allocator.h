@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -179,6 +180,9 @@ class PortAllocator {
   template <class Fn>
   void for_each_lease(uint32_t now_s, Fn&& fn) const;
 
+  // The inside host addr:port's block is leased to, or nullopt when the block is free (or not
+  // this worker's). Any core (one atomic read of the block's lease word).
+  std::optional<be32> lessee(be32 addr, be16 port) const;
   // Whether addr:port is handed out for proto (tests, diagnostics).
   bool in_use(uint8_t proto, be32 addr, be16 port) const;
   const PortAllocatorStats& stats() const { return stats_; }

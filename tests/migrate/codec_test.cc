@@ -15,6 +15,48 @@ IpAddr v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
   return r;
 }
 
+// A handoff that fits kind k (codec.cc parts_fit), with random fields in their domains.
+XlateHandoff random_handoff(std::mt19937_64& rng, XlateKind k) {
+  auto u = [&](uint64_t n) { return static_cast<uint64_t>(rng() % n); };
+  auto a32 = [&] { return be32::from_host(static_cast<uint32_t>(rng() | 1)); };
+  auto p16 = [&] { return be16::from_host(static_cast<uint16_t>(rng())); };
+  XlateHandoff h;
+  const bool lb = k == XlateKind::kLbNat || k == XlateKind::kLbFullNat;
+  if (k == XlateKind::kSnat || (k == XlateKind::kHairpin && u(2))) {
+    h.has_mapping = true;
+    h.mapping_behavior = static_cast<uint8_t>(u(3));
+    h.filtering = static_cast<uint8_t>(u(3));
+    h.inside_addr = a32();
+    h.inside_port = p16();
+    h.outside_addr = a32();
+    h.outside_port = p16();
+  }
+  if (lb) {
+    h.has_lb = true;
+    h.vip = a32();
+    h.vip_port = p16();
+    h.backend_addr = a32();
+    h.backend_port = p16();
+  }
+  if (lb && u(2)) {
+    h.has_sticky = true;
+    h.sticky_method = static_cast<uint8_t>(1 + u(4));
+    if (h.sticky_method <= 2) {
+      h.sticky_family = static_cast<uint8_t>(Family::kV4);
+      h.sticky_prefix_len = h.sticky_method == 2 ? static_cast<uint8_t>(u(33)) : 0;
+    } else {
+      h.sticky_value_len = static_cast<uint32_t>(rng());
+    }
+    for (auto& b : h.sticky_data) b = static_cast<uint8_t>(rng());
+    h.sticky_backend_addr = a32();
+    h.sticky_backend_port = p16();
+    h.sticky_age_s = static_cast<uint32_t>(rng());
+    h.sticky_idle_s = static_cast<uint32_t>(rng());
+    h.sticky_ttl_s = static_cast<uint32_t>(rng());
+  }
+  return h;
+}
+
 ConnRecord random_record(std::mt19937_64& rng) {
   auto u = [&](uint64_t n) { return static_cast<uint64_t>(rng() % n); };
   ConnRecord r;
@@ -51,6 +93,7 @@ ConnRecord random_record(std::mt19937_64& rng) {
     r.xlate.reply_sport = be16::from_host(static_cast<uint16_t>(rng()));
     r.xlate.reply_dport = be16::from_host(static_cast<uint16_t>(rng()));
     r.xlate.kind = static_cast<XlateKind>(1 + u(static_cast<uint8_t>(XlateKind::kCount) - 1));
+    r.xlate.handoff = random_handoff(rng, r.xlate.kind);
   }
   return r;
 }
@@ -133,7 +176,7 @@ TEST(Codec, HeaderIsBigEndianWithMagicBatn) {
   auto b = encode_frame(AckMsg{0x0102030405060708ull}, 0xa1a2a3a4a5a6a7a8ull, 9);
   ASSERT_EQ(b.size(), kHeaderSize + 8);
   EXPECT_EQ(std::string(b.begin(), b.begin() + 4), "BATN");
-  EXPECT_EQ(b[4], 0); EXPECT_EQ(b[5], 2);                         // version 2
+  EXPECT_EQ(b[4], 0); EXPECT_EQ(b[5], kProtocolVersionMax);       // version
   EXPECT_EQ(b[6], 0); EXPECT_EQ(b[7], 11);                        // ACK
   EXPECT_EQ(b[11], 8);                                            // body length
   EXPECT_EQ(b[12], 0xa1); EXPECT_EQ(b[19], 0xa8);                 // migration id
@@ -518,7 +561,7 @@ TEST(Codec, TranslatedRecordCarriesItsReplyTupleAfterTheFixedBytes) {
   const ConnRecord r = translated_record();
   Writer w;
   r.encode(w);
-  ASSERT_EQ(w.size(), kMaxConnRecordSize);
+  ASSERT_EQ(w.size(), kConnRecordSize + kXlateExtSize);
   const uint8_t* p = w.buffer().data();
   EXPECT_EQ(p[46] & 0x20, 0x20);
   const uint8_t ext[kXlateExtSize] = {10, 0, 0, 5, 198, 51, 100, 1, 0, 80, 0x9c, 0x40, 2, 0, 0, 0};
@@ -601,10 +644,180 @@ TEST(Codec, EncodeEntryCarriesTheTranslationOnlyWithItsRecord) {
   x.reply_src = be32::from_host(1);
   x.kind = XlateKind::kDnat;
   uint8_t buf[kMaxConnRecordSize];
-  EXPECT_EQ(ConnRecord::encode_entry(k, e, 0, buf, &x), kMaxConnRecordSize);
-  EXPECT_EQ(ConnRecord::wire_size(buf), kMaxConnRecordSize);
+  EXPECT_EQ(ConnRecord::encode_entry(k, e, 0, buf, &x), kConnRecordSize + kXlateExtSize);
+  EXPECT_EQ(ConnRecord::wire_size(buf), kConnRecordSize + kXlateExtSize);
   EXPECT_EQ(ConnRecord::encode_entry(k, e, 0, buf, nullptr), kConnRecordSize);
   EXPECT_EQ(buf[46] & 0x20, 0);
+}
+
+// ---- what stands behind a translation (protocol version 3) ------------------------------------
+
+ConnRecord handoff_record(XlateKind k, bool sticky) {
+  ConnRecord r = translated_record();
+  r.xlate.kind = k;
+  XlateHandoff& h = r.xlate.handoff;
+  if (k == XlateKind::kSnat || k == XlateKind::kHairpin) {
+    h.has_mapping = true;
+    h.mapping_behavior = 0;
+    h.filtering = 2;
+    h.inside_addr = be32::from_host(0x0a010005);
+    h.inside_port = be16::from_host(40000);
+    h.outside_addr = be32::from_host(0xcb00710a);  // 203.0.113.10
+    h.outside_port = be16::from_host(20001);
+  } else {
+    h.has_lb = true;
+    h.vip = be32::from_host(0xcb007164);
+    h.vip_port = be16::from_host(80);
+    h.backend_addr = be32::from_host(0x0a020002);
+    h.backend_port = be16::from_host(8080);
+    if (sticky) {
+      h.has_sticky = true;
+      h.sticky_method = 1;  // source address
+      h.sticky_family = static_cast<uint8_t>(Family::kV4);
+      h.sticky_data = {10, 1, 0, 5};
+      h.sticky_backend_addr = be32::from_host(0x0a020003);
+      h.sticky_backend_port = be16::from_host(8080);
+      h.sticky_age_s = 100;
+      h.sticky_idle_s = 7;
+      h.sticky_ttl_s = 1793;
+    }
+  }
+  return r;
+}
+
+TEST(Codec, HandoffPartsRoundTripPerKindWithTheirDocumentedSizes) {
+  struct Case {
+    XlateKind kind;
+    bool sticky;
+    size_t size;
+  } cases[] = {
+      {XlateKind::kSnat, false, kConnRecordSize + kXlateExtSize + kMappingPartSize},
+      {XlateKind::kHairpin, false, kConnRecordSize + kXlateExtSize + kMappingPartSize},
+      {XlateKind::kLbNat, false, kConnRecordSize + kXlateExtSize + kLbPartSize},
+      {XlateKind::kLbFullNat, true, kConnRecordSize + kXlateExtSize + kLbPartSize + kStickyPartSize},
+  };
+  for (const Case& c : cases) {
+    const ConnRecord r = handoff_record(c.kind, c.sticky);
+    Writer w;
+    r.encode(w, kProtocolVersionHandoff);
+    ASSERT_EQ(w.size(), c.size) << xlate_kind_name(c.kind);
+    EXPECT_EQ(ConnRecord::wire_size(w.buffer().data()), c.size);
+    Reader rd(w.buffer().data(), w.size());
+    ConnRecord out;
+    ASSERT_TRUE(out.decode(rd, kProtocolVersionHandoff)) << codec_error_name(rd.error());
+    EXPECT_TRUE(rd.finish());
+    EXPECT_TRUE(out == r) << xlate_kind_name(c.kind);
+    EXPECT_EQ(out.xlate.handoff, r.xlate.handoff);
+  }
+  // Byte layout of the mapping part (docs/WIRE.md): after the 16-byte extension.
+  Writer w;
+  handoff_record(XlateKind::kSnat, false).encode(w, kProtocolVersionHandoff);
+  const uint8_t* p = w.buffer().data() + kConnRecordSize;
+  EXPECT_EQ(p[13], xpart::kMapping);
+  const uint8_t part[kMappingPartSize] = {0, 2, 0, 0, 10, 1, 0, 5, 0x9c, 0x40, 203, 0, 113, 10, 0x4e, 0x21};
+  EXPECT_EQ(std::memcmp(p + kXlateExtSize, part, kMappingPartSize), 0);
+}
+
+TEST(Codec, AVersion2PeerGetsNoHandoffAndRefusesOne) {
+  const ConnRecord r = handoff_record(XlateKind::kLbNat, true);
+  Writer w2;
+  r.encode(w2, kProtocolVersionXlate);
+  ASSERT_EQ(w2.size(), kConnRecordSize + kXlateExtSize) << "a version-2 record has no parts";
+  EXPECT_EQ(w2.buffer()[kConnRecordSize + 13], 0);
+  {
+    Reader rd(w2.buffer().data(), w2.size());
+    ConnRecord out;
+    ASSERT_TRUE(out.decode(rd, kProtocolVersionXlate));
+    EXPECT_EQ(out.xlate.handoff, XlateHandoff{});
+  }
+  Writer w3;
+  r.encode(w3, kProtocolVersionHandoff);
+  Reader rd(w3.buffer().data(), w3.size());
+  ConnRecord out;
+  EXPECT_FALSE(out.decode(rd, kProtocolVersionXlate));
+  EXPECT_EQ(rd.error(), CodecError::kBadValue);
+}
+
+TEST(Codec, HandoffPartsRejectGarbageAndMissingParts) {
+  const size_t ext = kConnRecordSize, part = kConnRecordSize + kXlateExtSize;
+  struct Case {
+    const char* what;
+    XlateKind kind;
+    bool sticky;
+    size_t at;
+    uint8_t value;
+  } cases[] = {
+      {"snat without its mapping", XlateKind::kSnat, false, ext + 13, 0},
+      {"snat with an lb part", XlateKind::kSnat, false, ext + 13, xpart::kMapping | xpart::kLb},
+      {"unknown part bit", XlateKind::kSnat, false, ext + 13, xpart::kMapping | 0x08},
+      {"static NAT with a mapping", XlateKind::kSnat, false, ext + 12, static_cast<uint8_t>(XlateKind::kStatic)},
+      {"mapping behaviour beyond the list", XlateKind::kSnat, false, part, 3},
+      {"filtering beyond the list", XlateKind::kSnat, false, part + 1, 3},
+      {"mapping reserved byte", XlateKind::kSnat, false, part + 2, 1},
+      {"outside address zero", XlateKind::kSnat, false, part + 10, 0},
+      {"lb without its service", XlateKind::kLbNat, false, ext + 13, 0},
+      {"sticky without lb", XlateKind::kLbNat, true, ext + 13, xpart::kSticky},
+      {"lb with a mapping", XlateKind::kLbNat, false, ext + 13, xpart::kLb | xpart::kMapping},
+      {"vip zero", XlateKind::kLbNat, false, part, 0},
+      {"sticky method zero", XlateKind::kLbNat, true, part + kLbPartSize, 0},
+      {"sticky method beyond the list", XlateKind::kLbNat, true, part + kLbPartSize, 5},
+      {"source sticky key without a family", XlateKind::kLbNat, true, part + kLbPartSize + 1, 0},
+      {"sticky reserved byte", XlateKind::kLbNat, true, part + kLbPartSize + 30, 1},
+  };
+  for (const Case& c : cases) {
+    Writer w;
+    handoff_record(c.kind, c.sticky).encode(w, kProtocolVersionHandoff);
+    std::vector<uint8_t> b = w.buffer();
+    // Some cases zero a whole address: its other bytes too.
+    b[c.at] = c.value;
+    if (std::string(c.what).find("zero") != std::string::npos && std::string(c.what).find("method") == std::string::npos)
+      std::memset(b.data() + c.at, 0, 4);
+    Reader rd(b.data(), b.size());
+    ConnRecord out;
+    bool ok = out.decode(rd, kProtocolVersionHandoff) && rd.finish();
+    EXPECT_FALSE(ok) << c.what;
+    EXPECT_TRUE(rd.error() == CodecError::kBadValue || rd.error() == CodecError::kTrailingBytes)
+        << c.what << ": " << codec_error_name(rd.error());
+  }
+  // A part cut short.
+  Writer w;
+  handoff_record(XlateKind::kLbFullNat, true).encode(w, kProtocolVersionHandoff);
+  Reader rd(w.buffer().data(), w.size() - 1);
+  ConnRecord out;
+  EXPECT_FALSE(out.decode(rd, kProtocolVersionHandoff));
+  EXPECT_EQ(rd.error(), CodecError::kTruncated);
+}
+
+TEST(Codec, PrepareCarriesHandoffNeedsFromVersion3Only) {
+  PrepareMsg m = sample_prepare();
+  m.protocol_version = kProtocolVersionHandoff;
+  m.needs.nat = {{6, be32::from_host(0x0a010005), be32::from_host(0xcb00710a), be16::from_host(20001)}};
+  LbNeed lb;
+  lb.proto = 6;
+  lb.vip = be32::from_host(0xcb007164);
+  lb.vip_port = be16::from_host(80);
+  lb.backend_addr = be32::from_host(0x0a020002);
+  lb.backend_port = be16::from_host(8080);
+  lb.local_addr = be32::from_host(0xcb007165);
+  m.needs.lb = {lb};
+  expect_round_trip(m);
+  expect_every_truncation_rejected(m);
+
+  PrepareMsg old = m;
+  old.protocol_version = kProtocolVersionXlate;
+  auto bytes = encode_frame(old, 1, 1);
+  Frame f;
+  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
+  PrepareMsg out;
+  ASSERT_EQ(decode_body(f, &out), CodecError::kOk);
+  EXPECT_TRUE(out.needs.nat.empty() && out.needs.lb.empty()) << "version 2 has no needs";
+
+  // An outside address of zero is refused.
+  PrepareMsg bad = m;
+  bad.needs.nat[0].outside_addr = be32();
+  bytes = encode_frame(bad, 1, 1);
+  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
+  EXPECT_EQ(decode_body(f, &out), CodecError::kBadValue);
 }
 
 }  // namespace

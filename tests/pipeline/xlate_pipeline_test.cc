@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "dataplane/dataplane.h"
 #include "migrate/codec.h"
+#include "migrate/negotiation.h"
 #include "migrate/vm_state_io.h"
 #include "pktgen/packet_builder.h"
 
@@ -379,11 +380,171 @@ TEST_F(XlatePipeline, SynOnClosedTranslatedConnectionStartsANewOne) {
 
 // ---- a translated connection handed off -------------------------------------------------------
 
+// Two dataplanes in one process, A (where the VM "web" 10.1.0.5 runs) and B (where it goes),
+// and the handoff's sequence as MigrationEngine runs it (track, snapshot, freeze, final delta,
+// activate), every record crossing the wire as ENTRIES frames of the negotiated version.
+class XlateMigration : public ::testing::Test {
+ protected:
+  void start(const std::function<void(Config&)>& edit_a, const std::function<void(Config&)>& edit_b) {
+    static int n = 0;
+    auto make = [](const std::string& name, bool with_vm, const std::function<void(Config&)>& edit) {
+      ConfigError ce;
+      auto cfg = parse_config("instance: " + name + "\n" + kBaseYaml +
+                                  (with_vm ? "vms:\n  - {name: web, mac: \"02:00:00:00:01:05\", ipv4: [10.1.0.5]}\n" : ""),
+                              "x.yaml", &ce);
+      EXPECT_TRUE(cfg) << ce.to_string();
+      cfg->nat.capacity = 4096;  // two dataplanes share the test's 256 MB
+      cfg->lb.sticky_capacity = 4096;
+      edit(*cfg);
+      std::string err;
+      auto dp = Dataplane::create(*cfg, false, &err);
+      EXPECT_TRUE(dp) << err;
+      return dp;
+    };
+    a_ = make("xha" + std::to_string(n), true, edit_a);
+    b_ = make("xhb" + std::to_string(n++), false, edit_b);
+    ASSERT_TRUE(a_ && b_);
+    wa_ = a_->workers()[0].get();
+    wb_ = b_->workers()[0].get();
+    wa_->set_tx_sink(&ca_.sink);
+    wb_->set_tx_sink(&cb_.sink);
+    wa_->set_now(100);
+    wb_->set_now(100);
+    for (auto site : {std::make_pair(a_.get(), &ca_), std::make_pair(b_.get(), &cb_)}) {
+      run(*site.first, *site.second, Pkt().eth(kRemoteMac, "ff:ff:ff:ff:ff:ff").arp(1, kRemoteMac, "203.0.113.9", "203.0.113.1").build(), kOut);
+      for (int i = 0; i < 3; i++)
+        run(*site.first, *site.second, Pkt().eth(kHostMac[i], "ff:ff:ff:ff:ff:ff").arp(1, kHostMac[i], kHostIp[i], "10.1.0.1").build(), kIn);
+    }
+    vm_a_ = *a_->vms().find_by_name("web");
+  }
+  void TearDown() override {
+    if (wa_) wa_->set_tx_sink(nullptr);
+    if (wb_) wb_->set_tx_sink(nullptr);
+    inst_.reset();
+  }
+
+  static std::vector<Sent> run(Dataplane& dp, Capture& c, const Bytes& f, uint16_t port) {
+    c.sent.clear();
+    rte_mbuf* m = rte_pktmbuf_alloc(dp.pool());
+    std::memcpy(rte_pktmbuf_append(m, uint16_t(f.size())), f.data(), f.size());
+    m->port = port;
+    dp.workers()[0]->process_burst(&m, 1);
+    dp.workers()[0]->flush_tx();
+    return c.sent;
+  }
+  std::vector<Sent> at_a(const Bytes& f, uint16_t port) { return run(*a_, ca_, f, port); }
+  std::vector<Sent> at_b(const Bytes& f, uint16_t port) { return run(*b_, cb_, f, port); }
+
+  // PREPARE's check at B of what the VM's connections need (the engine's LocalView).
+  migrate::Decision prepare_at_b() {
+    migrate::VmReader::KindTally t = migrate::VmReader::tally(*a_, vm_a_);
+    migrate::PrepareMsg pm;
+    pm.vm = a_->vms().slot(vm_a_).config;
+    pm.counts = t.counts;
+    pm.needs = t.needs;
+    migrate::LocalView view;
+    view.kinds = ~0u;
+    view.free.fill(UINT64_MAX);
+    Translator* tr = b_->translator();
+    view.check_nat = [tr](const migrate::NatNeed& n) {
+      return tr->check_mapping(n.proto, n.inside_addr, n.outside_addr, n.outside_port);
+    };
+    view.check_lb = [this, tr](const migrate::LbNeed& n) {
+      Dataplane::ReaderGuard guard(*b_);
+      return tr->lb()->check_handoff(n.proto, n.vip, n.vip_port, n.backend_addr, n.backend_port, n.local_addr);
+    };
+    return migrate::decide(pm, view);
+  }
+
+  // Track, snapshot and ship; the VM arrives at B.
+  void precopy() {
+    std::string err;
+    ASSERT_TRUE(a_->vms().open_migration_rings(vm_a_, 1, 1024, 8192, &err)) << err;
+    auto idb = b_->vms().add(a_->vms().slot(vm_a_).config, &err);
+    ASSERT_TRUE(idb) << err;
+    vm_b_ = *idb;
+    b_->vms().slot(vm_b_).state.store(VmState::kArriving);
+    ASSERT_TRUE(b_->vms().open_migration_rings(vm_b_, 1, 1024, 8192, &err)) << err;
+    reader_ = std::make_unique<migrate::VmReader>(*a_, vm_a_);
+    inst_ = std::make_unique<migrate::VmInstaller>(*b_, vm_b_);
+    VmSlot& vs = a_->vms().slot(vm_a_);
+    vs.epoch.fetch_add(1);
+    vs.state.store(VmState::kTracking);
+    a_->grace_period();
+    ship(true);
+  }
+  // Freeze at A and ship the final delta.
+  void final_delta() {
+    a_->vms().slot(vm_a_).state.store(VmState::kFrozen);
+    a_->grace_period();
+    ship(false);
+  }
+  void ship(bool snapshot) {
+    migrate::VmReader::FrameOut fo;
+    fo.migration_id = 42;
+    fo.round = round_++;
+    fo.version = version_;
+    std::vector<std::vector<uint8_t>> frames;
+    fo.emit = [&](uint8_t* p, size_t n, uint32_t) { frames.emplace_back(p, p + n); };
+    snapshot ? reader_->snapshot(fo) : reader_->delta(fo);
+    for (auto& fr : frames) {
+      migrate::Frame f;
+      ASSERT_EQ(migrate::decode_frame(fr.data(), fr.size(), &f), migrate::CodecError::kOk);
+      EXPECT_EQ(f.header.version, version_);
+      bool queued = false;
+      uint32_t n = 0;
+      ASSERT_EQ(inst_->submit(f, 1000, &queued, &n), migrate::CodecError::kOk);
+      ASSERT_TRUE(queued);
+      wb_->housekeeping();
+      ASSERT_TRUE(inst_->wait(1000));
+    }
+  }
+  void activate() {
+    b_->vms().slot(vm_b_).state.store(VmState::kLocal);
+    b_->grace_period();
+  }
+  static void delete_vm(Worker& w, uint16_t vm) {
+    WorkerCommand del;
+    del.kind = WorkerCommand::Kind::kDeleteVm;
+    del.vm = vm;
+    ASSERT_TRUE(w.command(&del));
+    w.housekeeping();
+    ASSERT_TRUE(del.done.load());
+  }
+  // Every table of `dp` that a translated connection fills is empty.
+  static void expect_holds_nothing(Dataplane& dp, const char* who) {
+    EXPECT_EQ(dp.shard(0).size(), 0u) << who;
+    if (dp.xlate(0)) {
+      EXPECT_EQ(dp.xlate(0)->size(), 0u) << who;
+    }
+    for (const auto& r : dp.translator()->snat_rules()) {
+      EXPECT_EQ(r.maps[0]->size(), 0u) << who << ": mappings";
+      EXPECT_EQ(r.alloc[0]->stats().ports_in_use, 0u) << who << ": ports";
+    }
+    if (LoadBalancer* lb = dp.translator()->lb(); lb && lb->sticky())
+      EXPECT_EQ(lb->sticky()->size(), 0u) << who << ": sticky entries";
+  }
+  void expect_no_drops_at_b() {
+    for (int r = 0; r < kDropReasonCount; r++)
+      if (wb_->stats().drops[r]) ADD_FAILURE() << "B dropped: " << drop_reason_name(static_cast<DropReason>(r));
+  }
+
+  std::unique_ptr<Dataplane> a_, b_;
+  Worker* wa_ = nullptr;
+  Worker* wb_ = nullptr;
+  Capture ca_, cb_;
+  uint16_t vm_a_ = 0, vm_b_ = 0;
+  uint16_t version_ = migrate::kProtocolVersionMax;
+  uint32_t round_ = 0;
+  std::unique_ptr<migrate::VmReader> reader_;
+  std::unique_ptr<migrate::VmInstaller> inst_;
+};
+
 // A VM behind static NAT moves from A to B mid-conversation (the handoff's sequence as
 // MigrationEngine runs it: track, snapshot, freeze, final delta, activate), its records
 // crossing the wire codec. At B the next segments are translated both ways and accepted by
 // strict conntrack without creating anything; A's entry and reply key are gone after delete.
-TEST(XlateMigration, StaticNatConnectionContinuesAtDestination) {
+TEST_F(XlateMigration, StaticNatConnectionContinuesAtDestination) {
   // The VM is declared at A; B learns it from PREPARE.
   auto make = [](const std::string& name, bool with_vm) {
     ConfigError ce;
@@ -507,6 +668,198 @@ TEST(XlateMigration, StaticNatConnectionContinuesAtDestination) {
   EXPECT_EQ(a->xlate(0)->size(), 0u);
   wa.set_tx_sink(nullptr);
   wb.set_tx_sink(nullptr);
+}
+
+// SNAT: the VM's connection through a dynamic mapping moves with its mapping. At B the
+// mapping is recreated with exactly A's outside endpoint (no allocation of its own), both
+// directions are translated byte-exact and nothing new is created; A holds nothing after delete.
+TEST_F(XlateMigration, SnatConnectionKeepsItsOutsidePortAtDestination) {
+  auto with_snat = [](Config& c) { c.nat.snat.push_back(snat_rule()); };
+  ASSERT_NO_FATAL_FAILURE(start(with_snat, with_snat));
+  auto out_seg = [](uint32_t seq, uint32_t ack, uint8_t fl, const char* data) {
+    return from_host(0).ipv4("10.1.0.5", "203.0.113.9").tcp(40000, 80).seq(seq).ack(ack).flags(fl).win(1000).payload(data).build();
+  };
+  auto in_seg = [](uint16_t p, uint32_t seq, uint32_t ack, uint8_t fl, const char* data) {
+    return from_remote().ipv4("203.0.113.9", "203.0.113.10").tcp(80, p).seq(seq).ack(ack).flags(fl).win(1000).payload(data).build();
+  };
+  auto o = at_a(out_seg(100, 0, kSyn, ""), kIn);
+  ASSERT_EQ(o.size(), 1u);
+  const uint16_t p = sport_of(o[0].frame);
+  ASSERT_EQ(at_a(in_seg(p, 900, 101, kSyn | kAck, ""), kOut).size(), 1u);
+  ASSERT_EQ(at_a(out_seg(101, 901, kAck, "abc"), kIn).size(), 1u);
+
+  const migrate::Decision d = prepare_at_b();
+  EXPECT_TRUE(d.accepted()) << d.detail;
+  ASSERT_NO_FATAL_FAILURE(precopy());
+  ASSERT_EQ(at_a(in_seg(p, 901, 104, kAck, "hello"), kOut).size(), 1u);  // moves on at A
+  ASSERT_NO_FATAL_FAILURE(final_delta());
+  EXPECT_EQ(inst_->failed, 0u) << inst_->conflict;
+  EXPECT_TRUE(inst_->conflict.empty()) << inst_->conflict;
+  activate();
+
+  const auto& rule_b = b_->translator()->snat_rules()[0];
+  ASSERT_EQ(rule_b.maps[0]->size(), 1u);
+  const int32_t ms = rule_b.maps[0]->lookup_outside(6, be32::from_host(0xcb00710a), be16::from_host(p));
+  ASSERT_GE(ms, 0) << "B holds the mapping of A's outside port";
+  EXPECT_EQ(rule_b.maps[0]->mapping(ms).sessions, 1u);
+  EXPECT_EQ(rule_b.alloc[0]->stats().ports_in_use, 1u) << "B took A's port and no other";
+
+  o = at_b(out_seg(104, 906, kAck, "more"), kIn);
+  expect_no_drops_at_b();
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].frame, to_remote().ipv4("203.0.113.10", "203.0.113.9").ttl(63).tcp(p, 80).seq(104).ack(906).flags(kAck).win(1000).payload("more").build());
+  o = at_b(in_seg(p, 906, 108, kAck, "reply"), kOut);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].frame, to_host(0).ipv4("203.0.113.9", "10.1.0.5").ttl(63).tcp(80, 40000).seq(906).ack(108).flags(kAck).win(1000).payload("reply").build());
+  EXPECT_EQ(wb_->stats().conn_created, 0u);
+
+  delete_vm(*wa_, vm_a_);
+  expect_holds_nothing(*a_, "A after delete");
+}
+
+// The mapping's outside port lies in a port block B has leased to another inside host: PREPARE
+// says CONFLICT naming it, and the record, sent all the same, fails at the installer with the
+// reason (the engine's FAIL(CONFLICT)); B rolls back to holding only the other host's state.
+TEST_F(XlateMigration, SnatPortBlockHeldByAnotherHostAtDestinationIsAConflict) {
+  auto with_snat = [](Config& c) { c.nat.snat.push_back(snat_rule()); };
+  ASSERT_NO_FATAL_FAILURE(start(with_snat, with_snat));
+  auto o = at_a(from_host(0).ipv4("10.1.0.5", "203.0.113.9").tcp(40000, 80).seq(100).flags(kSyn).win(1000).build(), kIn);
+  ASSERT_EQ(o.size(), 1u);
+  const uint16_t p = sport_of(o[0].frame);
+  // Host 10.1.0.6 takes the same block at B first.
+  o = at_b(from_host(1).ipv4("10.1.0.6", "203.0.113.9").tcp(40000, 80).seq(100).flags(kSyn).win(1000).build(), kIn);
+  ASSERT_EQ(o.size(), 1u);
+  const auto& rule_b = b_->translator()->snat_rules()[0];
+  ASSERT_EQ(rule_b.alloc[0]->lessee(be32::from_host(0xcb00710a), be16::from_host(p)), be32::from_host(0x0a010006))
+      << "precondition: the block of A's port is leased to another host at B";
+
+  const migrate::Decision d = prepare_at_b();
+  EXPECT_EQ(d.reason, migrate::FailReason::kConflict);
+  EXPECT_NE(d.detail.find("leased to 10.1.0.6"), std::string::npos) << d.detail;
+
+  ASSERT_NO_FATAL_FAILURE(precopy());
+  ASSERT_NO_FATAL_FAILURE(final_delta());
+  EXPECT_EQ(inst_->failed, 1u);
+  EXPECT_NE(inst_->conflict.find("203.0.113.10:" + std::to_string(p)), std::string::npos) << inst_->conflict;
+  delete_vm(*wb_, vm_b_);  // rollback
+  EXPECT_EQ(b_->shard(0).size(), 1u) << "only the other host's connection";
+  EXPECT_EQ(rule_b.maps[0]->size(), 1u);
+  EXPECT_EQ(rule_b.alloc[0]->stats().ports_in_use, 1u);
+}
+
+// ---- load-balanced connections handed off ----
+
+// Service 203.0.113.100:80 whose backend is the VM (10.1.0.5:8080). At B the VM's backend is
+// draining and listed after another: B's Maglev would never pick it and its ids differ.
+void lb_config(Config& c, LbMode mode, bool at_b, bool vm_backend = true) {
+  PoolConfig pool;
+  pool.name = "web";
+  if (at_b) pool.backends.push_back({v4("10.1.0.6"), 8080, 1, BackendState::kUp, 0});
+  if (vm_backend) pool.backends.push_back({v4("10.1.0.5"), 8080, 1, at_b ? BackendState::kDraining : BackendState::kUp, 0});
+  c.lb.pools.push_back(pool);
+  ServiceConfig s;
+  s.name = "www";
+  s.vip = v4("203.0.113.100");
+  s.port = 80;
+  s.mode = mode;
+  s.pool = "web";
+  if (mode == LbMode::kFullNat) s.local_addresses = {v4("10.1.0.100")};
+  s.sticky.method = StickyMethod::kSourceAddress;
+  c.lb.services.push_back(s);
+}
+
+struct LbCase {
+  LbMode mode;
+  const char* backend_sees;  // the connection's source at the backend
+};
+
+class XlateMigrationLb : public XlateMigration, public ::testing::WithParamInterface<LbCase> {};
+
+TEST_P(XlateMigrationLb, ConnectionKeepsItsBackendAndStickyEntryAtDestination) {
+  const LbCase c = GetParam();
+  ASSERT_NO_FATAL_FAILURE(start([&](Config& cfg) { lb_config(cfg, c.mode, false); }, [&](Config& cfg) { lb_config(cfg, c.mode, true); }));
+  auto in_seg = [](uint16_t sport, uint32_t seq, uint32_t ack, uint8_t fl, const char* data) {
+    return from_remote().ipv4("203.0.113.9", "203.0.113.100").tcp(sport, 80).seq(seq).ack(ack).flags(fl).win(1000).payload(data).build();
+  };
+  // What the VM sees and sends: from the client (nat) or the local address (full NAT).
+  auto o = at_a(in_seg(50000, 100, 0, kSyn, ""), kOut);
+  ASSERT_EQ(o.size(), 1u);
+  const uint16_t lport = sport_of(o[0].frame);  // the client's port, or the full-NAT local port
+  if (c.mode == LbMode::kNat) {
+    EXPECT_EQ(lport, 50000);
+  }
+  auto vm_seg = [&](uint32_t seq, uint32_t ack, uint8_t fl, const char* data) {
+    return from_host(0).ipv4("10.1.0.5", c.backend_sees).tcp(8080, lport).seq(seq).ack(ack).flags(fl).win(1000).payload(data).build();
+  };
+  ASSERT_EQ(at_a(vm_seg(900, 101, kSyn | kAck, ""), kIn).size(), 1u);
+  ASSERT_EQ(at_a(in_seg(50000, 101, 901, kAck, "GET"), kOut).size(), 1u);
+
+  const migrate::Decision d = prepare_at_b();
+  EXPECT_TRUE(d.accepted()) << d.detail;
+  ASSERT_NO_FATAL_FAILURE(precopy());
+  ASSERT_NO_FATAL_FAILURE(final_delta());
+  EXPECT_TRUE(inst_->conflict.empty()) << inst_->conflict;
+  EXPECT_EQ(inst_->failed, 0u);
+  activate();
+
+  LoadBalancer& lb_b = *b_->translator()->lb();
+  ASSERT_EQ(lb_b.sticky()->size(), 1u) << "the client's sticky entry travelled";
+  o = at_b(in_seg(50000, 104, 901, kAck, "more"), kOut);
+  expect_no_drops_at_b();
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].frame, to_host(0).ipv4(c.backend_sees, "10.1.0.5").ttl(63).tcp(lport, 8080).seq(104).ack(901).flags(kAck).win(1000).payload("more").build());
+  o = at_b(vm_seg(901, 108, kAck, "200 OK"), kIn);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].frame, to_remote().ipv4("203.0.113.100", "203.0.113.9").ttl(63).tcp(80, 50000).seq(901).ack(108).flags(kAck).win(1000).payload("200 OK").build());
+  EXPECT_EQ(wb_->stats().conn_created, 0u);
+  for (const BackendStatus& s : lb_b.pools()[0]->list())
+    EXPECT_EQ(s.active_conns, s.spec.addr == be32::from_host(0x0a010005) ? 1 : 0) << "the connection counts on its backend at B";
+
+  // A new connection of the same client at B: the sticky entry sends it to the VM, which
+  // B's own Maglev never would (draining there).
+  o = at_b(in_seg(50001, 500, 0, kSyn, ""), kOut);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].frame[33], 5) << "to 10.1.0.5";
+
+  delete_vm(*wa_, vm_a_);
+  expect_holds_nothing(*a_, "A after delete");
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, XlateMigrationLb,
+                         ::testing::Values(LbCase{LbMode::kNat, "203.0.113.9"},
+                                           LbCase{LbMode::kFullNat, "10.1.0.100"}),
+                         [](const auto& i) { return std::string(i.param.mode == LbMode::kNat ? "Nat" : "FullNat"); });
+
+// B's pool does not have the VM's backend: PREPARE says CONFLICT naming it, the installer
+// refuses the record with the reason, and B holds nothing after the rollback.
+TEST_F(XlateMigration, LbBackendUnknownAtDestinationIsAConflict) {
+  ASSERT_NO_FATAL_FAILURE(start([](Config& cfg) { lb_config(cfg, LbMode::kNat, false); },
+        [](Config& cfg) { lb_config(cfg, LbMode::kNat, true, false); }));
+  auto o = at_a(from_remote().ipv4("203.0.113.9", "203.0.113.100").tcp(50000, 80).seq(100).flags(kSyn).win(1000).build(), kOut);
+  ASSERT_EQ(o.size(), 1u);
+  const migrate::Decision d = prepare_at_b();
+  EXPECT_EQ(d.reason, migrate::FailReason::kConflict);
+  EXPECT_NE(d.detail.find("backend 10.1.0.5:8080 is not in pool web"), std::string::npos) << d.detail;
+  ASSERT_NO_FATAL_FAILURE(precopy());
+  ASSERT_NO_FATAL_FAILURE(final_delta());
+  EXPECT_EQ(inst_->failed, 1u);
+  EXPECT_NE(inst_->conflict.find("10.1.0.5:8080"), std::string::npos) << inst_->conflict;
+  delete_vm(*wb_, vm_b_);
+  expect_holds_nothing(*b_, "B after rollback");
+  for (const BackendStatus& s : b_->translator()->lb()->pools()[0]->list()) EXPECT_EQ(s.active_conns, 0);
+}
+
+// A version-2 peer gets the static-NAT record without any handoff part, and the reader's
+// frames say version 2.
+TEST_F(XlateMigration, Version2PeerGetsStaticNatWithoutParts) {
+  auto with_static = [](Config& c) { c.nat.static_nat.push_back({v4("10.1.0.5"), v4("203.0.113.50")}); };
+  ASSERT_NO_FATAL_FAILURE(start(with_static, with_static));
+  version_ = migrate::kProtocolVersionXlate;
+  ASSERT_EQ(at_a(from_host(0).ipv4("10.1.0.5", "203.0.113.9").tcp(40000, 80).seq(100).flags(kSyn).win(1000).build(), kIn).size(), 1u);
+  ASSERT_NO_FATAL_FAILURE(precopy());
+  ASSERT_NO_FATAL_FAILURE(final_delta());
+  EXPECT_EQ(inst_->failed, 0u) << inst_->conflict;
+  EXPECT_EQ(b_->xlate(0)->size(), 1u);
 }
 
 }  // namespace
