@@ -189,5 +189,53 @@ TEST(Decide, ReportsUnsupportedBeforeConflictBeforeResources) {
   EXPECT_EQ(decide(r, l).reason, FailReason::kUnsupported);
 }
 
+// Version 3: the endpoints the VM's translated connections need are checked by the local
+// view's checkers; the first refusal is a CONFLICT whose detail is the checker's reason.
+TEST(Decide, HandoffNeedsAreCheckedAsConflicts) {
+  PrepareMsg r = request();
+  r.protocol_version = kProtocolVersionHandoff;
+  r.counts.push_back({static_cast<uint8_t>(StateKind::kNatMapping), 1});
+  r.counts.push_back({static_cast<uint8_t>(StateKind::kLbConn), 1});
+  r.needs.nat = {{6, ip("10.0.0.5").as_v4(), ip("203.0.113.10").as_v4(), be16::from_host(20001)}};
+  LbNeed lb;
+  lb.proto = 6;
+  lb.vip = ip("203.0.113.100").as_v4();
+  lb.vip_port = be16::from_host(80);
+  lb.backend_addr = ip("10.0.0.7").as_v4();
+  lb.backend_port = be16::from_host(8080);
+  r.needs.lb = {lb};
+  LocalView l = local();
+  l.kinds |= kind_bit(StateKind::kNatMapping) | kind_bit(StateKind::kLbConn);
+  l.free[static_cast<uint8_t>(StateKind::kNatMapping)] = 100;
+  l.free[static_cast<uint8_t>(StateKind::kLbConn)] = 100;
+
+  // No translation here at all.
+  Decision d = decide(r, l);
+  EXPECT_EQ(d.reason, FailReason::kConflict);
+  EXPECT_NE(d.detail.find("no SNAT pool"), std::string::npos) << d.detail;
+
+  std::vector<std::string> asked;
+  l.check_nat = [&](const NatNeed& n) {
+    asked.push_back("nat " + IpAddr::v4(n.outside_addr).to_string(Family::kV4));
+    return std::string();
+  };
+  l.check_lb = [&](const LbNeed& n) {
+    asked.push_back("lb " + IpAddr::v4(n.backend_addr).to_string(Family::kV4));
+    return std::string("backend 10.0.0.7:8080 is not in pool web");
+  };
+  d = decide(r, l);
+  EXPECT_EQ(d.reason, FailReason::kConflict);
+  EXPECT_NE(d.detail.find("backend 10.0.0.7:8080 is not in pool web"), std::string::npos) << d.detail;
+  EXPECT_EQ(asked, (std::vector<std::string>{"nat 203.0.113.10", "lb 10.0.0.7"}));
+
+  l.check_lb = [](const LbNeed&) { return std::string(); };
+  d = decide(r, l);
+  EXPECT_TRUE(d.accepted()) << d.detail;
+
+  // Without the kinds advertised, the counts are refused first (a peer that translates nothing).
+  l.kinds = kind_bit(StateKind::kConn);
+  EXPECT_EQ(decide(r, l).reason, FailReason::kUnsupported);
+}
+
 }  // namespace
 }  // namespace baton::migrate
