@@ -3,7 +3,7 @@
 // baton-xlate-bench: NAT and load-balancer figures of docs/PERFORMANCE.md, printed as one JSON
 // object (metric -> number); scripts/bench.sh runs each group in its own process.
 //
-//   baton-xlate-bench [-m MB] GROUP...   GROUP: l3fw1m nat1m lb1m natlbnew
+//   baton-xlate-bench [-m MB] GROUP...   GROUP: l3fw1m nat1m lb1m natlbnew l7new
 //
 // Theory of operation, as baton-bench's: Dataplane::create(cfg, with_ports = false) in mode l3,
 // Worker::process_burst timed with rte_rdtsc, a TxSink counting what leaves. Unlike the
@@ -18,6 +18,9 @@
 //   lb1m      1M flows to one VIP, mode nat, 16 backends
 //   natlbnew  whole connections (SYN .. last ACK, then removal by aging) through a full-NAT
 //             VIP: firewall + NAT (source) + L4 LB (destination) per connection
+//   l7new     whole L7 spliced connections (cookie handshake, request head, backend handshake,
+//             replay, response, FIN both ways, removal by aging) through the L7 service of
+//             tests/pipeline/l7_pipeline_test.cc (tests/pipeline/l7_topology.h)
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_mbuf.h>
@@ -26,6 +29,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -34,7 +38,9 @@
 
 #include "config/config.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/parser.h"
 #include "pktgen/packet_builder.h"
+#include "tests/pipeline/l7_topology.h"
 
 namespace baton {
 namespace {
@@ -102,9 +108,10 @@ std::unique_ptr<Dataplane> make_dp(const std::string& yaml) {
   return dp;
 }
 
-rte_mempool* bench_pool(uint32_t n) {
+// n mbufs of `room` bytes each (after the headroom).
+rte_mempool* bench_pool(uint32_t n, uint16_t room = 128) {
   rte_mempool* p = rte_pktmbuf_pool_create(uniq("xpool").c_str(), n, 0, 0,
-                                           RTE_PKTMBUF_HEADROOM + 128, SOCKET_ID_ANY);
+                                           RTE_PKTMBUF_HEADROOM + room, SOCKET_ID_ANY);
   if (!p) {
     std::fprintf(stderr, "cannot create a pool of %u mbufs\n", n);
     std::exit(1);
@@ -114,7 +121,12 @@ rte_mempool* bench_pool(uint32_t n) {
 
 void load(rte_mbuf* m, const Bytes& b, uint16_t port) {
   rte_pktmbuf_reset(m);
-  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(b.size())), b.data(), b.size());
+  char* d = rte_pktmbuf_append(m, static_cast<uint16_t>(b.size()));
+  if (!d) {
+    std::fprintf(stderr, "a %zu-byte frame does not fit in the bench's mbufs\n", b.size());
+    std::exit(1);
+  }
+  std::memcpy(d, b.data(), b.size());
   m->port = port;
 }
 
@@ -129,6 +141,56 @@ struct CountSink {
     if (k) c->last.assign(rte_pktmbuf_mtod(p[k - 1], uint8_t*), rte_pktmbuf_mtod(p[k - 1], uint8_t*) + p[k - 1]->data_len);
   }
 };
+
+// Frees what leaves, counting it, and keeps a copy of each frame when `out` is set.
+struct KeepSink {
+  TxSink sink{&KeepSink::on_tx, this};
+  std::vector<std::vector<uint8_t>>* out = nullptr;
+  uint64_t n = 0;
+  static void on_tx(void* ctx, uint16_t, rte_mbuf** p, uint32_t k) {
+    auto* c = static_cast<KeepSink*>(ctx);
+    for (uint32_t j = 0; j < k; j++) {
+      if (c->out) c->out->emplace_back(rte_pktmbuf_mtod(p[j], uint8_t*), rte_pktmbuf_mtod(p[j], uint8_t*) + p[j]->data_len);
+      rte_pktmbuf_free(p[j]);
+    }
+    c->n += k;
+  }
+};
+
+void print_drops(const Worker& w) {
+  for (int r = 0; r < kDropReasonCount; r++)
+    if (w.stats().drops[r]) std::fprintf(stderr, "  %s %lu\n", drop_reason_name(static_cast<DropReason>(r)), w.stats().drops[r]);
+}
+
+// One burst of `frames` arriving on `port` (loaded into mbufs of `pool` outside the timed
+// region): the cycles of process_burst + flush_tx are added to *cycles, the frames that left are
+// appended to *out if it is set. Exits unless exactly `expect` frames left.
+void timed_burst(Worker& w, rte_mempool* pool, const std::vector<Bytes>& frames, uint16_t port,
+                 uint64_t expect, uint64_t* cycles, std::vector<std::vector<uint8_t>>* out,
+                 const char* what) {
+  std::vector<rte_mbuf*> m(frames.size());
+  for (size_t i = 0; i < frames.size(); i++) {
+    m[i] = rte_pktmbuf_alloc(pool);
+    if (!m[i]) {
+      std::fprintf(stderr, "%s: mbuf pool empty\n", what);
+      std::exit(1);
+    }
+    load(m[i], frames[i], port);
+  }
+  KeepSink keep;
+  keep.out = out;
+  w.set_tx_sink(&keep.sink);
+  const uint64_t t0 = rte_rdtsc();
+  w.process_burst(m.data(), static_cast<uint32_t>(m.size()));
+  w.flush_tx();
+  *cycles += rte_rdtsc() - t0;
+  w.set_tx_sink(nullptr);
+  if (keep.n != expect) {
+    std::fprintf(stderr, "%s: %lu frames left for %zu in, %lu expected\n", what, keep.n, frames.size(), expect);
+    print_drops(w);
+    std::exit(1);
+  }
+}
 
 // The frames of one benchmark: original bytes and the mbufs they are loaded into.
 struct Stream {
@@ -153,8 +215,7 @@ double pass(Worker& w, Stream& s) {
   w.set_tx_sink(nullptr);
   if (w.stats().dropped != drops0 || cs.n != s.mbufs.size()) {
     std::fprintf(stderr, "benchmark packets were dropped (%lu of %zu forwarded)\n", cs.n, s.mbufs.size());
-    for (int r = 0; r < kDropReasonCount; r++)
-      if (w.stats().drops[r]) std::fprintf(stderr, "  %s %lu\n", drop_reason_name(static_cast<DropReason>(r)), w.stats().drops[r]);
+    print_drops(w);
     std::exit(1);
   }
   return static_cast<double>(t1 - t0) / static_cast<double>(s.mbufs.size());
@@ -227,8 +288,7 @@ std::vector<uint8_t> one(Worker& w, rte_mempool* pool, const Bytes& b, uint16_t 
   w.set_tx_sink(nullptr);
   if (cs.n != 1) {
     std::fprintf(stderr, "setup frame dropped\n");
-    for (int r = 0; r < kDropReasonCount; r++)
-      if (w.stats().drops[r]) std::fprintf(stderr, "  %s %lu\n", drop_reason_name(static_cast<DropReason>(r)), w.stats().drops[r]);
+    print_drops(w);
     std::exit(1);
   }
   rte_pktmbuf_free(m);
@@ -330,39 +390,8 @@ void bench_natlbnew() {
   rte_mempool* pool = bench_pool(4 * kBurst * 6 + 1024);
   learn_neighbours(*dp, w, pool);
   uint64_t cycles = 0;
-  std::vector<rte_mbuf*> m(kBurst);
-  CountSink cs;
   auto run = [&](const std::vector<Bytes>& frames, uint16_t port, std::vector<std::vector<uint8_t>>* out) {
-    for (uint32_t i = 0; i < kBurst; i++) {
-      m[i] = rte_pktmbuf_alloc(pool);
-      load(m[i], frames[i], port);
-    }
-    struct Keep {
-      TxSink sink{&Keep::on_tx, this};
-      std::vector<std::vector<uint8_t>>* out;
-      uint64_t n = 0;
-      static void on_tx(void* ctx, uint16_t, rte_mbuf** p, uint32_t k) {
-        auto* c = static_cast<Keep*>(ctx);
-        for (uint32_t j = 0; j < k; j++) {
-          if (c->out) c->out->emplace_back(rte_pktmbuf_mtod(p[j], uint8_t*), rte_pktmbuf_mtod(p[j], uint8_t*) + p[j]->data_len);
-          rte_pktmbuf_free(p[j]);
-        }
-        c->n += k;
-      }
-    } keep;
-    keep.out = out;
-    w.set_tx_sink(&keep.sink);
-    const uint64_t t0 = rte_rdtsc();
-    w.process_burst(m.data(), kBurst);
-    w.flush_tx();
-    cycles += rte_rdtsc() - t0;
-    w.set_tx_sink(nullptr);
-    if (keep.n != kBurst) {
-      std::fprintf(stderr, "natlbnew: %lu of %u forwarded\n", keep.n, kBurst);
-      for (int r = 0; r < kDropReasonCount; r++)
-        if (w.stats().drops[r]) std::fprintf(stderr, "  %s %lu\n", drop_reason_name(static_cast<DropReason>(r)), w.stats().drops[r]);
-      std::exit(1);
-    }
+    timed_burst(w, pool, frames, port, kBurst, &cycles, out, "natlbnew");
   };
   const uint32_t c = kCliIsn, s = kSrvIsn;
   for (uint32_t b = 0; b < kConns; b += kBurst) {
@@ -405,6 +434,130 @@ void bench_natlbnew() {
   rte_mempool_free(pool);
 }
 
+// Whole L7 spliced connections through the service of tests/pipeline/l7_topology.h (the one the
+// L7 pipeline test checks byte for byte), in bursts of 32 connections per phase:
+//   client SYN -> cookie SYN-ACK; client ACK (consumed); client GET head -> SYN to the backend;
+//   backend SYN-ACK -> head replayed to it; backend response (ACKs the replay) -> client;
+//   client FIN -> backend; backend FIN -> client; client's last ACK -> backend;
+// then the TIME_WAIT entries removed by aging, as natlbnew. The bench plays the backend: its
+// frames carry what the pipeline chose (backend, local port), read from the SYNs it sent, and
+// the client's carry the cookie and TSval read from the SYN-ACKs. Clients are distinct hosts
+// (198.18.0.0/15 behind the client's next hop) with varied source ports, as real clients.
+void bench_l7new() {
+  namespace t = l7topo;
+  constexpr uint32_t kConns = 65536;
+  const std::string head = "GET /index.html HTTP/1.1\r\nHost: www.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n";
+  const std::string resp = "HTTP/1.1 204 No Content\r\nServer: bench\r\n\r\n";
+  const uint32_t hl = static_cast<uint32_t>(head.size()), rl = static_cast<uint32_t>(resp.size());
+  std::fprintf(stderr, "l7new: %u connections\n", kConns);
+  auto dp = make_dp("instance: " + uniq("l7") + "\n" +
+                    t::config_yaml(kConns + 4096, "    - {prefix: 198.18.0.0/15, via: 203.0.113.9, port: outside}\n"));
+  Worker& w = *dp->workers()[0];
+  w.set_now(100);
+  rte_mempool* pool = bench_pool(4 * kBurst + 1024, 512);
+  uint64_t arp_cycles = 0;  // neighbours, untimed
+  timed_burst(w, pool, {t::arp_from_client()}, kOut, 1, &arp_cycles, nullptr, "l7new arp");
+  for (int h = 0; h < t::kHosts; h++) timed_burst(w, pool, {t::arp_from_host(h)}, kIn, 1, &arp_cycles, nullptr, "l7new arp");
+
+  uint64_t cycles = 0;
+  std::vector<Bytes> f(kBurst);
+  std::vector<std::vector<uint8_t>> out;
+  auto parse = [](const std::vector<uint8_t>& frame) {
+    PacketMeta pm;
+    DropReason why;
+    if (!parse_packet(frame.data(), static_cast<uint32_t>(frame.size()), &pm, &why)) {
+      std::fprintf(stderr, "l7new: a frame batond sent does not parse\n");
+      std::exit(1);
+    }
+    return pm;
+  };
+  std::vector<t::Client> c(kBurst);
+  std::vector<uint16_t> lport(kBurst);
+  std::vector<int> host(kBurst);
+  std::vector<uint32_t> bisn(kBurst);
+  constexpr uint32_t tb = 90000;  // the backends' TSval clock
+  // One phase: frames made by `make(i)` for the burst's connections, `expect` frames out.
+  auto phase = [&](uint16_t port, uint64_t expect, bool keep, const std::function<Bytes(uint32_t)>& make) {
+    for (uint32_t i = 0; i < kBurst; i++) f[i] = make(i);
+    out.clear();
+    timed_burst(w, pool, f, port, expect, &cycles, keep ? &out : nullptr, "l7new");
+  };
+  auto from_backend = [&](uint32_t i) {
+    return t::from_host(host[i]).ipv4(t::kHostIp[host[i]], t::kLocal).tcp(t::kBackendPort, lport[i]);
+  };
+  for (uint32_t b = 0; b < kConns; b += kBurst) {
+    for (uint32_t i = 0; i < kBurst; i++) {
+      const uint32_t k = b + i;
+      char addr[32];
+      std::snprintf(addr, sizeof addr, "198.%u.%u.%u", 18 + (k >> 16), (k >> 8) & 255, k & 255);
+      c[i] = t::Client{};
+      c[i].addr = addr;
+      c[i].port = static_cast<uint16_t>(1024 + (k * 7919u) % 64000);
+      c[i].isn = 0x10000000u + k * 65537u;
+      bisn[i] = 0x70000000u + k * 131u;
+    }
+    phase(kOut, kBurst, true, [&](uint32_t i) { return c[i].syn().build(); });
+    for (uint32_t i = 0; i < kBurst; i++) {
+      const PacketMeta sa = parse(out[i]);
+      if (sa.tcp.ack != c[i].isn + 1) {
+        std::fprintf(stderr, "l7new: SYN-ACKs out of order\n");
+        std::exit(1);
+      }
+      c[i].lb_isn = sa.tcp.seq;
+      c[i].lb_tsval = sa.tcp.tsval;
+      c[i].tsval++;
+    }
+    phase(kOut, 0, false, [&](uint32_t i) { return c[i].seg(0, 0, kAck).build(); });
+    phase(kOut, kBurst, true, [&](uint32_t i) { return c[i].data(head, 0).build(); });
+    for (uint32_t i = 0; i < kBurst; i++) {
+      const PacketMeta syn = parse(out[i]);
+      host[i] = t::host_of(syn.tuple.dst.to_string(Family::kV4));
+      if (syn.tcp.seq != c[i].isn || host[i] < 0) {
+        std::fprintf(stderr, "l7new: backend SYNs out of order or to an unknown host\n");
+        std::exit(1);
+      }
+      lport[i] = syn.tuple.sport.host();
+    }
+    phase(kIn, kBurst, false, [&](uint32_t i) {  // -> the head replayed
+      return from_backend(i).seq(bisn[i]).ack(c[i].isn + 1).flags(kSyn | kAck).win(65160).mss(1460)
+          .sack_perm().ts(tb, c[i].tsval).wscale(7).build();
+    });
+    phase(kIn, kBurst, false, [&](uint32_t i) {  // the response, ACKing the replay
+      return from_backend(i).seq(bisn[i] + 1).ack(c[i].isn + 1 + hl).flags(kAck | kPsh).win(502)
+          .ts(tb + 1, c[i].tsval).payload(resp).build();
+    });
+    phase(kOut, kBurst, false, [&](uint32_t i) {
+      c[i].tsval++;
+      return c[i].seg(hl, rl, kFin | kAck).build();
+    });
+    phase(kIn, kBurst, false, [&](uint32_t i) {
+      return from_backend(i).seq(bisn[i] + 1 + rl).ack(c[i].isn + 2 + hl).flags(kFin | kAck).win(502)
+          .ts(tb + 2, c[i].tsval).build();
+    });
+    phase(kOut, kBurst, false, [&](uint32_t i) {
+      c[i].tsval++;
+      return c[i].seg(hl + 1, rl + 1, kAck).build();
+    });
+  }
+  const WorkerStats& st = w.stats();
+  if (st.l7_splices != kConns || st.conns[static_cast<int>(TcpState::kTimeWait)] != int64_t{kConns} ||
+      w.l7()->pool_free() != w.l7()->pool_size()) {
+    std::fprintf(stderr, "l7new: %lu spliced, %ld in TIME_WAIT, %u of %u head buffers free\n", st.l7_splices,
+                 static_cast<long>(st.conns[static_cast<int>(TcpState::kTimeWait)]), w.l7()->pool_free(), w.l7()->pool_size());
+    std::exit(1);
+  }
+  ConnTable& table = w.table();
+  const uint64_t t2 = rte_rdtsc();
+  w.set_now(100000);  // everything is past TIME_WAIT: housekeeping ages it all out
+  for (uint32_t guard = 0; table.size() > 0 && guard < kConns; guard++) w.housekeeping();
+  const uint64_t t3 = rte_rdtsc();
+  put("l7_splice_aging_left", table.size());
+  const uint64_t all = cycles + (t3 - t2);
+  put("l7_splices_per_second", kConns / (static_cast<double>(all) / static_cast<double>(rte_get_tsc_hz())));
+  put("l7_splice_cycles", static_cast<double>(all) / kConns);
+  rte_mempool_free(pool);
+}
+
 }  // namespace
 }  // namespace baton
 
@@ -434,6 +587,7 @@ int main(int argc, char** argv) {
     else if (g == "nat1m") bench_steady("nat", kSnat, n, server, 80, "nat_cycles_per_packet_1m");
     else if (g == "lb1m") bench_steady("lb", lb_yaml("nat", 16), n, vip, 80, "lb_cycles_per_packet_1m");
     else if (g == "natlbnew") bench_natlbnew();
+    else if (g == "l7new") bench_l7new();
     else {
       std::fprintf(stderr, "unknown group %s\n", g.c_str());
       return 2;

@@ -7,9 +7,10 @@
 // Values batond chooses itself (the SYN cookie, its TSval clock, the local port) are read from
 // the first frame that carries them and then expected everywhere else.
 //
-// Topology: port 0 "outside" 203.0.113.1/24 (client 203.0.113.9), port 1 "inside" 10.1.0.1/24
-// (backends 10.1.0.5 pool web, 10.1.0.6 pool api, 10.1.0.7 pool web). VIP 203.0.113.80:80 from
-// local address 10.1.0.100; Host api.example and path /api/ go to pool api; sticky by cookie SID.
+// Topology, configuration and the client's frames: l7_topology.h (shared with the l7new
+// benchmark). Port 0 "outside" (client 203.0.113.9), port 1 "inside" (backends 10.1.0.5 and .7
+// pool web, 10.1.0.6 pool api); VIP 203.0.113.80:80 from local address 10.1.0.100; Host
+// api.example and path /api/ go to pool api; sticky by cookie SID.
 #include <gtest/gtest.h>
 #include <rte_eal.h>
 #include <rte_mbuf.h>
@@ -25,6 +26,7 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/parser.h"
 #include "pktgen/packet_builder.h"
+#include "tests/pipeline/l7_topology.h"
 
 namespace baton {
 namespace {
@@ -47,50 +49,8 @@ class EalEnv : public ::testing::Environment {
 };
 ::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
 
-constexpr uint16_t kOut = 0, kIn = 1;
-const char* kOutMac = "02:ba:70:00:00:01";
-const char* kInMac = "02:ba:70:00:00:02";
-const char* kClientMac = "02:00:00:00:09:09";
-const char* kClient = "203.0.113.9";
-const char* kVip = "203.0.113.80";
-const char* kLocal = "10.1.0.100";
-const char* kHostMac[] = {"02:00:00:00:01:05", "02:00:00:00:01:06", "02:00:00:00:01:07"};
-const char* kHostIp[] = {"10.1.0.5", "10.1.0.6", "10.1.0.7"};
-constexpr uint32_t kMaxHead = 1024;
+using namespace l7topo;
 constexpr uint16_t kSynAckWindow = kMaxHead + L7Proxy::kTailBytes;  // the head buffer
-
-const char* kYaml =
-    "mode: l3\n"
-    "ports:\n"
-    "  - {name: outside, device: null0, zone: outside}\n"
-    "  - {name: inside, device: null1, zone: inside}\n"
-    "zones:\n"
-    "  - {name: outside, default: permit}\n"
-    "  - {name: inside, default: permit}\n"
-    "conntrack: {capacity: 4096}\n"
-    "migration: {enabled: false}\n"
-    "l3:\n"
-    "  addresses:\n"
-    "    - {port: outside, address: 203.0.113.1/24}\n"
-    "    - {port: inside, address: 10.1.0.1/24}\n"
-    "lb:\n"
-    "  pools:\n"
-    "    - {name: web, backends: [{address: 10.1.0.5, port: 8080}, {address: 10.1.0.7, port: 8080}]}\n"
-    "    - {name: api, backends: [{address: 10.1.0.6, port: 8080}]}\n"
-    "  services:\n"
-    "    - name: site\n"
-    "      vip: 203.0.113.80\n"
-    "      port: 80\n"
-    "      mode: l7\n"
-    "      local_addresses: [10.1.0.100]\n"
-    "      pool: web\n"
-    "      max_request_head: 1024\n"
-    "      sticky: {method: cookie, name: SID}\n"
-    "      rules:\n"
-    "        - {host: api.example, pool: api}\n"
-    "        - {path_prefix: /api/, pool: api}\n"
-    "        - {header: {name: X-Canary, value: \"1\"}, pool: api}\n"
-    "        - {cookie: {name: backend, value: api}, pool: api}\n";
 
 struct Sent {
   uint16_t port;
@@ -129,36 +89,12 @@ PacketMeta parsed(const Bytes& f) {
   return pm;
 }
 
-Pkt from_client() { return Pkt().eth(kClientMac, kOutMac); }
-Pkt to_client() { return Pkt().eth(kOutMac, kClientMac); }
-Pkt from_host(int h) { return Pkt().eth(kHostMac[h], kInMac); }
-Pkt to_host(int h) { return Pkt().eth(kInMac, kHostMac[h]); }
-
-// What the client's side of one connection knows: its own numbers and what batond told it.
-struct Client {
-  uint16_t port = 40000;
-  uint32_t isn = 1000;      // C
-  uint32_t tsval = 5000;    // the client's TSval clock
-  bool timestamps = true;
-  uint32_t lb_isn = 0;      // L, read from the SYN-ACK
-  uint32_t lb_tsval = 0;    // tl
-  uint32_t sent = 0;        // payload bytes sent so far
-  uint16_t window = 502;    // raw, under shift 7
-
-  // The client's segment carrying `data` at offset `at` of its stream (ack L+1).
-  Pkt data(const std::string& data, uint32_t at, uint8_t flags = kAck | kPsh) const {
-    Pkt p = from_client().ipv4(kClient, kVip).tcp(port, 80).seq(isn + 1 + at).ack(lb_isn + 1).flags(flags).win(window);
-    if (timestamps) p.ts(tsval, lb_tsval);
-    return p.payload(data);
-  }
-};
-
 class L7Pipeline : public ::testing::Test {
  protected:
   void SetUp() override {
     static int n = 0;
     ConfigError ce;
-    auto cfg = parse_config("instance: l7p" + std::to_string(n++) + "\n" + kYaml, "l7.yaml", &ce);
+    auto cfg = parse_config("instance: l7p" + std::to_string(n++) + "\n" + config_yaml(4096), "l7.yaml", &ce);
     ASSERT_TRUE(cfg) << ce.to_string();
     std::string err;
     dp_ = Dataplane::create(*cfg, false, &err);
@@ -166,9 +102,8 @@ class L7Pipeline : public ::testing::Test {
     w_ = dp_->workers()[0].get();
     w_->set_tx_sink(&cap_.sink);
     w_->set_now(100);
-    run(Pkt().eth(kClientMac, "ff:ff:ff:ff:ff:ff").arp(1, kClientMac, kClient, "203.0.113.1").build(), kOut);
-    for (int i = 0; i < 3; i++)
-      run(Pkt().eth(kHostMac[i], "ff:ff:ff:ff:ff:ff").arp(1, kHostMac[i], kHostIp[i], "10.1.0.1").build(), kIn);
+    run(arp_from_client(), kOut);
+    for (int i = 0; i < kHosts; i++) run(arp_from_host(i), kIn);
   }
 
   std::vector<Sent> run(const Bytes& b, uint16_t port) {
@@ -187,9 +122,7 @@ class L7Pipeline : public ::testing::Test {
   // SYN (mss 1460, SACK, timestamps unless c.timestamps is false, wscale 7) and the cookie
   // SYN-ACK, checked exactly; then the client's ACK. Fills c.lb_isn and c.lb_tsval.
   void handshake(Client& c) {
-    Pkt syn = from_client().ipv4(kClient, kVip).tcp(c.port, 80).seq(c.isn).flags(kSyn).win(64240).mss(1460).sack_perm().wscale(7);
-    if (c.timestamps) syn.ts(c.tsval, 0);
-    auto out = run(syn, kOut);
+    auto out = run(c.syn(), kOut);
     ASSERT_EQ(out.size(), 1u);
     const PacketMeta sa = parsed(out[0].frame);
     c.lb_isn = sa.tcp.seq;
@@ -199,9 +132,7 @@ class L7Pipeline : public ::testing::Test {
     EXPECT_EQ(out[0].port, kOut);
     EXPECT_FRAME(out[0].frame, want.build());
     c.tsval += 1;
-    Pkt ack = from_client().ipv4(kClient, kVip).tcp(c.port, 80).seq(c.isn + 1).ack(c.lb_isn + 1).flags(kAck).win(c.window);
-    if (c.timestamps) ack.ts(c.tsval, c.lb_tsval);
-    EXPECT_TRUE(run(ack, kOut).empty());
+    EXPECT_TRUE(run(c.seg(0, 0, kAck), kOut).empty());
   }
 
   // batond's ACK of everything the client sent so far (room: the head buffer left).
