@@ -37,6 +37,7 @@ std::unique_ptr<LoadBalancer> LoadBalancer::create(const Config& cfg, uint16_t w
                                                    rte_rcu_qsbr* rcu, std::string* err) {
   std::unique_ptr<LoadBalancer> lb(new LoadBalancer());
   lb->workers_ = workers;
+  lb->local_cursor_ = std::make_unique<LocalCursor[]>(workers);
   lb->rcu_ = rcu;
   if (!cfg.lb.enabled()) return lb;
   LoadBalancer* self = lb.get();

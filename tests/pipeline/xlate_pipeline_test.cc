@@ -16,7 +16,9 @@
 
 #include <cstring>
 #include <functional>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/config.h"
@@ -766,6 +768,39 @@ void lb_config(Config& c, LbMode mode, bool at_b, bool vm_backend = true) {
   if (mode == LbMode::kFullNat) s.local_addresses = {v4("10.1.0.100")};
   s.sticky.method = StickyMethod::kSourceAddress;
   c.lb.services.push_back(s);
+}
+
+// Full NAT's local port search (LoadBalancer::pick_local) probes about once per new connection
+// however many connections are open, even when every client uses the same source port (it used
+// to start each search from the client's port: quadratic).
+TEST_F(XlatePipeline, FullNatLocalPortSearchStaysConstantPerConnection) {
+  ASSERT_NO_FATAL_FAILURE(start([](Config& c) {
+    lb_config(c, LbMode::kFullNat, false);
+    c.lb.services.back().sticky.method = StickyMethod::kNone;
+  }));
+  LoadBalancer& lb = *dp_->translator()->lb();
+  std::set<std::tuple<uint32_t, uint16_t, uint32_t, uint16_t>> open;  // reply tuples in use
+  uint64_t probes = 0;
+  constexpr uint32_t kConns = 20000;
+  for (uint32_t i = 0; i < kConns; i++) {
+    Tuple t;
+    t.family = Family::kV4;
+    t.proto = 6;
+    t.src = IpAddr::v4(be32::from_host(0xc0000000u + i));  // many clients, one source port
+    t.dst = v4("203.0.113.100");
+    t.sport = be16::from_host(40000);
+    t.dport = be16::from_host(80);
+    ConnXlate x;
+    auto taken = [&](const Tuple& r) {
+      probes++;
+      return open.count({r.src.as_v4().raw(), r.sport.raw(), r.dst.as_v4().raw(), r.dport.raw()}) > 0;
+    };
+    ASSERT_EQ(lb.decide(0, t, 100, &x, taken), LoadBalancer::Verdict::kTranslate) << i;
+    const Tuple r = reply_tuple(x, 6, 0);
+    ASSERT_TRUE(open.insert({r.src.as_v4().raw(), r.sport.raw(), r.dst.as_v4().raw(), r.dport.raw()}).second)
+        << "reply tuple handed out twice";
+  }
+  EXPECT_LT(probes, kConns * 11 / 10);
 }
 
 struct LbCase {
