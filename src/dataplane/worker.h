@@ -49,6 +49,7 @@ struct InstallItem {
   bool deleted = false;
   ConnXlate xlate;      // entry.flags & kXlate: the reply tuple and kind (no local references)
   XlateHandoff handoff;  // ... and what stands behind it (Translator::adopt resolves it here)
+  L7Handoff l7;          // an L7 connection's phase and splice offsets (l7.has)
 };
 
 struct WorkerCommand {
@@ -182,6 +183,10 @@ class Worker {
   void l7_reset(uint32_t slot);
   void l7_set_phase(uint32_t slot, L7Phase p);
   void l7_free_buffer(uint32_t slot);  // the head buffer goes back to the pool
+  // Re-files connection *slot under VM vm (its backend); false: no slot (connection dropped).
+  bool l7_relink(uint32_t* slot, uint16_t vm);
+  // Migration: the L7 record of a connection install_xlate installed (worker_commands.cc).
+  void install_l7(uint32_t slot, const L7Handoff& h, uint16_t service);
   void l7_age();
   TcpVerdict l7_track(uint32_t slot, Dir d, const TcpInfo& seg, uint32_t len);
   uint32_t l7_emit(const TcpSegmentSpec& s);  // frame bytes sent, 0 if none

@@ -27,6 +27,17 @@ bool Worker::install_xlate(uint32_t slot, const InstallItem& it, std::string* wh
   const Tuple t = it.key.tuple((it.entry.flags & connflag::kOrigIsHi) ? Dir::kHiToLo : Dir::kLoToHi);
   ConnXlate x = it.xlate;
   if (!translator_->adopt(id_, t, it.handoff, now_s_, &x, why)) return false;
+  // An L7 connection lands on an L7 service here, and nothing else does: the packets of one
+  // are spliced (offsets), of the other translated only.
+  const bool l7_service = translator_->lb() && it.handoff.has_lb &&
+                          translator_->lb()->services()[x.service].cfg.mode == LbMode::kL7;
+  if (l7_service != it.l7.has || (it.l7.has && !l7_)) {
+    *why = "lb service " + translator_->lb()->services()[x.service].cfg.name +
+           (it.l7.has ? " is not in mode l7 here" : " is in mode l7 here");
+    translator_->release(id_, x, it.key.proto, now_s_);
+    translator_->drop_unused(id_, {x}, now_s_);
+    return false;
+  }
   int rc;
   if (!attach_xlate(slot, x, it.key.proto, it.key.vlan, &rc)) {
     translator_->release(id_, x, it.key.proto, now_s_);
@@ -38,10 +49,24 @@ bool Worker::install_xlate(uint32_t slot, const InstallItem& it, std::string* wh
   }
   // attach_xlate's write bracket moved the version on; the entry keeps the source's, or the
   // next delta of this connection (the source's version + 2) would look like a duplicate.
+  if (it.l7.has) install_l7(slot, it.l7, x.service);
   table_->entry(slot).version.store(it.entry.version.load(std::memory_order_relaxed),
                                     std::memory_order_release);
   stats_.conn_translated++;
   return true;
+}
+
+// The side-table record of an installed L7 connection: its phase and offsets, no head buffer
+// (only connections without one travel, lb/l7_proxy.h). Pending like its entry: the packet path
+// reaches the record only after the entry's kPending check.
+void Worker::install_l7(uint32_t slot, const L7Handoff& h, uint16_t service) {
+  L7ConnRecord& r = l7_->record(slot);
+  table_->begin_write(slot);
+  r = L7ConnRecord{};
+  r.phase = h.phase;
+  r.service = service;
+  r.offsets = h.offsets;
+  table_->end_write(slot);
 }
 
 void Worker::apply(WorkerCommand& c) {
@@ -140,6 +165,9 @@ void Worker::apply(WorkerCommand& c) {
             e.bytes[i] = it.entry.bytes[i];
           }
           e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
+          // An L7 connection's offsets are fixed at the splice; its phase may have moved on
+          // (spliced -> closed).
+          if (it.l7.has && l7_ && l7_->is_l7(slot)) l7_->record(slot).phase = it.l7.phase;
           uint8_t cls = static_cast<uint8_t>(age_class_of(
               table_->key(slot).proto, static_cast<TcpState>(e.l4_state),
               e.flags & connflag::kReplied));

@@ -18,6 +18,12 @@
 // Frames batond writes leave through transmit_l3 (route, neighbour; no TTL decrement); they
 // count as local_out, and packets batond consumes (SYNs answered, head segments buffered) as
 // local_in.
+//
+// VMs (migration). An L7 connection belongs to the VM at its client's address, else, once the
+// head chose a backend, to the VM at the backend's: the entry is created under the client's VM
+// and re-filed under the backend's at l7_bind (the VM index is fixed at insert, so the entry is
+// inserted again, before its translation exists). Every change a migration carries (tracked
+// segments, phase, head buffer freed) is noted for the VM's deltas (note_change).
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
 
@@ -129,6 +135,7 @@ TcpVerdict Worker::l7_track(uint32_t slot, Dir d, const TcpInfo& seg, uint32_t l
   }
   table_->end_write(slot);
   if (e.age_class != old_class) table_->set_age_class(slot, e.age_class);
+  if (v.accept && e.vm_id) note_change(slot, e);
   return v;
 }
 
@@ -137,6 +144,7 @@ void Worker::l7_set_phase(uint32_t slot, L7Phase p) {
   table_->begin_write(slot);
   r.phase = p;
   table_->end_write(slot);
+  if (ConnEntry& e = table_->entry(slot); e.vm_id) note_change(slot, e);
   if (p == L7Phase::kClosed) l7_free_buffer(slot);
   if (r.pending != kNoPending) l7_->pending(r.pending).since = now_s_;
 }
@@ -148,6 +156,36 @@ void Worker::l7_free_buffer(uint32_t slot) {
   l7_->release(r.pending);
   r.pending = kNoPending;
   table_->end_write(slot);
+  // A spliced connection without its buffer is one a migration carries: a delta must see it.
+  if (ConnEntry& e = table_->entry(slot); e.vm_id) note_change(slot, e);
+}
+
+bool Worker::l7_relink(uint32_t* slot, uint16_t vm) {
+  const uint32_t old = *slot;
+  ConnEntry e = table_->entry(old);
+  const FlowKey k = table_->key(old);
+  const L7ConnRecord r = l7_->record(old);
+  table_->begin_write(old);
+  l7_->record(old) = L7ConnRecord{};  // the buffer moves with the record, not back to the pool
+  table_->end_write(old);
+  table_->remove(old);
+  removed_in_burst_ = true;  // later packets of this burst may hold the old slot
+  e.vm_id = vm;
+  e.mig_epoch = 0;
+  const int32_t ns = table_->insert(k, e);
+  if (ns < 0) {
+    l7_->release(r.pending);
+    stats_.conns[conn_kind(6, e.l4_state)]--;
+    stats_.conn_closed++;
+    return false;
+  }
+  *slot = static_cast<uint32_t>(ns);
+  table_->begin_write(*slot);
+  l7_->record(*slot) = r;
+  table_->end_write(*slot);
+  if (r.pending != kNoPending) l7_->pending(r.pending).conn_slot = *slot;
+  note_change(*slot, table_->entry(*slot));
+  return true;
 }
 
 // ---- no connection yet: the stateless half ---------------------------------------------------
@@ -164,8 +202,17 @@ void Worker::l7_unknown(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   std::optional<TcpSynOptions> opts = l7_->check_cookie(pm.tuple, tcp, now_s_);
   if (!opts) return drop(m, DropReason::kL7BadCookie);
   if (!l7_->pool_free()) return drop(m, DropReason::kL7Busy);  // as a full accept queue
+  const uint16_t vm = dp_.vms().find_by_ip(pm.tuple.src, pm.tuple.family);
+  if (vm) {
+    const VmState st = dp_.vms().slot(vm).state.load(std::memory_order_acquire);
+    if (st == VmState::kFrozen || st == VmState::kArriving) {
+      hold(m, vm);
+      return;
+    }
+  }
 
   ConnEntry e;
+  e.vm_id = vm;
   const int pidx = dp_.port_index(m->port);
   e.zone = pidx >= 0 ? dp_.ports().all()[pidx].zone_id : 0;
   e.last_seen = now_s_;
@@ -188,6 +235,7 @@ void Worker::l7_unknown(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   stats_.conn_created++;
   stats_.conns[conn_kind(6, e.l4_state)]++;
   stats_.l7_accepted++;
+  if (vm) note_change(us, table_->entry(us));
   l7_segment(m, pm, us, true);  // the ACK itself (and any data it carries)
 }
 
@@ -363,23 +411,33 @@ void Worker::l7_read(rte_mbuf* m, const PacketMeta& pm, uint32_t slot) {
 
 // The head is complete: route it, choose the backend, open the backend side.
 void Worker::l7_bind(rte_mbuf* m, uint32_t slot) {
+  ConnXlate x;
+  {
+    const L7ConnRecord& r = l7_->record(slot);
+    const ConnEntry& e = table_->entry(slot);
+    const L7Decision route = lb_->services()[r.service].router->route(*l7_->pending(r.pending).parser);
+    auto taken = [&](const Tuple& reply) {
+      Dir rd;
+      const FlowKey rk = FlowKey::from_tuple(reply, &rd);
+      return xlate_->lookup_reply(rk) >= 0 || table_->lookup(rk) >= 0;
+    };
+    if (lb_->decide_l7(id_, table_->key(slot).tuple(e.orig_dir()), r.service, route.pool,
+                       route.sticky_key, now_s_, &x, taken) != LoadBalancer::Verdict::kTranslate) {
+      stats_.l7_no_backend++;
+      l7_respond(slot, 503);
+      return consume(m);
+    }
+    // The backend is a VM: the connection is its state from now on (header comment).
+    const uint16_t vm = e.vm_id ? 0 : dp_.vms().find_by_ip(IpAddr::v4(x.reply_src), Family::kV4);
+    if (vm && !l7_relink(&slot, vm)) {
+      translator_->release(id_, x, 6, now_s_);
+      return drop(m, DropReason::kTableFull);
+    }
+  }
   L7ConnRecord& r = l7_->record(slot);
   L7Pending& p = l7_->pending(r.pending);
   ConnEntry& e = table_->entry(slot);
   const Tuple ct = table_->key(slot).tuple(e.orig_dir());
-  const L7Decision route = lb_->services()[r.service].router->route(*p.parser);
-  ConnXlate x;
-  auto taken = [&](const Tuple& reply) {
-    Dir rd;
-    const FlowKey rk = FlowKey::from_tuple(reply, &rd);
-    return xlate_->lookup_reply(rk) >= 0 || table_->lookup(rk) >= 0;
-  };
-  if (lb_->decide_l7(id_, ct, r.service, route.pool, route.sticky_key, now_s_, &x, taken) !=
-      LoadBalancer::Verdict::kTranslate) {
-    stats_.l7_no_backend++;
-    l7_respond(slot, 503);
-    return consume(m);
-  }
   // As for L4 services: the ACL sees the backend, and nothing we cannot route gets a SYN.
   Tuple seen = ct;
   seen.dst = IpAddr::v4(x.reply_src);
@@ -407,6 +465,7 @@ void Worker::l7_bind(rte_mbuf* m, uint32_t slot) {
   e.flags |= connflag::kXlate;
   r.phase = L7Phase::kConnecting;
   table_->end_write(slot);
+  if (e.vm_id) note_change(slot, e);
   p.since = now_s_;
   stats_.conn_translated++;
   l7_emit(l7_->backend_syn(p, backend_tuple(x)));
@@ -441,6 +500,7 @@ void Worker::l7_backend_synack(rte_mbuf* m, const PacketMeta& pm, uint32_t slot)
   r.offsets = *o;
   r.phase = L7Phase::kSpliced;
   table_->end_write(slot);
+  if (ConnEntry& e = table_->entry(slot); e.vm_id) note_change(slot, e);
   p.since = now_s_;
   stats_.l7_splices++;
   l7_replay(slot, 0);

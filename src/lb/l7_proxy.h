@@ -43,8 +43,17 @@
 // like ConnXlate: plain fields, written by the owner inside the entry's seqlock bracket, so a
 // reader (API, migration) copies a consistent record by checking the entry's version around
 // the copy. What a migration must carry for a spliced connection is that record (phase,
-// service, offsets) with the ConnEntry and ConnXlate; connections still reading their head
-// (kReading, kConnecting, kResponded) hold bytes in a pending buffer and are not meant to move.
+// service, offsets) with the ConnEntry and ConnXlate: L7Handoff below.
+//
+// Migration (docs/WIRE.md, part l7). A connection travels when it holds no head buffer: phase
+// kSpliced once the backend has ACKed the replay (at most one round trip after the splice), or
+// kClosed with its backend side open (the destination goes on resetting the backend). One that
+// holds a buffer (kReading, kConnecting, kResponded, or kSpliced with the replay unACKed) is not
+// carried, because its bytes, parser and the replay's retransmission would have to travel too:
+// the source leaves it out of every round (and sends it in a later one if its buffer is freed
+// meanwhile), PREPARE counts it (VmReader::KindTally::l7_held), and after the switch its client
+// finds no connection at the destination, as after a restart of batond. Such connections are
+// young (head_timeout_s at most) and have exchanged nothing with a backend yet.
 //
 // Not supported, because the splice must stay byte-exact: inserting a sticky cookie into the
 // response (stickiness follows a cookie the application sets), ECN (the SYN-ACK does not agree
@@ -118,6 +127,20 @@ struct L7ConnRecord {
   uint32_t pending = kNoPending;    // head buffer while one is held
   SpliceOffsets offsets;            // valid from kSpliced on
 };
+
+// What a migration carries of an L7 connection besides its entry and translation (the service
+// is the translation's LB part; the backend and local port are its reply tuple). Plain fields.
+struct L7Handoff {
+  bool has = false;
+  L7Phase phase = L7Phase::kNone;  // kSpliced or kClosed (l7_carried)
+  SpliceOffsets offsets;           // both directions, as the owner applies them
+  bool operator==(const L7Handoff&) const = default;
+};
+// Whether record r (of a connection with a translation when translated) may travel.
+inline bool l7_carried(const L7ConnRecord& r, bool translated) {
+  return r.pending == kNoPending && translated &&
+         (r.phase == L7Phase::kSpliced || r.phase == L7Phase::kClosed);
+}
 
 // A connection that holds a head buffer: both handshakes' values and the bytes read.
 struct L7Pending {

@@ -351,6 +351,15 @@ std::optional<BackendId> LoadBalancer::backend_at(const BackendPool& pool, be32 
   return std::nullopt;
 }
 
+std::optional<BackendId> LoadBalancer::service_backend(const Service& s, be32 addr,
+                                                       be16 port) const {
+  if (s.cfg.mode != LbMode::kL7) return backend_at(*s.pool, addr, port);
+  // Mode l7: the rules may route to any pool; the backend is found in the first that has it.
+  for (const auto& p : pools_)
+    if (std::optional<BackendId> id = backend_at(*p, addr, port)) return id;
+  return std::nullopt;
+}
+
 std::optional<BackendPick> LoadBalancer::backend_endpoint(BackendId id) const {
   if ((id >> 16) >= pools_.size()) return std::nullopt;
   const PoolSnapshot* s = pools_[id >> 16]->snapshot();
@@ -396,11 +405,13 @@ std::string LoadBalancer::check_handoff(uint8_t proto, be32 vip, be16 vip_port, 
   if (si < 0) return "lb service " + ep(vip, vip_port) + "/" + std::to_string(proto) + " is not configured here";
   const Service& s = services_[si];
   const bool fullnat = local != be32();
-  if (s.cfg.mode == LbMode::kL7 || (s.cfg.mode == LbMode::kFullNat) != fullnat)
+  // An L7 connection's backend side is opened from a local address, as in full NAT.
+  if ((s.cfg.mode == LbMode::kFullNat || s.cfg.mode == LbMode::kL7) != fullnat)
     return "lb service " + s.cfg.name + " (" + ep(vip, vip_port) + ") has another mode here";
-  if (!backend_at(*s.pool, backend, backend_port))
-    return "backend " + ep(backend, backend_port) + " is not in pool " + s.cfg.pool +
-           " of lb service " + s.cfg.name + " here";
+  if (!service_backend(s, backend, backend_port))
+    return "backend " + ep(backend, backend_port) + " is not in " +
+           (s.cfg.mode == LbMode::kL7 ? "any pool" : "pool " + s.cfg.pool) + " of lb service " +
+           s.cfg.name + " here";
   if (fullnat && std::find(s.local.begin(), s.local.end(), local) == s.local.end())
     return "full-NAT local address " + IpAddr::v4(local).to_string(Family::kV4) +
            " is not one of lb service " + s.cfg.name + "'s here";
@@ -425,7 +436,7 @@ bool LoadBalancer::adopt(uint16_t worker, const Tuple& t, const XlateHandoff& h,
            " belongs to another worker here than the connection (worker counts differ)";
     return false;
   }
-  const BackendId id = *backend_at(*s.pool, h.backend_addr, h.backend_port);
+  const BackendId id = *service_backend(s, h.backend_addr, h.backend_port);
   StickyHit hit;
   if (h.has_sticky) {
     if (s.sticky_group < 0 || static_cast<uint8_t>(s.group.method) != h.sticky_method ||
@@ -442,7 +453,7 @@ bool LoadBalancer::adopt(uint16_t worker, const Tuple& t, const XlateHandoff& h,
     r.key.prefix_len = h.sticky_prefix_len;
     r.key.value_len = h.sticky_value_len;
     r.key.data = h.sticky_data;
-    std::optional<BackendId> sb = backend_at(*s.pool, h.sticky_backend_addr, h.sticky_backend_port);
+    std::optional<BackendId> sb = service_backend(s, h.sticky_backend_addr, h.sticky_backend_port);
     if (!sb) {
       *why = "sticky backend " + IpAddr::v4(h.sticky_backend_addr).to_string(Family::kV4) + ":" +
              std::to_string(h.sticky_backend_port.host()) + " is not in pool " + s.cfg.pool + " here";
@@ -461,7 +472,10 @@ bool LoadBalancer::adopt(uint16_t worker, const Tuple& t, const XlateHandoff& h,
   x->backend = id;
   x->sticky_slot = hit.ref.slot;
   x->sticky_gen = hit.ref.gen;
-  s.pool->conn_opened(id);
+  if (s.cfg.mode == LbMode::kL7)
+    pools_[id >> 16]->conn_opened(id);  // as decide_l7: the pool the request was routed to
+  else
+    s.pool->conn_opened(id);
   return true;
 }
 

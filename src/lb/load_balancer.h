@@ -151,6 +151,9 @@ class LoadBalancer {
   };
   // The backend of `pool` (or its backup farm) at addr:port.
   static std::optional<BackendId> backend_at(const BackendPool& pool, be32 addr, be16 port);
+  // The backend of service s at addr:port: in its pool (or backup farm), in mode l7 in any pool
+  // its rules may route to.
+  std::optional<BackendId> service_backend(const Service& s, be32 addr, be16 port) const;
   // Address and port of backend id (ids name their pool: id >> 16).
   std::optional<BackendPick> backend_endpoint(BackendId id) const;
   int service_of(uint8_t proto, be32 a, be16 p) const {

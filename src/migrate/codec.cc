@@ -308,14 +308,16 @@ constexpr uint8_t kKnownPeerFlags = peerflag::kWscaleSeen | peerflag::kSackPerm 
 // ---- ConnRecord -------------------------------------------------------------------------------
 
 ConnRecord ConnRecord::from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
-                                  const ConnXlate* x, const XlateHandoff* h) {
+                                  const ConnXlate* x, const XlateHandoff* h,
+                                  const L7Handoff* l7) {
   ConnRecord r;
   r.key = key;
   r.version = e.version.load(std::memory_order_relaxed);
   r.l4_state = e.l4_state;
   r.flags = e.flags & kWireFlags;
   if (!x) r.flags &= ~connflag::kXlate;
-  if (r.flags & connflag::kXlate) r.xlate = XlateExt::of(*x, h ? *h : XlateHandoff{});
+  if (r.flags & connflag::kXlate)
+    r.xlate = XlateExt::of(*x, h ? *h : XlateHandoff{}, l7 ? *l7 : L7Handoff{});
   r.zone = e.zone;
   r.idle_s = now_s >= e.last_seen ? now_s - e.last_seen : 0;
   for (int d = 0; d < 2; ++d) {
@@ -364,6 +366,7 @@ struct RecordFields {
   const uint64_t* bytes;    // [2], or nullptr: zeros
   const XlateExt* xlate;    // written (and flag 0x20 kept) only when non-null
   bool handoff = true;      // version >= 3: the xlate's parts follow it
+  bool l7 = true;           // version >= 4: ... including its l7 part
 };
 // Extension (16 bytes): reply_src addr4, reply_dst addr4, reply_sport u16, reply_dport u16,
 // kind u8, parts u8 (version 3; 0 before), 2 bytes zero. Then the parts the parts byte names,
@@ -373,6 +376,49 @@ struct RecordFields {
 //   lb (12):      vip addr4, vip_port u16, backend addr4, backend_port u16
 //   sticky (44):  method u8, family u8, prefix_len u8, 1 zero, value_len u32, data[16],
 //                 backend addr4, backend_port u16, 2 zero, age_s u32, idle_s u32, ttl_s u32
+//   l7 (44):      phase u8, 3 zero, then per direction (to_backend, to_client): seq u32,
+//                 ack u32, tsval u32, tsecr u32, win_from u8, win_to u8, 2 zero (version 4)
+constexpr uint8_t kMaxWscale = 14;  // RFC 7323 2.3
+
+uint8_t* put_l7(uint8_t* p, const L7Handoff& l7) {
+  *p++ = static_cast<uint8_t>(l7.phase);
+  *p++ = 0;
+  *p++ = 0;
+  *p++ = 0;
+  for (const SpliceDirOffsets* d : {&l7.offsets.to_backend, &l7.offsets.to_client}) {
+    p = put32(p, d->seq);
+    p = put32(p, d->ack);
+    p = put32(p, d->tsval);
+    p = put32(p, d->tsecr);
+    *p++ = d->win_from;
+    *p++ = d->win_to;
+    *p++ = 0;
+    *p++ = 0;
+  }
+  return p;
+}
+
+// The l7 part; false on a phase that does not travel, a shift beyond 14 or stray bytes.
+bool get_l7(const uint8_t* p, L7Handoff* l7) {
+  const auto phase = static_cast<L7Phase>(p[0]);
+  if ((phase != L7Phase::kSpliced && phase != L7Phase::kClosed) || p[1] || p[2] || p[3])
+    return false;
+  l7->has = true;
+  l7->phase = phase;
+  p += 4;
+  for (SpliceDirOffsets* d : {&l7->offsets.to_backend, &l7->offsets.to_client}) {
+    d->seq = get32(p);
+    d->ack = get32(p + 4);
+    d->tsval = get32(p + 8);
+    d->tsecr = get32(p + 12);
+    d->win_from = p[16];
+    d->win_to = p[17];
+    if (d->win_from > kMaxWscale || d->win_to > kMaxWscale || p[18] || p[19]) return false;
+    p += 20;
+  }
+  return true;
+}
+
 uint8_t* put_parts(uint8_t* p, const XlateHandoff& h) {
   if (h.has_mapping) {
     *p++ = h.mapping_behavior;
@@ -446,11 +492,13 @@ inline size_t put_record(uint8_t* out, const FlowKey& key, const RecordFields& f
   p = put16(p, f.xlate->reply_sport.host());
   p = put16(p, f.xlate->reply_dport.host());
   *p++ = static_cast<uint8_t>(f.xlate->kind);
-  const uint8_t parts = f.handoff ? f.xlate->parts() : 0;
+  const uint8_t parts =
+      f.handoff ? static_cast<uint8_t>(f.xlate->parts() & (f.l7 ? xpart::kAll : ~xpart::kL7)) : 0;
   *p++ = parts;
   *p++ = 0;
   *p++ = 0;
   if (parts) p = put_parts(p, f.xlate->handoff);
+  if (parts & xpart::kL7) p = put_l7(p, f.xlate->l7);
   const size_t n = kConnRecordSize + kXlateExtSize + xlate_parts_size(parts);
   assert(p == out + n);
   return n;
@@ -468,17 +516,20 @@ bool get_xlate(const uint8_t* p, XlateExt* x) {
     return false;
   x->kind = static_cast<XlateKind>(p[12]);
   x->handoff = XlateHandoff{};
+  x->l7 = L7Handoff{};
   return true;
 }
 
 // Which parts a kind may carry: SNAT needs its mapping, a hairpin has one when its source is
 // dynamically mapped (not static NAT), an LB connection needs its service and may hold a
-// sticky entry; static NAT and port forwarding hold nothing.
+// sticky entry; static NAT and port forwarding hold nothing. An L7 connection is a full-NAT one
+// (its backend side opened from a local address) with an l7 part.
 bool parts_fit(XlateKind k, uint8_t parts) {
   switch (k) {
     case XlateKind::kSnat: return parts == xpart::kMapping;
     case XlateKind::kHairpin: return (parts & ~xpart::kMapping) == 0;
     case XlateKind::kLbNat:
+      return (parts & xpart::kLb) && !(parts & (xpart::kMapping | xpart::kL7));
     case XlateKind::kLbFullNat: return (parts & xpart::kLb) && !(parts & xpart::kMapping);
     default: return parts == 0;
   }
@@ -545,20 +596,22 @@ size_t ConnRecord::encode_to(uint8_t* out, uint16_t wire_version) const {
   const bool x = !deleted && (flags & connflag::kXlate);
   return put_record(out, key, {version, deleted, l4_state, flags, zone, idle_s, peer, packets,
                                bytes, x ? &xlate : nullptr,
-                               wire_version >= kProtocolVersionHandoff});
+                               wire_version >= kProtocolVersionHandoff,
+                               wire_version >= kProtocolVersionL7});
 }
 
 size_t ConnRecord::encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
                                 uint8_t* out, const ConnXlate* x, const XlateHandoff* h,
-                                uint16_t wire_version) {
-  // from_entry(key, e, now_s, x, h).encode_to(out, wire_version), without the record.
+                                uint16_t wire_version, const L7Handoff* l7) {
+  // from_entry(key, e, now_s, x, h, l7).encode_to(out, wire_version), without the record.
   XlateExt ext;
-  if (x && (e.flags & connflag::kXlate)) ext = XlateExt::of(*x, h ? *h : XlateHandoff{});
+  if (x && (e.flags & connflag::kXlate))
+    ext = XlateExt::of(*x, h ? *h : XlateHandoff{}, l7 ? *l7 : L7Handoff{});
   return put_record(out, key,
                     {e.version.load(std::memory_order_relaxed), false, e.l4_state, e.flags, e.zone,
                      now_s >= e.last_seen ? now_s - e.last_seen : 0, e.peer, e.packets, e.bytes,
                      x && (e.flags & connflag::kXlate) ? &ext : nullptr,
-                     wire_version >= kProtocolVersionHandoff});
+                     wire_version >= kProtocolVersionHandoff, wire_version >= kProtocolVersionL7});
 }
 
 size_t ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out) {
@@ -578,9 +631,13 @@ bool ConnRecord::decode(Reader& r, uint16_t wire_version) {
   if (parts == 0 && wire_version < kProtocolVersionHandoff) return true;
   if (wire_version < kProtocolVersionHandoff || !parts_fit(xlate.kind, parts))
     return r.fail(CodecError::kBadValue);
+  if ((parts & xpart::kL7) && wire_version < kProtocolVersionL7) return r.fail(CodecError::kBadValue);
   const uint8_t* q = r.take(xlate_parts_size(parts));
   if (!q) return false;
   if (!get_parts(q, parts, &xlate.handoff)) return r.fail(CodecError::kBadValue);
+  // The l7 part comes last.
+  if ((parts & xpart::kL7) && !get_l7(q + xlate_parts_size(parts & ~xpart::kL7), &xlate.l7))
+    return r.fail(CodecError::kBadValue);
   return true;
 }
 

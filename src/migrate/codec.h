@@ -31,6 +31,7 @@
 #include "common/net_types.h"
 #include "config/config.h"
 #include "conntrack/conn_entry.h"
+#include "lb/l7_proxy.h"
 #include "migrate/feedback.h"
 #include "nat/conn_xlate.h"
 
@@ -40,7 +41,7 @@ constexpr uint32_t kMagic = 0x4241544e;  // "BATN"
 // Protocol versions this build speaks. A frame with a version outside this range is refused
 // (kBadVersion); HELLO negotiates the highest common one (negotiation.h).
 constexpr uint16_t kProtocolVersionMin = 1;
-constexpr uint16_t kProtocolVersionMax = 3;
+constexpr uint16_t kProtocolVersionMax = 4;
 // Version 2: a ConnRecord of a translated connection (flag 0x20) is followed by its translation
 // (XlateExt, kXlateExtSize bytes). Version 1 frames never carry one.
 constexpr uint16_t kProtocolVersionXlate = 2;
@@ -49,6 +50,10 @@ constexpr uint16_t kProtocolVersionXlate = 2;
 // connections travel; PREPARE lists the endpoints they need (HandoffNeeds) for the destination
 // to check before anything moves. Frames are sent at the version both sides negotiated.
 constexpr uint16_t kProtocolVersionHandoff = 3;
+// Version 4: an L7 connection in phase spliced (or closed, its backend side open) travels as its
+// LB full-NAT translation plus an l7 part (phase and splice offsets, lb/l7_proxy.h L7Handoff).
+// A peer of version 3 has no l7 part: a VM with L7 connections is UNSUPPORTED there.
+constexpr uint16_t kProtocolVersionL7 = 4;
 constexpr size_t kHeaderSize = 28;
 constexpr size_t kMaxFrameSize = 16u << 20;  // header + body
 constexpr size_t kMaxBodySize = kMaxFrameSize - kHeaderSize;
@@ -61,18 +66,21 @@ constexpr size_t kXlateExtSize = 16;     // the translation after a record with 
 constexpr size_t kMappingPartSize = 16;
 constexpr size_t kLbPartSize = 12;
 constexpr size_t kStickyPartSize = 44;
+constexpr size_t kL7PartSize = 44;  // version 4
 namespace xpart {
 constexpr uint8_t kMapping = 0x01;
 constexpr uint8_t kLb = 0x02;
 constexpr uint8_t kSticky = 0x04;
-constexpr uint8_t kAll = kMapping | kLb | kSticky;
+constexpr uint8_t kL7 = 0x08;  // version 4
+constexpr uint8_t kAll = kMapping | kLb | kSticky | kL7;
 }  // namespace xpart
-constexpr size_t kMaxConnRecordSize =
-    kConnRecordSize + kXlateExtSize + kMappingPartSize + kLbPartSize + kStickyPartSize;
+constexpr size_t kMaxConnRecordSize = kConnRecordSize + kXlateExtSize + kMappingPartSize +
+                                      kLbPartSize + kStickyPartSize + kL7PartSize;
 // Bytes of the parts a parts byte announces.
 constexpr size_t xlate_parts_size(uint8_t parts) {
   return ((parts & xpart::kMapping) ? kMappingPartSize : 0) +
-         ((parts & xpart::kLb) ? kLbPartSize : 0) + ((parts & xpart::kSticky) ? kStickyPartSize : 0);
+         ((parts & xpart::kLb) ? kLbPartSize : 0) +
+         ((parts & xpart::kSticky) ? kStickyPartSize : 0) + ((parts & xpart::kL7) ? kL7PartSize : 0);
 }
 
 enum class MsgKind : uint16_t {
@@ -105,7 +113,7 @@ enum class StateKind : uint8_t {
   kSnoopBinding = 5,
   kMcastMembership = 6,
   kVmCounters = 7,
-  kL7Conn = 8,  // an L7 (HTTP) proxied connection: its side table does not travel yet
+  kL7Conn = 8,  // an L7 (HTTP) proxied connection: its splice state travels from version 4
 };
 constexpr uint8_t kStateKindCount = 9;
 constexpr uint32_t kind_bit(StateKind k) { return 1u << static_cast<uint8_t>(k); }
@@ -219,19 +227,21 @@ struct XlateExt {
   be16 reply_sport, reply_dport;
   XlateKind kind = XlateKind::kNone;  // kSnat..kLbFullNat on the wire; kNone is refused
   XlateHandoff handoff;               // version 3; all false (no parts) before
+  L7Handoff l7;                       // version 4; has = false before
   bool operator==(const XlateExt& o) const {
     return reply_src == o.reply_src && reply_dst == o.reply_dst &&
            reply_sport == o.reply_sport && reply_dport == o.reply_dport && kind == o.kind &&
-           handoff == o.handoff;
+           handoff == o.handoff && l7 == o.l7;
   }
-  static XlateExt of(const ConnXlate& x, const XlateHandoff& h = {}) {
-    return {x.reply_src, x.reply_dst, x.reply_sport, x.reply_dport, x.kind, h};
+  static XlateExt of(const ConnXlate& x, const XlateHandoff& h = {}, const L7Handoff& l7 = {}) {
+    return {x.reply_src, x.reply_dst, x.reply_sport, x.reply_dport, x.kind, h, l7};
   }
-  // Which version-3 parts the handoff fills (xpart bits).
+  // Which version-3 and -4 parts the handoff fills (xpart bits).
   uint8_t parts() const {
     return static_cast<uint8_t>((handoff.has_mapping ? xpart::kMapping : 0) |
                                 (handoff.has_lb ? xpart::kLb : 0) |
-                                (handoff.has_sticky ? xpart::kSticky : 0));
+                                (handoff.has_sticky ? xpart::kSticky : 0) |
+                                (l7.has ? xpart::kL7 : 0));
   }
   // A record for this instance: the reply tuple and kind, no mapping/service/sticky reference.
   ConnXlate to_xlate() const {
@@ -268,17 +278,19 @@ struct ConnRecord {
 
   // x: the connection's translation record when e has kXlate; without one the flag is dropped.
   static ConnRecord from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
-                               const ConnXlate* x = nullptr, const XlateHandoff* h = nullptr);
+                               const ConnXlate* x = nullptr, const XlateHandoff* h = nullptr,
+                               const L7Handoff* l7 = nullptr);
   static ConnRecord tombstone(const FlowKey& key, uint32_t version);
   // Fills the fields the record carries; leaves host-local ones (links, owner, vm_id) alone and
   // sets last_seen = now_s - idle_s (saturating at 0).
   void to_entry(ConnEntry* e, uint32_t now_s) const;
 
   // version: the frame's protocol version; below kProtocolVersionHandoff the handoff is left
-  // out.
+  // out, below kProtocolVersionL7 the l7 part.
   void encode(Writer& w, uint16_t version = kProtocolVersionMax) const;
   // version: the frame's protocol version; below kProtocolVersionXlate flag 0x20 is refused,
-  // below kProtocolVersionHandoff a parts byte other than 0.
+  // below kProtocolVersionHandoff a parts byte other than 0, below kProtocolVersionL7 the l7
+  // part's bit.
   bool decode(Reader& r, uint16_t version = kProtocolVersionMax);
   // The same wire bytes as encode() (112, 128 with a translation, more with its version-3
   // parts), written to out (room for kMaxConnRecordSize); returns how many.
@@ -287,7 +299,8 @@ struct ConnRecord {
   // straight to out (the reader encodes a delta this way, record by record); returns how many.
   static size_t encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s, uint8_t* out,
                              const ConnXlate* x = nullptr, const XlateHandoff* h = nullptr,
-                             uint16_t version = kProtocolVersionMax);
+                             uint16_t version = kProtocolVersionMax,
+                             const L7Handoff* l7 = nullptr);
   static size_t encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out);
   // Length of the encoded record at p (its flags byte says whether an extension follows, the
   // extension's parts byte what follows that).

@@ -56,6 +56,15 @@ std::optional<Decision> check_unsupported(const PrepareMsg& req, const LocalView
                                                 std::to_string(c.count) +
                                                 " entries) not supported here");
     }
+    // Splice state has a wire form from version 4 on: below it an L7 connection cannot move
+    // even to a peer that could hold it.
+    if (c.kind == static_cast<uint8_t>(StateKind::kL7Conn) &&
+        req.protocol_version < kProtocolVersionL7) {
+      return fail(FailReason::kUnsupported,
+                  "state kind l7_conn (" + std::to_string(c.count) + " entries) needs protocol " +
+                      std::to_string(kProtocolVersionL7) + ", the session speaks " +
+                      std::to_string(req.protocol_version));
+    }
   }
   return std::nullopt;
 }

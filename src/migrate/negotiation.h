@@ -7,7 +7,7 @@
 // Checks run in this order and the first failure is the answer, because the order is how sure
 // the hypervisor can be that moving elsewhere or later would help:
 //   1. UNSUPPORTED  protocol version outside what we speak; a state kind with entries that we
-//                   cannot hold.
+//                   cannot hold, or that the session's version cannot carry (l7_conn below 4).
 //   2. CONFLICT     the VM's identity or profile clashes with what this instance already has:
 //                   its MAC or one of its IPs (within its VLAN) owned by a different VM, its NAT
 //                   public IP in use, its VLAN reserved here or not served here, its name taken by

@@ -104,8 +104,8 @@ struct VmReader::VectorOut {
   std::vector<ConnRecord>* v;
   uint16_t version = kProtocolVersionMax;
   void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x,
-              const XlateHandoff* h) {
-    v->push_back(ConnRecord::from_entry(k, e, now_s, x, h));
+              const XlateHandoff* h, const L7Handoff* l7) {
+    v->push_back(ConnRecord::from_entry(k, e, now_s, x, h, l7));
   }
   void tombstone(const FlowKey& k, uint32_t version) {
     v->push_back(ConnRecord::tombstone(k, version));
@@ -127,8 +127,8 @@ struct VmReader::WireOut {
     return p;
   }
   void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x,
-              const XlateHandoff* h) {
-    ConnRecord::encode_entry(k, e, now_s, next(), x, h, fo.version);
+              const XlateHandoff* h, const L7Handoff* l7) {
+    ConnRecord::encode_entry(k, e, now_s, next(), x, h, fo.version, l7);
   }
   void tombstone(const FlowKey& k, uint32_t version) {
     ConnRecord::encode_tombstone(k, version, next());
@@ -153,6 +153,15 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   ConnEntry e;
   FlowKey k;
   bool live = t.read(slot, &e, &k) && e.vm_id == vm_;
+  // An L7 connection travels with its splice state (l7_proxy.h L7Handoff), and only when it
+  // holds no head buffer: until then it is not sent (a tombstone if it was), as if absent.
+  L7Handoff l7;
+  if (const L7Proxy* lp = live ? dp_.workers()[shard]->l7() : nullptr; lp && lp->is_l7(slot)) {
+    L7ConnRecord rec;
+    live = out.version >= kProtocolVersionL7 && lp->read(slot, t.entry(slot).version, &rec) &&
+           l7_carried(rec, e.flags & connflag::kXlate);
+    l7 = {true, rec.phase, rec.offsets};
+  }
   if (it && (!live || !same_key(it->key, k))) {
     // Gone, or the slot now holds another flow: the destination must forget the old one.
     out.tombstone(it->key, it->version + 2);
@@ -179,7 +188,7 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   // record and so live while we are online; a version-2 peer gets no handoff.
   if (x && out.version >= kProtocolVersionHandoff && dp_.translator())
     dp_.translator()->describe(shard, *x, now_s, &h);
-  out.record(k, e, now_s, x, x ? &h : nullptr);
+  out.record(k, e, now_s, x, x ? &h : nullptr, l7.has ? &l7 : nullptr);
 }
 
 namespace {
@@ -341,7 +350,13 @@ VmReader::KindTally VmReader::tally(Dataplane& dp, uint16_t vm) {
       n[static_cast<int>(StateKind::kConn)]++;
       if (l7 && l7->is_l7(slot)) {
         n[static_cast<int>(StateKind::kL7Conn)]++;
-        return;
+        L7ConnRecord rec;
+        if (!l7->read(slot, table.entry(slot).version, &rec) ||
+            !l7_carried(rec, (e.flags & connflag::kXlate) && xt)) {
+          t.l7_held++;
+          return;
+        }
+        t.carried_l7++;  // and its translation below, with its backend as an LB need
       }
       if (!(e.flags & connflag::kXlate) || !xt) return;
       const ConnXlate& x = xt->at(slot);
@@ -419,6 +434,9 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
   if (r.flags & connflag::kXlate) {
     it.xlate = r.xlate.to_xlate();
     it.handoff = r.xlate.handoff;
+    it.l7 = r.xlate.l7;
+  } else {
+    it.l7 = L7Handoff{};  // the scratch item may hold the previous record's
   }
   r.to_entry(&it.entry, 0);
   it.entry.version.store(r.version, std::memory_order_relaxed);

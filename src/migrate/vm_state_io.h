@@ -108,10 +108,14 @@ class VmReader {
   // What the VM's entries need at a destination, per StateKind (PREPARE's counts): every entry
   // is a conn; the distinct dynamic mappings its SNAT and hairpin connections hold are
   // nat_mappings, each load-balanced connection an lb_conn, the distinct sticky entries they
-  // hold stickies, an L7 connection an l7_conn. L7 connections do not travel yet (their splice
-  // state is not carried), so a destination refuses them (UNSUPPORTED) before anything moves.
+  // hold stickies, an L7 connection an l7_conn. An L7 connection travels with its splice state
+  // (kProtocolVersionL7) once it holds no head buffer (lb/l7_proxy.h); until then it is left
+  // out of the records.
   // carried_xlate: translated entries the records carry (kProtocolVersionXlate);
-  // carried_handoff: those of them that also need their handoff (kProtocolVersionHandoff).
+  // carried_handoff: those of them that also need their handoff (kProtocolVersionHandoff);
+  // carried_l7: L7 connections among them (kProtocolVersionL7; their backends are LB needs);
+  // l7_held: L7 connections holding a head buffer now, which are not carried (the engine may
+  // report them; their clients lose them at the switch).
   // needs: the endpoints they use, for the destination to check at PREPARE.
   //
   // The sticky entries of a VM are those its connections hold a reference on (the entry that
@@ -122,6 +126,8 @@ class VmReader {
     std::vector<KindCount> counts;
     uint64_t carried_xlate = 0;
     uint64_t carried_handoff = 0;
+    uint64_t carried_l7 = 0;
+    uint64_t l7_held = 0;
     HandoffNeeds needs;
   };
   static KindTally tally(Dataplane& dp, uint16_t vm);

@@ -94,6 +94,18 @@ ConnRecord random_record(std::mt19937_64& rng) {
     r.xlate.reply_dport = be16::from_host(static_cast<uint16_t>(rng()));
     r.xlate.kind = static_cast<XlateKind>(1 + u(static_cast<uint8_t>(XlateKind::kCount) - 1));
     r.xlate.handoff = random_handoff(rng, r.xlate.kind);
+    if (r.xlate.kind == XlateKind::kLbFullNat && u(2)) {  // an L7 connection (version 4)
+      r.xlate.l7.has = true;
+      r.xlate.l7.phase = u(2) ? L7Phase::kSpliced : L7Phase::kClosed;
+      for (SpliceDirOffsets* d : {&r.xlate.l7.offsets.to_backend, &r.xlate.l7.offsets.to_client}) {
+        d->seq = static_cast<uint32_t>(rng());
+        d->ack = static_cast<uint32_t>(rng());
+        d->tsval = static_cast<uint32_t>(rng());
+        d->tsecr = static_cast<uint32_t>(rng());
+        d->win_from = static_cast<uint8_t>(u(15));
+        d->win_to = static_cast<uint8_t>(u(15));
+      }
+    }
   }
   return r;
 }
@@ -786,6 +798,103 @@ TEST(Codec, HandoffPartsRejectGarbageAndMissingParts) {
   ConnRecord out;
   EXPECT_FALSE(out.decode(rd, kProtocolVersionHandoff));
   EXPECT_EQ(rd.error(), CodecError::kTruncated);
+}
+
+// ---- an L7 connection's splice state (protocol version 4) --------------------------------------
+
+ConnRecord l7_record() {
+  ConnRecord r = handoff_record(XlateKind::kLbFullNat, false);
+  r.xlate.l7.has = true;
+  r.xlate.l7.phase = L7Phase::kSpliced;
+  r.xlate.l7.offsets.to_backend = {0x00000000, 0x87654321, 0x00000000, 0xfffff000, 7, 5};
+  r.xlate.l7.offsets.to_client = {0x789abcdf, 0x00000000, 0x00001000, 0x00000000, 5, 7};
+  return r;
+}
+
+TEST(Codec, L7PartRoundTripsWithItsDocumentedLayout) {
+  const ConnRecord r = l7_record();
+  Writer w;
+  r.encode(w, kProtocolVersionL7);
+  const size_t size = kConnRecordSize + kXlateExtSize + kLbPartSize + kL7PartSize;
+  ASSERT_EQ(w.size(), size);
+  EXPECT_EQ(ConnRecord::wire_size(w.buffer().data()), size);
+  const uint8_t* p = w.buffer().data() + kConnRecordSize;
+  EXPECT_EQ(p[13], xpart::kLb | xpart::kL7);
+  // docs/WIRE.md: phase, 3 zero, then to_backend and to_client {seq, ack, tsval, tsecr,
+  // win_from, win_to, 2 zero}, big-endian, after the lb part.
+  const uint8_t part[kL7PartSize] = {
+      3, 0, 0, 0,
+      0, 0, 0, 0, 0x87, 0x65, 0x43, 0x21, 0, 0, 0, 0, 0xff, 0xff, 0xf0, 0, 7, 5, 0, 0,
+      0x78, 0x9a, 0xbc, 0xdf, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 5, 7, 0, 0};
+  EXPECT_EQ(std::memcmp(p + kXlateExtSize + kLbPartSize, part, kL7PartSize), 0);
+  Reader rd(w.buffer().data(), w.size());
+  ConnRecord out;
+  ASSERT_TRUE(out.decode(rd, kProtocolVersionL7)) << codec_error_name(rd.error());
+  EXPECT_TRUE(rd.finish());
+  EXPECT_EQ(out.xlate.l7, r.xlate.l7);
+  EXPECT_TRUE(out == r);
+  // With a sticky entry the l7 part still comes last.
+  ConnRecord s = l7_record();
+  s.xlate.handoff = handoff_record(XlateKind::kLbFullNat, true).xlate.handoff;
+  Writer ws;
+  s.encode(ws, kProtocolVersionL7);
+  ASSERT_EQ(ws.size(), size + kStickyPartSize);
+  Reader rs(ws.buffer().data(), ws.size());
+  ASSERT_TRUE(out.decode(rs, kProtocolVersionL7));
+  EXPECT_TRUE(out == s);
+}
+
+TEST(Codec, AVersion3PeerGetsNoL7PartAndRefusesOne) {
+  const ConnRecord r = l7_record();
+  Writer w3;
+  r.encode(w3, kProtocolVersionHandoff);
+  ASSERT_EQ(w3.size(), kConnRecordSize + kXlateExtSize + kLbPartSize);
+  EXPECT_EQ(w3.buffer()[kConnRecordSize + 13], xpart::kLb);
+  Writer w4;
+  r.encode(w4, kProtocolVersionL7);
+  Reader rd(w4.buffer().data(), w4.size());
+  ConnRecord out;
+  EXPECT_FALSE(out.decode(rd, kProtocolVersionHandoff));
+  EXPECT_EQ(rd.error(), CodecError::kBadValue);
+}
+
+TEST(Codec, L7PartRejectsGarbage) {
+  const size_t ext = kConnRecordSize, l7 = kConnRecordSize + kXlateExtSize + kLbPartSize;
+  struct Case {
+    const char* what;
+    size_t at;
+    uint8_t value;
+  } cases[] = {
+      {"l7 part on an lb nat connection", ext + 12, static_cast<uint8_t>(XlateKind::kLbNat)},
+      {"l7 part without the lb part", ext + 13, xpart::kL7},
+      {"phase none", l7, 0},
+      {"phase reading (holds a head buffer)", l7, static_cast<uint8_t>(L7Phase::kReading)},
+      {"phase beyond the list", l7, 6},
+      {"reserved byte after the phase", l7 + 2, 1},
+      {"to_backend window shift beyond 14", l7 + 4 + 16, 15},
+      {"to_client window shift beyond 14", l7 + 24 + 17, 15},
+      {"to_client reserved byte", l7 + 24 + 19, 1},
+  };
+  for (const Case& c : cases) {
+    Writer w;
+    l7_record().encode(w, kProtocolVersionL7);
+    std::vector<uint8_t> b = w.buffer();
+    b[c.at] = c.value;
+    Reader rd(b.data(), b.size());
+    ConnRecord out;
+    const bool ok = out.decode(rd, kProtocolVersionL7) && rd.finish();
+    EXPECT_FALSE(ok) << c.what;
+    EXPECT_TRUE(rd.error() == CodecError::kBadValue || rd.error() == CodecError::kTrailingBytes)
+        << c.what << ": " << codec_error_name(rd.error());
+  }
+  Writer w;
+  l7_record().encode(w, kProtocolVersionL7);
+  for (size_t n = kConnRecordSize + kXlateExtSize; n < w.size(); n++) {
+    Reader rd(w.buffer().data(), n);
+    ConnRecord out;
+    EXPECT_FALSE(out.decode(rd, kProtocolVersionL7)) << n;
+    EXPECT_EQ(rd.error(), CodecError::kTruncated) << n;
+  }
 }
 
 TEST(Codec, PrepareCarriesHandoffNeedsFromVersion3Only) {

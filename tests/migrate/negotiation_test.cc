@@ -85,6 +85,26 @@ TEST(Decide, RefusesDynamicNatLbAndL7ConnectionsAsUnsupported) {
   EXPECT_EQ(state_kind_name(static_cast<uint8_t>(StateKind::kL7Conn)), "l7_conn");
 }
 
+// A peer that holds L7 connections accepts them at version 4; at version 3 (no l7 part on the
+// wire) they are UNSUPPORTED even there, and a VM without any still moves.
+TEST(Decide, L7ConnectionsNeedVersion4) {
+  LocalView l = local();
+  l.kinds |= kind_bit(StateKind::kL7Conn) | kind_bit(StateKind::kLbConn);
+  l.free.fill(1'000'000);
+  PrepareMsg r = request();
+  r.counts.push_back({static_cast<uint8_t>(StateKind::kLbConn), 2});
+  r.counts.push_back({static_cast<uint8_t>(StateKind::kL7Conn), 2});
+  r.protocol_version = kProtocolVersionL7;
+  Decision d = decide(r, l);
+  EXPECT_TRUE(d.accepted()) << d.detail;
+  r.protocol_version = kProtocolVersionHandoff;
+  d = decide(r, l);
+  EXPECT_EQ(d.reason, FailReason::kUnsupported);
+  EXPECT_NE(d.detail.find("l7_conn (2 entries) needs protocol 4"), std::string::npos) << d.detail;
+  r.counts.pop_back();
+  EXPECT_TRUE(decide(r, l).accepted()) << "the L4 connections alone move at version 3";
+}
+
 TEST(Decide, IgnoresUnsupportedKindWithNoEntries) {
   PrepareMsg r = request();
   r.counts.push_back({static_cast<uint8_t>(StateKind::kSticky), 0});

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -25,7 +26,9 @@
 #include "config/config.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/parser.h"
+#include "migrate/negotiation.h"
 #include "pktgen/packet_builder.h"
+#include "tests/pipeline/handoff_steps.h"
 #include "tests/pipeline/l7_topology.h"
 
 namespace baton {
@@ -460,6 +463,220 @@ TEST_F(L7Pipeline, LostReplayIsSentAgainOnTheBackendsSynAck) {
   auto second = run(synack, kIn);  // the backend did not get it
   ASSERT_EQ(second.size(), 1u);
   EXPECT_FRAME(second[0].frame, first[0].frame);
+}
+
+// ---- a spliced connection handed off ------------------------------------------------------------
+
+// Two dataplanes with the same L7 service, A (where the VM "api" 10.1.0.6, the api pool's
+// backend, runs) and B (where it goes), and the handoff's steps (handoff_steps.h). The client
+// connection is spliced at A; the VM's connection travels with its offsets, backend and local
+// port, and B goes on splicing it byte for byte as A would have.
+class L7Migration : public ::testing::Test {
+ protected:
+  void start(const std::function<void(Config&)>& edit_b = [](Config&) {}) {
+    static int n = 0;
+    auto make = [](const std::string& name, bool with_vm, const std::function<void(Config&)>& edit) {
+      ConfigError ce;
+      auto cfg = parse_config("instance: " + name + "\n" + config_yaml(4096) +
+                                  (with_vm ? "vms:\n  - {name: api, mac: \"02:00:00:00:01:06\", ipv4: [10.1.0.6]}\n" : ""),
+                              "l7.yaml", &ce);
+      EXPECT_TRUE(cfg) << ce.to_string();
+      cfg->nat.capacity = 4096;  // two dataplanes share the test's 256 MB
+      cfg->lb.sticky_capacity = 4096;
+      edit(*cfg);
+      std::string err;
+      auto dp = Dataplane::create(*cfg, false, &err);
+      EXPECT_TRUE(dp) << err;
+      return dp;
+    };
+    a_ = make("l7a" + std::to_string(n), true, [](Config&) {});
+    b_ = make("l7b" + std::to_string(n++), false, edit_b);
+    ASSERT_TRUE(a_ && b_);
+    wa_ = a_->workers()[0].get();
+    wb_ = b_->workers()[0].get();
+    wa_->set_tx_sink(&ca_.sink);
+    wb_->set_tx_sink(&cb_.sink);
+    wa_->set_now(100);
+    wb_->set_now(100);
+    for (auto [dp, cap] : {std::make_pair(a_.get(), &ca_), std::make_pair(b_.get(), &cb_)}) {
+      run(*dp, *cap, arp_from_client(), kOut);
+      for (int i = 0; i < kHosts; i++) run(*dp, *cap, arp_from_host(i), kIn);
+    }
+    steps_.a = a_.get();
+    steps_.b = b_.get();
+    steps_.vm_a = *a_->vms().find_by_name("api");
+  }
+  void TearDown() override {
+    if (wa_) wa_->set_tx_sink(nullptr);
+    if (wb_) wb_->set_tx_sink(nullptr);
+    steps_.inst.reset();
+  }
+  static std::vector<Sent> run(Dataplane& dp, Capture& c, const Bytes& f, uint16_t port) {
+    c.sent.clear();
+    rte_mbuf* m = rte_pktmbuf_alloc(dp.pool());
+    std::memcpy(rte_pktmbuf_append(m, uint16_t(f.size())), f.data(), f.size());
+    m->port = port;
+    dp.workers()[0]->process_burst(&m, 1);
+    dp.workers()[0]->flush_tx();
+    return c.sent;
+  }
+  std::vector<Sent> at_a(const Pkt& p, uint16_t port) { return run(*a_, ca_, p.build(), port); }
+  std::vector<Sent> at_b(const Pkt& p, uint16_t port) { return run(*b_, cb_, p.build(), port); }
+
+  // PREPARE's check at B (the engine's LocalView, every kind supported).
+  migrate::Decision prepare_at_b(uint16_t version = migrate::kProtocolVersionMax) {
+    migrate::VmReader::KindTally t = migrate::VmReader::tally(*a_, steps_.vm_a);
+    migrate::PrepareMsg pm;
+    pm.protocol_version = version;
+    pm.vm = a_->vms().slot(steps_.vm_a).config;
+    pm.counts = t.counts;
+    pm.needs = t.needs;
+    migrate::LocalView view;
+    view.kinds = ~0u;
+    view.free.fill(UINT64_MAX);
+    Translator* tr = b_->translator();
+    view.check_lb = [this, tr](const migrate::LbNeed& n) {
+      Dataplane::ReaderGuard guard(*b_);
+      return tr->lb()->check_handoff(n.proto, n.vip, n.vip_port, n.backend_addr, n.backend_port, n.local_addr);
+    };
+    return migrate::decide(pm, view);
+  }
+
+  // The client's connection at A, spliced to the VM (10.1.0.6 in pool api) with backend ISN b
+  // and TSval tb, wscale 5; the backend has not ACKed the replay yet. Fills c and *lport.
+  void splice_at_a(Client& c, const std::string& head, uint32_t b, uint32_t tb, uint16_t* lport) {
+    auto sa = at_a(c.syn(), kOut);
+    ASSERT_EQ(sa.size(), 1u);
+    c.lb_isn = parsed(sa[0].frame).tcp.seq;
+    c.lb_tsval = parsed(sa[0].frame).tcp.tsval;
+    c.tsval++;
+    ASSERT_TRUE(at_a(c.seg(0, 0, kAck), kOut).empty());
+    auto syn = at_a(c.data(head, 0), kOut);
+    ASSERT_EQ(syn.size(), 1u);
+    *lport = parsed(syn[0].frame).tuple.sport.host();
+    EXPECT_EQ(parsed(syn[0].frame).tuple.dst.to_string(Family::kV4), "10.1.0.6");
+    ASSERT_EQ(at_a(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, *lport).seq(b).ack(c.isn + 1).flags(kSyn | kAck)
+                       .win(65160).mss(1400).sack_perm().ts(tb, c.tsval).wscale(5), kIn).size(), 1u);
+  }
+
+  std::unique_ptr<Dataplane> a_, b_;
+  Worker* wa_ = nullptr;
+  Worker* wb_ = nullptr;
+  Capture ca_, cb_;
+  pipetest::HandoffSteps steps_;
+};
+
+// The VM behind the spliced connection moves: at B the next segments both ways are rewritten
+// with the offsets A computed (seq/ack, SACK, timestamps, window scale) and A's addresses and
+// local port, strict conntrack accepts them, nothing is created and no backend is chosen; the
+// connection counts on its backend at B; A holds nothing after the delete. A connection still
+// waiting for the backend's ACK of its replay (a head buffer held) is not carried until it has
+// it.
+TEST_F(L7Migration, SplicedConnectionContinuesByteExactAtDestination) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  Client c;
+  const std::string head = "GET /api/items HTTP/1.1\r\nHost: www.example\r\n\r\n";
+  const uint32_t hl = uint32_t(head.size()), b = 3'000'000'000u, tb = 4'000'000'000u;
+  uint16_t lport = 0;
+  ASSERT_NO_FATAL_FAILURE(splice_at_a(c, head, b, tb, &lport));
+  migrate::VmReader::KindTally t = migrate::VmReader::tally(*a_, steps_.vm_a);
+  EXPECT_EQ(t.l7_held, 1u) << "the replay is not ACKed: the head buffer is held";
+  EXPECT_EQ(t.carried_l7, 0u);
+
+  ASSERT_NO_FATAL_FAILURE(steps_.precopy());
+  EXPECT_EQ(wb_->table().size(), 0u) << "a connection holding a head buffer does not travel";
+
+  // The backend ACKs the replay and answers; the client ACKs with a SACK block.
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  const uint32_t rl = uint32_t(resp.size());
+  auto r1 = at_a(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(b + 1).ack(c.isn + 1 + hl).flags(kAck | kPsh)
+                     .win(2000).ts(tb + 10, c.tsval).payload(resp), kIn);
+  ASSERT_EQ(r1.size(), 1u);
+  EXPECT_EQ(wa_->l7()->pool_free(), wa_->l7()->pool_size()) << "replay ACKed: buffer back";
+  t = migrate::VmReader::tally(*a_, steps_.vm_a);
+  EXPECT_EQ(t.l7_held, 0u);
+  EXPECT_EQ(t.carried_l7, 1u);
+  ASSERT_EQ(t.needs.lb.size(), 1u);
+  EXPECT_EQ(t.needs.lb[0].backend_addr, be32::from_host(0x0a010006));
+  const migrate::Decision d = prepare_at_b();
+  EXPECT_TRUE(d.accepted()) << d.detail;
+  EXPECT_EQ(prepare_at_b(migrate::kProtocolVersionHandoff).reason, migrate::FailReason::kUnsupported)
+      << "a version-3 session cannot carry it";
+  ASSERT_NO_FATAL_FAILURE(steps_.delta());
+  EXPECT_EQ(wb_->table().size(), 1u) << "carried once its buffer is free";
+
+  c.tsval++;
+  ASSERT_EQ(at_a(c.seg(hl, 1, kAck).win(600), kOut).size(), 1u);  // moves the client's state on
+  ASSERT_NO_FATAL_FAILURE(steps_.final_delta());
+  EXPECT_TRUE(steps_.inst->conflict.empty()) << steps_.inst->conflict;
+  EXPECT_EQ(steps_.inst->failed, 0u);
+  steps_.activate();
+
+  // At B, client -> backend: ack, SACK edges and TSecr into the backend's spaces, addresses to
+  // local:lport -> 10.1.0.6:8080, exactly as A would have written it.
+  const auto sack = [](uint32_t l, uint32_t r) {
+    return Bytes{1, 1, 5, 10, uint8_t(l >> 24), uint8_t(l >> 16), uint8_t(l >> 8), uint8_t(l),
+                 uint8_t(r >> 24), uint8_t(r >> 16), uint8_t(r >> 8), uint8_t(r)};
+  };
+  c.tsval++;
+  const std::string more = "GET /api/next HTTP/1.1\r\nHost: www.example\r\n\r\n";
+  auto o = at_b(from_client().ipv4(kClient, kVip).tcp(c.port, 80).seq(c.isn + 1 + hl).ack(c.lb_isn + 1 + 1).flags(kAck | kPsh)
+                    .win(600).ts(c.tsval, c.lb_tsval + 10).tcp_option(sack(c.lb_isn + 1 + 1, c.lb_isn + 1 + rl)).payload(more), kOut);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].port, kIn);
+  EXPECT_FRAME(o[0].frame, to_host(1).ipv4(kLocal, "10.1.0.6").ttl(63).tcp(lport, 8080).seq(c.isn + 1 + hl).ack(b + 2)
+                           .flags(kAck | kPsh).win(600).ts(c.tsval, tb + 10).tcp_option(sack(b + 2, b + 1 + rl)).payload(more).build());
+  // Backend -> client: seq and TSval into the client's spaces, window 5 -> 7, VIP -> client.
+  o = at_b(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(b + 1 + rl).ack(c.isn + 1 + hl + uint32_t(more.size()))
+               .flags(kAck | kPsh).win(2000).ts(tb + 20, c.tsval).payload(resp), kIn);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].port, kOut);
+  EXPECT_FRAME(o[0].frame, to_client().ipv4(kVip, kClient).ttl(63).tcp(80, c.port).seq(c.lb_isn + 1 + rl)
+                           .ack(c.isn + 1 + hl + uint32_t(more.size())).flags(kAck | kPsh).win(500)
+                           .ts(c.lb_tsval + 20, c.tsval).payload(resp).build());
+  for (int r = 0; r < kDropReasonCount; r++)
+    EXPECT_EQ(wb_->stats().drops[r], 0u) << drop_reason_name(static_cast<DropReason>(r));
+  EXPECT_EQ(wb_->stats().conn_created, 0u);
+  EXPECT_EQ(wb_->stats().l7_splices, 0u) << "no handshake with a backend at B";
+  EXPECT_EQ(wb_->stats().l7_heads, 0u) << "no new backend choice at B";
+  for (const BackendStatus& s : b_->translator()->lb()->pools()[1]->list())
+    EXPECT_EQ(s.active_conns, 1) << "the connection counts on its backend at B";
+
+  pipetest::HandoffSteps::delete_vm(*wa_, steps_.vm_a);
+  EXPECT_EQ(wa_->table().size(), 0u);
+  EXPECT_EQ(a_->xlate(0)->size(), 0u) << "A's reply key (local port) is free";
+  EXPECT_EQ(wa_->l7()->pool_free(), wa_->l7()->pool_size());
+  for (const auto& pool : a_->translator()->lb()->pools())
+    for (const BackendStatus& s : pool->list()) EXPECT_EQ(s.active_conns, 0) << "A's backend count";
+}
+
+// B's api pool has another backend than the VM: PREPARE says CONFLICT naming it, the installer
+// refuses the record with the reason, and B holds nothing after the rollback.
+TEST_F(L7Migration, BackendUnknownAtDestinationIsAConflict) {
+  ASSERT_NO_FATAL_FAILURE(start([](Config& cfg) {
+    Family f;
+    cfg.lb.pools[1].backends[0].address = *IpAddr::parse("10.1.0.7", &f);
+  }));
+  Client c;
+  const std::string head = "GET /api/items HTTP/1.1\r\nHost: www.example\r\n\r\n";
+  const uint32_t hl = uint32_t(head.size());
+  uint16_t lport = 0;
+  ASSERT_NO_FATAL_FAILURE(splice_at_a(c, head, 77, 88, &lport));
+  ASSERT_EQ(at_a(from_host(1).ipv4("10.1.0.6", kLocal).tcp(8080, lport).seq(78).ack(c.isn + 1 + hl).flags(kAck)
+                     .win(2000).ts(89, c.tsval), kIn).size(), 1u);
+  const migrate::Decision d = prepare_at_b();
+  EXPECT_EQ(d.reason, migrate::FailReason::kConflict);
+  EXPECT_NE(d.detail.find("backend 10.1.0.6:8080 is not in any pool of lb service site"), std::string::npos) << d.detail;
+  ASSERT_NO_FATAL_FAILURE(steps_.precopy());
+  ASSERT_NO_FATAL_FAILURE(steps_.final_delta());
+  EXPECT_EQ(steps_.inst->failed, 1u);
+  EXPECT_NE(steps_.inst->conflict.find("10.1.0.6:8080"), std::string::npos) << steps_.inst->conflict;
+  pipetest::HandoffSteps::delete_vm(*wb_, steps_.vm_b);
+  EXPECT_EQ(wb_->table().size(), 0u);
+  EXPECT_EQ(b_->xlate(0)->size(), 0u);
+  for (const auto& pool : b_->translator()->lb()->pools())
+    for (const BackendStatus& s : pool->list()) EXPECT_EQ(s.active_conns, 0);
+  for (uint32_t i = 0; i < wb_->table().slots(); i++) EXPECT_FALSE(wb_->l7()->is_l7(i)) << i;
 }
 
 }  // namespace
