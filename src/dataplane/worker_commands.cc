@@ -32,7 +32,8 @@ bool Worker::install_xlate(uint32_t slot, const InstallItem& it, std::string* wh
   const bool l7_service = translator_->lb() && it.handoff.has_lb &&
                           translator_->lb()->services()[x.service].cfg.mode == LbMode::kL7;
   if (l7_service != it.l7.has || (it.l7.has && !l7_)) {
-    *why = "lb service " + translator_->lb()->services()[x.service].cfg.name +
+    *why = "lb service " + IpAddr::v4(it.handoff.vip).to_string(Family::kV4) + ":" +
+           std::to_string(it.handoff.vip_port.host()) +
            (it.l7.has ? " is not in mode l7 here" : " is in mode l7 here");
     translator_->release(id_, x, it.key.proto, now_s_);
     translator_->drop_unused(id_, {x}, now_s_);
