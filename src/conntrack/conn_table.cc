@@ -162,15 +162,18 @@ int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init) {
     ++stats_.full_drops;
     return -ENOSPC;
   }
-  const hash_sig_t sig = rte_hash_hash(hash_, &k);
-  // add_key would silently return the existing slot, so check first (single writer: no race).
-  if (rte_hash_lookup_with_hash(hash_, &k, sig) >= 0) return -EEXIST;
+  const hash_sig_t sig = hash_inline_ok_ ? hash(k) : rte_hash_hash(hash_, &k);
   int32_t pos = rte_hash_add_key_with_hash(hash_, &k, sig);
   if (pos < 0) {
     if (pos == -ENOSPC) ++stats_.reclaim_stalls;
     return pos;
   }
   const uint32_t slot = static_cast<uint32_t>(pos);
+  // For a key already present add_key returns its position (touching nothing we use), and a
+  // position holds a key exactly while it is live (remove() deletes the key and clears live_
+  // together, single writer): so a live position means the key was there. Cheaper than a
+  // lookup before every insert, which almost never finds anything.
+  if (live(slot)) return -EEXIST;
   ConnEntry& e = entries_[slot];
   // The slot is not live: readers look at live_ before the content, so plain stores suffice.
   e = init;

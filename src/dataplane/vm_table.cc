@@ -50,6 +50,7 @@ VmTable::~VmTable() {
 }
 
 uint16_t VmTable::find_by_ip(const IpAddr& a, Family f) const {
+  if (addresses_.load(std::memory_order_relaxed) == 0) return 0;
   IpKey k = ip_key(a, f);
   void* data = nullptr;
   if (rte_hash_lookup_data(by_ip_, &k, &data) < 0) return 0;
@@ -94,7 +95,8 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
   s.state.store(VmState::kLocal, std::memory_order_release);
   auto put = [&](const IpAddr& a, Family f) {
     IpKey k = ip_key(a, f);
-    rte_hash_add_key_data(by_ip_, &k, reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
+    if (rte_hash_add_key_data(by_ip_, &k, reinterpret_cast<void*>(static_cast<uintptr_t>(id))) == 0)
+      addresses_.fetch_add(1, std::memory_order_release);
   };
   for (const IpAddr& a : vm.ipv4) put(a, Family::kV4);
   for (const IpAddr& a : vm.ipv6) put(a, Family::kV6);
@@ -105,11 +107,11 @@ void VmTable::remove(uint16_t id) {
   VmSlot& s = slots_[id];
   for (const IpAddr& a : s.config.ipv4) {
     IpKey k = ip_key(a, Family::kV4);
-    rte_hash_del_key(by_ip_, &k);
+    if (rte_hash_del_key(by_ip_, &k) >= 0) addresses_.fetch_sub(1, std::memory_order_relaxed);
   }
   for (const IpAddr& a : s.config.ipv6) {
     IpKey k = ip_key(a, Family::kV6);
-    rte_hash_del_key(by_ip_, &k);
+    if (rte_hash_del_key(by_ip_, &k) >= 0) addresses_.fetch_sub(1, std::memory_order_relaxed);
   }
   close_migration_rings(id);
   s.used = false;

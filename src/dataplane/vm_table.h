@@ -80,6 +80,11 @@ class VmTable {
   static IpKey ip_key(const IpAddr& a, Family f) { return IpKey{a, static_cast<uint32_t>(f)}; }
 
   rte_hash* by_ip_ = nullptr;
+  // Addresses in by_ip_: with none (a firewall protecting no declared VM) find_by_ip answers
+  // without a lookup, which would otherwise be two per new connection. Written by the control
+  // thread under mu_, read by workers; a stale read is the same race as a lookup that runs
+  // just before an add.
+  std::atomic<uint32_t> addresses_{0};
   std::unique_ptr<VmSlot[]> slots_;
   mutable std::mutex mu_;
 };
