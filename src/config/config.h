@@ -120,6 +120,11 @@ struct MigrationConfig {
   uint32_t timeout_ms = 5000;       // a stalled peer turns into FAIL(TIMEOUT)
   uint32_t headroom_percent = 10;   // capacity a destination keeps free beyond the VM's entries
   uint32_t max_delta_rounds = 8;
+  // A dropped link resumes (docs/WIRE.md): the source keeps at most this many unacknowledged
+  // bytes per peer for resending (beyond it it waits for ACKs), and a destination keeps a
+  // dropped migration's pending state this long for the source to come back; 0 = no resume.
+  uint32_t resume_window_bytes = 64u << 20;
+  uint32_t resume_grace_ms = 10000;
 };
 
 // ---- NAT (IPv4) --------------------------------------------------------------------------

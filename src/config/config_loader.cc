@@ -654,7 +654,8 @@ class Loader {
 
   void migration(const Val& v) {
     MapReader m(v, {"enabled", "listen", "cert", "key", "ca", "peers", "hold_packets",
-                    "timeout_ms", "headroom_percent", "max_delta_rounds"});
+                    "timeout_ms", "headroom_percent", "max_delta_rounds",
+                    "resume_window_bytes", "resume_grace_ms"});
     MigrationConfig& g = c_.migration;
     if (auto* x = m.get("enabled")) g.enabled = boolean(*x);
     if (auto* x = m.get("listen")) g.listen = endpoint_of(*x, true);
@@ -679,6 +680,10 @@ class Loader {
       g.headroom_percent = static_cast<uint32_t>(uint_in(*x, 0, 100));
     if (auto* x = m.get("max_delta_rounds"))
       g.max_delta_rounds = static_cast<uint32_t>(uint_in(*x, 1, 1000));
+    if (auto* x = m.get("resume_window_bytes"))
+      g.resume_window_bytes = static_cast<uint32_t>(uint_in(*x, 1u << 20, 1u << 30));
+    if (auto* x = m.get("resume_grace_ms"))
+      g.resume_grace_ms = static_cast<uint32_t>(uint_in(*x, 0, 3600 * 1000));
     // Mutual TLS is not optional: a migration carries a VM's connection state.
     if (g.enabled && (!g.listen.empty() || !g.peers.empty()))
       for (const char* k : {"cert", "key", "ca"})

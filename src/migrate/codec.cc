@@ -21,6 +21,7 @@ const char* msg_kind_name(MsgKind k) {
     case MsgKind::kHeldPackets: return "HELD_PACKETS";
     case MsgKind::kAck: return "ACK";
     case MsgKind::kAbort: return "ABORT";
+    case MsgKind::kResume: return "RESUME";
   }
   return "UNKNOWN";
 }
@@ -984,6 +985,15 @@ bool HeldPacketsMsg::decode(Reader& r) {
 
 void AckMsg::encode(Writer& w) const { w.u64(acked_seq); }
 bool AckMsg::decode(Reader& r) { return r.u64(&acked_seq); }
+
+void ResumeMsg::encode(Writer& w) const {
+  w.u64(acked_seq);
+  w.u64(sent_seq);
+}
+bool ResumeMsg::decode(Reader& r) {
+  if (!r.u64(&acked_seq) || !r.u64(&sent_seq)) return false;
+  return acked_seq <= sent_seq || r.fail(CodecError::kBadValue);
+}
 
 void AbortMsg::encode(Writer& w) const {
   w.u8(static_cast<uint8_t>(reason));

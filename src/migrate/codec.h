@@ -96,8 +96,9 @@ enum class MsgKind : uint16_t {
   kHeldPackets = 10,
   kAck = 11,
   kAbort = 12,
+  kResume = 13,
 };
-constexpr uint16_t kMsgKindMax = 12;
+constexpr uint16_t kMsgKindMax = 13;
 const char* msg_kind_name(MsgKind k);
 bool msg_kind_known(uint16_t v);
 
@@ -509,6 +510,19 @@ struct AbortMsg {
   void encode(Writer& w) const;
   bool decode(Reader& r);
   bool operator==(const AbortMsg&) const = default;
+};
+
+// A source's first frame on a new connection after the old one dropped (docs/WIRE.md, "Sequence,
+// ACK and resume"). The header carries the migration's id and seq 0: RESUME stands outside the
+// numbered stream. The destination answers ACK(the last seq it applied), or FAIL(TRANSFER) when
+// it no longer holds the migration, FAIL(AUTH) when another peer's certificate started it.
+struct ResumeMsg {
+  static constexpr MsgKind kKind = MsgKind::kResume;
+  uint64_t acked_seq = 0;  // the highest seq the source holds an ACK for
+  uint64_t sent_seq = 0;   // the highest seq the source has sent
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const ResumeMsg&) const = default;
 };
 
 // ---- frames ----------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <deque>
+#include <optional>
 
 #include "common/log.h"
 #include "conntrack/conn_table.h"
@@ -49,7 +51,51 @@ struct SessionFail {
 
 FailReason link_reason(const Error& e) { return migrate::to_fail_reason(e); }
 
-// One peer connection with its sequence numbers.
+// A transport error that a new connection can cure: the peer reset or closed it, or the byte
+// stream went out of step. AUTH and TIMEOUT are not: a reconnect would meet them again.
+bool is_drop(const Error& e) {
+  return e.code == LinkError::kTransfer || e.code == LinkError::kProtocol;
+}
+
+int ms_until(Clock::time_point t) {
+  return static_cast<int>(
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now())
+                               .count()));
+}
+
+constexpr int kRedialFirstMs = 20;   // first pause between reconnect attempts, then doubled
+constexpr int kRedialMaxMs = 500;
+
+// A FAIL or ABORT from the peer ends the session with the peer's reason.
+void throw_if_refused(const Frame& f, const std::string& name) {
+  if (f.header.kind == MsgKind::kFail) {
+    migrate::FailMsg m;
+    migrate::decode_body(f, &m);
+    fail(m.reason, name + ": " + m.detail);
+  }
+  if (f.header.kind == MsgKind::kAbort) {
+    migrate::AbortMsg m;
+    migrate::decode_body(f, &m);
+    fail(m.reason, name + " aborted: " + m.detail);
+  }
+}
+
+// What a source needs to come back to a peer after the link dropped (docs/WIRE.md, "Sequence,
+// ACK and resume").
+struct Redial {
+  migrate::TlsContext* ctx = nullptr;
+  std::string address;
+  std::string identity;  // the peer certificate's CN at the first connect; a new link must match
+  int budget_ms = 0;     // how long reconnecting may take: the migration's timeout
+  size_t window = 0;     // unacknowledged bytes kept for resending (resume_window_bytes)
+};
+
+// One peer connection with its sequence numbers. On a destination, and on a source until the
+// peer accepted the migration, a transport error ends the session. After ACCEPT a source's link
+// is resumable: it keeps every frame the peer has not acknowledged (at most a window of bytes;
+// beyond it, it waits for ACKs), and when the connection drops it reconnects, sends RESUME and
+// resends what the peer has not applied, all inside send()/recv(): the state machine above
+// never sees a drop that was cured.
 struct Link {
   std::string name;
   std::unique_ptr<PeerLink> link;
@@ -59,33 +105,47 @@ struct Link {
   // peer that speaks only older versions can still read us.
   uint16_t version = migrate::kProtocolVersionMax;
 
+  // ---- resume (source, after ACCEPT) ----
+  bool resumable = false;
+  uint64_t mid = 0;
+  Redial redial;
+  uint64_t acked = 0;  // every frame up to this seq is applied at the peer
+  std::deque<std::pair<uint64_t, std::vector<uint8_t>>> unacked;  // seq order, all > acked
+  size_t unacked_bytes = 0;
+  std::deque<Frame> inbox;  // frames read while looking for ACKs, for the next recv()
+  uint32_t resumes = 0;
+
+  // From here on a drop is cured by resuming. ACCEPT answered PREPARE: all sent so far is acked.
+  void enable_resume(uint64_t migration_id, Redial r) {
+    resumable = true;
+    mid = migration_id;
+    redial = std::move(r);
+    acked = seq;
+  }
+
   template <typename Msg>
-  void send(const Msg& m, uint64_t mid, int timeout_ms) {
+  void send(const Msg& m, uint64_t mid_, int timeout_ms) {
     auto f = migrate::encode_frame(
-        m, mid, ++seq, Msg::kKind == MsgKind::kHello ? migrate::kProtocolVersionMin : version);
-    if (!link->send(f, timeout_ms)) {
-      Error e = link->last_error();
-      fail(link_reason(e), "send to " + name + ": " + e.detail);
-    }
-    bytes += f.size();
-    frames++;
+        m, mid_, ++seq, Msg::kKind == MsgKind::kHello ? migrate::kProtocolVersionMin : version);
+    transmit(f.data(), f.size(), timeout_ms);
   }
   // An already encoded frame (an ENTRIES frame built by VmReader), numbered for this link.
   void send_encoded(uint8_t* frame, size_t len, int timeout_ms) {
     migrate::set_frame_seq(frame, ++seq);
-    if (!link->send(frame, len, timeout_ms)) {
-      Error e = link->last_error();
-      fail(link_reason(e), "send to " + name + ": " + e.detail);
-    }
-    bytes += len;
-    frames++;
+    transmit(frame, len, timeout_ms);
   }
   // Into *f, whose body keeps its capacity from frame to frame.
   void recv(Frame* f, int timeout_ms) {
-    Error e = link->recv(f, timeout_ms);
-    if (e.code != LinkError::kNone)
-      fail(link_reason(e), std::string("from ") + name + ": " + migrate::link_error_name(e.code) +
-                               (e.detail.empty() ? "" : " (" + e.detail + ")"));
+    if (!inbox.empty()) {
+      *f = std::move(inbox.front());
+      inbox.pop_front();
+      return;
+    }
+    for (;;) {
+      Error e = link->recv(f, timeout_ms);
+      if (e.code == LinkError::kNone) return;
+      on_error(e, "from ");
+    }
   }
   Frame recv(int timeout_ms) {
     Frame f;
@@ -93,26 +153,145 @@ struct Link {
     return f;
   }
   // Receives a frame of kind Msg; a FAIL or ABORT from the peer ends the session with its reason.
+  // ACKs met on the way are taken in (the peer acknowledges every frame).
   template <typename Msg>
   Msg expect(int timeout_ms) {
-    Frame f = recv(timeout_ms);
-    if (f.header.kind == MsgKind::kFail) {
-      migrate::FailMsg m;
-      migrate::decode_body(f, &m);
-      fail(m.reason, name + ": " + m.detail);
-    }
-    if (f.header.kind == MsgKind::kAbort) {
-      migrate::AbortMsg m;
-      migrate::decode_body(f, &m);
-      fail(m.reason, name + " aborted: " + m.detail);
-    }
+    Frame f;
+    do recv(&f, timeout_ms);
+    while (Msg::kKind != MsgKind::kAck && absorb(f));
+    throw_if_refused(f, name);
     Msg m;
     migrate::CodecError ce = migrate::decode_body(f, &m);
     if (ce != migrate::CodecError::kOk)
       fail(FailReason::kTransfer, name + ": expected " + migrate::msg_kind_name(Msg::kKind) +
                                       ", got " + migrate::msg_kind_name(f.header.kind) + " (" +
                                       migrate::codec_error_name(ce) + ")");
+    if constexpr (Msg::kKind == MsgKind::kAck) note_ack(m.acked_seq);
     return m;
+  }
+  // Waits until the peer has applied every frame up to `target`.
+  void await_ack(uint64_t target, int timeout_ms) {
+    while (acked < target) expect<migrate::AckMsg>(timeout_ms);
+  }
+
+ private:
+  void transmit(const uint8_t* p, size_t n, int timeout_ms) {
+    if (resumable) keep(p, n, timeout_ms);
+    bytes += n;
+    frames++;
+    if (!link->send(p, n, timeout_ms)) on_error(link->last_error(), "send to ");  // resends p
+    if (resumable) drain_acks();
+  }
+  // Keeps a copy of the frame being sent until it is acknowledged. Beyond the window the
+  // sender first waits for ACKs: that bounds the copies and is the stream's flow control.
+  void keep(const uint8_t* p, size_t n, int timeout_ms) {
+    while (!unacked.empty() && unacked_bytes + n > redial.window) {
+      Frame f;
+      recv(&f, timeout_ms);
+      if (!absorb(f)) inbox.push_back(std::move(f));
+    }
+    unacked.emplace_back(seq, std::vector<uint8_t>(p, p + n));
+    unacked_bytes += n;
+  }
+  // Takes in the ACKs that have arrived, without waiting.
+  void drain_acks() {
+    Frame f;
+    for (;;) {
+      Error e = link->recv(&f, 0);
+      if (e.code == LinkError::kTimeout) return;
+      if (e.code != LinkError::kNone) return on_error(e, "from ");
+      if (!absorb(f)) inbox.push_back(std::move(f));
+    }
+  }
+  // An ACK is consumed here (true); a FAIL or ABORT ends the session; anything else is the
+  // caller's.
+  bool absorb(const Frame& f) {
+    throw_if_refused(f, name);
+    migrate::AckMsg a;
+    if (migrate::decode_body(f, &a) != migrate::CodecError::kOk) return false;
+    note_ack(a.acked_seq);
+    return true;
+  }
+  void note_ack(uint64_t n) {
+    if (n > seq)
+      fail(FailReason::kTransfer, name + " acknowledged seq " + std::to_string(n) +
+                                      ", beyond the " + std::to_string(seq) + " sent");
+    acked = std::max(acked, n);
+    while (!unacked.empty() && unacked.front().first <= acked) {
+      unacked_bytes -= unacked.front().second.size();
+      unacked.pop_front();
+    }
+  }
+  // A failed send or recv: resume when that can cure it, otherwise end the session.
+  void on_error(const Error& e, const char* dir) {
+    if (!resumable || !is_drop(e))
+      fail(link_reason(e), std::string(dir) + name + ": " + migrate::link_error_name(e.code) +
+                               (e.detail.empty() ? "" : " (" + e.detail + ")"));
+    resume(e);
+  }
+  // The connection dropped: reconnect (mutual TLS again, the same peer identity) with backoff
+  // within the budget, RESUME, resend what the peer has not applied. Throws TRANSFER when the
+  // budget runs out, the peer's reason when it refuses (TRANSFER: it no longer holds the
+  // migration; AUTH: we are not who started it).
+  void resume(const Error& why) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(redial.budget_ms);
+    std::string last = why.detail;
+    int pause_ms = kRedialFirstMs;
+    for (;;) {
+      link->close();
+      const int left = ms_until(deadline);
+      if (left <= 0)
+        fail(FailReason::kTransfer, "link to " + name + " dropped (" + why.detail +
+                                        ") and did not resume within " +
+                                        std::to_string(redial.budget_ms) + " ms: " + last);
+      Error e;
+      auto fresh = PeerLink::connect(*redial.ctx, redial.address, left, &e);
+      if (!fresh && e.code == LinkError::kAuth)
+        fail(FailReason::kAuth, "reconnect to " + name + ": " + e.detail);
+      if (fresh && fresh->peer_name() != redial.identity)
+        fail(FailReason::kAuth, name + " came back as '" + fresh->peer_name() + "', not '" +
+                                    redial.identity + "'");
+      if (fresh) {
+        link = std::move(fresh);
+        if (rejoin(std::min(left, redial.budget_ms), &e)) {
+          resumes++;
+          BLOG_INFO("migrate", "migration %lu: link to %s resumed at seq %lu (sent %lu)", mid,
+                    name.c_str(), acked, seq);
+          return;
+        }
+      }
+      last = e.detail;
+      usleep(static_cast<useconds_t>(std::min(pause_ms, ms_until(deadline))) * 1000);
+      pause_ms = std::min(pause_ms * 2, kRedialMaxMs);
+    }
+  }
+  // RESUME on a fresh connection; the peer answers ACK(the last seq it applied) and we resend
+  // what follows. false: this connection dropped too (*e says why), try another.
+  bool rejoin(int timeout_ms, Error* e) {
+    auto f = migrate::encode_frame(migrate::ResumeMsg{acked, seq}, mid, 0, version);
+    Frame answer;
+    if (link->send(f, timeout_ms)) *e = link->recv(&answer, timeout_ms);
+    else *e = link->last_error();
+    if (e->code != LinkError::kNone) {
+      if (is_drop(*e)) return false;
+      fail(link_reason(*e), "resume with " + name + ": " + e->detail);
+    }
+    throw_if_refused(answer, name + " refused to resume");
+    migrate::AckMsg a;
+    if (migrate::decode_body(answer, &a) != migrate::CodecError::kOk)
+      fail(FailReason::kTransfer, name + " answered RESUME with " +
+                                      migrate::msg_kind_name(answer.header.kind));
+    if (a.acked_seq < acked)
+      fail(FailReason::kTransfer, name + " resumed at seq " + std::to_string(a.acked_seq) +
+                                      ", behind its own ACK of " + std::to_string(acked));
+    note_ack(a.acked_seq);
+    for (auto& [s, frame] : unacked) {
+      if (link->send(frame, timeout_ms)) continue;
+      *e = link->last_error();
+      if (is_drop(*e)) return false;
+      fail(link_reason(*e), "resend to " + name + ": " + e->detail);
+    }
+    return true;
   }
 };
 
@@ -132,12 +311,7 @@ migrate::VmReader::FrameOut to_links(std::vector<Link>& links, uint64_t mid, uin
 
 // Waits for the ACK of everything sent so far on every link.
 void await_acks(std::vector<Link>& links, int timeout_ms) {
-  for (Link& l : links) {
-    migrate::AckMsg a = l.expect<migrate::AckMsg>(timeout_ms);
-    if (a.acked_seq < l.seq)
-      fail(FailReason::kTransfer, l.name + " acknowledged " + std::to_string(a.acked_seq) +
-                                      " of " + std::to_string(l.seq));
-  }
+  for (Link& l : links) l.await_ack(l.seq, timeout_ms);
 }
 
 // Which side of the box a parked packet came in on: in L2 mode the first port faces the
@@ -204,6 +378,7 @@ json MigrationReport::to_json() const {
                        {"installed", entries_installed}, {"stale", entries_stale}}},
           {"final_seq_moved", final_seq_moved},
           {"rounds", rounds},
+          {"resumes", resumes},
           {"bytes_sent", bytes_sent},
           {"frames_sent", frames_sent},
           {"packets", {{"held", held_packets}, {"forwarded", forwarded_packets},
@@ -255,6 +430,116 @@ struct MigrationEngine::OutSession {
   }
 };
 
+// A migration as the destination holds it across connections. Its thread owns everything
+// (pending entries, parked packets, the loop's state) and reads the source's frames through
+// recv(), which delivers each seq exactly once and in order. When the connection drops after
+// ACCEPT the thread parks in recv() for the grace period instead of failing: the accept side
+// hands a connection that came back with RESUME (same migration id, same certificate identity)
+// to the mailbox below, and the thread goes on with it where it stopped.
+struct MigrationEngine::InSession {
+  uint64_t mid = 0;
+  std::string peer;  // the source certificate's CN
+  int grace_ms = 0;
+  int timeout_ms = 0;
+
+  // The session thread's own.
+  Link* link = nullptr;
+  uint64_t applied = 0;  // the last seq applied, and acknowledged
+  std::optional<migrate::ActivatedMsg> activated;  // repeated after a resume: it may be lost
+  uint32_t resumes = 0;
+
+  // The mailbox, shared with the accept side under mu.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unique_ptr<PeerLink> returned;  // a connection that came back, not yet taken
+  migrate::ResumeMsg resume;           // what the source said on it
+  bool stopping = false;
+
+  // Accept side: a RESUME for this migration arrived on `fresh`. If the thread still waits on
+  // the old connection (it went silent, no reset reached us), shut that down so it notices.
+  void offer(std::unique_ptr<PeerLink> fresh, const migrate::ResumeMsg& r) {
+    std::lock_guard<std::mutex> lock(mu);
+    returned = std::move(fresh);
+    resume = r;
+    if (link && link->link) link->link->interrupt();
+    cv.notify_all();
+  }
+
+  // The next frame of the stream; a frame resent after a resume that was applied already is
+  // skipped, a gap is a broken stream (treated as a drop).
+  void recv(Frame* f, int timeout_ms) {
+    for (;;) {
+      Error e = link->link->recv(f, timeout_ms);
+      if (e.code == LinkError::kNone) {
+        if (f->header.seq <= applied) continue;
+        if (f->header.seq == applied + 1) return;
+        e = Error{LinkError::kProtocol, "seq " + std::to_string(f->header.seq) + " after " +
+                                            std::to_string(applied)};
+        link->link->close();
+      }
+      if (!is_drop(e) || grace_ms == 0)
+        fail(link_reason(e), "from " + link->name + ": " + migrate::link_error_name(e.code) +
+                                 (e.detail.empty() ? "" : " (" + e.detail + ")"));
+      park(e);
+    }
+  }
+
+  // The frame `seq` is applied: acknowledge it. A failed send closes the link, and the next
+  // recv() parks; the resumed source then hears ACK(applied) anyway.
+  void ack(uint64_t seq) {
+    applied = seq;
+    send_or_close(migrate::AckMsg{seq});
+  }
+  void answer_activate(const migrate::ActivatedMsg& am) {
+    activated = am;
+    send_or_close(am);
+  }
+
+ private:
+  template <typename Msg>
+  void send_or_close(const Msg& m) {
+    auto f = migrate::encode_frame(m, mid, ++link->seq, link->version);
+    if (!link->link->send(f, timeout_ms)) {
+      link->link->close();
+      return;
+    }
+    link->bytes += f.size();
+    link->frames++;
+  }
+
+  // Waits for the source to come back. Everything stays as it was: the pending entries, the
+  // VM's parked packets (the hold ring bounds them), the frames applied so far.
+  void park(const Error& why) {
+    std::unique_ptr<PeerLink> old;
+    migrate::ResumeMsg r;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, std::chrono::milliseconds(grace_ms), [&] { return returned || stopping; });
+      if (stopping) fail(FailReason::kAborted, "daemon stopping");
+      if (!returned)
+        fail(FailReason::kTransfer, "link from " + link->name + " dropped (" + why.detail +
+                                        ") and the source did not resume within " +
+                                        std::to_string(grace_ms) + " ms");
+      old = std::move(link->link);
+      link->link = std::move(returned);  // under mu: offer() may interrupt the current link
+      r = resume;
+    }
+    old.reset();
+    if (r.acked_seq > applied || r.sent_seq < applied) {
+      const std::string why_not = "source resumed at acked " + std::to_string(r.acked_seq) +
+                                  ", sent " + std::to_string(r.sent_seq) + "; applied here " +
+                                  std::to_string(applied);
+      send_or_close(migrate::FailMsg{FailReason::kTransfer, why_not});
+      fail(FailReason::kTransfer, why_not);
+    }
+    resumes++;
+    BLOG_INFO("migrate", "migration %lu from %s resumed at seq %lu (source sent %lu)", mid,
+              link->name.c_str(), applied, r.sent_seq);
+    ack(applied);
+    if (activated) send_or_close(*activated);
+  }
+};
+
 MigrationEngine::MigrationEngine(Dataplane& dp) : dp_(dp) {}
 MigrationEngine::~MigrationEngine() { stop(); }
 
@@ -289,6 +574,14 @@ void MigrationEngine::stop() {
       std::lock_guard<std::mutex> l(s->mu);
       s->signal = "abort";
       s->cv.notify_all();
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [serial, in] : in_sessions_) {  // parked ones stop waiting for a RESUME
+      std::lock_guard<std::mutex> l(in->mu);
+      in->stopping = true;
+      in->cv.notify_all();
     }
   }
   if (accept_thread_.joinable()) accept_thread_.join();
@@ -426,6 +719,7 @@ void MigrationEngine::run_out(OutSession& s) {
   VmSlot& vs = dp_.vms().slot(s.vm);
   const uint64_t mid = s.report.id;
   std::vector<Link> links;
+  std::vector<Redial> redials;  // per link, for after ACCEPT
   auto t_start = Clock::now();
   bool tracking = false;
   VmConfig vm_cfg;
@@ -446,6 +740,8 @@ void MigrationEngine::run_out(OutSession& s) {
       Error e;
       auto link = PeerLink::connect(*client_ctx_, addr, tmo, &e);
       if (!link) fail(link_reason(e), "connect to " + p + " (" + addr + "): " + e.detail);
+      redials.push_back(Redial{client_ctx_.get(), addr, link->peer_name(), tmo,
+                               mc.resume_window_bytes});
       links.push_back(Link{p, std::move(link)});
     }
     const migrate::VmReader::KindTally tally = migrate::VmReader::tally(dp_, s.vm);
@@ -478,6 +774,9 @@ void MigrationEngine::run_out(OutSession& s) {
       pm.needs = tally.needs;
       l.send(pm, mid, tmo);
       l.expect<migrate::AcceptMsg>(tmo);
+      // The peer holds the migration now (pending state it keeps across a drop): from here on
+      // a dropped connection is resumed, not failed.
+      l.enable_resume(mid, redials[&l - links.data()]);
     }
     update([&](MigrationReport& r) {
       r.prepare_ms = ms_since(t_start);
@@ -564,10 +863,12 @@ void MigrationEngine::run_out(OutSession& s) {
     }
     auto t_resume = Clock::now();
     update([&](MigrationReport& r) { r.phase = MigrationPhase::kActivating; });
+    // Sends parked packets to the primary peer (where the VM runs now); the mbufs are copied
+    // and freed first, so a failed send leaks nothing.
     auto ship = [&](std::vector<rte_mbuf*> pkts) {
-      uint64_t n = 0;
+      std::vector<migrate::HeldPacketsMsg> msgs;
       for (size_t i = 0; i < pkts.size(); i += kHeldPerFrame) {
-        migrate::HeldPacketsMsg hm;
+        migrate::HeldPacketsMsg& hm = msgs.emplace_back();
         for (size_t j = i; j < std::min(pkts.size(), i + kHeldPerFrame); j++) {
           rte_mbuf* m = pkts[j];
           migrate::HeldPacket hp;
@@ -576,11 +877,10 @@ void MigrationEngine::run_out(OutSession& s) {
           hp.frame.assign(p, p + std::min<size_t>(m->data_len, migrate::kMaxHeldFrameLen));
           hm.packets.push_back(std::move(hp));
         }
-        links[0].send(hm, mid, tmo);  // the primary peer is where the VM runs now
-        n += hm.packets.size();
       }
       for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);
-      return n;
+      for (const auto& hm : msgs) links[0].send(hm, mid, tmo);
+      return static_cast<uint64_t>(pkts.size());
     };
     uint64_t forwarded = ship(drain_hold(vs));
     for (Link& l : links) l.send(migrate::ActivateMsg{}, mid, tmo);
@@ -599,16 +899,35 @@ void MigrationEngine::run_out(OutSession& s) {
     });
 
     // Committed. Packets still arriving here (the network has not re-learned where the VM
-    // is) go to the peer for a moment; then the entries are deleted.
+    // is) go to the peer for a moment; then the entries are deleted. The VM runs at the peer
+    // now whatever becomes of the link: a link lost for good here (after its resume attempts)
+    // only loses the late packets, it never rolls back.
+    bool late_link = true;
+    uint64_t late_lost = 0;
+    auto forward_late = [&](std::vector<rte_mbuf*> pkts, bool end) {
+      if (!late_link) {
+        late_lost += pkts.size();
+        for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);
+        return;
+      }
+      try {
+        forwarded += ship(std::move(pkts));
+        if (end)
+          for (Link& l : links) l.send(migrate::HeldPacketsMsg{}, mid, tmo);  // nothing follows
+      } catch (const SessionFail& f) {
+        late_link = false;
+        BLOG_WARN("migrate", "vm %s: late packets no longer reach the peer: %s",
+                  s.report.vm.c_str(), f.detail.c_str());
+      }
+    };
     auto t_linger = Clock::now();
-    while (ms_since(t_linger) < kLingerMs && running_) {
+    while (ms_since(t_linger) < kLingerMs && running_ && late_link) {
       usleep(20 * 1000);
-      forwarded += ship(drain_hold(vs));
+      forward_late(drain_hold(vs), false);
     }
-    for (Link& l : links) l.send(migrate::HeldPacketsMsg{}, mid, tmo);  // end: nothing follows
     vs.state.store(VmState::kGone, std::memory_order_seq_cst);
     dp_.grace_period();
-    forwarded += ship(drain_hold(vs));
+    forward_late(drain_hold(vs), true);
     uint64_t removed = 0;
     migrate::VmInstaller::delete_vm(dp_, s.vm, tmo, &removed);
     {
@@ -618,7 +937,7 @@ void MigrationEngine::run_out(OutSession& s) {
     update([&](MigrationReport& r) {
       r.forwarded_packets = forwarded;
       r.held_packets = vs.held.load();
-      r.lost_packets = vs.hold_dropped.load();
+      r.lost_packets = vs.hold_dropped.load() + late_lost;
       r.phase = MigrationPhase::kSucceeded;
     });
   } catch (const SessionFail& f) {
@@ -648,6 +967,7 @@ void MigrationEngine::run_out(OutSession& s) {
     std::lock_guard<std::mutex> lock(s.mu);
     s.report.bytes_sent += l.bytes;
     s.report.frames_sent += l.frames;
+    s.report.resumes += l.resumes;
   }
   for (Link& l : links)
     if (l.link) l.link->close();
@@ -663,12 +983,7 @@ void MigrationEngine::run_out(OutSession& s) {
 
 // ---- destination side -------------------------------------------------------------------------
 
-struct MigrationEngine::InSession {
-  MigrationReport report;
-};
-
 void MigrationEngine::accept_loop() {
-  uint64_t serial = 0;
   while (running_) {
     Error e;
     auto link = listener_->accept(200, &e, static_cast<int>(dp_.config().migration.timeout_ms));
@@ -678,13 +993,60 @@ void MigrationEngine::accept_loop() {
       continue;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    uint64_t n = ++serial;
     auto* raw = link.release();
-    threads_.emplace_back([this, raw, n] { run_in(std::unique_ptr<PeerLink>(raw), n); });
+    threads_.emplace_back([this, raw] { serve(std::unique_ptr<PeerLink>(raw)); });
   }
 }
 
-void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
+void MigrationEngine::serve(std::unique_ptr<PeerLink> plink) {
+  Frame f;
+  Error e = plink->recv(&f, static_cast<int>(dp_.config().migration.timeout_ms));
+  if (e.code != LinkError::kNone) {
+    BLOG_WARN("migrate", "peer %s sent no first frame: %s", plink->peer_name().c_str(),
+              e.detail.c_str());
+    return;
+  }
+  if (f.header.kind == MsgKind::kResume)
+    hand_back(std::move(plink), f);
+  else
+    run_in(std::move(plink), std::move(f));
+}
+
+// A source came back after a drop. Only the peer that started the migration may continue it:
+// the migration id is the source's choice, the certificate identity is not.
+void MigrationEngine::hand_back(std::unique_ptr<PeerLink> plink, const Frame& f) {
+  const uint64_t mid = f.header.migration_id;
+  auto refuse = [&](FailReason r, const std::string& why) {
+    BLOG_WARN("migrate", "RESUME of migration %lu from %s refused: %s", mid,
+              plink->peer_name().c_str(), why.c_str());
+    plink->send(migrate::encode_frame(migrate::FailMsg{r, why}, mid, 1, f.header.version), 200);
+    plink->close();
+  };
+  migrate::ResumeMsg rm;
+  if (migrate::decode_body(f, &rm) != migrate::CodecError::kOk)
+    return refuse(FailReason::kTransfer, "bad RESUME");
+  std::shared_ptr<InSession> s;
+  bool others = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [serial, in] : in_sessions_) {
+      if (in->mid != mid) continue;
+      if (in->peer == plink->peer_name())
+        s = in;
+      else
+        others = true;
+    }
+  }
+  if (!s && others)
+    return refuse(FailReason::kAuth, "migration " + std::to_string(mid) +
+                                         " was started by another peer");
+  if (!s)
+    return refuse(FailReason::kTransfer, "no migration " + std::to_string(mid) +
+                                             " here (it ended or was rolled back)");
+  s->offer(std::move(plink), rm);
+}
+
+void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
   const MigrationConfig& mc = dp_.config().migration;
   const int tmo = static_cast<int>(mc.timeout_ms);
   Link link{plink->peer_name(), std::move(plink)};
@@ -694,22 +1056,28 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
   uint16_t vm = 0;
   bool added_vm = false;
   std::vector<rte_mbuf*> from_source;  // the source's parked packets, in order
-  uint64_t mid = 0, acked = 0;
+  uint64_t mid = 0;
   auto t_start = Clock::now();
   Clock::time_point t_final{};
-  auto ack = [&](uint64_t seq) {
-    acked = seq;
-    migrate::AckMsg a;
-    a.acked_seq = seq;
-    link.send(a, mid, tmo);
+  auto session = std::make_shared<InSession>();
+  session->link = &link;
+  session->peer = link.name;
+  session->grace_ms = static_cast<int>(mc.resume_grace_ms);
+  session->timeout_ms = tmo;
+  // Registered once ACCEPT is sent (a RESUME finds it from then on) until the loop ends, so
+  // that a source coming back during a rollback hears FAIL(TRANSFER), not silence.
+  uint64_t serial = 0;
+  auto unregister = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_sessions_.erase(serial);
   };
   try {
-    Frame f = link.recv(tmo);
     migrate::HelloMsg hello;
     if (migrate::decode_body(f, &hello) != migrate::CodecError::kOk)
       fail(FailReason::kTransfer, "expected HELLO");
     mid = f.header.migration_id;
     rep.id = mid;
+    session->mid = mid;
     // The source decides with the same rule; frames after HELLO carry the common version.
     auto v = migrate::negotiate_version(migrate::kProtocolVersionMin, migrate::kProtocolVersionMax,
                                         hello.version_min, hello.version_max);
@@ -794,6 +1162,12 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
       }
     }
     link.send(migrate::AcceptMsg{}, mid, tmo);
+    session->applied = pf.header.seq;  // ACCEPT answers PREPARE
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      serial = ++in_serial_;
+      in_sessions_[serial] = session;
+    }
     rep.prepare_ms = ms_since(t_start);
     rep.phase = MigrationPhase::kPrecopy;
     BLOG_INFO("migrate", "accepted vm=%s from %s (migration %lu)", rep.vm.c_str(),
@@ -815,7 +1189,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
     for (;;) {
       // The source sends a frame every round interval during pre-copy; after the final delta
       // it waits for the hypervisor's resume, which it bounds by 6 timeouts.
-      link.recv(&fr, final_seen ? tmo * 7 : tmo);
+      session->recv(&fr, final_seen ? tmo * 7 : tmo);
       switch (fr.header.kind) {
         case MsgKind::kEntries: {
           bool queued = false;
@@ -828,6 +1202,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
             rep.entries_final += n;  // (none expected: FINAL_END closes the last round)
           else
             in_round += n;
+          session->ack(fr.header.seq);  // queued for its owners: applied, for a resume
           break;
         }
         case MsgKind::kRoundEnd:
@@ -845,12 +1220,13 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
             t_final = Clock::now();
             rep.phase = MigrationPhase::kFrozen;
           }
-          ack(fr.header.seq);
+          session->ack(fr.header.seq);
           break;
         case MsgKind::kHeldPackets: {
           migrate::HeldPacketsMsg hm;
           if (migrate::decode_body(fr, &hm) != migrate::CodecError::kOk)
             fail(FailReason::kTransfer, "bad HELD_PACKETS");
+          session->ack(fr.header.seq);
           if (hm.packets.empty() && rep.phase == MigrationPhase::kSucceeded) {
             held_done = true;
             break;
@@ -898,7 +1274,8 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
           for (uint16_t w = 0; w < dp_.worker_count(); w++) live += dp_.shard(w).vm_count(vm);
           migrate::ActivatedMsg am;
           am.installed = conn_counts(live);
-          link.send(am, mid, tmo);
+          session->answer_activate(am);
+          session->ack(fr.header.seq);
           dp_.grace_period();
           mine_held = drain_hold(vs);
           rep.held_packets += mine_held.size();
@@ -921,7 +1298,9 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
       if (rep.phase == MigrationPhase::kSucceeded && held_done) break;
       if (rep.phase == MigrationPhase::kSucceeded && !running_) break;
     }
+    unregister();
   } catch (const SessionFail& f) {
+    unregister();
     if (rep.phase == MigrationPhase::kSucceeded) {
       // Already active here: the late-packet stream ending early loses nothing we own.
     } else {
@@ -946,7 +1325,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, uint64_t) {
       }
     }
   }
-  (void)acked;
+  rep.resumes = session->resumes;
   rep.bytes_sent = link.bytes;
   rep.frames_sent = link.frames;
   link.link->close();

@@ -13,9 +13,17 @@
 //   resume   ship the parked packets, ACTIVATE every peer, then delete the VM's entries here
 //   failure  any FAIL, timeout or lost peer before activation: unfreeze, re-inject the parked
 //            packets here, tell the peers to ABORT; forwarding goes on as if nothing happened
-// Destination side, one InSession per accepted connection: install everything as pending, park
-// the VM's packets until ACTIVATE, then activate the VM (one store), inject the source's parked
-// packets and its own, in that order. A VM may come from several sources at once (n:1) and go to
+//   drop     after ACCEPT a dropped connection is not a failure yet: the link reconnects within
+//            the timeout, sends RESUME and resends what the peer has not applied (it keeps
+//            every unacknowledged frame, up to resume_window_bytes); only a reconnect that
+//            fails within the timeout, or a peer that no longer holds the migration, is
+//            FAIL(TRANSFER). After activation a lost link only loses late packets.
+// Destination side, one InSession per migration: install everything as pending, park the VM's
+// packets until ACTIVATE, then activate the VM (one store), inject the source's parked packets
+// and its own, in that order. An accepted connection whose first frame is HELLO starts a
+// session; one whose first frame is RESUME is handed to the session of that migration id and
+// that certificate identity (another identity: FAIL(AUTH); none: FAIL(TRANSFER)). A session
+// whose connection dropped keeps its pending state for resume_grace_ms, waiting for it. A VM may come from several sources at once (n:1) and go to
 // several peers (1:n).
 //
 // Every migration ends in a Report (SUCCESS or FAIL with a reason), visible in the API, a log
@@ -46,6 +54,7 @@ namespace migrate {
 class TlsContext;
 class PeerListener;
 class PeerLink;
+struct Frame;
 }  // namespace migrate
 
 enum class MigrationMode : uint8_t {
@@ -71,6 +80,7 @@ struct MigrationReport {
   uint64_t entries_installed = 0, entries_stale = 0;
   uint64_t final_seq_moved = 0;  // TCP entries whose seq/ack moved after they were last sent
   uint32_t rounds = 0;
+  uint32_t resumes = 0;  // dropped connections this migration came back from (RESUME)
   uint64_t bytes_sent = 0, frames_sent = 0;
   uint64_t held_packets = 0, forwarded_packets = 0, lost_packets = 0;
   double prepare_ms = 0, precopy_ms = 0, final_delta_ms = 0, activation_ms = 0;
@@ -105,7 +115,10 @@ class MigrationEngine {
   struct OutSession;
   struct InSession;
   void run_out(OutSession& s);
-  void run_in(std::unique_ptr<migrate::PeerLink> link, uint64_t serial);
+  // An accepted connection: its first frame says whether it starts or resumes a migration.
+  void serve(std::unique_ptr<migrate::PeerLink> link);
+  void run_in(std::unique_ptr<migrate::PeerLink> link, migrate::Frame hello);
+  void hand_back(std::unique_ptr<migrate::PeerLink> link, const migrate::Frame& resume);
   void accept_loop();
   void finish(const MigrationReport& r);
 
@@ -117,7 +130,8 @@ class MigrationEngine {
 
   std::mutex mu_;  // sessions_, in_threads_, history_, counters below
   std::map<std::string, std::shared_ptr<OutSession>> sessions_;  // by VM name, source side
-  std::map<uint64_t, std::shared_ptr<InSession>> in_sessions_;
+  std::map<uint64_t, std::shared_ptr<InSession>> in_sessions_;  // by serial, after ACCEPT
+  uint64_t in_serial_ = 0;
   std::vector<std::thread> threads_;
   std::vector<MigrationReport> history_;  // finished, newest last (bounded)
   std::map<std::string, uint64_t> results_;  // "source/SUCCESS" -> count

@@ -217,12 +217,20 @@ void PeerLink::close() {
     SSL_free(ssl_);
     ssl_ = nullptr;
   }
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
+  {
+    std::lock_guard<std::mutex> lock(fd_mu_);
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
   }
   rx_.clear();
   rx_have_ = 0;
+}
+
+void PeerLink::interrupt() {
+  std::lock_guard<std::mutex> lock(fd_mu_);
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
 }
 
 bool PeerLink::fail(LinkError code, std::string detail, CodecError codec) {
@@ -417,6 +425,7 @@ RecvResult PeerLink::recv(Frame* out, int timeout_ms) {
   };
   if (!ssl_) return result(fail(LinkError::kTransfer, "link is closed"));
   int64_t deadline = deadline_from(timeout_ms);
+  SigpipeGuard g;  // a read may write too (an alert, a TLS 1.3 post-handshake message)
   FrameHeader h;
   for (;;) {
     // The header goes to rx_head_, the body straight into rx_, which is then swapped with the

@@ -23,7 +23,8 @@
 //   SETUP     local problem: bad address, socket() failed, ...
 //
 // Threading: a PeerLink or PeerListener is not thread-safe; one thread uses it at a time (the
-// migration session that owns it). Different links are independent. SIGPIPE from a write to a
+// migration session that owns it), except interrupt(), which any thread may call while the
+// object lives. Different links are independent. SIGPIPE from a write to a
 // closed socket is blocked for the duration of the write and discarded, so a lost peer is an
 // error code, not a signal that kills batond.
 //
@@ -34,6 +35,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -99,6 +101,10 @@ class PeerLink {
   RecvResult recv(Frame* out, int timeout_ms);
   // Sends close_notify (best effort, no wait) and closes the socket. Idempotent.
   void close();
+  // From another thread: shuts the socket down both ways, so that the owner's send() or recv()
+  // in progress (or next) fails with TRANSFER at once. Used when a source has come back on a
+  // new connection (RESUME) while the owner still waits on a connection that went silent.
+  void interrupt();
 
   const std::string& peer_name() const { return peer_name_; }  // subject CN of the peer cert
   const Error& last_error() const { return last_error_; }
@@ -115,6 +121,7 @@ class PeerLink {
   bool handshake(int64_t deadline_ms, bool client, Error* err);
   bool fail(LinkError code, std::string detail, CodecError codec = CodecError::kOk);
 
+  std::mutex fd_mu_;  // fd_ against interrupt() from another thread
   int fd_ = -1;
   SSL* ssl_ = nullptr;
   std::string peer_name_;

@@ -320,6 +320,16 @@ TEST(ConfigNatLb, MaglevTableMustHoldAHundredSlotsPerBackend) {
       << err.to_string();
 }
 
+TEST(ConfigLoad, MigrationResumeKeysLoadAndDefault) {
+  Config d = must_parse(kBase);
+  EXPECT_EQ(d.migration.resume_window_bytes, 64u << 20);
+  EXPECT_EQ(d.migration.resume_grace_ms, 10000u);
+  Config c = must_parse(base_plus(
+      "migration: {enabled: false, resume_window_bytes: 2097152, resume_grace_ms: 0}\n"));
+  EXPECT_EQ(c.migration.resume_window_bytes, 2u << 20);
+  EXPECT_EQ(c.migration.resume_grace_ms, 0u);  // 0 turns resume off
+}
+
 TEST(ConfigLoad, MissingFileIsAnError) {
   ConfigError err;
   EXPECT_FALSE(load_config("/nonexistent/baton.yaml", &err));
@@ -439,6 +449,8 @@ const BadCase kBadCases[] = {
      base_plus("migration:\n  listen: 127.0.0.1:7400\n"), 8, "cert is required"},
     {"headroom over 100", base_plus("migration: {enabled: false, headroom_percent: 101}\n"), 7,
      "out of range 0..100"},
+    {"resume window under one MiB",
+     base_plus("migration: {enabled: false, resume_window_bytes: 1000}\n"), 7, "out of range"},
     {"syntax error: unclosed flow map", "mode: l2\nports:\n  - {name: a, device: d0\n", 4,
      "YAML syntax error"},
     {"syntax error: bad indentation", "mode: l2\nports:\n  - name: a\n   device: d0\n", 4,

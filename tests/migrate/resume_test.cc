@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// A migration whose TCP connection is cut goes on from the last acknowledged frame (docs/WIRE.md,
+// "Sequence, ACK and resume"): two MigrationEngines, each over its own Dataplane (no ports, one
+// worker), talk mutual TLS over loopback through a small TCP proxy that cuts the connection
+// after a given number of source->destination bytes and can then refuse new connections.
+//
+// No lcore runs: a pump thread is the owner of every shard (it applies the installer's and the
+// deleter's commands with Worker::housekeeping), and the test thread changes the source's
+// entries as an owner would, under the same mutex. The EAL is the one vm_state_io_test.cc
+// starts for this binary.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "conntrack/conn_table.h"
+#include "dataplane/dataplane.h"
+#include "migrate/codec.h"
+#include "migrate/engine.h"
+#include "migrate/peer_link.h"
+#include "migrate/vm_state_io.h"
+#include "test_pki.h"
+
+namespace baton::migrate {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);
+  return ntohs(sa.sin_port);
+}
+
+// Forwards 127.0.0.1:port() to 127.0.0.1:upstream, one thread, poll()-driven. cut_after(n)
+// arms a cut: once n more bytes went source->destination, both sockets of that connection are
+// closed (each side sees the connection end). With stay_down, every later connection is closed
+// as soon as it is accepted (the destination looks gone).
+class CutProxy {
+ public:
+  explicit CutProxy(uint16_t upstream) : upstream_(upstream) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    ::listen(listen_fd_, 16);
+    socklen_t len = sizeof sa;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~CutProxy() {
+    stop_ = true;
+    thread_.join();
+    for (auto& p : pairs_) close_pair(p);
+    ::close(listen_fd_);
+  }
+  uint16_t port() const { return port_; }
+  void cut_after(size_t bytes, bool stay_down = false) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cut_left_ = static_cast<int64_t>(bytes);
+    stay_down_ = stay_down;
+  }
+  int cuts() const { return cuts_.load(); }
+  int connections() const { return connections_.load(); }
+
+ private:
+  struct Pair {
+    int down = -1, up = -1;  // source side, destination side
+  };
+  static void close_pair(Pair& p) {
+    for (int* fd : {&p.down, &p.up})
+      if (*fd >= 0) {
+        ::shutdown(*fd, SHUT_RDWR);
+        ::close(*fd);
+        *fd = -1;
+      }
+  }
+  void accept_one() {
+    int c = ::accept(listen_fd_, nullptr, nullptr);
+    if (c < 0) return;
+    if (down_) {
+      ::close(c);
+      return;
+    }
+    int u = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons(upstream_);
+    if (::connect(u, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      ::close(u);
+      ::close(c);
+      return;
+    }
+    connections_++;
+    pairs_.push_back({c, u});
+  }
+  // Moves what is readable on `from` to `to`; false when the connection is over.
+  bool pump(Pair& p, bool to_destination) {
+    char buf[16384];
+    ssize_t n = ::read(to_destination ? p.down : p.up, buf, sizeof buf);
+    if (n <= 0) return false;
+    ssize_t pass = n;
+    bool cut = false;
+    if (to_destination) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cut_left_ >= 0) {
+        if (n >= cut_left_) {
+          pass = cut_left_;
+          cut = true;
+          cut_left_ = -1;
+          down_ = stay_down_;
+        } else {
+          cut_left_ -= n;
+        }
+      }
+    }
+    for (ssize_t off = 0; off < pass;) {
+      ssize_t w = ::send(to_destination ? p.up : p.down, buf + off, pass - off, MSG_NOSIGNAL);
+      if (w <= 0) return false;
+      off += w;
+    }
+    if (cut) cuts_++;
+    return !cut;
+  }
+  void run() {
+    while (!stop_) {
+      std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
+      for (auto& p : pairs_) {
+        fds.push_back({p.down, POLLIN, 0});
+        fds.push_back({p.up, POLLIN, 0});
+      }
+      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents) accept_one();
+      for (size_t i = 0; i < pairs_.size() && 1 + 2 * i < fds.size(); i++) {
+        bool ok = true;
+        if (fds[1 + 2 * i].revents) ok = pump(pairs_[i], true);
+        if (ok && fds[2 + 2 * i].revents) ok = pump(pairs_[i], false);
+        if (!ok) close_pair(pairs_[i]);
+      }
+      std::erase_if(pairs_, [](const Pair& p) { return p.down < 0; });
+    }
+  }
+
+  uint16_t upstream_, port_ = 0;
+  int listen_fd_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::vector<Pair> pairs_;  // the proxy thread's
+  std::mutex mu_;
+  int64_t cut_left_ = -1;  // bytes until the cut; -1 = not armed
+  bool stay_down_ = false;
+  std::atomic<bool> down_{false};
+  std::atomic<int> cuts_{0}, connections_{0};
+};
+
+std::string yaml(const std::string& instance, bool source, uint16_t listen, uint16_t peer,
+                 int grace_ms) {
+  Pki& p = Pki::get();
+  const std::string me = source ? "a" : "b";
+  std::string y = "instance: " + instance +
+                  "\nmode: l2\nworkers: 1\n"
+                  "ports:\n"
+                  "  - {name: uplink, device: null0, zone: outside}\n"
+                  "  - {name: host, device: null1, zone: inside}\n"
+                  "zones:\n"
+                  "  - {name: outside, default: deny}\n"
+                  "  - {name: inside, default: permit}\n"
+                  "conntrack:\n  capacity: 16384\n"
+                  "migration:\n"
+                  "  cert: " + p.path(me + ".pem") + "\n  key: " + p.path(me + ".key") +
+                  "\n  ca: " + p.path("ca.pem") +
+                  "\n  timeout_ms: 1000\n  resume_grace_ms: " + std::to_string(grace_ms) + "\n";
+  if (source) {
+    y += "  peers:\n    - {name: b, address: \"127.0.0.1:" + std::to_string(peer) + "\"}\n";
+    y += "vms:\n  - {name: web1, mac: \"02:00:00:00:01:10\", ipv4: [10.1.0.10]}\n";
+  } else {
+    y += "  listen: \"127.0.0.1:" + std::to_string(listen) + "\"\n";
+  }
+  return y;
+}
+
+std::unique_ptr<Dataplane> make_dp(const std::string& y) {
+  ConfigError cerr;
+  auto cfg = parse_config(y, "resume.yaml", &cerr);
+  EXPECT_TRUE(cfg) << cerr.to_string();
+  if (!cfg) return nullptr;
+  std::string err;
+  auto dp = Dataplane::create(*cfg, false, &err);
+  EXPECT_TRUE(dp) << err;
+  return dp;
+}
+
+FlowKey key_of(uint32_t i) {
+  FlowKey k;
+  k.family = Family::kV4;
+  k.proto = 6;
+  k.lo_addr.b[0] = 10;
+  k.lo_addr.b[1] = 1;
+  k.lo_addr.b[3] = 10;
+  k.hi_addr.b[0] = 192;
+  k.hi_addr.b[2] = static_cast<uint8_t>(i >> 8);
+  k.hi_addr.b[3] = static_cast<uint8_t>(i);
+  k.lo_port = be16::from_host(80);
+  k.hi_port = be16::from_host(static_cast<uint16_t>(10000 + i));
+  return k;
+}
+
+// What the destination must hold in the end: per key, the entry's version and moving fields.
+struct Expect {
+  uint32_t version = 0;
+  uint32_t end0 = 0;
+  uint64_t packets0 = 0;
+};
+
+class Resume : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kFlows = 3000;  // ~330 KiB of snapshot: three ENTRIES frames
+
+  void start(int grace_ms = 3000) {
+    ASSERT_TRUE(Pki::get().ok()) << "openssl CLI failed to make the test PKI";
+    static int n = 0;
+    const uint16_t b_port = free_port();
+    proxy_ = std::make_unique<CutProxy>(b_port);
+    a_ = make_dp(yaml("ra" + std::to_string(n), true, 0, proxy_->port(), grace_ms));
+    b_ = make_dp(yaml("rb" + std::to_string(n++), false, b_port, 0, grace_ms));
+    ASSERT_TRUE(a_ && b_);
+    b_address_ = "127.0.0.1:" + std::to_string(b_port);
+    vm_a_ = *a_->vms().find_by_name("web1");
+    for (uint32_t i = 0; i < kFlows; i++) add(i);
+    pump_ = std::thread([this] {
+      while (!stop_pump_) {
+        {
+          std::lock_guard<std::mutex> lock(owner_mu_);
+          for (Dataplane* dp : {a_.get(), b_.get()})
+            for (auto& w : dp->workers()) w->housekeeping();
+        }
+        usleep(100);
+      }
+    });
+    ea_ = std::make_unique<MigrationEngine>(*a_);
+    eb_ = std::make_unique<MigrationEngine>(*b_);
+    std::string err;
+    ASSERT_TRUE(eb_->start(&err)) << err;
+    ASSERT_TRUE(ea_->start(&err)) << err;
+  }
+  void TearDown() override {
+    if (ea_) ea_->stop();
+    if (eb_) eb_->stop();
+    stop_pump_ = true;
+    if (pump_.joinable()) pump_.join();
+    ea_.reset();
+    eb_.reset();
+  }
+
+  // Inserts flow i at the source, as its owner would.
+  void add(uint32_t i) {
+    ConnEntry e;
+    e.vm_id = vm_a_;
+    e.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
+    e.version.store(2);
+    e.peer[0].end = 1000 + i;
+    e.peer[1].end = 5000 + i;
+    e.packets[0] = i;
+    int32_t slot = a_->shard(0).insert(key_of(i), e);
+    ASSERT_GE(slot, 0);
+    slots_[i] = static_cast<uint32_t>(slot);
+    expect_[i] = {2, 1000 + i, i};
+  }
+  // Moves flow i on (or removes it) while the VM is tracked, and queues it for the next delta.
+  void advance(uint32_t i) {
+    ConnTable& t = a_->shard(0);
+    t.begin_write(slots_[i]);
+    t.entry(slots_[i]).peer[0].end += 1448;
+    t.entry(slots_[i]).packets[0]++;
+    t.end_write(slots_[i]);
+    const ConnEntry& e = t.entry(slots_[i]);
+    expect_[i] = {e.version.load(), e.peer[0].end, e.packets[0]};
+    queue(slots_[i]);
+  }
+  void remove(uint32_t i) {
+    a_->shard(0).remove(slots_[i]);
+    expect_.erase(i);
+    queue(slots_[i]);
+  }
+  void queue(uint32_t slot) {
+    ASSERT_EQ(rte_ring_sp_enqueue_elem(a_->vms().slot(vm_a_).dirty[0], &slot, sizeof slot), 0);
+  }
+
+  nlohmann::json source_report() { return ea_->status("web1").second; }
+  // Waits for the source's report to satisfy `done`, at most ms.
+  template <typename Pred>
+  nlohmann::json wait_source(Pred done, int ms = 8000) {
+    auto t0 = Clock::now();
+    nlohmann::json r;
+    while (Clock::now() - t0 < std::chrono::milliseconds(ms)) {
+      r = source_report();
+      if (done(r)) break;
+      usleep(5000);
+    }
+    return r;
+  }
+  // The destination's finished report of the migration, once there is one.
+  nlohmann::json wait_destination_done(int ms = 8000) {
+    auto t0 = Clock::now();
+    while (Clock::now() - t0 < std::chrono::milliseconds(ms)) {
+      for (auto& r : eb_->list())
+        if (r["role"] == "destination" && r["result"] != "RUNNING") return r;
+      usleep(5000);
+    }
+    return {};
+  }
+
+  void migrate_to_end() {
+    auto [code, r] = ea_->signal("web1", "pause");
+    ASSERT_EQ(code, 200) << r.dump();
+    std::tie(code, r) = ea_->signal("web1", "resume");
+    ASSERT_EQ(code, 200) << r.dump();
+  }
+
+  // The destination holds exactly the expected entries (key, version, moving fields), active.
+  void expect_destination_holds_exactly_the_source() {
+    auto vm = b_->vms().find_by_name("web1");
+    ASSERT_TRUE(vm);
+    EXPECT_EQ(b_->vms().slot(*vm).state.load(), VmState::kLocal);
+    VmReader reader(*b_, *vm);
+    std::vector<ConnRecord> got = reader.snapshot();
+    EXPECT_EQ(got.size(), expect_.size());
+    for (const ConnRecord& r : got) {
+      const uint32_t i = r.key.hi_port.host() - 10000u;  // key_of(i)
+      auto it = expect_.find(i);
+      ASSERT_NE(it, expect_.end()) << "unexpected entry of flow " << i;
+      EXPECT_TRUE(r.key == key_of(i)) << "flow " << i;
+      EXPECT_FALSE(r.deleted) << "flow " << i;
+      EXPECT_EQ(r.version, it->second.version) << "flow " << i;
+      EXPECT_EQ(r.peer[0].end, it->second.end0) << "flow " << i;
+      EXPECT_EQ(r.packets[0], it->second.packets0) << "flow " << i;
+    }
+  }
+
+  std::unique_ptr<CutProxy> proxy_;
+  std::unique_ptr<Dataplane> a_, b_;
+  std::unique_ptr<MigrationEngine> ea_, eb_;
+  std::string b_address_;
+  uint16_t vm_a_ = 0;
+  std::mutex owner_mu_;  // the owner of the shards: the pump or the test thread
+  std::thread pump_;
+  std::atomic<bool> stop_pump_{false};
+  std::map<uint32_t, uint32_t> slots_;
+  std::map<uint32_t, Expect> expect_;
+};
+
+bool precopy_acked(const nlohmann::json& r) {
+  return r["phase"] == "precopy" && r["rounds"].get<int>() >= 2;
+}
+
+TEST_F(Resume, LinkCutInTheSnapshotResumesAndTheDestinationHoldsEveryEntry) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  proxy_->cut_after(150 * 1024);  // in the second of three ENTRIES frames of the snapshot
+  auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
+  ASSERT_EQ(code, 202) << body.dump();
+  nlohmann::json r = wait_source(precopy_acked);
+  ASSERT_TRUE(precopy_acked(r)) << r.dump();
+  ASSERT_NO_FATAL_FAILURE(migrate_to_end());
+  r = source_report();
+  EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
+  EXPECT_EQ(proxy_->cuts(), 1);
+  EXPECT_GE(r["resumes"].get<int>(), 1) << r.dump();
+  EXPECT_EQ(r["entries"]["snapshot"].get<uint64_t>(), kFlows);
+  nlohmann::json d = wait_destination_done();
+  EXPECT_EQ(d["result"], "SUCCESS") << d.dump();
+  EXPECT_GE(d["resumes"].get<int>(), 1) << d.dump();
+  expect_destination_holds_exactly_the_source();
+  EXPECT_FALSE(a_->vms().find_by_name("web1")) << "the source keeps the VM after SUCCESS";
+}
+
+TEST_F(Resume, LinkCutInTheFinalDeltaResumesWithMovedAndDeletedEntries) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
+  ASSERT_EQ(code, 202) << body.dump();
+  nlohmann::json r = wait_source(precopy_acked);
+  ASSERT_TRUE(precopy_acked(r)) << r.dump();
+  {
+    // Every flow moves on and every seventh ends right before the pause: the final delta
+    // carries ~3000 records, tombstones among them. (A pre-copy round may pick some of them
+    // up first; the cut then lands in that round's frames, which is a cut all the same.)
+    std::lock_guard<std::mutex> lock(owner_mu_);
+    for (uint32_t i = 0; i < kFlows; i++) i % 7 == 0 ? remove(i) : advance(i);
+  }
+  proxy_->cut_after(8 * 1024);
+  ASSERT_NO_FATAL_FAILURE(migrate_to_end());
+  r = source_report();
+  EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
+  EXPECT_EQ(proxy_->cuts(), 1);
+  EXPECT_GE(r["resumes"].get<int>(), 1) << r.dump();
+  nlohmann::json d = wait_destination_done();
+  EXPECT_EQ(d["result"], "SUCCESS") << d.dump();
+  expect_destination_holds_exactly_the_source();
+}
+
+TEST_F(Resume, DestinationGoneLongerThanTheBudgetFailsTransferAndBothSidesRollBack) {
+  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/1500));
+  proxy_->cut_after(150 * 1024, /*stay_down=*/true);
+  auto t0 = Clock::now();
+  auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
+  ASSERT_EQ(code, 202) << body.dump();
+  nlohmann::json r = wait_source([](const nlohmann::json& j) { return j["phase"] == "failed"; });
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  EXPECT_EQ(r["result"], "TRANSFER") << r.dump();
+  EXPECT_GE(ms, 900) << "the source gave up before its reconnect budget (timeout_ms 1000)";
+  EXPECT_EQ(r["resumes"].get<int>(), 0);
+  // The source: the VM is local again with every entry.
+  auto vm = a_->vms().find_by_name("web1");
+  ASSERT_TRUE(vm);
+  EXPECT_EQ(a_->vms().slot(*vm).state.load(), VmState::kLocal);
+  EXPECT_EQ(a_->shard(0).size(), kFlows);
+  // The destination: after its grace period, rolled back with nothing left.
+  nlohmann::json d = wait_destination_done();
+  EXPECT_EQ(d["result"], "TRANSFER") << d.dump();
+  EXPECT_NE(d["detail"].get<std::string>().find("did not resume"), std::string::npos) << d.dump();
+  EXPECT_FALSE(b_->vms().find_by_name("web1"));
+  EXPECT_EQ(b_->shard(0).size(), 0u);
+}
+
+// A RESUME on a connection of its own, straight to the destination's listener.
+FailMsg resume_as(const std::string& who, const std::string& address, uint64_t mid) {
+  std::string err;
+  Pki& p = Pki::get();
+  auto ctx = TlsContext::create(TlsContext::Role::kClient, p.path(who + ".pem"),
+                                p.path(who + ".key"), p.path("ca.pem"), &err);
+  EXPECT_TRUE(ctx) << err;
+  if (!ctx) return {};
+  Error e;
+  auto link = PeerLink::connect(*ctx, address, 2000, &e);
+  EXPECT_TRUE(link) << e.detail;
+  if (!link) return {};
+  EXPECT_TRUE(link->send(encode_frame(ResumeMsg{0, 5}, mid, 0), 2000));
+  Frame f;
+  e = link->recv(&f, 2000);
+  EXPECT_EQ(e.code, LinkError::kNone) << e.detail;
+  FailMsg fm{FailReason::kNone, ""};
+  EXPECT_EQ(decode_body(f, &fm), CodecError::kOk) << msg_kind_name(f.header.kind);
+  return fm;
+}
+
+TEST_F(Resume, ResumeFromAnotherCertificateGetsAuthAndTheMigrationGoesOn) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
+  ASSERT_EQ(code, 202) << body.dump();
+  nlohmann::json r = wait_source(precopy_acked);
+  ASSERT_TRUE(precopy_acked(r)) << r.dump();
+  const uint64_t mid = r["id"].get<uint64_t>();
+  // baton-c is a legitimate peer of the same CA, but not the one that started migration `mid`.
+  FailMsg other = resume_as("c", b_address_, mid);
+  EXPECT_EQ(other.reason, FailReason::kAuth) << other.detail;
+  // A migration the destination does not hold: TRANSFER (nothing to resume).
+  FailMsg unknown = resume_as("a", b_address_, mid + 1000);
+  EXPECT_EQ(unknown.reason, FailReason::kTransfer) << unknown.detail;
+  ASSERT_NO_FATAL_FAILURE(migrate_to_end());
+  r = source_report();
+  EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
+  EXPECT_EQ(r["resumes"].get<int>(), 0);
+  expect_destination_holds_exactly_the_source();
+}
+
+}  // namespace
+}  // namespace baton::migrate
