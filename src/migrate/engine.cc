@@ -1068,8 +1068,13 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
   // that a source coming back during a rollback hears FAIL(TRANSFER), not silence.
   uint64_t serial = 0;
   auto unregister = [&] {
-    std::lock_guard<std::mutex> lock(mu_);
-    in_sessions_.erase(serial);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_sessions_.erase(serial);
+    }
+    // A RESUME that found the session just before may still offer(): `link` dies with us.
+    std::lock_guard<std::mutex> lock(session->mu);
+    session->link = nullptr;
   };
   try {
     migrate::HelloMsg hello;
