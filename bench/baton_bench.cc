@@ -361,14 +361,21 @@ void bench_fw(uint32_t entries, const std::string& key) {
   rte_mempool_free(pool);
 }
 
+// Memory per connection of capacity. "1M" is 1,000,000; 2^20 is recorded too, since rte_hash
+// rounds its buckets, free ring and defer queue up to a power of two of the positions
+// (capacity plus 1/32 slack), and 2^20 + slack crosses one: those parts double there.
 void bench_bytes() {
-  auto dp = make_dp(config_yaml(uniq("by"), 1u << 20, 1, false));
-  size_t bytes = 0, cap = 0;
-  for (uint16_t w = 0; w < dp->worker_count(); w++) {
-    bytes += dp->shard(w).memory_bytes();
-    cap += dp->shard(w).capacity();
-  }
-  put("fw_bytes_per_conn", static_cast<double>(bytes) / static_cast<double>(cap));
+  auto per_conn = [](uint32_t capacity, const std::string& suffix) {
+    auto dp = make_dp(config_yaml(uniq("by"), capacity, 1, false));
+    const ConnTable& t = dp->shard(0);
+    const double cap = t.capacity();
+    put("fw_bytes_per_conn" + suffix, static_cast<double>(t.memory_bytes()) / cap);
+    put("fw_bytes_per_conn" + suffix + "_hash", static_cast<double>(t.memory_split().hash) / cap);
+    put("fw_bytes_per_conn" + suffix + "_rcu_dq", static_cast<double>(t.memory_split().rcu_dq) / cap);
+    put("fw_bytes_per_conn" + suffix + "_entries", static_cast<double>(t.memory_split().entries) / cap);
+  };
+  per_conn(1000000, "");
+  per_conn(1u << 20, "_2p20");
 }
 
 // Whole lifetimes: SYN, SYN|ACK, ACK, FIN|ACK, FIN|ACK, ACK per connection through the

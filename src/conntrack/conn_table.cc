@@ -72,6 +72,7 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   hp.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
   t->hash_ = rte_hash_create(&hp);
   if (t->hash_ == nullptr) return fail(std::string("rte_hash_create: ") + rte_strerror(rte_errno));
+  const size_t heap_hash = heap_allocated_bytes();
 
   rte_hash_rcu_config rc{};
   rc.v = p.rcu;
@@ -81,6 +82,7 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   rc.max_reclaim_size = kReclaimBatch;
   if (rte_hash_rcu_qsbr_add(t->hash_, &rc) != 0)
     return fail(std::string("rte_hash_rcu_qsbr_add: ") + rte_strerror(rte_errno));
+  const size_t heap_dq = heap_allocated_bytes();
 
   t->entries_ = zalloc_array<ConnEntry>("conn_entries", t->slots_, p.socket_id);
   t->live_ = zalloc_array<uint8_t>("conn_live", t->slots_ + 8, p.socket_id);
@@ -124,7 +126,9 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
     if (hash(k) != rte_hash_hash(t->hash_, &k)) t->hash_inline_ok_ = false;
   }
 
-  t->memory_bytes_ = (heap_allocated_bytes() - heap_before) + sizeof(ConnTable) +
+  const size_t heap_after = heap_allocated_bytes();
+  t->memory_split_ = {heap_hash - heap_before, heap_dq - heap_hash, heap_after - heap_dq};
+  t->memory_bytes_ = (heap_after - heap_before) + sizeof(ConnTable) +
                      2 * p.age_classes * sizeof(uint32_t);
   return t;
 }

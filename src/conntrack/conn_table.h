@@ -208,6 +208,13 @@ class ConnTable {
   // DPDK heap growth measured across create() (rte_hash buckets, ext buckets, key store, free
   // rings, RCU defer queue, entry array, live flags, VM heads) plus the object itself.
   size_t memory_bytes() const { return memory_bytes_; }
+  // The same split by what create() allocated, for the memory budget (docs/PERFORMANCE.md).
+  struct MemorySplit {
+    size_t hash = 0;     // rte_hash: buckets, ext buckets, key store, free rings
+    size_t rcu_dq = 0;   // its RCU defer queue
+    size_t entries = 0;  // ConnEntry array, live flags, VM heads and counts
+  };
+  const MemorySplit& memory_split() const { return memory_split_; }
   uint16_t max_vms() const { return max_vms_; }
   uint8_t age_classes() const { return age_classes_; }
   const ConnTableStats& stats() const { return stats_; }
@@ -239,6 +246,7 @@ class ConnTable {
   uint8_t age_cursor_ = 0;
   std::atomic<uint32_t> size_{0};
   size_t memory_bytes_ = 0;
+  MemorySplit memory_split_;
   ConnTableStats stats_;
 };
 
