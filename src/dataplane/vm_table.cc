@@ -92,6 +92,9 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
   VmSlot& s = slots_[id];
   s.used = true;
   s.config = vm;
+  uint64_t mac = 0;
+  for (int i = 0; i < 6; i++) mac |= uint64_t{vm.mac.b[i]} << (8 * i);
+  s.mac.store(mac, std::memory_order_relaxed);  // published with the addresses below
   s.state.store(VmState::kLocal, std::memory_order_release);
   auto put = [&](const IpAddr& a, Family f) {
     IpKey k = ip_key(a, f);
@@ -115,6 +118,7 @@ void VmTable::remove(uint16_t id) {
   }
   close_migration_rings(id);
   s.used = false;
+  s.mac.store(0, std::memory_order_relaxed);
   s.config = VmConfig{};
   s.state.store(VmState::kGone, std::memory_order_release);
 }

@@ -45,6 +45,9 @@ struct alignas(64) VmSlot {
   rte_ring* hold = nullptr;               // MP/SC: workers park, control drains
   rte_ring* dirty[kMaxWorkers] = {};      // SP/SC per worker: slot numbers of changed entries
   std::atomic<uint64_t> held{0}, hold_dropped{0};
+  // The declared MAC (byte i in bits 8i..8i+7; 0 = none) for workers, which may not read
+  // `config`: mode l3 forwards to it while ARP has not resolved the VM (Worker::transmit_l3).
+  std::atomic<uint64_t> mac{0};
   VmConfig config;                        // control core only
 };
 

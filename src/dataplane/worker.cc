@@ -73,6 +73,16 @@ Ipv4Csum rx_ipv4_csum(uint64_t ol_flags) {
   }
 }
 
+// The declared MAC of a VM served here that owns ip, if there is one.
+bool declared_vm_mac(const VmTable& vms, be32 ip, MacAddr* mac) {
+  const uint16_t id = vms.find_by_ip(IpAddr::v4(ip), Family::kV4);
+  if (!id) return false;
+  const uint64_t bits = vms.slot(id).mac.load(std::memory_order_relaxed);
+  if (!bits) return false;
+  for (int i = 0; i < 6; i++) mac->b[i] = static_cast<uint8_t>(bits >> (8 * i));
+  return true;
+}
+
 }  // namespace
 
 Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore) : dp_(dp), id_(id), lcore_(lcore) {}
@@ -703,7 +713,11 @@ void Worker::transmit_l3(rte_mbuf* m) {
   const be32 nh = r.next_hop(be32::from_raw(dst_raw));
   NeighborLookup nb = router_->neighbor(nh, now_s_);
   if (nb.solicit) ask_neighbor(r.port, nh);
-  if (!nb.usable) return drop(m, DropReason::kNeighborMiss);
+  // A VM served here is reachable at its declared MAC before ARP has resolved it. Otherwise a
+  // VM that just arrived by migration would lose every packet parked during the freeze (they
+  // are released at activation, before any ARP exchange with the VM) as neighbor_miss.
+  if (!nb.usable && !(r.connected() && declared_vm_mac(dp_.vms(), nh, &nb.mac)))
+    return drop(m, DropReason::kNeighborMiss);
   std::memcpy(eth, nb.mac.b.data(), 6);
   std::memcpy(eth + 6, router_->port_mac(r.port).b.data(), 6);
   TxBuf& t = tx_[r.port];

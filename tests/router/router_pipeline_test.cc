@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -154,6 +155,30 @@ TEST_F(L3Pipeline, NeighbourMissAsksThenRoutesWithRewrite) {
   EXPECT_EQ(out[0].frame, want);  // same bytes as built with TTL 63 (so checksum recomputed)
   EXPECT_TRUE(pktgen::ipv4_checksum_ok(out[0].frame.data(), out[0].frame.size()));
   EXPECT_EQ(w_->stats().conn_created, 1u);
+}
+
+// A VM served here (declared, or arrived by migration: its parked packets are released at
+// activation, before any ARP exchange with it) is reached at its declared MAC while ARP for it
+// is still unresolved; the request still goes out so the table learns it.
+TEST_F(L3Pipeline, DeclaredVmIsReachedAtItsMacBeforeArpResolvesIt) {
+  VmConfig vm;
+  vm.name = "vm1";
+  vm.mac = *MacAddr::parse(kSrvMac);
+  vm.ipv4.push_back(IpAddr::v4(be32::from_host(0x0a5b0202)));  // 10.91.2.2
+  {
+    std::string err;
+    std::lock_guard<std::mutex> lock(dp_->vms().control_mutex());
+    ASSERT_TRUE(dp_->vms().add(vm, &err)) << err;
+  }
+  auto out = run(syn(), 0);
+  EXPECT_EQ(drops(DropReason::kNeighborMiss), 0u);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].frame,
+            Pkt().eth(kInMac, "ff:ff:ff:ff:ff:ff").arp(1, kInMac, "10.91.2.1", "10.91.2.2").build());
+  Bytes want = syn(63, "10.91.2.2", kSrvMac);
+  std::memcpy(want.data() + 6, MacAddr::parse(kInMac)->b.data(), 6);
+  EXPECT_EQ(out[1].port, 1);
+  EXPECT_EQ(out[1].frame, want);
 }
 
 TEST_F(L3Pipeline, IngressDropsAreNamed) {
