@@ -764,6 +764,10 @@ void MigrationEngine::run_out(OutSession& s) {
         fail(FailReason::kUnsupported,
              l.name + " speaks no protocol version that carries SNAT, hairpin or load-balanced "
                       "connections (" + std::to_string(tally.carried_handoff) + " here)");
+      if (tally.carried_l7 && v.value < migrate::kProtocolVersionL7)
+        fail(FailReason::kUnsupported,
+             l.name + " speaks no protocol version that carries L7 spliced connections (" +
+                 std::to_string(tally.carried_l7) + " here)");
       l.version = v.value;
       migrate::PrepareMsg pm;
       pm.protocol_version = v.value;
@@ -1127,6 +1131,12 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
         return tr->lb()->check_handoff(n.proto, n.vip, n.vip_port, n.backend_addr, n.backend_port,
                                        n.local_addr);
       };
+      // Spliced L7 connections install like load-balanced ones plus their splice offsets; an
+      // instance with no L7 service has nowhere to put them (its check_lb names the VIP).
+      if (tr->lb() && tr->lb()->l7_max_head()) {
+        view.kinds |= migrate::kind_bit(migrate::StateKind::kL7Conn);
+        view.free[static_cast<int>(migrate::StateKind::kL7Conn)] = UINT64_MAX;  // conn table's
+      }
     }
     {
       std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
