@@ -26,6 +26,7 @@
 #include "migrate/codec.h"
 #include "migrate/negotiation.h"
 #include "migrate/vm_state_io.h"
+#include "tests/pipeline/handoff_steps.h"
 #include "pktgen/packet_builder.h"
 
 namespace baton {
@@ -422,7 +423,7 @@ class XlateMigration : public ::testing::Test {
   void TearDown() override {
     if (wa_) wa_->set_tx_sink(nullptr);
     if (wb_) wb_->set_tx_sink(nullptr);
-    inst_.reset();
+    steps_.inst.reset();
   }
 
   static std::vector<Sent> run(Dataplane& dp, Capture& c, const Bytes& f, uint16_t port) {
@@ -458,61 +459,19 @@ class XlateMigration : public ::testing::Test {
     return migrate::decide(pm, view);
   }
 
-  // Track, snapshot and ship; the VM arrives at B.
+  // The handoff's steps (handoff_steps.h) between a_ and b_; vm_b_ is the VM's id at B.
   void precopy() {
-    std::string err;
-    ASSERT_TRUE(a_->vms().open_migration_rings(vm_a_, 1, 1024, 8192, &err)) << err;
-    auto idb = b_->vms().add(a_->vms().slot(vm_a_).config, &err);
-    ASSERT_TRUE(idb) << err;
-    vm_b_ = *idb;
-    b_->vms().slot(vm_b_).state.store(VmState::kArriving);
-    ASSERT_TRUE(b_->vms().open_migration_rings(vm_b_, 1, 1024, 8192, &err)) << err;
-    reader_ = std::make_unique<migrate::VmReader>(*a_, vm_a_);
-    inst_ = std::make_unique<migrate::VmInstaller>(*b_, vm_b_);
-    VmSlot& vs = a_->vms().slot(vm_a_);
-    vs.epoch.fetch_add(1);
-    vs.state.store(VmState::kTracking);
-    a_->grace_period();
-    ship(true);
+    steps_.a = a_.get();
+    steps_.b = b_.get();
+    steps_.vm_a = vm_a_;
+    steps_.version = version_;
+    steps_.precopy();
+    vm_b_ = steps_.vm_b;
   }
-  // Freeze at A and ship the final delta.
-  void final_delta() {
-    a_->vms().slot(vm_a_).state.store(VmState::kFrozen);
-    a_->grace_period();
-    ship(false);
-  }
-  void ship(bool snapshot) {
-    migrate::VmReader::FrameOut fo;
-    fo.migration_id = 42;
-    fo.round = round_++;
-    fo.version = version_;
-    std::vector<std::vector<uint8_t>> frames;
-    fo.emit = [&](uint8_t* p, size_t n, uint32_t) { frames.emplace_back(p, p + n); };
-    snapshot ? reader_->snapshot(fo) : reader_->delta(fo);
-    for (auto& fr : frames) {
-      migrate::Frame f;
-      ASSERT_EQ(migrate::decode_frame(fr.data(), fr.size(), &f), migrate::CodecError::kOk);
-      EXPECT_EQ(f.header.version, version_);
-      bool queued = false;
-      uint32_t n = 0;
-      ASSERT_EQ(inst_->submit(f, 1000, &queued, &n), migrate::CodecError::kOk);
-      ASSERT_TRUE(queued);
-      wb_->housekeeping();
-      ASSERT_TRUE(inst_->wait(1000));
-    }
-  }
-  void activate() {
-    b_->vms().slot(vm_b_).state.store(VmState::kLocal);
-    b_->grace_period();
-  }
-  static void delete_vm(Worker& w, uint16_t vm) {
-    WorkerCommand del;
-    del.kind = WorkerCommand::Kind::kDeleteVm;
-    del.vm = vm;
-    ASSERT_TRUE(w.command(&del));
-    w.housekeeping();
-    ASSERT_TRUE(del.done.load());
-  }
+  void final_delta() { steps_.final_delta(); }
+  void activate() { steps_.activate(); }
+  static void delete_vm(Worker& w, uint16_t vm) { pipetest::HandoffSteps::delete_vm(w, vm); }
+  migrate::VmInstaller* inst() { return steps_.inst.get(); }
   // Every table of `dp` that a translated connection fills is empty.
   static void expect_holds_nothing(Dataplane& dp, const char* who) {
     EXPECT_EQ(dp.shard(0).size(), 0u) << who;
@@ -537,9 +496,7 @@ class XlateMigration : public ::testing::Test {
   Capture ca_, cb_;
   uint16_t vm_a_ = 0, vm_b_ = 0;
   uint16_t version_ = migrate::kProtocolVersionMax;
-  uint32_t round_ = 0;
-  std::unique_ptr<migrate::VmReader> reader_;
-  std::unique_ptr<migrate::VmInstaller> inst_;
+  pipetest::HandoffSteps steps_;
 };
 
 // A VM behind static NAT moves from A to B mid-conversation (the handoff's sequence as
@@ -695,8 +652,8 @@ TEST_F(XlateMigration, SnatConnectionKeepsItsOutsidePortAtDestination) {
   ASSERT_NO_FATAL_FAILURE(precopy());
   ASSERT_EQ(at_a(in_seg(p, 901, 104, kAck, "hello"), kOut).size(), 1u);  // moves on at A
   ASSERT_NO_FATAL_FAILURE(final_delta());
-  EXPECT_EQ(inst_->failed, 0u) << inst_->conflict;
-  EXPECT_TRUE(inst_->conflict.empty()) << inst_->conflict;
+  EXPECT_EQ(inst()->failed, 0u) << inst()->conflict;
+  EXPECT_TRUE(inst()->conflict.empty()) << inst()->conflict;
   activate();
 
   const auto& rule_b = b_->translator()->snat_rules()[0];
@@ -741,8 +698,8 @@ TEST_F(XlateMigration, SnatPortBlockHeldByAnotherHostAtDestinationIsAConflict) {
 
   ASSERT_NO_FATAL_FAILURE(precopy());
   ASSERT_NO_FATAL_FAILURE(final_delta());
-  EXPECT_EQ(inst_->failed, 1u);
-  EXPECT_NE(inst_->conflict.find("203.0.113.10:" + std::to_string(p)), std::string::npos) << inst_->conflict;
+  EXPECT_EQ(inst()->failed, 1u);
+  EXPECT_NE(inst()->conflict.find("203.0.113.10:" + std::to_string(p)), std::string::npos) << inst()->conflict;
   delete_vm(*wb_, vm_b_);  // rollback
   EXPECT_EQ(b_->shard(0).size(), 1u) << "only the other host's connection";
   EXPECT_EQ(rule_b.maps[0]->size(), 1u);
@@ -833,8 +790,8 @@ TEST_P(XlateMigrationLb, ConnectionKeepsItsBackendAndStickyEntryAtDestination) {
   EXPECT_TRUE(d.accepted()) << d.detail;
   ASSERT_NO_FATAL_FAILURE(precopy());
   ASSERT_NO_FATAL_FAILURE(final_delta());
-  EXPECT_TRUE(inst_->conflict.empty()) << inst_->conflict;
-  EXPECT_EQ(inst_->failed, 0u);
+  EXPECT_TRUE(inst()->conflict.empty()) << inst()->conflict;
+  EXPECT_EQ(inst()->failed, 0u);
   activate();
 
   LoadBalancer& lb_b = *b_->translator()->lb();
@@ -877,8 +834,8 @@ TEST_F(XlateMigration, LbBackendUnknownAtDestinationIsAConflict) {
   EXPECT_NE(d.detail.find("backend 10.1.0.5:8080 is not in pool web"), std::string::npos) << d.detail;
   ASSERT_NO_FATAL_FAILURE(precopy());
   ASSERT_NO_FATAL_FAILURE(final_delta());
-  EXPECT_EQ(inst_->failed, 1u);
-  EXPECT_NE(inst_->conflict.find("10.1.0.5:8080"), std::string::npos) << inst_->conflict;
+  EXPECT_EQ(inst()->failed, 1u);
+  EXPECT_NE(inst()->conflict.find("10.1.0.5:8080"), std::string::npos) << inst()->conflict;
   delete_vm(*wb_, vm_b_);
   expect_holds_nothing(*b_, "B after rollback");
   for (const BackendStatus& s : b_->translator()->lb()->pools()[0]->list()) EXPECT_EQ(s.active_conns, 0);
@@ -893,7 +850,7 @@ TEST_F(XlateMigration, Version2PeerGetsStaticNatWithoutParts) {
   ASSERT_EQ(at_a(from_host(0).ipv4("10.1.0.5", "203.0.113.9").tcp(40000, 80).seq(100).flags(kSyn).win(1000).build(), kIn).size(), 1u);
   ASSERT_NO_FATAL_FAILURE(precopy());
   ASSERT_NO_FATAL_FAILURE(final_delta());
-  EXPECT_EQ(inst_->failed, 0u) << inst_->conflict;
+  EXPECT_EQ(inst()->failed, 0u) << inst()->conflict;
   EXPECT_EQ(b_->xlate(0)->size(), 1u);
 }
 
