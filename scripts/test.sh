@@ -22,7 +22,7 @@ if [ -z "${SKIP_ASAN:-}" ]; then
     -Db_lundef=false || { echo "sanitizer build failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
-passed=0; failed=0; failures=()
+passed=0; failed=0; failures=(); skipped=()
 
 # GoogleTest: count individual test cases from each binary's XML report.
 run_gtests() {
@@ -62,6 +62,11 @@ for t in tests/bin/test_*.sh tests/e2e/test_*.sh; do
   case "$t" in *"${TEST_FILTER:-}"*) ;; *) continue ;; esac
   name=$(basename "$t" .sh)
   echo "== $name"
+  # A script marked "# known-flaky: <why>" is reported, not run, unless BATON_RUN_FLAKY=1: an
+  # open bug it exposes is recorded in the issue, and the rest of the suite stays meaningful.
+  if flaky=$(sed -n 's/^# known-flaky: //p' "$t") && [ -n "$flaky" ] && [ -z "${BATON_RUN_FLAKY:-}" ]; then
+    skipped+=("$name"); echo "   SKIPPED (known flaky: $flaky)"; continue
+  fi
   start=$(date +%s)
   if BATON_BUILD=$ROOT/build timeout 900 bash "$t" >"$RESULTS/$name.log" 2>&1; then
     passed=$((passed + 1)); echo "   ok ($(( $(date +%s) - start ))s)"
@@ -73,6 +78,9 @@ done
 
 if [ ${#failures[@]} -gt 0 ]; then
   echo "failed: ${failures[*]}"
+fi
+if [ ${#skipped[@]} -gt 0 ]; then
+  echo "skipped as known flaky (BATON_RUN_FLAKY=1 runs them): ${skipped[*]}"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
