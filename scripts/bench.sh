@@ -27,8 +27,10 @@ want() {  # want <step> [group]: is the step selected (all are when none is name
   done
   return 1
 }
-scripts/install_deps.sh
-BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
+if [ $regen -eq 0 ] || [ ${#steps[@]} -gt 0 ]; then  # `doc` alone needs neither
+  scripts/install_deps.sh
+  BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh
+fi
 dir=${BUILD_DIR:-build}
 bin="$dir/bench/baton-bench"
 out=$(mktemp -d)
