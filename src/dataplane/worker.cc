@@ -64,15 +64,6 @@ inline void prefetch_entry(const ConnEntry* e) {
   rte_prefetch0(reinterpret_cast<const uint8_t*>(e) + 79);
 }
 
-// The NIC's verdict on the IPv4 header checksum (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM, ports.cc).
-Ipv4Csum rx_ipv4_csum(uint64_t ol_flags) {
-  switch (ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
-    case RTE_MBUF_F_RX_IP_CKSUM_GOOD: return Ipv4Csum::kGood;
-    case RTE_MBUF_F_RX_IP_CKSUM_BAD: return Ipv4Csum::kBad;
-    default: return Ipv4Csum::kUnknown;  // UNKNOWN (and NONE, which no IPv4 driver sets)
-  }
-}
-
 // The declared MAC of a VM served here that owns ip, if there is one.
 bool declared_vm_mac(const VmTable& vms, be32 ip, MacAddr* mac) {
   const uint16_t id = vms.find_by_ip(IpAddr::v4(ip), Family::kV4);
@@ -232,8 +223,7 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
       drop(m, DropReason::kTruncated);  // the parser reads one contiguous segment
       continue;
     }
-    if (!parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, &pm, &why,
-                      rx_ipv4_csum(m->ol_flags))) {
+    if (!parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, &pm, &why)) {
       drop(m, why);
       continue;
     }
