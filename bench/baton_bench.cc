@@ -774,7 +774,7 @@ void bench_migtrack() {
     vs.epoch.fetch_add(1);
     vs.state.store(VmState::kTracking);
     tracking.push_back(drive(w, pkts, 2));
-    reader.delta(nullptr);  // drain the dirty ring, as the engine's round does
+    reader.delta(migrate::VmReader::Drain::kAll, nullptr);  // drain the dirty rings
   }
   vs.state.store(VmState::kLocal);
   put("migrate_local_cycles_per_packet", median(local));
@@ -822,7 +822,7 @@ void migfreeze(uint32_t changed, const char* tag, int reps = 20, bool tls = fals
     vs.state.store(VmState::kFrozen, std::memory_order_seq_cst);
     p.a->grace_period();
     auto t1 = clk::now();
-    uint64_t n = reader.delta(b.out(1 + rep)).records;
+    uint64_t n = reader.delta(migrate::VmReader::Drain::kAll, b.out(1 + rep)).records;
     auto t2 = clk::now();
     b.end_round(true);
     auto t3 = clk::now();
@@ -865,7 +865,7 @@ double migtotal(uint32_t n, size_t* bytes, bool tls = false) {
   b.end_round(false);
   vs.state.store(VmState::kFrozen);
   p.a->grace_period();
-  reader.delta(b.out(1));
+  reader.delta(migrate::VmReader::Drain::kAll, b.out(1));
   b.end_round(true);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (p.b->shard(0).vm_count(p.vm_b) != n) {

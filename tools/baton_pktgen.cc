@@ -13,7 +13,10 @@
 //
 // --attack adds, per flow, a segment far outside the window after the handshake; a strict
 // firewall must drop it (it is counted as "attacks_passed" if it comes through).
-// Prints one JSON object: sent, received, lost, attacks_sent, attacks_passed.
+// Prints one JSON object: sent, received, late, lost, attacks_sent, attacks_passed, and the
+// first lost packets (their index in the conversation script, direction and flags). A packet
+// that comes through only after its wait expired is counted as late, not lost: the
+// conversation goes on without it, as a strict device's state does not depend on it arriving.
 // Exit 0 when every conversation packet came through and no attack did.
 #include <rte_cycles.h>
 #include <rte_eal.h>
@@ -37,7 +40,7 @@ struct Options {
   uint32_t flows = 16;
   uint32_t segments = 4;
   bool attack = false;
-  uint32_t timeout_ms = 200;
+  uint32_t timeout_ms = 1000;
 };
 
 bool parse_options(int argc, char** argv, Options* o) {
@@ -93,8 +96,29 @@ bool send_one(rte_mempool* pool, uint16_t port, const std::vector<uint8_t>& byte
   return false;
 }
 
-// Waits for a frame equal to `bytes` on port; other frames (e.g. ARP) are discarded.
-bool expect(uint16_t port, const std::vector<uint8_t>& bytes, uint32_t timeout_ms) {
+bool same(const rte_mbuf* m, const std::vector<uint8_t>& bytes) {
+  return m->data_len == bytes.size() &&
+         std::memcmp(rte_pktmbuf_mtod(m, const void*), bytes.data(), bytes.size()) == 0;
+}
+
+// Packets whose wait expired; one that shows up later moves from here to the late count.
+struct Missing {
+  std::vector<const GenPacket*> packets;
+  uint64_t late = 0;
+
+  void arrived(const rte_mbuf* m) {
+    for (size_t i = 0; i < packets.size(); i++)
+      if (same(m, packets[i]->bytes)) {
+        packets.erase(packets.begin() + static_cast<long>(i));
+        late++;
+        return;
+      }
+  }
+};
+
+// Waits for a frame equal to `bytes` on port; other frames (ARP, late ones) are discarded.
+bool expect(uint16_t port, const std::vector<uint8_t>& bytes, uint32_t timeout_ms,
+            Missing* missing) {
   const uint64_t deadline = rte_get_tsc_cycles() + rte_get_tsc_hz() / 1000 * timeout_ms;
   rte_mbuf* pkts[32];
   while (rte_get_tsc_cycles() < deadline) {
@@ -102,9 +126,10 @@ bool expect(uint16_t port, const std::vector<uint8_t>& bytes, uint32_t timeout_m
     bool found = false;
     for (uint16_t i = 0; i < n; i++) {
       rte_mbuf* m = pkts[i];
-      if (!found && m->data_len == bytes.size() &&
-          std::memcmp(rte_pktmbuf_mtod(m, void*), bytes.data(), bytes.size()) == 0)
+      if (!found && same(m, bytes))
         found = true;
+      else
+        missing->arrived(m);
       rte_pktmbuf_free(m);
     }
     if (found) return true;
@@ -154,28 +179,55 @@ int main(int argc, char** argv) {
   GenPacket p;
   while (gen.next(&p)) rest.push_back(p);
 
-  uint64_t sent = 0, received = 0, attacks_passed = 0;
+  uint64_t sent = 0, received = 0, attacks_passed = 0, send_failed = 0;
+  Missing missing;
+  std::vector<const GenPacket*> order;  // conversation index of each packet, for the report
   auto run = [&](const GenPacket& g, bool is_attack) {
     uint16_t out = g.from == Side::kClient ? 0 : 1;
-    if (!send_one(pool, out, g.bytes)) return;
-    bool back = expect(static_cast<uint16_t>(1 - out), g.bytes, is_attack ? 50 : opt.timeout_ms);
+    if (!send_one(pool, out, g.bytes)) {
+      send_failed++;
+      return;
+    }
+    bool back = expect(static_cast<uint16_t>(1 - out), g.bytes, is_attack ? 50 : opt.timeout_ms,
+                       &missing);
     if (is_attack) {
       attacks_passed += back;
     } else {
       sent++;
-      received += back;
+      order.push_back(&g);
+      if (back)
+        received++;
+      else
+        missing.packets.push_back(&g);
     }
   };
   for (const GenPacket& g : script) run(g, false);
   for (const GenPacket& g : attacks) run(g, true);
   for (const GenPacket& g : rest) run(g, false);
+  // A last look for stragglers before judging.
+  for (uint16_t port = 0; port < 2; port++) expect(port, {}, 100, &missing);
 
+  std::string lost_list;
+  for (size_t i = 0; i < missing.packets.size() && i < 8; i++) {
+    const GenPacket* g = missing.packets[i];
+    size_t index = 0;
+    while (order[index] != g) index++;
+    char item[128];
+    std::snprintf(item, sizeof(item),
+                  "%s{\"index\": %zu, \"flow\": %u, \"from\": \"%s\", \"tcp_flags\": %u}",
+                  i ? ", " : "", index, g->flow, g->from == Side::kClient ? "client" : "server",
+                  g->flags);
+    lost_list += item;
+  }
+  const uint64_t lost = missing.packets.size();
   std::printf(
-      "{\"flows\": %u, \"sent\": %lu, \"received\": %lu, \"lost\": %lu, \"attacks_sent\": %zu, "
-      "\"attacks_passed\": %lu}\n",
-      opt.flows, sent, received, sent - received, attacks.size(), attacks_passed);
+      "{\"flows\": %u, \"sent\": %lu, \"received\": %lu, \"late\": %lu, \"lost\": %lu, "
+      "\"send_failed\": %lu, \"attacks_sent\": %zu, \"attacks_passed\": %lu, "
+      "\"first_lost\": [%s]}\n",
+      opt.flows, sent, received, missing.late, lost, send_failed, attacks.size(),
+      attacks_passed, lost_list.c_str());
   rte_eth_dev_stop(0);
   rte_eth_dev_stop(1);
   rte_eal_cleanup();
-  return (received == sent && attacks_passed == 0) ? 0 : 1;
+  return (lost == 0 && send_failed == 0 && attacks_passed == 0) ? 0 : 1;
 }

@@ -138,19 +138,21 @@ bool VmTable::open_migration_rings(uint16_t id, uint16_t workers, uint32_t hold_
       return false;
     }
   }
-  for (uint16_t w = 0; w < workers; w++) {
-    if (s.dirty[w]) continue;
-    std::snprintf(name, sizeof name, "dirty_%d_%u", n, w);
-    s.dirty[w] = rte_ring_create_elem(name, sizeof(uint32_t), rte_align32pow2(dirty_size),
-                                      SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (!s.dirty[w]) {
-      *err = std::string("cannot create dirty ring: ") + rte_strerror(rte_errno);
-      return false;
+  for (int p = 0; p < 2; p++)
+    for (uint16_t w = 0; w < workers; w++) {
+      rte_ring*& r = s.dirty[p][w];
+      if (r) continue;
+      std::snprintf(name, sizeof name, "dirty_%d_%d_%u", n, p, w);
+      r = rte_ring_create_elem(name, sizeof(uint32_t), rte_align32pow2(dirty_size), SOCKET_ID_ANY,
+                               RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (!r) {
+        *err = std::string("cannot create dirty ring: ") + rte_strerror(rte_errno);
+        return false;
+      }
     }
-  }
   s.held = 0;
   s.hold_dropped = 0;
-  s.dirty_overflow = false;
+  for (auto& o : s.dirty_overflow) o = false;
   return true;
 }
 
@@ -160,10 +162,11 @@ void VmTable::close_migration_rings(uint16_t id) {
     rte_ring_free(s.hold);
     s.hold = nullptr;
   }
-  for (auto& r : s.dirty) {
-    if (r) rte_ring_free(r);
-    r = nullptr;
-  }
+  for (auto& rings : s.dirty)
+    for (auto& r : rings) {
+      if (r) rte_ring_free(r);
+      r = nullptr;
+    }
 }
 
 std::vector<uint16_t> VmTable::ids() const {

@@ -40,15 +40,22 @@ constexpr uint16_t kMaxWorkers = 64;
 struct alignas(64) VmSlot {
   std::atomic<VmState> state{VmState::kLocal};
   std::atomic<uint16_t> epoch{1};         // change-tracking epoch (see Worker::note_change)
-  std::atomic<bool> dirty_overflow{false};
   bool used = false;
   rte_ring* hold = nullptr;               // MP/SC: workers park, control drains
-  rte_ring* dirty[kMaxWorkers] = {};      // SP/SC per worker: slot numbers of changed entries
+  // SP/SC per worker: slot numbers of changed entries, one ring per epoch parity. An entry is
+  // queued once per epoch, so a delta round (which starts a new epoch) drains only the ring of
+  // the epoch that ended: an entry already queued in the new epoch is not queued again when it
+  // changes later in that epoch, so reading it now would miss those changes. dirty_ring()
+  // picks the ring; dirty_overflow[p] says ring p lost a slot.
+  rte_ring* dirty[2][kMaxWorkers] = {};
+  std::atomic<bool> dirty_overflow[2] = {false, false};
   std::atomic<uint64_t> held{0}, hold_dropped{0};
   // The declared MAC (byte i in bits 8i..8i+7; 0 = none) for workers, which may not read
   // `config`: mode l3 forwards to it while ARP has not resolved the VM (Worker::transmit_l3).
   std::atomic<uint64_t> mac{0};
   VmConfig config;                        // control core only
+
+  static int parity(uint16_t epoch) { return epoch & 1; }
 };
 
 class VmTable {

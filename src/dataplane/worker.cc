@@ -532,9 +532,14 @@ void Worker::note_change(uint32_t slot, ConnEntry& e) {
   uint16_t epoch = vs.epoch.load(std::memory_order_acquire);
   if (e.mig_epoch == epoch) return;
   e.mig_epoch = epoch;  // owner-only field, outside the version bracket on purpose
-  rte_ring* r = vs.dirty[id_];
+  queue_change(vs, epoch, slot);
+}
+
+void Worker::queue_change(VmSlot& vs, uint16_t epoch, uint32_t slot) {
+  const int p = VmSlot::parity(epoch);
+  rte_ring* r = vs.dirty[p][id_];
   if (!r || rte_ring_sp_enqueue_elem(r, &slot, sizeof slot) != 0)
-    vs.dirty_overflow.store(true, std::memory_order_release);
+    vs.dirty_overflow[p].store(true, std::memory_order_release);
 }
 
 void Worker::forget(uint32_t slot) {
@@ -552,9 +557,8 @@ void Worker::forget(uint32_t slot) {
     // A removal is a change too: the migration reader turns the vanished slot into a tombstone.
     VmSlot& vs = dp_.vms().slot(e.vm_id);
     VmState st = vs.state.load(std::memory_order_relaxed);
-    if ((st == VmState::kTracking || st == VmState::kFrozen) &&
-        (!vs.dirty[id_] || rte_ring_sp_enqueue_elem(vs.dirty[id_], &slot, sizeof slot) != 0))
-      vs.dirty_overflow.store(true, std::memory_order_release);
+    if (st == VmState::kTracking || st == VmState::kFrozen)
+      queue_change(vs, vs.epoch.load(std::memory_order_acquire), slot);
   }
 }
 

@@ -38,6 +38,7 @@
 namespace baton {
 
 class Dataplane;
+struct VmSlot;
 class ConnTable;
 class Router;
 
@@ -162,6 +163,7 @@ class Worker {
   void drop(rte_mbuf* m, DropReason r);
   bool hold(rte_mbuf* m, uint16_t vm);  // parks the packet on a frozen VM's hold ring
   void note_change(uint32_t slot, ConnEntry& e);
+  void queue_change(VmSlot& vs, uint16_t epoch, uint32_t slot);  // on the epoch's dirty ring
   void forget(uint32_t slot);  // state gauge bookkeeping before a removal
   void apply(WorkerCommand& c);
   void age();

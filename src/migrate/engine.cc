@@ -824,7 +824,8 @@ void MigrationEngine::run_out(OutSession& s) {
       }
       vs.epoch.fetch_add(1, std::memory_order_seq_cst);
       dp_.grace_period();
-      migrate::VmReader::Counts d = reader.delta(to_links(links, mid, round, tmo));
+      migrate::VmReader::Counts d =
+          reader.delta(migrate::VmReader::Drain::kEndedEpoch, to_links(links, mid, round, tmo));
       for (Link& l : links) l.send(migrate::RoundEndMsg{round, d.records}, mid, tmo);
       await_acks(links, tmo);
       update([&](MigrationReport& r) {
@@ -844,7 +845,8 @@ void MigrationEngine::run_out(OutSession& s) {
     vs.state.store(VmState::kFrozen, std::memory_order_seq_cst);
     dp_.grace_period();  // no worker is inside a packet of this VM any more
     migrate::VmReader::Counts fin;
-    if (s.mode == MigrationMode::kFull) fin = reader.delta(to_links(links, mid, round, tmo));
+    if (s.mode == MigrationMode::kFull)
+      fin = reader.delta(migrate::VmReader::Drain::kAll, to_links(links, mid, round, tmo));
     for (Link& l : links) l.send(migrate::FinalEndMsg{round, reader.live()}, mid, tmo);
     await_acks(links, tmo);
     double final_ms = ms_since(t_pause);

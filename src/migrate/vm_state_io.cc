@@ -249,9 +249,13 @@ void VmReader::snapshot_into(Out& out) {
 }
 
 template <class Out>
-void VmReader::delta_into(Out& out, uint64_t* moved) {
+void VmReader::delta_into(Drain which, Out& out, uint64_t* moved) {
   VmSlot& vs = dp_.vms().slot(vm_);
-  bool overflow = vs.dirty_overflow.exchange(false, std::memory_order_acq_rel);
+  const int ended = VmSlot::parity(vs.epoch.load(std::memory_order_acquire) - 1);
+  bool drain[2] = {which == Drain::kAll || ended == 0, which == Drain::kAll || ended == 1};
+  bool overflow = false;
+  for (int p = 0; p < 2; p++)
+    if (drain[p]) overflow |= vs.dirty_overflow[p].exchange(false, std::memory_order_acq_rel);
   const uint32_t now_s = dp_.now_s();
   auto read_all = [&](uint16_t w, const std::vector<uint32_t>& slots) {
     for (size_t i = 0; i < slots.size(); i += kSlotsPerGuard) {
@@ -261,10 +265,11 @@ void VmReader::delta_into(Out& out, uint64_t* moved) {
     }
   };
   for (uint16_t w = 0; w < dp_.worker_count(); w++) {
-    rte_ring* r = vs.dirty[w];
     slots_.clear();
-    if (r) {
-      slots_.reserve(rte_ring_count(r));
+    for (int p = 0; p < 2; p++) {
+      rte_ring* r = drain[p] ? vs.dirty[p][w] : nullptr;
+      if (!r) continue;
+      slots_.reserve(slots_.size() + rte_ring_count(r));
       uint32_t buf[256];
       unsigned n;
       while ((n = rte_ring_sc_dequeue_burst_elem(r, buf, sizeof(uint32_t), 256, nullptr)))
@@ -299,10 +304,10 @@ std::vector<ConnRecord> VmReader::snapshot() {
   return v;
 }
 
-std::vector<ConnRecord> VmReader::delta(uint64_t* seq_moved) {
+std::vector<ConnRecord> VmReader::delta(Drain which, uint64_t* seq_moved) {
   std::vector<ConnRecord> v;
   VectorOut out{&v};
-  delta_into(out, seq_moved);
+  delta_into(which, out, seq_moved);
   return v;
 }
 
@@ -314,10 +319,10 @@ VmReader::Counts VmReader::snapshot(const FrameOut& fo) {
   return out.c;
 }
 
-VmReader::Counts VmReader::delta(const FrameOut& fo) {
+VmReader::Counts VmReader::delta(Drain which, const FrameOut& fo) {
   WireOut out{writer_, fo, {}, fo.version};
   writer_.begin(fo.migration_id, fo.round, fo.per_frame, fo.version);
-  delta_into(out, &out.c.seq_moved);
+  delta_into(which, out, &out.c.seq_moved);
   out.flush();
   return out.c;
 }

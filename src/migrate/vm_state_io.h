@@ -9,10 +9,13 @@
 // slot, which turns a slot that vanished (or was reused for another flow) into a tombstone.
 //
 // Why a round is exact: the engine bumps the VM's epoch and waits for a grace period before
-// calling delta(). After the grace period every worker has seen the new epoch, so any change
-// made from then on queues the entry again; every change made before it is visible to this
-// thread. After the pause signal (VM frozen, grace period) no worker touches the VM's entries,
-// so the final delta is the VM's state as of the last packet the source processed.
+// calling delta(Drain::kEndedEpoch). After the grace period every worker has seen the new
+// epoch, so any change made from then on queues the entry again; every change made before it
+// is visible to this thread. The round drains only the rings of the epoch that ended: an entry
+// queued in the new epoch is read in the next round, since its later changes in this epoch do
+// not queue it again (an entry is queued once per epoch). After the pause signal (VM frozen,
+// grace period) no worker touches the VM's entries, so the final delta, delta(Drain::kAll), is
+// the VM's state as of the last packet the source processed.
 //
 // Both can also stream: snapshot(out) and delta(out) encode each record straight from the entry
 // into ENTRIES frames built in one reused buffer and hand each frame over as soon as it is full,
@@ -79,10 +82,13 @@ class VmReader {
 
   // Every live entry of the VM. Resets what was sent.
   std::vector<ConnRecord> snapshot();
-  // Entries changed (or removed) since the last call, as records and tombstones. Falls back to
-  // a full walk if a dirty ring overflowed. *seq_moved counts TCP entries whose sequence state
-  // moved since they were last sent (the seed's "snapshot at 99, VM at 110" entries).
-  std::vector<ConnRecord> delta(uint64_t* seq_moved);
+  // Which dirty rings a delta drains: those of the epoch before the current one (a round while
+  // the VM runs), or both (the final delta, the VM frozen).
+  enum class Drain { kEndedEpoch, kAll };
+  // Entries changed (or removed) as queued on the drained rings, as records and tombstones.
+  // Falls back to a full walk if a drained ring overflowed. *seq_moved counts TCP entries whose
+  // sequence state moved since they were last sent (the seed's "snapshot at 99, VM at 110").
+  std::vector<ConnRecord> delta(Drain which, uint64_t* seq_moved);
 
   // Where a streamed read puts its records: ENTRIES frames of (migration_id, round) with at most
   // per_frame records each, handed to emit() one by one as they fill, then the last partial one
@@ -100,7 +106,7 @@ class VmReader {
   };
   // snapshot() and delta() as frames; same records in the same order.
   Counts snapshot(const FrameOut& out);
-  Counts delta(const FrameOut& out);
+  Counts delta(Drain which, const FrameOut& out);
 
   // Live entries sent and not since deleted.
   uint64_t live() const;
@@ -191,7 +197,7 @@ class VmReader {
   template <class Out>
   void snapshot_into(Out& out);
   template <class Out>
-  void delta_into(Out& out, uint64_t* moved);
+  void delta_into(Drain which, Out& out, uint64_t* moved);
 
   Dataplane& dp_;
   uint16_t vm_;

@@ -29,7 +29,11 @@ timeout 120 "$PKTGEN" --no-huge -m 256 --no-pci -l 0 --file-prefix ${BT}pgc --lo
   -- --flows $FLOWS --segments 4 --attack >"$WORK/pktgen.json" 2>"$WORK/pktgen.err" || rc=$?
 cat "$WORK/pktgen.json"
 [ -s "$WORK/pktgen.json" ] || { cat "$WORK/pktgen.err"; die "baton-pktgen printed nothing"; }
-[ "$(jq .lost "$WORK/pktgen.json")" -eq 0 ] || die "conversation packets were lost"
+if [ "$(jq .lost "$WORK/pktgen.json")" -ne 0 ]; then
+  curl -s "http://$MET/metrics" | grep -E '^baton_(drops|port_.*(missed|errors))' | grep -v ' 0$' || true
+  die "conversation packets were lost"
+fi
+[ "$(jq .send_failed "$WORK/pktgen.json")" -eq 0 ] || die "baton-pktgen could not send some packets"
 [ "$(jq .attacks_passed "$WORK/pktgen.json")" -eq 0 ] || die "out-of-window segments passed"
 [ "$rc" -eq 0 ] || die "baton-pktgen exited $rc"
 created=$(metric_sum "$MET" baton_conn_created_total)

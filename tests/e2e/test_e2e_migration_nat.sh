@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# known-flaky: in about 1 run of 3, 1-3 of the 40 long-lived connections time out after a SUCCESS with tcp_out_of_window drops at B (open bug, issue 3 note)
 # End-to-end live handoff of a VM whose connections leave through dynamic SNAT (mode l3,
 # migration protocol 3, docs/WIRE.md "Handoff parts"):
 #

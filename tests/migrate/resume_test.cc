@@ -307,7 +307,9 @@ class Resume : public ::testing::Test {
     queue(slots_[i]);
   }
   void queue(uint32_t slot) {
-    ASSERT_EQ(rte_ring_sp_enqueue_elem(a_->vms().slot(vm_a_).dirty[0], &slot, sizeof slot), 0);
+    VmSlot& vs = a_->vms().slot(vm_a_);
+    ASSERT_EQ(rte_ring_sp_enqueue_elem(vs.dirty[VmSlot::parity(vs.epoch)][0], &slot, sizeof slot),
+              0);
   }
 
   nlohmann::json source_report() { return ea_->status("web1").second; }

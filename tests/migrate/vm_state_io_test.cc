@@ -133,7 +133,9 @@ class VmStateIo : public ::testing::Test {
     queue(w, slots[i]);
   }
   void queue(uint16_t w, uint32_t slot) {
-    ASSERT_EQ(rte_ring_sp_enqueue_elem(a->vms().slot(vm_a).dirty[w], &slot, sizeof slot), 0);
+    VmSlot& vs = a->vms().slot(vm_a);
+    ASSERT_EQ(rte_ring_sp_enqueue_elem(vs.dirty[VmSlot::parity(vs.epoch)][w], &slot, sizeof slot),
+              0);
   }
 
   // Every frame a streamed read emits, kept as decoded messages.
@@ -210,7 +212,7 @@ TEST_F(VmStateIo, StreamedDeltaSendsChangedEntriesAndTombstonesOnly) {
   remove(20);
   remove(21);
   Captured d;
-  VmReader::Counts n = r.delta(capture(&d, 1, 4));
+  VmReader::Counts n = r.delta(VmReader::Drain::kAll, capture(&d, 1, 4));
   EXPECT_EQ(n.records, 12u);
   EXPECT_EQ(n.tombstones, 2u);
   EXPECT_EQ(n.seq_moved, 10u);
@@ -227,7 +229,7 @@ TEST_F(VmStateIo, StreamedDeltaSendsChangedEntriesAndTombstonesOnly) {
   EXPECT_EQ(r.live(), 38u);
   // Nothing changed since: an empty delta sends no frame at all.
   Captured none;
-  EXPECT_EQ(r.delta(capture(&none, 2, 4)).records, 0u);
+  EXPECT_EQ(r.delta(VmReader::Drain::kAll, capture(&none, 2, 4)).records, 0u);
   EXPECT_TRUE(none.msgs.empty());
 }
 

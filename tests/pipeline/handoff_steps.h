@@ -44,28 +44,33 @@ struct HandoffSteps {
     vs.epoch.fetch_add(1);
     vs.state.store(VmState::kTracking);
     a->grace_period();
-    ship(true);
+    ship(Read::kSnapshot);
   }
   // A delta round while the VM still runs at A.
   void delta() {
     a->vms().slot(vm_a).epoch.fetch_add(1);
     a->grace_period();
-    ship(false);
+    ship(Read::kRound);
   }
   // Freeze at A and ship the final delta.
   void final_delta() {
     a->vms().slot(vm_a).state.store(VmState::kFrozen);
     a->grace_period();
-    ship(false);
+    ship(Read::kFinal);
   }
-  void ship(bool snapshot) {
+  enum class Read { kSnapshot, kRound, kFinal };
+  void ship(Read what) {
     migrate::VmReader::FrameOut fo;
     fo.migration_id = 42;
     fo.round = round++;
     fo.version = version;
     std::vector<std::vector<uint8_t>> frames;
     fo.emit = [&](uint8_t* p, size_t n, uint32_t) { frames.emplace_back(p, p + n); };
-    snapshot ? reader->snapshot(fo) : reader->delta(fo);
+    using Drain = migrate::VmReader::Drain;
+    if (what == Read::kSnapshot)
+      reader->snapshot(fo);
+    else
+      reader->delta(what == Read::kRound ? Drain::kEndedEpoch : Drain::kAll, fo);
     for (auto& fr : frames) {
       migrate::Frame f;
       ASSERT_EQ(migrate::decode_frame(fr.data(), fr.size(), &f), migrate::CodecError::kOk);

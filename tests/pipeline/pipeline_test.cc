@@ -555,17 +555,20 @@ class Migration : public ::testing::Test {
     a.dp->grace_period();
     return r.snapshot();
   }
-  std::vector<migrate::ConnRecord> delta_round(migrate::VmReader& r) {
-    VmSlot& vs = a.dp->vms().slot(vm_a);
-    vs.epoch.fetch_add(1, std::memory_order_seq_cst);
+  // A delta round: a new epoch, a grace period, then the read (the workers run on meanwhile).
+  void begin_round() {
+    a.dp->vms().slot(vm_a).epoch.fetch_add(1, std::memory_order_seq_cst);
     a.dp->grace_period();
-    return r.delta(nullptr);
+  }
+  std::vector<migrate::ConnRecord> delta_round(migrate::VmReader& r) {
+    begin_round();
+    return r.delta(migrate::VmReader::Drain::kEndedEpoch, nullptr);
   }
   std::vector<migrate::ConnRecord> freeze_and_final(migrate::VmReader& r, uint64_t* moved) {
     VmSlot& vs = a.dp->vms().slot(vm_a);
     vs.state.store(VmState::kFrozen, std::memory_order_seq_cst);
     a.dp->grace_period();
-    return r.delta(moved);
+    return r.delta(migrate::VmReader::Drain::kAll, moved);
   }
   void activate_b() {
     b.dp->vms().slot(vm_b).state.store(VmState::kLocal, std::memory_order_seq_cst);
@@ -649,6 +652,43 @@ TEST_F(Migration, ConversationContinuesAtDestinationWithIdenticalState) {
   EXPECT_EQ(run(b, fins), fins.size());
   EXPECT_EQ(b.dp->workers()[0]->stats().dropped, 0u);
   EXPECT_EQ(b.dp->workers()[0]->stats().conn_created, 0u);  // nothing was re-created
+}
+
+TEST_F(Migration, AnEntryChangedAsARoundBeginsStillReachesTheFinalDelta) {
+  // The worker runs on between a round's grace period and its read, so an entry may already be
+  // queued in the new epoch when the round reads. It is not queued again when it changes later
+  // in that epoch; the round must leave it for the next read, or the final delta misses those
+  // changes and B's windows are stale (tcp_out_of_window at B after the handoff).
+  pktgen::TcpFlowgen gen(fc);
+  auto hs = gen.handshakes();
+  ASSERT_EQ(run(a, hs), hs.size());
+  migrate::VmReader reader(*a.dp, vm_a);
+  migrate::VmInstaller inst(*b.dp, vm_b);
+  ship(start_tracking_and_snapshot(reader), 0, *b.dp, inst);
+
+  begin_round();
+  auto early = gen.established(fc.flows * 2);  // after the grace period, before the read
+  ASSERT_EQ(run(a, early), early.size());
+  ship(reader.delta(migrate::VmReader::Drain::kEndedEpoch, nullptr), 1, *b.dp, inst);
+  auto later = gen.established(fc.flows * 40);  // same epoch, far beyond a window
+  ASSERT_EQ(run(a, later), later.size());
+  auto fin = freeze_and_final(reader, nullptr);
+  EXPECT_EQ(fin.size(), fc.flows);
+  ship(fin, 2, *b.dp, inst);
+  activate_b();
+
+  ConnTable& ta = a.dp->shard(0);
+  ConnTable& tb = b.dp->shard(0);
+  for (uint32_t f = 0; f < fc.flows; f++) {
+    FlowKey k = FlowKey::from_tuple(gen.tuple(f, pktgen::Side::kClient), nullptr);
+    int32_t sa = ta.lookup(k), sb = tb.lookup(k);
+    ASSERT_GE(sa, 0);
+    ASSERT_GE(sb, 0) << "flow " << f << " not installed at B";
+    expect_same_tcp_state(ta.entry(sa), tb.entry(sb), "flow " + std::to_string(f));
+  }
+  auto after = gen.established(fc.flows * 2);
+  EXPECT_EQ(run(b, after), after.size());
+  EXPECT_EQ(b.dp->workers()[0]->stats().dropped, 0u) << drops_text(*b.dp);
 }
 
 TEST_F(Migration, SnapshotWithoutFinalDeltaLeavesDestinationOutOfWindow) {

@@ -595,7 +595,7 @@ TEST_F(XlateMigration, StaticNatConnectionContinuesAtDestination) {
   ASSERT_EQ(run(*a, ca, in_seg(901, 104, kAck, "hello"), kOut).size(), 1u);
   vs.state.store(VmState::kFrozen);
   a->grace_period();
-  auto fin = reader.delta(nullptr);
+  auto fin = reader.delta(migrate::VmReader::Drain::kAll, nullptr);
   ASSERT_EQ(fin.size(), 1u);
   ship(fin, 1);
   EXPECT_EQ(inst.failed, 0u);
