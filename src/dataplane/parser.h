@@ -12,7 +12,8 @@
 //   L2   Ethernet, 802.1Q, QinQ (0x88a8 or 0x8100 outer, then 0x8100). tuple.vlan is the inner
 //        (customer) VLAN id, outer_vlan the service tag. A third tag is kBadEthertype.
 //   ARP  Ethernet/IPv4 ARP only (htype 1, ptype 0x0800); anything else is kBadIpHeader.
-//   IPv4 version, IHL >= 5, header checksum (kBadIpChecksum), total length <= frame. Options are
+//   IPv4 version, IHL >= 5, header checksum (kBadIpChecksum; computed here unless the NIC already
+//        verified it, see Ipv4Csum), total length <= frame. Options are
 //        skipped, not interpreted: Baton acts on no IP option, policy on them belongs to ACL.
 //        Fragments set is_fragment/frag_id; only the first one carries L4 (has_l4).
 //   IPv6 extension headers hop-by-hop (first only, RFC 8200 4.1), routing, destination
@@ -44,8 +45,14 @@ namespace baton {
 // carries at most two or three, and the bound keeps a hostile chain from costing more.
 constexpr int kMaxExtHeaders = 8;
 
+// What the receiving NIC says about an IPv4 header checksum (DPDK's RTE_MBUF_F_RX_IP_CKSUM_*
+// flags, which every physical DPDK NIC sets when RTE_ETH_RX_OFFLOAD_IPV4_CKSUM is on): kUnknown
+// has the parser compute it, kGood skips that, kBad is kBadIpChecksum without reading further.
+enum class Ipv4Csum : uint8_t { kUnknown, kGood, kBad };
+
 // Fills *m from the frame at data[0, len). Returns true if the packet is well formed enough to
 // be classified; else sets *reason and returns false.
-bool parse_packet(const uint8_t* data, uint32_t len, PacketMeta* m, DropReason* reason);
+bool parse_packet(const uint8_t* data, uint32_t len, PacketMeta* m, DropReason* reason,
+                  Ipv4Csum csum = Ipv4Csum::kUnknown);
 
 }  // namespace baton

@@ -45,7 +45,10 @@ std::unique_ptr<VmTable> VmTable::create(const std::vector<VmConfig>& vms, std::
 }
 
 VmTable::~VmTable() {
-  for (uint16_t id = 1; id < kMaxVms; id++) close_migration_rings(id);
+  for (uint16_t id = 1; id < kMaxVms; id++) {
+    close_migration_rings(id);
+    delete slots_[id].profile_acl.load(std::memory_order_relaxed);
+  }
   if (by_ip_) rte_hash_free(by_ip_);
 }
 
@@ -79,6 +82,19 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
       *err = "address " + a.to_string(Family::kV6) + " already belongs to another VM";
       return std::nullopt;
     }
+  std::unique_ptr<Acl> profile;
+  if (!vm.profile.acl.empty()) {
+    // The rules name the VM as their zone (a migration's records may not): one zone whose
+    // default permits, so a connection no rule matches keeps the zone ACL's verdict.
+    std::vector<AclRule> rules = vm.profile.acl;
+    for (AclRule& r : rules) r.zone = vm.name;
+    std::string why;
+    profile = Acl::build(rules, {ZoneConfig{vm.name, Action::kPermit}}, &why);
+    if (!profile) {
+      *err = "VM '" + vm.name + "' profile rules: " + why;
+      return std::nullopt;
+    }
+  }
   uint16_t id = 0;
   for (uint16_t i = 1; i < kMaxVms; i++)
     if (!slots_[i].used) {
@@ -95,6 +111,7 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
   uint64_t mac = 0;
   for (int i = 0; i < 6; i++) mac |= uint64_t{vm.mac.b[i]} << (8 * i);
   s.mac.store(mac, std::memory_order_relaxed);  // published with the addresses below
+  s.profile_acl.store(profile.release(), std::memory_order_relaxed);
   s.state.store(VmState::kLocal, std::memory_order_release);
   auto put = [&](const IpAddr& a, Family f) {
     IpKey k = ip_key(a, f);
@@ -106,7 +123,7 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
   return id;
 }
 
-void VmTable::remove(uint16_t id) {
+std::unique_ptr<const Acl> VmTable::remove(uint16_t id) {
   VmSlot& s = slots_[id];
   for (const IpAddr& a : s.config.ipv4) {
     IpKey k = ip_key(a, Family::kV4);
@@ -121,6 +138,7 @@ void VmTable::remove(uint16_t id) {
   s.mac.store(0, std::memory_order_relaxed);
   s.config = VmConfig{};
   s.state.store(VmState::kGone, std::memory_order_release);
+  return std::unique_ptr<const Acl>(s.profile_acl.exchange(nullptr, std::memory_order_acq_rel));
 }
 
 bool VmTable::open_migration_rings(uint16_t id, uint16_t workers, uint32_t hold_packets,

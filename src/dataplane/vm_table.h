@@ -10,6 +10,9 @@
 //   kFrozen    do not process: park the packet on the VM's hold ring (migration pause)
 //   kArriving  entries are being installed by a migration: park packets until activation
 //   kGone      handed to a peer: entries deleted, packets treated like any unknown flow
+// A VM's profile rules (config `vms[].profile.acl`, carried by a migration) are compiled into
+// the VM's own rte_acl context when it is added; workers consult it for a new connection of the
+// VM after the zone ACL permits it (first match wins; no match leaves the zone's verdict).
 // Lookup by address is an rte_hash with lock-free readers so that a VM that arrives through a
 // migration can be added while workers run. Hold and dirty rings are created when a migration
 // starts and freed only after the workers have passed a grace period.
@@ -28,6 +31,7 @@
 
 #include "common/net_types.h"
 #include "config/config.h"
+#include "dataplane/acl.h"
 
 namespace baton {
 
@@ -53,6 +57,9 @@ struct alignas(64) VmSlot {
   // The declared MAC (byte i in bits 8i..8i+7; 0 = none) for workers, which may not read
   // `config`: mode l3 forwards to it while ARP has not resolved the VM (Worker::transmit_l3).
   std::atomic<uint64_t> mac{0};
+  // The profile's rules, or nullptr when it has none. Owned by the table; a removed VM's
+  // context is handed to the caller, who frees it after a grace period.
+  std::atomic<const Acl*> profile_acl{nullptr};
   VmConfig config;                        // control core only
 
   static int parity(uint16_t epoch) { return epoch & 1; }
@@ -70,10 +77,12 @@ class VmTable {
 
   // Control side (one thread at a time: callers hold control_mutex()).
   std::optional<uint16_t> find_by_name(const std::string& name) const;
-  // Adds a VM (config or migration). Fails on a duplicate name or address.
+  // Adds a VM (config or migration). Fails on a duplicate name or address, or profile rules
+  // rte_acl refuses.
   std::optional<uint16_t> add(const VmConfig& vm, std::string* err);
-  // Forgets a VM's addresses and frees its id; caller ensures no entries remain.
-  void remove(uint16_t id);
+  // Forgets a VM's addresses and frees its id; caller ensures no entries remain. Returns the
+  // VM's profile rules, which a worker may still be reading: free them after a grace period.
+  [[nodiscard]] std::unique_ptr<const Acl> remove(uint16_t id);
   // Creates the hold ring and per-worker dirty rings for a migration.
   bool open_migration_rings(uint16_t id, uint16_t workers, uint32_t hold_packets,
                             uint32_t dirty_size, std::string* err);

@@ -64,6 +64,15 @@ inline void prefetch_entry(const ConnEntry* e) {
   rte_prefetch0(reinterpret_cast<const uint8_t*>(e) + 79);
 }
 
+// The NIC's verdict on the IPv4 header checksum (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM, ports.cc).
+Ipv4Csum rx_ipv4_csum(uint64_t ol_flags) {
+  switch (ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
+    case RTE_MBUF_F_RX_IP_CKSUM_GOOD: return Ipv4Csum::kGood;
+    case RTE_MBUF_F_RX_IP_CKSUM_BAD: return Ipv4Csum::kBad;
+    default: return Ipv4Csum::kUnknown;  // UNKNOWN (and NONE, which no IPv4 driver sets)
+  }
+}
+
 // The declared MAC of a VM served here that owns ip, if there is one.
 bool declared_vm_mac(const VmTable& vms, be32 ip, MacAddr* mac) {
   const uint16_t id = vms.find_by_ip(IpAddr::v4(ip), Family::kV4);
@@ -223,7 +232,8 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
       drop(m, DropReason::kTruncated);  // the parser reads one contiguous segment
       continue;
     }
-    if (!parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, &pm, &why)) {
+    if (!parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, &pm, &why,
+                      rx_ipv4_csum(m->ol_flags))) {
       drop(m, why);
       continue;
     }
@@ -408,6 +418,11 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     }
   }
 
+  if (vm && !profile_permits(vm, seen)) {
+    if (translated) translator_->release(id_, x, proto, now_s_);
+    return drop(m, DropReason::kProfileDeny);
+  }
+
   ConnEntry e;
   e.vm_id = vm;
   e.zone = zone;
@@ -517,6 +532,13 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
   }
   if (e.flags & connflag::kXlate) translate(m, pm, slot, d == e.orig_dir());
   forward(m);
+}
+
+// The VM's own profile rules, consulted after the zone ACL permitted: first match wins, and a
+// connection no rule matches is permitted (VmTable builds the context with that default).
+bool Worker::profile_permits(uint16_t vm, const Tuple& seen) const {
+  const Acl* rules = dp_.vms().slot(vm).profile_acl.load(std::memory_order_acquire);
+  return !rules || rules->classify_one(AclQuery{0, seen}).action == Action::kPermit;
 }
 
 // Change tracking for a VM under migration. The VM's epoch is bumped by the control core at

@@ -162,6 +162,7 @@ class Worker {
   void send_frame(uint16_t port, const uint8_t* frame, uint32_t len);
   void drop(rte_mbuf* m, DropReason r);
   bool hold(rte_mbuf* m, uint16_t vm);  // parks the packet on a frozen VM's hold ring
+  bool profile_permits(uint16_t vm, const Tuple& seen) const;
   void note_change(uint32_t slot, ConnEntry& e);
   void queue_change(VmSlot& vs, uint16_t epoch, uint32_t slot);  // on the epoch's dirty ring
   void forget(uint32_t slot);  // state gauge bookkeeping before a removal

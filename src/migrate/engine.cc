@@ -938,7 +938,8 @@ void MigrationEngine::run_out(OutSession& s) {
     migrate::VmInstaller::delete_vm(dp_, s.vm, tmo, &removed);
     {
       std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
-      dp_.vms().remove(s.vm);
+      auto profile = dp_.vms().remove(s.vm);
+      dp_.grace_period();  // no worker still reads the VM's profile rules
     }
     update([&](MigrationReport& r) {
       r.forwarded_packets = forwarded;
@@ -1337,7 +1338,8 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
         if (added_vm) {
           std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
           dp_.grace_period();
-          dp_.vms().remove(vm);
+          auto profile = dp_.vms().remove(vm);
+          dp_.grace_period();  // no worker still reads the VM's profile rules
         }
       }
     }

@@ -184,8 +184,10 @@ mig_config() {
   [ "$x" = b ] && other=a
   local vms="vms: []"
   if [ "$x" = a ]; then  # the VM starts behind A; B learns of it through the handoff
+    # Its profile closes port 5202 to the client, which the zone ACL opens: the rule travels.
     vms="vms:
-  - {name: vm1, mac: \"$VM_MAC\", ipv4: [$VM_IP]}"
+  - {name: vm1, mac: \"$VM_MAC\", ipv4: [$VM_IP],
+     profile: {acl: [{src: $CLI_IP/32, proto: tcp, dport: 5202, action: deny}]}}"
   fi
   cat >"$WORK/$x.yaml" <<YAML
 instance: $x

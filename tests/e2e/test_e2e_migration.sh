@@ -81,6 +81,12 @@ done
 
 # B owns the VM now; A forgot it.
 api_get "$B_API" /v1/vms | jq -e '.[] | select(.name == "vm1" and .state == "local")' >/dev/null || die "B does not hold vm1"
+# The VM's profile came along and B enforces it: B's own ACL opens 5202, the profile closes it
+# to the client (without it the VM's kernel would refuse the connection at once).
+if ip netns exec "$CLI" nc -z -w 1 $VM_IP 5202; then die "port 5202 answered through B"; fi
+n=$(metric_get "$B_MET" baton_drops_total 'reason="profile_deny"')
+[ "$n" -ge 1 ] || die "B did not drop the SYN to 5202 by the VM's profile"
+log "B enforces the VM's profile: $n SYNs dropped as profile_deny"
 api_get "$A_API" /v1/vms | jq -e '[.[] | select(.name == "vm1")] | length == 0' >/dev/null || die "A still holds vm1"
 rep=$(api_get "$A_API" /v1/vms/vm1/migration)
 echo "$rep" | jq -c '{result, entries, rounds, bytes_sent, packets, ms}'

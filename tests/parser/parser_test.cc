@@ -117,6 +117,56 @@ TEST(Parser, TcpWithoutOptionsReportsThemAbsent) {
   EXPECT_EQ(p.m.payload_offset, 14 + 20 + 20);
 }
 
+// The established-flow layout (NOP, NOP, timestamps) takes the parser's shortcut; the same
+// option with any other padding takes the general loop; both must read the same values.
+TEST(Parser, TimestampOptionReadsTheSameOnTheShortcutAndTheGeneralPath) {
+  for (const Bytes& opt : {Bytes{1, 1, 8, 10, 0, 0, 0, 7, 0x80, 0, 0, 9},   // shortcut
+                           Bytes{8, 10, 0, 0, 0, 7, 0x80, 0, 0, 9, 1, 1},   // general loop
+                           Bytes{1, 1, 8, 10, 0, 0, 0, 7, 0x80, 0, 0, 9, 1, 1, 1, 0}}) {
+    Parsed p = parse(tcp4().flags(tcpflag::kAck).tcp_option(opt).payload("x").build());
+    ASSERT_TRUE(p.ok) << drop_reason_name(p.reason);
+    EXPECT_TRUE(p.m.tcp.has_timestamp);
+    EXPECT_EQ(p.m.tcp.tsval, 7u);
+    EXPECT_EQ(p.m.tcp.tsecr, 0x80000009u);
+    EXPECT_EQ(p.m.tcp.payload_len, 1);
+  }
+  // A NOP, NOP prefix with a timestamp of the wrong length is still malformed.
+  Parsed bad = parse(tcp4().tcp_option({1, 1, 8, 9, 0, 0, 0, 7, 0, 0, 0, 9}).build());
+  EXPECT_FALSE(bad.ok);
+  EXPECT_EQ(bad.reason, DropReason::kBadL4Header);
+}
+
+// The NIC's checksum verdict (Ipv4Csum) replaces the parser's own check, both ways.
+TEST(Parser, NicChecksumVerdictIsTrustedBothWays) {
+  const Bytes good = tcp4().build(), bad = tcp4().ip_csum(0x1234).build();
+  PacketMeta m;
+  DropReason why = DropReason::kCount;
+  EXPECT_TRUE(parse_packet(good.data(), uint32_t(good.size()), &m, &why, Ipv4Csum::kUnknown));
+  EXPECT_FALSE(parse_packet(good.data(), uint32_t(good.size()), &m, &why, Ipv4Csum::kBad));
+  EXPECT_EQ(why, DropReason::kBadIpChecksum);
+  why = DropReason::kCount;
+  EXPECT_FALSE(parse_packet(bad.data(), uint32_t(bad.size()), &m, &why, Ipv4Csum::kUnknown));
+  EXPECT_EQ(why, DropReason::kBadIpChecksum);
+  EXPECT_TRUE(parse_packet(bad.data(), uint32_t(bad.size()), &m, &why, Ipv4Csum::kGood));
+}
+
+// Parsing into a PacketMeta left over from another packet gives what a fresh one gives.
+TEST(Parser, ReusedMetaIsResetCompletely) {
+  PacketMeta reused;
+  DropReason why;
+  const Bytes icmp_err =
+      Pkt().ipv4("10.0.0.9", "10.0.0.1").icmp_error(3, 3, tcp4().build()).build();
+  ASSERT_TRUE(parse_packet(icmp_err.data(), uint32_t(icmp_err.size()), &reused, &why));
+  ASSERT_TRUE(reused.icmp.is_error);
+  const Bytes b = tcp4().flags(tcpflag::kAck).build();
+  PacketMeta fresh;
+  ASSERT_TRUE(parse_packet(b.data(), uint32_t(b.size()), &reused, &why));
+  ASSERT_TRUE(parse_packet(b.data(), uint32_t(b.size()), &fresh, &why));
+  EXPECT_EQ(std::memcmp(&reused, &fresh, sizeof fresh), 0);
+  EXPECT_FALSE(reused.icmp.is_error);
+  EXPECT_EQ(reused.tcp.wscale, 0xff);
+}
+
 TEST(Parser, TcpPayloadLengthComesFromIpLengthNotEthernetPadding) {
   Bytes b = tcp4().payload("ab").pad_to(60).build();
   ASSERT_EQ(b.size(), 60u);   // 14 + 20 + 20 + 2 = 56, padded by the "NIC" to 60

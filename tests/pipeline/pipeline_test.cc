@@ -159,6 +159,7 @@ struct Case {
   std::vector<Step> steps;
   std::vector<CounterExpect> counters;
   uint32_t capacity = 1024;
+  const char* vms = "";  // a `vms:` section appended to the config
 };
 
 uint64_t counter(const WorkerStats& s, const std::string& name) {
@@ -278,6 +279,28 @@ std::vector<Case> cases() {
     c.counters = {{"conn_created", 3}, {"drop:table_full", 1}, {"tx_packets", 12}};
     v.push_back(c);
   }
+  v.push_back({"a VM's profile rules refine the zone ACL for its new connections, both ways",
+               {{Pkt().ipv4(kX, kS).tcp(5556, 22).flags(kSyn).seq(1), kOut,
+                 drop(DropReason::kProfileDeny)},  // the zone permits port 22, the VM not from X
+                {Pkt().ipv4("203.0.113.9", kS).tcp(5557, 22).flags(kSyn).seq(1), kOut,
+                 fwd(kIn)},  // no profile rule matches: the zone's permit stands
+                {Pkt().ipv4(kX, kS).tcp(5558, 80).flags(kSyn).seq(1), kOut,
+                 drop(DropReason::kAclDeny)},  // the zone ACL is asked first
+                {Pkt().ipv4(kS, kX).tcp(40001, 25).flags(kSyn).seq(1), kIn,
+                 drop(DropReason::kProfileDeny)},  // the VM may not send mail
+                {Pkt().ipv4(kS, kX).tcp(40002, 443).flags(kSyn).seq(1), kIn, fwd(kOut)},
+                {Pkt().ipv4(kC, "10.0.9.9").tcp(40003, 25).flags(kSyn).seq(1), kIn,
+                 fwd(kOut)}},  // another host's traffic knows nothing of the VM's rules
+               {{"conn_created", 3}, {"drop:profile_deny", 2}, {"drop:acl_deny", 1}},
+               1024,
+               "vms:\n"
+               "  - name: web1\n"
+               "    mac: \"02:00:00:00:01:10\"\n"
+               "    ipv4: [10.1.0.10]\n"
+               "    profile:\n"
+               "      acl:\n"
+               "        - {src: 198.51.100.0/24, proto: tcp, dport: 22, action: deny}\n"
+               "        - {src: 10.1.0.10/32, proto: tcp, dport: 25, action: deny}\n"});
   v.push_back({"UDP pseudo-connection: the reply passes, an unsolicited outside datagram not",
                {{Pkt().ipv4(kC, kS).udp(5000, 53).payload_size(30), kIn, fwd(kOut)},
                 {Pkt().ipv4(kS, kC).udp(53, 5000).payload_size(60), kOut, fwd(kIn)},
@@ -292,7 +315,7 @@ class PipelineTable : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PipelineTable, VerdictsAndCounters) {
   const Case& c = GetParam();
-  auto dp = make_dp(config_yaml(unique_name("pt"), c.capacity, 1, false));
+  auto dp = make_dp(config_yaml(unique_name("pt"), c.capacity, 1, false) + c.vms);
   ASSERT_TRUE(dp);
   Worker& w = *dp->workers()[0];
   Capture cap;
