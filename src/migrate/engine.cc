@@ -40,11 +40,16 @@ constexpr int kRoundIntervalMs = 100;   // pre-copy delta cadence
 constexpr int kLingerMs = 1000;         // after SUCCESS, late packets still go to the peer
 constexpr size_t kHeldPerFrame = 256;
 constexpr size_t kHistory = 64;
+constexpr int kInDoubtRetryMs = 5000;  // an activation left in doubt: how often to ask again
 
 // A failure with its reason, thrown inside a session thread and turned into FAIL(reason).
 struct SessionFail {
   FailReason reason;
   std::string detail;
+  // The peer said it holds nothing of the migration: its FAIL or ABORT on the stream (it rolls
+  // back), or ABORT as the answer to RESUME (it rolled back). After ACTIVATE only such a
+  // failure lets the source roll back; any other leaves the peer's outcome unknown.
+  bool peer_rolled_back = false;
 };
 
 [[noreturn]] void fail(FailReason r, std::string detail) { throw SessionFail{r, std::move(detail)}; }
@@ -66,17 +71,19 @@ int ms_until(Clock::time_point t) {
 constexpr int kRedialFirstMs = 20;   // first pause between reconnect attempts, then doubled
 constexpr int kRedialMaxMs = 500;
 
-// A FAIL or ABORT from the peer ends the session with the peer's reason.
-void throw_if_refused(const Frame& f, const std::string& name) {
+// A FAIL or ABORT from the peer ends the session with the peer's reason. On the stream both
+// mean the peer rolls back; as the answer to RESUME only ABORT does (FAIL: it cannot resume,
+// perhaps because it knows nothing of the migration).
+void throw_if_refused(const Frame& f, const std::string& name, bool answers_resume = false) {
   if (f.header.kind == MsgKind::kFail) {
     migrate::FailMsg m;
     migrate::decode_body(f, &m);
-    fail(m.reason, name + ": " + m.detail);
+    throw SessionFail{m.reason, name + ": " + m.detail, !answers_resume};
   }
   if (f.header.kind == MsgKind::kAbort) {
     migrate::AbortMsg m;
     migrate::decode_body(f, &m);
-    fail(m.reason, name + " aborted: " + m.detail);
+    throw SessionFail{m.reason, name + " aborted: " + m.detail, true};
   }
 }
 
@@ -114,6 +121,13 @@ struct Link {
   size_t unacked_bytes = 0;
   std::deque<Frame> inbox;  // frames read while looking for ACKs, for the next recv()
   uint32_t resumes = 0;
+  // From ACTIVATE on, a silent connection is resumed like a dropped one: waiting longer on it
+  // cannot tell whether the peer activated, a new connection can (docs/WIRE.md, "Cut around
+  // activation").
+  bool silence_is_drop = false;
+  // The peer answered RESUME with ACTIVATED: it activated the VM and holds no session any more,
+  // so nothing sent from now on can reach it.
+  bool ended = false;
 
   // From here on a drop is cured by resuming. ACCEPT answered PREPARE: all sent so far is acked.
   void enable_resume(uint64_t migration_id, Redial r) {
@@ -173,9 +187,19 @@ struct Link {
   void await_ack(uint64_t target, int timeout_ms) {
     while (acked < target) expect<migrate::AckMsg>(timeout_ms);
   }
+  // Comes back to the peer on a fresh connection now (a retry of an activation left in doubt):
+  // RESUME, then what it has not applied, within the budget; throws as resume() does.
+  void reconnect() {
+    if (!ended) resume(Error{LinkError::kTransfer, "retry after the activation was left in doubt"});
+  }
+  // Whether the frame numbered `seq` left for the peer: acknowledged, or kept for resending.
+  bool handed_over(uint64_t s) const {
+    return acked >= s || (!unacked.empty() && unacked.back().first >= s);
+  }
 
  private:
   void transmit(const uint8_t* p, size_t n, int timeout_ms) {
+    if (ended) fail(FailReason::kTransfer, name + " ended the migration after activating the VM");
     if (resumable) keep(p, n, timeout_ms);
     bytes += n;
     frames++;
@@ -222,9 +246,13 @@ struct Link {
       unacked.pop_front();
     }
   }
+  // A transport error a new connection can cure (see is_drop and silence_is_drop).
+  bool curable(const Error& e) const {
+    return is_drop(e) || (silence_is_drop && e.code == LinkError::kTimeout);
+  }
   // A failed send or recv: resume when that can cure it, otherwise end the session.
   void on_error(const Error& e, const char* dir) {
-    if (!resumable || !is_drop(e))
+    if (!resumable || ended || !curable(e))
       fail(link_reason(e), std::string(dir) + name + ": " + migrate::link_error_name(e.code) +
                                (e.detail.empty() ? "" : " (" + e.detail + ")"));
     resume(e);
@@ -266,17 +294,26 @@ struct Link {
     }
   }
   // RESUME on a fresh connection; the peer answers ACK(the last seq it applied) and we resend
-  // what follows. false: this connection dropped too (*e says why), try another.
+  // what follows. false: this connection dropped too (*e says why), try another. A peer that
+  // no longer holds the migration answers ACTIVATED (it activated the VM: the answer is the
+  // caller's to read, nothing more is sent), ABORT (it rolled back) or FAIL.
   bool rejoin(int timeout_ms, Error* e) {
     auto f = migrate::encode_frame(migrate::ResumeMsg{acked, seq}, mid, 0, version);
     Frame answer;
     if (link->send(f, timeout_ms)) *e = link->recv(&answer, timeout_ms);
     else *e = link->last_error();
     if (e->code != LinkError::kNone) {
-      if (is_drop(*e)) return false;
+      if (curable(*e)) return false;
       fail(link_reason(*e), "resume with " + name + ": " + e->detail);
     }
-    throw_if_refused(answer, name + " refused to resume");
+    throw_if_refused(answer, name + " refused to resume", /*answers_resume=*/true);
+    if (answer.header.kind == MsgKind::kActivated) {
+      ended = true;
+      unacked.clear();
+      unacked_bytes = 0;
+      inbox.push_back(std::move(answer));
+      return true;
+    }
     migrate::AckMsg a;
     if (migrate::decode_body(answer, &a) != migrate::CodecError::kOk)
       fail(FailReason::kTransfer, name + " answered RESUME with " +
@@ -288,7 +325,7 @@ struct Link {
     for (auto& [s, frame] : unacked) {
       if (link->send(frame, timeout_ms)) continue;
       *e = link->last_error();
-      if (is_drop(*e)) return false;
+      if (curable(*e)) return false;
       fail(link_reason(*e), "resend to " + name + ": " + e->detail);
     }
     return true;
@@ -312,6 +349,35 @@ migrate::VmReader::FrameOut to_links(std::vector<Link>& links, uint64_t mid, uin
 // Waits for the ACK of everything sent so far on every link.
 void await_acks(std::vector<Link>& links, int timeout_ms) {
   for (Link& l : links) l.await_ack(l.seq, timeout_ms);
+}
+
+// What became of one peer after ACTIVATE (docs/WIRE.md, "Cut around activation").
+enum class Outcome : uint8_t { kActive, kRolledBack, kUnknown };
+struct Activation {
+  Outcome outcome = Outcome::kUnknown;
+  FailReason reason = FailReason::kNone;  // unless kActive: why
+  std::string detail;
+  uint64_t installed = 0;  // kActive: the entries the peer made active
+};
+
+// A failure while activating over `l`: the peer rolled back if it said so, or if ACTIVATE
+// (frame `activate_seq`) never left here; otherwise nobody here knows whether it activated.
+Activation settle(const Link& l, uint64_t activate_seq, const SessionFail& f) {
+  const bool known = f.peer_rolled_back || !l.handed_over(activate_seq);
+  return {known ? Outcome::kRolledBack : Outcome::kUnknown, f.reason, f.detail};
+}
+
+// Waits for the peer's ACTIVATED; with `retry`, comes back to it on a new connection first.
+Activation await_activated(Link& l, uint64_t activate_seq, int timeout_ms, bool retry) {
+  try {
+    if (retry) l.reconnect();
+    migrate::ActivatedMsg a = l.expect<migrate::ActivatedMsg>(timeout_ms);
+    Activation r{Outcome::kActive};
+    for (auto& kc : a.installed) r.installed += kc.count;
+    return r;
+  } catch (const SessionFail& f) {
+    return settle(l, activate_seq, f);
+  }
 }
 
 // Which side of the box a parked packet came in on: in L2 mode the first port faces the
@@ -411,6 +477,9 @@ struct MigrationEngine::OutSession {
   std::condition_variable cv;
   std::string signal;  // "", "pause", "resume", "abort"
   Clock::time_point pause_at{};
+  // ACTIVATE went out and no peer's answer came back (docs/WIRE.md, "Cut around activation"):
+  // the report says FAIL(TRANSFER), the VM stays frozen here, and the session waits on.
+  bool in_doubt = false;
 
   // Waits for a signal until timeout; returns it (consumed) or "".
   std::string wait_signal(int timeout_ms) {
@@ -427,6 +496,18 @@ struct MigrationEngine::OutSession {
   void set_phase(MigrationPhase p) {
     std::lock_guard<std::mutex> lock(mu);
     report.phase = p;
+  }
+  // A new attempt at an activation left in doubt, asked by `sig` (resume or abort; "" for the
+  // session's own timer). false: it was not in doubt.
+  bool leave_doubt(const std::string& sig) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!in_doubt) return false;
+    in_doubt = false;
+    report.phase = MigrationPhase::kActivating;
+    report.reason = FailReason::kNone;
+    report.detail.clear();
+    if (!sig.empty()) signal = sig;
+    return true;
   }
 };
 
@@ -646,14 +727,17 @@ std::pair<int, json> MigrationEngine::signal(const std::string& vm, const std::s
     s = it->second;
   }
   MigrationReport r = s->snapshot();
-  if (r.phase == MigrationPhase::kSucceeded || r.phase == MigrationPhase::kFailed)
-    return {409, {{"error", "migration of '" + vm + "' has ended"}, {"report", r.to_json()}}};
-  if (what == "pause" && r.phase != MigrationPhase::kPrecopy && r.phase != MigrationPhase::kPreparing)
-    return {409, {{"error", std::string("cannot pause in phase ") + migration_phase_name(r.phase)}}};
-  if (what == "resume" && r.phase != MigrationPhase::kFrozen && r.phase != MigrationPhase::kPrecopy &&
-      r.phase != MigrationPhase::kPreparing)
-    return {409, {{"error", std::string("cannot resume in phase ") + migration_phase_name(r.phase)}}};
-  {
+  // An activation left in doubt takes resume (ask the peer again now) and abort (take the VM
+  // back here); the answer is the outcome of that attempt.
+  const bool in_doubt = (what == "resume" || what == "abort") && s->leave_doubt(what);
+  if (!in_doubt) {
+    if (r.phase == MigrationPhase::kSucceeded || r.phase == MigrationPhase::kFailed)
+      return {409, {{"error", "migration of '" + vm + "' has ended"}, {"report", r.to_json()}}};
+    if (what == "pause" && r.phase != MigrationPhase::kPrecopy && r.phase != MigrationPhase::kPreparing)
+      return {409, {{"error", std::string("cannot pause in phase ") + migration_phase_name(r.phase)}}};
+    if (what == "resume" && r.phase != MigrationPhase::kFrozen && r.phase != MigrationPhase::kPrecopy &&
+        r.phase != MigrationPhase::kPreparing)
+      return {409, {{"error", std::string("cannot resume in phase ") + migration_phase_name(r.phase)}}};
     std::lock_guard<std::mutex> lock(s->mu);
     if (what == "pause") s->pause_at = Clock::now();
     s->signal = what;
@@ -731,6 +815,18 @@ void MigrationEngine::run_out(OutSession& s) {
     std::lock_guard<std::mutex> lock(s.mu);
     fn(s.report);
   };
+  auto count_links = [&](MigrationReport& r) {
+    r.bytes_sent = r.frames_sent = r.resumes = 0;
+    for (const Link& l : links) {
+      r.bytes_sent += l.bytes;
+      r.frames_sent += l.frames;
+      r.resumes += l.resumes;
+    }
+  };
+  // Parked packets shipped to the primary peer, kept here until it activates the VM: a
+  // rollback forwards them here (the peer drops its copies when it rolls back).
+  std::vector<rte_mbuf*> shipped;
+  bool rolled_back = false;
   try {
     // ---- prepare: authenticate, negotiate, ask for capacity -------------------------------
     for (const std::string& p : s.report.peers) {
@@ -870,8 +966,8 @@ void MigrationEngine::run_out(OutSession& s) {
     auto t_resume = Clock::now();
     update([&](MigrationReport& r) { r.phase = MigrationPhase::kActivating; });
     // Sends parked packets to the primary peer (where the VM runs now); the mbufs are copied
-    // and freed first, so a failed send leaks nothing.
-    auto ship = [&](std::vector<rte_mbuf*> pkts) {
+    // and freed (or put in *keep) first, so a failed send leaks nothing.
+    auto ship = [&](std::vector<rte_mbuf*> pkts, std::vector<rte_mbuf*>* keep = nullptr) {
       std::vector<migrate::HeldPacketsMsg> msgs;
       for (size_t i = 0; i < pkts.size(); i += kHeldPerFrame) {
         migrate::HeldPacketsMsg& hm = msgs.emplace_back();
@@ -884,17 +980,83 @@ void MigrationEngine::run_out(OutSession& s) {
           hm.packets.push_back(std::move(hp));
         }
       }
-      for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);
+      const auto n = static_cast<uint64_t>(pkts.size());
+      if (keep) keep->insert(keep->end(), pkts.begin(), pkts.end());
+      else for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);
       for (const auto& hm : msgs) links[0].send(hm, mid, tmo);
-      return static_cast<uint64_t>(pkts.size());
+      return n;
     };
-    uint64_t forwarded = ship(drain_hold(vs));
-    for (Link& l : links) l.send(migrate::ActivateMsg{}, mid, tmo);
-    uint64_t installed = 0;
-    for (Link& l : links) {
-      migrate::ActivatedMsg a = l.expect<migrate::ActivatedMsg>(tmo);
-      for (auto& kc : a.installed) installed += kc.count;
+    uint64_t forwarded = ship(drain_hold(vs), &shipped);
+
+    // The commit point: once ACTIVATE may have reached a peer, this instance never rolls back
+    // on its own, since the peer may forward the VM's traffic already. A cut link is resumed
+    // (a silent one too); a peer whose answer cannot be had leaves the migration in doubt
+    // (docs/WIRE.md, "Cut around activation").
+    std::vector<uint64_t> activate_seq;
+    std::vector<std::optional<Activation>> act(links.size());
+    for (size_t i = 0; i < links.size(); i++) {
+      Link& l = links[i];
+      l.silence_is_drop = true;
+      activate_seq.push_back(l.seq + 1);
+      try {
+        l.send(migrate::ActivateMsg{}, mid, tmo);
+      } catch (const SessionFail& f) {
+        act[i] = settle(l, activate_seq[i], f);
+      }
     }
+    for (size_t i = 0; i < links.size(); i++)
+      if (!act[i]) act[i] = await_activated(links[i], activate_seq[i], tmo, false);
+    for (bool reported = false;; reported = true) {
+      std::string unknown;
+      for (size_t i = 0; i < links.size(); i++)
+        if (act[i]->outcome == Outcome::kUnknown)
+          unknown += (unknown.empty() ? "" : "; ") + act[i]->detail;
+      if (unknown.empty()) break;
+      // In doubt. Forwarding here could duplicate a peer that runs the VM, deleting here could
+      // lose the VM if no peer does: the VM stays frozen (its packets parked, then dropped
+      // when the hold ring is full) until a peer answers or the operator decides.
+      update([&](MigrationReport& r) {
+        r.reason = FailReason::kTransfer;
+        r.detail = "activation outcome unknown: ACTIVATE sent, no ACTIVATED (" + unknown +
+                   "); vm " + r.vm + " stays frozen here until the peer answers (asked again "
+                   "every " + std::to_string(kInDoubtRetryMs / 1000) + " s and on resume); "
+                   "abort takes it back here, only if the peer does not run it";
+        r.phase = MigrationPhase::kFailed;
+        r.held_packets = vs.held.load();
+        r.lost_packets = vs.hold_dropped.load();
+        count_links(r);
+        s.in_doubt = true;
+        s.signal.clear();  // a signal from before the doubt does not decide it
+      });
+      if (!reported) finish(s.snapshot());  // once: a retry that changes nothing is no news
+      const std::string sig = running_ ? s.wait_signal(kInDoubtRetryMs) : "";
+      if (!running_) {  // the daemon stops: nothing decides for the operator, the VM stays frozen
+        for (rte_mbuf* m : shipped) rte_pktmbuf_free(m);
+        return;
+      }
+      if (sig == "abort")
+        throw SessionFail{FailReason::kAborted, "aborted by the operator while the activation "
+                                                "at the peer was unknown: " + unknown};
+      s.leave_doubt("");  // the timer's retry (a signal has left the doubt already)
+      for (size_t i = 0; i < links.size(); i++)
+        if (act[i]->outcome == Outcome::kUnknown)
+          act[i] = await_activated(links[i], activate_seq[i], tmo, true);
+    }
+    // Every outcome is known. No peer activated: roll back here, as they did.
+    uint64_t installed = 0;
+    bool any_active = false;
+    const Activation* refused = nullptr;
+    for (const auto& a : act) {
+      if (a->outcome == Outcome::kActive) {
+        any_active = true;
+        installed += a->installed;
+      } else if (!refused) {
+        refused = &*a;
+      }
+    }
+    if (!any_active) throw SessionFail{refused->reason, refused->detail, true};
+    for (rte_mbuf* m : shipped) rte_pktmbuf_free(m);
+    shipped.clear();
     double activation_ms = ms_since(t_resume);
     double freeze_ms = ms_since(t_pause);
     update([&](MigrationReport& r) {
@@ -946,14 +1108,22 @@ void MigrationEngine::run_out(OutSession& s) {
       r.held_packets = vs.held.load();
       r.lost_packets = vs.hold_dropped.load() + late_lost;
       r.phase = MigrationPhase::kSucceeded;
+      if (refused) {  // several peers, some refused: the VM runs at those that activated it
+        r.phase = MigrationPhase::kFailed;
+        r.reason = refused->reason;
+        r.detail = "activated at some peers only: " + refused->detail;
+      }
     });
   } catch (const SessionFail& f) {
     // Rollback: the VM keeps running here exactly as before.
+    rolled_back = true;
     if (tracking || vs.state.load() == VmState::kFrozen) {
       vs.state.store(VmState::kLocal, std::memory_order_seq_cst);
       dp_.grace_period();
     }
-    uint64_t lost = reinject(dp_, drain_hold(vs));
+    // The packets shipped to the peer are older than those still parked.
+    uint64_t lost = reinject(dp_, shipped) + reinject(dp_, drain_hold(vs));
+    shipped.clear();
     for (Link& l : links) {
       if (!l.link || !l.link->is_open()) continue;
       migrate::AbortMsg a;
@@ -970,17 +1140,12 @@ void MigrationEngine::run_out(OutSession& s) {
       r.phase = MigrationPhase::kFailed;
     });
   }
-  for (Link& l : links) {
-    std::lock_guard<std::mutex> lock(s.mu);
-    s.report.bytes_sent += l.bytes;
-    s.report.frames_sent += l.frames;
-    s.report.resumes += l.resumes;
-  }
+  update(count_links);
   for (Link& l : links)
     if (l.link) l.link->close();
   {
     std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
-    if (s.report.phase == MigrationPhase::kFailed) {
+    if (rolled_back) {
       dp_.grace_period();
       dp_.vms().close_migration_rings(s.vm);
     }
@@ -1047,10 +1212,32 @@ void MigrationEngine::hand_back(std::unique_ptr<PeerLink> plink, const Frame& f)
   if (!s && others)
     return refuse(FailReason::kAuth, "migration " + std::to_string(mid) +
                                          " was started by another peer");
-  if (!s)
+  if (s) return s->offer(std::move(plink), rm);
+  // It ended here. A source whose activation was left in doubt asks how: ACTIVATED if this
+  // instance activated the VM (as it answered then), ABORT if it rolled back; FAIL when it no
+  // longer remembers (docs/WIRE.md, "Cut around activation").
+  std::optional<MigrationReport> past;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto h = history_.rbegin(); h != history_.rend() && !past; ++h)
+      if (h->role == "destination" && h->id == mid && h->peers == std::vector{plink->peer_name()})
+        past = *h;
+  }
+  if (!past)
     return refuse(FailReason::kTransfer, "no migration " + std::to_string(mid) +
                                              " here (it ended or was rolled back)");
-  s->offer(std::move(plink), rm);
+  BLOG_INFO("migrate", "RESUME of migration %lu from %s after its end here: %s", mid,
+            plink->peer_name().c_str(), migrate::fail_reason_name(past->reason));
+  if (past->reason == FailReason::kNone) {
+    migrate::ActivatedMsg am;
+    am.installed = conn_counts(past->entries_installed);
+    plink->send(migrate::encode_frame(am, mid, 1, f.header.version), 200);
+  } else {
+    migrate::AbortMsg am{past->reason, "migration " + std::to_string(mid) +
+                                           " was rolled back here: " + past->detail};
+    plink->send(migrate::encode_frame(am, mid, 1, f.header.version), 200);
+  }
+  plink->close();
 }
 
 void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {

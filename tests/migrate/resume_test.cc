@@ -3,7 +3,10 @@
 // A migration whose TCP connection is cut goes on from the last acknowledged frame (docs/WIRE.md,
 // "Sequence, ACK and resume"): two MigrationEngines, each over its own Dataplane (no ports, one
 // worker), talk mutual TLS over loopback through a small TCP proxy that cuts the connection
-// after a given number of source->destination bytes and can then refuse new connections.
+// after a given number of source->destination bytes, or silences one direction and cuts on
+// demand, and can then refuse new connections. The cases around ACTIVATE follow docs/WIRE.md,
+// "Cut around activation": whatever the cut, the VM never ends up forwarded by both instances,
+// and the packets parked at the source are forwarded exactly once, by one of them.
 //
 // No lcore runs: a pump thread is the owner of every shard (it applies the installer's and the
 // deleter's commands with Worker::housekeeping), and the test thread changes the source's
@@ -13,11 +16,15 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,10 +58,41 @@ uint16_t free_port() {
   return ntohs(sa.sin_port);
 }
 
+// Counts whole TLS records in one direction of a connection (RFC 8446 section 5.1: a 5-byte
+// header whose last two bytes are the length). Every migration frame here is one record, so
+// the count says which frame a cut lands after.
+class RecordCounter {
+ public:
+  // Takes the next n bytes of the stream; returns how many records they completed.
+  int feed(const char* p, size_t n) {
+    int done = 0;
+    for (size_t i = 0; i < n;) {
+      if (have_ < sizeof head_) {
+        head_[have_++] = static_cast<uint8_t>(p[i++]);
+        if (have_ == sizeof head_) body_left_ = static_cast<size_t>(head_[3] << 8 | head_[4]);
+      } else {
+        const size_t take = std::min(body_left_, n - i);
+        i += take;
+        body_left_ -= take;
+      }
+      if (have_ == sizeof head_ && body_left_ == 0) {
+        done++;
+        have_ = 0;
+      }
+    }
+    return done;
+  }
+
+ private:
+  uint8_t head_[5] = {};
+  size_t have_ = 0, body_left_ = 0;
+};
+
 // Forwards 127.0.0.1:port() to 127.0.0.1:upstream, one thread, poll()-driven. cut_after(n)
 // arms a cut: once n more bytes went source->destination, both sockets of that connection are
 // closed (each side sees the connection end). With stay_down, every later connection is closed
-// as soon as it is accepted (the destination looks gone).
+// as soon as it is accepted (the destination looks gone) until bring_up(). mute() silences the
+// open connections one way (bytes read and dropped, no side sees an end), cut_now() cuts them.
 class CutProxy {
  public:
   explicit CutProxy(uint16_t upstream) : upstream_(upstream) {
@@ -83,12 +121,29 @@ class CutProxy {
     cut_left_ = static_cast<int64_t>(bytes);
     stay_down_ = stay_down;
   }
+  // From now on the open connections lose every byte sent one way, as a path that went
+  // silent: no reset, no end. Later connections are not affected.
+  void mute(bool to_destination) {
+    std::lock_guard<std::mutex> lock(mu_);
+    mute_req_[to_destination] = true;
+  }
+  // Whole TLS records (frames) lost that way so far.
+  int muted_records(bool to_destination) const { return muted_[to_destination].load(); }
+  // Cuts the open connections now, as cut_after does.
+  void cut_now(bool stay_down = false) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cut_req_ = true;
+    stay_down_ = stay_down;
+  }
+  void bring_up() { down_ = false; }
   int cuts() const { return cuts_.load(); }
   int connections() const { return connections_.load(); }
 
  private:
   struct Pair {
     int down = -1, up = -1;  // source side, destination side
+    bool muted[2] = {false, false};  // [to_destination]: bytes that way are dropped
+    RecordCounter lost[2];
   };
   static void close_pair(Pair& p) {
     for (int* fd : {&p.down, &p.up})
@@ -118,11 +173,27 @@ class CutProxy {
     connections_++;
     pairs_.push_back({c, u});
   }
+  // Applies mute() and cut_now() to the open connections.
+  void take_requests() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Pair& p : pairs_)
+      for (int d = 0; d < 2; d++) p.muted[d] |= mute_req_[d];
+    mute_req_[0] = mute_req_[1] = false;
+    if (!cut_req_) return;
+    cut_req_ = false;
+    for (Pair& p : pairs_) close_pair(p);
+    cuts_++;
+    down_ = stay_down_;
+  }
   // Moves what is readable on `from` to `to`; false when the connection is over.
   bool pump(Pair& p, bool to_destination) {
     char buf[16384];
     ssize_t n = ::read(to_destination ? p.down : p.up, buf, sizeof buf);
     if (n <= 0) return false;
+    if (p.muted[to_destination]) {
+      muted_[to_destination] += p.lost[to_destination].feed(buf, static_cast<size_t>(n));
+      return true;
+    }
     ssize_t pass = n;
     bool cut = false;
     if (to_destination) {
@@ -148,12 +219,15 @@ class CutProxy {
   }
   void run() {
     while (!stop_) {
+      take_requests();
+      std::erase_if(pairs_, [](const Pair& p) { return p.down < 0; });
       std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
       for (auto& p : pairs_) {
         fds.push_back({p.down, POLLIN, 0});
         fds.push_back({p.up, POLLIN, 0});
       }
       if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      take_requests();  // bytes that woke us were sent after a request made during the poll
       if (fds[0].revents) accept_one();
       for (size_t i = 0; i < pairs_.size() && 1 + 2 * i < fds.size(); i++) {
         bool ok = true;
@@ -173,12 +247,15 @@ class CutProxy {
   std::mutex mu_;
   int64_t cut_left_ = -1;  // bytes until the cut; -1 = not armed
   bool stay_down_ = false;
+  bool mute_req_[2] = {false, false};
+  bool cut_req_ = false;
   std::atomic<bool> down_{false};
   std::atomic<int> cuts_{0}, connections_{0};
+  std::atomic<int> muted_[2] = {0, 0};
 };
 
 std::string yaml(const std::string& instance, bool source, uint16_t listen, uint16_t peer,
-                 int grace_ms) {
+                 int grace_ms, int timeout_ms) {
   Pki& p = Pki::get();
   const std::string me = source ? "a" : "b";
   std::string y = "instance: " + instance +
@@ -193,7 +270,8 @@ std::string yaml(const std::string& instance, bool source, uint16_t listen, uint
                   "migration:\n"
                   "  cert: " + p.path(me + ".pem") + "\n  key: " + p.path(me + ".key") +
                   "\n  ca: " + p.path("ca.pem") +
-                  "\n  timeout_ms: 1000\n  resume_grace_ms: " + std::to_string(grace_ms) + "\n";
+                  "\n  timeout_ms: " + std::to_string(timeout_ms) +
+                  "\n  resume_grace_ms: " + std::to_string(grace_ms) + "\n";
   if (source) {
     y += "  peers:\n    - {name: b, address: \"127.0.0.1:" + std::to_string(peer) + "\"}\n";
     y += "vms:\n  - {name: web1, mac: \"02:00:00:00:01:10\", ipv4: [10.1.0.10]}\n";
@@ -229,6 +307,10 @@ FlowKey key_of(uint32_t i) {
   return k;
 }
 
+bool precopy_acked(const nlohmann::json& r) {
+  return r["phase"] == "precopy" && r["rounds"].get<int>() >= 2;
+}
+
 // What the destination must hold in the end: per key, the entry's version and moving fields.
 struct Expect {
   uint32_t version = 0;
@@ -240,13 +322,13 @@ class Resume : public ::testing::Test {
  protected:
   static constexpr uint32_t kFlows = 3000;  // ~330 KiB of snapshot: three ENTRIES frames
 
-  void start(int grace_ms = 3000) {
+  void start(int grace_ms = 3000, int timeout_ms = 1000) {
     ASSERT_TRUE(Pki::get().ok()) << "openssl CLI failed to make the test PKI";
     static int n = 0;
     const uint16_t b_port = free_port();
     proxy_ = std::make_unique<CutProxy>(b_port);
-    a_ = make_dp(yaml("ra" + std::to_string(n), true, 0, proxy_->port(), grace_ms));
-    b_ = make_dp(yaml("rb" + std::to_string(n++), false, b_port, 0, grace_ms));
+    a_ = make_dp(yaml("ra" + std::to_string(n), true, 0, proxy_->port(), grace_ms, timeout_ms));
+    b_ = make_dp(yaml("rb" + std::to_string(n++), false, b_port, 0, grace_ms, timeout_ms));
     ASSERT_TRUE(a_ && b_);
     b_address_ = "127.0.0.1:" + std::to_string(b_port);
     vm_a_ = *a_->vms().find_by_name("web1");
@@ -363,6 +445,99 @@ class Resume : public ::testing::Test {
     }
   }
 
+  // ---- around activation ----
+  static constexpr uint32_t kParked = 8;  // packets parked at the source: one HELD_PACKETS frame
+
+  // Pre-copy, pause, then kParked packets parked at the source as its workers would park them;
+  // the mbufs in use in each pool are noted first.
+  void freeze_with_parked_packets() {
+    auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
+    ASSERT_EQ(code, 202) << body.dump();
+    nlohmann::json r = wait_source(precopy_acked);
+    ASSERT_TRUE(precopy_acked(r)) << r.dump();
+    std::tie(code, r) = ea_->signal("web1", "pause");
+    ASSERT_EQ(code, 200) << r.dump();
+    a_mbufs_ = rte_mempool_in_use_count(a_->pool());
+    b_mbufs_ = rte_mempool_in_use_count(b_->pool());
+    VmSlot& vs = a_->vms().slot(vm_a_);
+    ASSERT_EQ(vs.state.load(), VmState::kFrozen);
+    for (uint32_t i = 0; i < kParked; i++) {
+      rte_mbuf* m = rte_pktmbuf_alloc(a_->pool());
+      ASSERT_NE(m, nullptr);
+      char* p = rte_pktmbuf_append(m, 128);
+      ASSERT_NE(p, nullptr);
+      std::memset(p, 0, 128);
+      ASSERT_EQ(rte_ring_mp_enqueue(vs.hold, m), 0);
+      vs.held++;
+    }
+  }
+  // The resume signal, on a thread of its own: it answers once the activation has an outcome.
+  std::future<std::pair<int, nlohmann::json>> resume_async() {
+    return std::async(std::launch::async, [this] { return ea_->signal("web1", "resume"); });
+  }
+  template <typename Pred>
+  static bool eventually(Pred p, int ms = 5000) {
+    for (auto t0 = Clock::now(); Clock::now() - t0 < std::chrono::milliseconds(ms); usleep(2000))
+      if (p()) return true;
+    return p();
+  }
+  static std::optional<VmState> vm_state(Dataplane& dp) {
+    std::lock_guard<std::mutex> lock(dp.vms().control_mutex());
+    auto vm = dp.vms().find_by_name("web1");
+    if (!vm) return std::nullopt;
+    return dp.vms().slot(*vm).state.load();
+  }
+  // How many of the source's reports (finished, or running) say `result`. A report joins the
+  // history a moment after its phase says it ended.
+  int source_results(const std::string& result) {
+    int n = 0;
+    for (auto& r : ea_->list()) n += r["role"] == "source" && r["result"] == result;
+    return n;
+  }
+  // The activation was left in doubt: the source reports TRANSFER saying so and keeps the VM
+  // frozen with every entry and every parked packet (the shipped ones too), forwarding none.
+  void expect_source_in_doubt() {
+    nlohmann::json r = source_report();
+    EXPECT_EQ(r["result"], "TRANSFER") << r.dump();
+    EXPECT_NE(r["detail"].get<std::string>().find("activation outcome unknown"), std::string::npos)
+        << r.dump();
+    EXPECT_EQ(vm_state(*a_), VmState::kFrozen);
+    EXPECT_EQ(a_->shard(0).size(), kFlows);
+    EXPECT_EQ(rte_mempool_in_use_count(a_->pool()), a_mbufs_ + kParked);
+    EXPECT_EQ(source_results("SUCCESS"), 0);
+  }
+  // The VM is the destination's: active there with every entry and the parked packets
+  // forwarded there once; gone from the source, which reported SUCCESS once and freed them.
+  void expect_handed_over() {
+    EXPECT_EQ(source_report()["result"], "SUCCESS") << source_report().dump();
+    EXPECT_TRUE(eventually([&] { return source_results("SUCCESS") > 0; }, 2000));
+    EXPECT_EQ(source_results("SUCCESS"), 1);
+    EXPECT_FALSE(vm_state(*a_)) << "the source keeps the VM after SUCCESS";
+    EXPECT_EQ(a_->shard(0).size(), 0u);
+    EXPECT_EQ(rte_mempool_in_use_count(a_->pool()), a_mbufs_);
+    nlohmann::json d = wait_destination_done();
+    EXPECT_EQ(d["result"], "SUCCESS") << d.dump();
+    expect_destination_holds_exactly_the_source();
+    EXPECT_EQ(rte_mempool_in_use_count(b_->pool()), b_mbufs_ + kParked)
+        << "the parked packets reach the destination's pipeline exactly once";
+    EXPECT_EQ(d["packets"]["forwarded"].get<uint64_t>(), kParked) << d.dump();
+    EXPECT_EQ(d["packets"]["lost"].get<uint64_t>(), 0u) << d.dump();
+  }
+  // The VM is the source's again: local with every entry, the parked packets forwarded there
+  // once; the destination rolled back (no VM, no entry, no packet kept).
+  void expect_both_rolled_back() {
+    EXPECT_EQ(vm_state(*a_), VmState::kLocal);
+    EXPECT_EQ(a_->shard(0).size(), kFlows);
+    EXPECT_EQ(rte_mempool_in_use_count(a_->pool()), a_mbufs_ + kParked)
+        << "the parked packets reach the source's pipeline exactly once";
+    EXPECT_EQ(source_results("SUCCESS"), 0);
+    nlohmann::json d = wait_destination_done();
+    EXPECT_NE(d["result"], "SUCCESS") << d.dump();
+    EXPECT_FALSE(vm_state(*b_));
+    EXPECT_EQ(b_->shard(0).size(), 0u);
+    EXPECT_EQ(rte_mempool_in_use_count(b_->pool()), b_mbufs_);
+  }
+
   std::unique_ptr<CutProxy> proxy_;
   std::unique_ptr<Dataplane> a_, b_;
   std::unique_ptr<MigrationEngine> ea_, eb_;
@@ -373,11 +548,8 @@ class Resume : public ::testing::Test {
   std::atomic<bool> stop_pump_{false};
   std::map<uint32_t, uint32_t> slots_;
   std::map<uint32_t, Expect> expect_;
+  unsigned a_mbufs_ = 0, b_mbufs_ = 0;  // mbufs in use before packets were parked
 };
-
-bool precopy_acked(const nlohmann::json& r) {
-  return r["phase"] == "precopy" && r["rounds"].get<int>() >= 2;
-}
 
 TEST_F(Resume, LinkCutInTheSnapshotResumesAndTheDestinationHoldsEveryEntry) {
   ASSERT_NO_FATAL_FAILURE(start());
@@ -486,6 +658,148 @@ TEST_F(Resume, ResumeFromAnotherCertificateGetsAuthAndTheMigrationGoesOn) {
   EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
   EXPECT_EQ(r["resumes"].get<int>(), 0);
   expect_destination_holds_exactly_the_source();
+}
+
+// ---- cut around activation (docs/WIRE.md, "Cut around activation") ----------------------------
+
+// The source sent HELD_PACKETS and ACTIVATE, the destination got neither; the link is cut.
+TEST_F(Resume, ActivateLostInACutIsResentAndTheVmMovesOnce) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+  proxy_->mute(/*to_destination=*/true);
+  auto resumed = resume_async();
+  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }))
+      << "HELD_PACKETS and ACTIVATE should have left the source";
+  EXPECT_EQ(vm_state(*b_), VmState::kArriving);
+  proxy_->cut_now();
+  auto [code, r] = resumed.get();
+  EXPECT_EQ(code, 200) << r.dump();
+  EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
+  EXPECT_GE(r["resumes"].get<int>(), 1) << r.dump();
+  EXPECT_EQ(r["packets"]["forwarded"].get<uint64_t>(), kParked) << r.dump();
+  expect_handed_over();
+}
+
+// The destination activated the VM; its ACTIVATED is lost in the cut. It answers the RESUME
+// with ACTIVATED again.
+TEST_F(Resume, ActivatedLostInACutIsAnsweredAgainOnResume) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+  proxy_->mute(/*to_destination=*/false);
+  auto resumed = resume_async();
+  // ACK(HELD_PACKETS), ACTIVATED, ACK(ACTIVATE): all lost.
+  ASSERT_TRUE(eventually([&] {
+    return vm_state(*b_) == VmState::kLocal && proxy_->muted_records(false) >= 3;
+  }));
+  EXPECT_EQ(source_report()["phase"], "activating") << source_report().dump();
+  proxy_->cut_now();
+  auto [code, r] = resumed.get();
+  EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
+  EXPECT_GE(r["resumes"].get<int>(), 1) << r.dump();
+  expect_handed_over();
+}
+
+// As above, but nothing ends the connection: its silence, not a reset, makes the source come
+// back on a new one once timeout_ms has passed (the destination drops the old one then). It used to fail with TIMEOUT and roll back,
+// forwarding the VM's traffic while the destination did too.
+TEST_F(Resume, ActivatedLostOnASilentLinkIsAskedForOnANewConnection) {
+  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/3000, /*timeout_ms=*/600));
+  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+  proxy_->mute(/*to_destination=*/false);
+  auto resumed = resume_async();
+  ASSERT_TRUE(eventually([&] { return vm_state(*b_) == VmState::kLocal; }));
+  auto [code, r] = resumed.get();
+  EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
+  EXPECT_GE(r["resumes"].get<int>(), 1) << r.dump();
+  EXPECT_EQ(proxy_->cuts(), 0);
+  expect_handed_over();
+}
+
+// ACTIVATE went out and the destination stayed unreachable past the source's budget: the
+// activation is in doubt. The source keeps the VM frozen rather than forward it (the
+// destination might run it) and reports TRANSFER saying so. When the destination is back (still
+// holding the migration in its grace period), the resume signal asks again and the migration
+// completes: the destination receives ACTIVATE once and the parked packets once.
+TEST_F(Resume, InDoubtActivationCompletesWhenTheDestinationIsBack) {
+  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/4000, /*timeout_ms=*/600));
+  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+  proxy_->mute(/*to_destination=*/true);
+  auto resumed = resume_async();
+  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
+  proxy_->cut_now(/*stay_down=*/true);
+  auto [code, r] = resumed.get();
+  EXPECT_EQ(code, 502) << r.dump();
+  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  EXPECT_EQ(vm_state(*b_), VmState::kArriving) << "the destination waits for a RESUME";
+  proxy_->bring_up();
+  std::tie(code, r) = ea_->signal("web1", "resume");
+  EXPECT_EQ(code, 200) << r.dump();
+  EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
+  EXPECT_EQ(source_results("TRANSFER"), 1) << "the in-doubt report stays in the history";
+  expect_handed_over();
+}
+
+// The destination activated the VM, then stayed unreachable past the source's budget and past
+// its own grace period: its session has ended. The source stays frozen meanwhile; asked again,
+// the destination answers from its history that it activated the VM.
+TEST_F(Resume, InDoubtActivationIsConfirmedByADestinationThatAlreadyEndedIt) {
+  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/1000, /*timeout_ms=*/600));
+  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+  proxy_->mute(/*to_destination=*/false);
+  auto resumed = resume_async();
+  ASSERT_TRUE(eventually([&] {
+    return vm_state(*b_) == VmState::kLocal && proxy_->muted_records(false) >= 3;
+  }));
+  proxy_->cut_now(/*stay_down=*/true);
+  auto [code, r] = resumed.get();
+  EXPECT_EQ(code, 502) << r.dump();
+  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  EXPECT_EQ(vm_state(*b_), VmState::kLocal);
+  nlohmann::json d = wait_destination_done();
+  EXPECT_EQ(d["result"], "SUCCESS") << d.dump();
+  proxy_->bring_up();
+  std::tie(code, r) = ea_->signal("web1", "resume");
+  EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
+  expect_handed_over();
+}
+
+// ACTIVATE never reached the destination, which rolled back when its grace period ended. Asked
+// again, it says so (ABORT), and the source rolls back too: the VM is the source's again with
+// the parked packets, the shipped ones included.
+TEST_F(Resume, InDoubtActivationRollsBackWhenTheDestinationRolledBack) {
+  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/1000, /*timeout_ms=*/600));
+  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+  proxy_->mute(/*to_destination=*/true);
+  auto resumed = resume_async();
+  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
+  proxy_->cut_now(/*stay_down=*/true);
+  resumed.get();
+  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  nlohmann::json d = wait_destination_done();
+  EXPECT_EQ(d["result"], "TRANSFER") << d.dump();
+  proxy_->bring_up();
+  auto [code, r] = ea_->signal("web1", "resume");
+  EXPECT_EQ(code, 502) << r.dump();
+  EXPECT_EQ(r["result"], "TRANSFER") << r.dump();
+  EXPECT_NE(r["detail"].get<std::string>().find("rolled back here"), std::string::npos) << r.dump();
+  expect_both_rolled_back();
+}
+
+// The operator knows the destination does not run the VM: abort takes it back at the source,
+// which the destination never activated (it rolls back when its grace period ends).
+TEST_F(Resume, AbortTakesAnInDoubtVmBackAtTheSource) {
+  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/1000, /*timeout_ms=*/600));
+  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+  proxy_->mute(/*to_destination=*/true);
+  auto resumed = resume_async();
+  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
+  proxy_->cut_now(/*stay_down=*/true);
+  resumed.get();
+  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  auto [code, r] = ea_->signal("web1", "abort");
+  EXPECT_EQ(code, 200) << r.dump();
+  EXPECT_EQ(r["result"], "ABORTED") << r.dump();
+  expect_both_rolled_back();
 }
 
 }  // namespace
