@@ -258,7 +258,19 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
     if (workers > 1) {
       // A translated connection's owner follows what its translation keeps fixed
       // (translator.h); everything else hashes symmetrically.
-      const uint16_t owner = conn_owner(translator_, t, k, workers);
+      uint16_t owner = conn_owner(translator_, t, k, workers);
+      if (unlikely(pm.is_fragment) && translator_) {
+        // A translated connection's owner may depend on a port, which only the first fragment
+        // of a datagram carries: the later ones follow it, on the same ring after it (RSS
+        // hashes addresses only, so they all arrive here). One this worker has no note of
+        // stays here to be dropped: sent on by its port-less tuple, it could come back from a
+        // worker whose note points here. Without translation no owner depends on a port.
+        FragSlot& f = frag_slot(pm);
+        if (pm.first_fragment)
+          f.note(pm, owner, now_s_ + kFragLifetimeS);
+        else
+          owner = f.holds(pm) && now_s_ < f.expires ? f.owner : id_;
+      }
       if (owner != id_) {
         if (dp_.workers()[owner]->handoff(m))
           stats_.handoff_out++;
@@ -313,13 +325,35 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
     rte_mbuf* m = pkts[i];
     if (unlikely(pm.is_fragment && !pm.first_fragment)) {
       // Non-first fragments carry no ports: they pass if the first fragment of the same
-      // datagram was accepted (docs: fragments are tracked, not reassembled).
-      FragSlot& f = frag_slot(pm);
-      if (f.valid && f.id == pm.frag_id && f.src == pm.tuple.src && f.dst == pm.tuple.dst &&
-          f.proto == pm.tuple.proto && now_s_ < f.expires)
-        forward(m);
-      else
-        drop(m, DropReason::kFragment);
+      // datagram was accepted (docs: fragments are tracked, not reassembled), with the
+      // addresses it was translated to (worker.h, FragSlot).
+      const FragSlot& f = frag_slot(pm);
+      const bool seen = f.holds(pm);
+      if (!seen || !f.valid || now_s_ >= f.expires) {
+        // A translated flow's when we can tell: its first fragment was translated, or it is
+        // addressed to a NAT/LB address, which only translated connections use.
+        const bool xlated = seen ? f.xlate
+                                 : translator_ && pm.l3 == L3Kind::kIpv4 &&
+                                       translator_->is_service_address(pm.tuple.dst.as_v4());
+        drop(m, xlated ? DropReason::kXlateFragment : DropReason::kFragment);
+        continue;
+      }
+      if (f.xlate) {
+        PacketRewrite rw;
+        rw.src_addr = f.xlate_src;
+        rw.dst_addr = f.xlate_dst;
+        if (rewrite_packet(rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset,
+                           m->data_len - pm.l3_offset, rw) != XlateError::kOk) {
+          drop(m, DropReason::kXlateFragment);
+          continue;
+        }
+        stats_.xlated_packets++;
+        if (l3_ && f.xlate_dst != pm.tuple.dst.as_v4()) {  // routed as translate() does
+          const RouteEntry* r = router_->route(f.xlate_dst);
+          m->hash.usr = r ? static_cast<uint32_t>(router_->route_index(r)) : UINT32_MAX;
+        }
+      }
+      forward(m);
       continue;
     }
     // The bulk lookup ran before this burst created anything: a second packet of a flow
@@ -449,12 +483,11 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   }
   stats_.conn_created++;
   stats_.conns[conn_kind(proto, e.l4_state)]++;
-  if (pm.first_fragment) {
-    FragSlot& f = frag_slot(pm);
-    f = FragSlot{pm.tuple.src, pm.tuple.dst, pm.frag_id, pm.tuple.proto, true, now_s_ + kFragLifetimeS};
-  }
   if (vm) note_change(static_cast<uint32_t>(slot), table_->entry(slot));
   if (xv.kind == XlateVerdict::kTranslate) translate(m, pm, static_cast<uint32_t>(slot), true);
+  if (unlikely(pm.first_fragment))
+    frag_slot(pm).accept(pm, id_, now_s_ + kFragLifetimeS,
+                         translated ? rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset : nullptr);
   forward(m);
 }
 
@@ -526,11 +559,11 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
   table_->end_write(slot);
   if (e.age_class != old_class) table_->set_age_class(slot, e.age_class);
   if (e.vm_id) note_change(slot, e);
-  if (pm.first_fragment) {
-    FragSlot& f = frag_slot(pm);
-    f = FragSlot{pm.tuple.src, pm.tuple.dst, pm.frag_id, pm.tuple.proto, true, now_s_ + kFragLifetimeS};
-  }
-  if (e.flags & connflag::kXlate) translate(m, pm, slot, d == e.orig_dir());
+  const bool translated = e.flags & connflag::kXlate;
+  if (translated) translate(m, pm, slot, d == e.orig_dir());
+  if (unlikely(pm.first_fragment))
+    frag_slot(pm).accept(pm, id_, now_s_ + kFragLifetimeS,
+                         translated ? rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset : nullptr);
   forward(m);
 }
 
@@ -684,6 +717,22 @@ bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool or
 Worker::FragSlot& Worker::frag_slot(const PacketMeta& pm) {
   uint32_t h = pm.frag_id * 2654435761u ^ pm.tuple.src.b[3] ^ (pm.tuple.dst.b[3] << 8);
   return frags_[h % kFragSlots];
+}
+
+void Worker::FragSlot::note(const PacketMeta& pm, uint16_t to, uint32_t until) {
+  *this = FragSlot{pm.tuple.src, pm.tuple.dst, pm.frag_id, pm.tuple.proto};
+  owner = to;
+  expires = until;
+}
+
+void Worker::FragSlot::accept(const PacketMeta& pm, uint16_t self, uint32_t until,
+                              const uint8_t* xlated_ip) {
+  note(pm, self, until);
+  valid = true;
+  if (!xlated_ip) return;
+  xlate = true;
+  std::memcpy(&xlate_src, xlated_ip + 12, 4);
+  std::memcpy(&xlate_dst, xlated_ip + 16, 4);
 }
 
 // ---- mode l3 (router.h) ------------------------------------------------------------------------

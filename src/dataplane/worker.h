@@ -124,12 +124,31 @@ class Worker {
   void housekeeping();
 
  private:
+  // One datagram's fragments (tracked, not reassembled: docs/ARCHITECTURE.md). Later fragments
+  // carry no ports, so they are matched to the first fragment's decision by (src, dst, IP id,
+  // proto) and get what it got: passed if it was accepted, and for a translated connection the
+  // same addresses (their ports, and the L4 checksum over the whole datagram, are in the first
+  // fragment, which rewrite_v4 patched). With several workers the one that receives a first
+  // fragment also notes where it sent it (owner), so the later ones follow it there: a
+  // translated connection's owner may depend on a port (translator.h).
   struct FragSlot {
-    IpAddr src, dst;
+    IpAddr src, dst;      // as received
     uint32_t id = 0;
     uint8_t proto = 0;
-    bool valid = false;
+    bool valid = false;   // the first fragment was accepted by this worker
+    bool xlate = false;   // ... and translated: later fragments leave as xlate_src -> xlate_dst
+    uint16_t owner = 0;   // the worker the first fragment went to
+    be32 xlate_src, xlate_dst;
     uint32_t expires = 0;
+
+    bool holds(const PacketMeta& pm) const {
+      return id == pm.frag_id && src == pm.tuple.src && dst == pm.tuple.dst &&
+             proto == pm.tuple.proto;
+    }
+    // A first fragment was sent to worker `to` (not accepted yet), until `expires`.
+    void note(const PacketMeta& pm, uint16_t to, uint32_t until);
+    // ... and accepted by worker `self`; xlated_ip: its IPv4 header as translated, or nullptr.
+    void accept(const PacketMeta& pm, uint16_t self, uint32_t until, const uint8_t* xlated_ip);
   };
   static constexpr uint32_t kFragSlots = 1024;
 

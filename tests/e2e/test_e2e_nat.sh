@@ -6,9 +6,10 @@
 #   snat 10.1.0.0/24 -> pool 203.0.113.10 ports 20000-29999 (EIM, APDF)
 #   static 10.1.0.3 <-> 203.0.113.50; port forward tcp 203.0.113.10:8080 -> 10.1.0.2:8000
 # Asserts: the server sees the pool address (curl) and iperf3 runs through SNAT without a
-# retransmission timeout; a STUN-style probe from one local port to two destinations shows the
-# same outside port (endpoint-independent mapping) and an answer from another server port is
-# filtered (APDF) and counted; static NAT both ways; the port forward; hairpinning (in2 reaches
+# retransmission timeout; a fragmented ping (-s 4000) is answered with every fragment translated;
+# a STUN-style probe from one local port to two destinations shows the same outside port
+# (endpoint-independent mapping) and an answer from another server port is filtered (APDF) and
+# counted; static NAT both ways; the port forward; hairpinning (in2 reaches
 # in1 through 203.0.113.10:8080 and in1 sees in2's public address); the mapping in the API and
 # the counters in /metrics. Negative control: the same batond without the SNAT rule cannot
 # reach the server (its replies have no route to 10.1.0.0/24).
@@ -28,15 +29,17 @@ ip -n "$IN2" route add default via 10.1.0.1
 for l in ${BT}nbd ${BT}nsh; do sysctl -qw "net.ipv4.conf.$l.forwarding=0" 2>/dev/null || true; done
 
 API=127.0.0.1:$(free_port); MET=127.0.0.1:$(free_port)
-write_config() {  # file, with_snat
+write_config() {  # file, with_snat, [pmd: af_packet (default), or pcap with the interfaces' MACs]
+  local pmd=${3:-af_packet} opts=""
+  [ "$pmd" = pcap ] && opts=",phy_mac=1"
   cat >"$1" <<YAML
 instance: nat
 mode: l3
 workers: ${NAT_WORKERS:-2}
 eal: {file_prefix: ${BT}nat, memory_mb: 256, no_huge: true}
 ports:
-  - {name: outside, device: "net_af_packet0,iface=${BT}nsh", zone: outside}
-  - {name: inside, device: "net_af_packet1,iface=${BT}nbd", zone: inside}
+  - {name: outside, device: "net_${pmd}0,iface=${BT}nsh$opts", zone: outside}
+  - {name: inside, device: "net_${pmd}1,iface=${BT}nbd$opts", zone: inside}
 zones:
   - {name: outside, default: deny}
   - {name: inside, default: permit}
@@ -136,6 +139,30 @@ echo "$maps" | jq -e '[.[] | select(.inside == "10.1.0.2:5000" and .outside == "
 tr=$(metric_sum "$MET" baton_conn_translated_total)
 [ "$tr" -ge 6 ] || fail "conn_translated_total is $tr"
 log "API lists $(echo "$maps" | jq length) mappings; $tr translated connections"
+stop_batond "$PID"
+
+# --- fragments through SNAT: ping -s 4000, three fragments each way ---------------------------
+# On the pcap PMD: af_packet's fanout group (DPDK sets PACKET_FANOUT_FLAG_DEFRAG) has the kernel
+# reassemble IPv4 fragments before batond sees them, and cuts the 4028-byte datagram to its
+# 2048-byte ring frame. Only the first fragment carries the ICMP identifier SNAT translates; the
+# server reassembles a request only if every fragment comes from the pool address, and in1 gets
+# a reply only if every fragment of it reaches 10.1.0.2.
+write_config "$WORK/frag.yaml" yes pcap
+start_batond "$WORK/frag.yaml" "$API" frag; PID=$BATOND_PID
+ip netns exec "$IN1" ping -c 2 -i 0.3 -W 2 203.0.113.9 >/dev/null || true  # a new batond resolves both neighbours
+bg ip netns exec "$SRV" tcpdump -U --immediate-mode -i eth0 -n -w "$WORK/frag.pcap" icmp 2>"$WORK/tcpdump.err"
+TCPD=${PIDS[-1]}
+for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+sleep 0.2
+ip netns exec "$IN1" ping -c 3 -i 0.3 -W 2 -s 4000 203.0.113.9 >"$WORK/ping_frag.out" || true
+sleep 1.2  # libpcap hands packets over per ring block; let it time out
+kill "$TCPD" 2>/dev/null; wait "$TCPD" 2>/dev/null || true
+replies=$(grep -c "bytes from 203.0.113.9" "$WORK/ping_frag.out" || true)
+later=$(tcpdump -r "$WORK/frag.pcap" -n 'src host 203.0.113.10 and ip[6:2] & 0x1fff != 0' 2>/dev/null | wc -l)
+leaked=$(tcpdump -r "$WORK/frag.pcap" -n 'src net 10.1.0.0/24' 2>/dev/null | wc -l)
+log "ping -s 4000 through SNAT: $replies replies; the server saw $later later fragments from the pool address, $leaked packets from inside addresses"
+[ "$replies" -ge 3 ] || { cat "$WORK/ping_frag.out"; fail "fragmented echo through SNAT: $replies of 3 replies"; }
+[ "$later" -ge 6 ] && [ "$leaked" -eq 0 ] || fail "fragments reached the server untranslated ($later from the pool, $leaked from inside)"
 stop_batond "$PID"
 
 # --- negative control: no SNAT, no way back ---------------------------------------------------

@@ -14,8 +14,10 @@
 #include <rte_mbuf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <set>
 #include <string>
 #include <tuple>
@@ -39,7 +41,9 @@ using namespace tcpflag;
 class EalEnv : public ::testing::Environment {
  public:
   void SetUp() override {
+    // Lcores 1 and 2 for the two-worker case's worker threads (sharing the machine's CPUs).
     std::vector<std::string> args = {"xlate_pipeline_test", "--no-huge", "-m", "256", "--no-pci",
+                                     "--lcores", "0@0,1@(0-1),2@(0-1)",
                                      "--file-prefix", "xlate_test_" + std::to_string(getpid()),
                                      "--log-level=error"};
     std::vector<char*> argv;
@@ -852,6 +856,279 @@ TEST_F(XlateMigration, Version2PeerGetsStaticNatWithoutParts) {
   ASSERT_NO_FATAL_FAILURE(final_delta());
   EXPECT_EQ(inst()->failed, 0u) << inst()->conflict;
   EXPECT_EQ(b_->xlate(0)->size(), 1u);
+}
+
+// ---- fragments of translated datagrams ----------------------------------------------------------
+
+// The fragments a host sends for `whole` (an Ethernet + 20-byte IPv4 header frame from the
+// builder): up to `chunk` bytes (a multiple of 8) of its IP payload each, the headers copied
+// with the fragment's length, offset and MF bit, the header checksum recomputed.
+constexpr size_t kL2 = 14, kIpHdr = 20, kChunk = 800;
+void set_ip_checksum(uint8_t* ip) {
+  ip[10] = ip[11] = 0;
+  const uint16_t c = pktgen::inet_checksum(ip, kIpHdr);
+  ip[10] = uint8_t(c >> 8), ip[11] = uint8_t(c);
+}
+std::vector<Bytes> fragment(const Bytes& whole, size_t chunk = kChunk) {
+  std::vector<Bytes> out;
+  const size_t n = whole.size() - kL2 - kIpHdr;
+  for (size_t off = 0; off < n; off += chunk) {
+    const size_t len = std::min(chunk, n - off);
+    Bytes f(whole.begin(), whole.begin() + kL2 + kIpHdr);
+    f.insert(f.end(), whole.begin() + kL2 + kIpHdr + off, whole.begin() + kL2 + kIpHdr + off + len);
+    uint8_t* ip = f.data() + kL2;
+    const uint16_t total = uint16_t(kIpHdr + len);
+    const uint16_t flags = uint16_t((off + len < n ? 0x2000 : 0) | off / 8);
+    ip[2] = uint8_t(total >> 8), ip[3] = uint8_t(total);
+    ip[6] = uint8_t(flags >> 8), ip[7] = uint8_t(flags);
+    set_ip_checksum(ip);
+    out.push_back(f);
+  }
+  return out;
+}
+
+// The datagram the receiver reassembles from fragments in order (header of the first, offsets
+// and MF cleared): its L4 checksum covers every fragment's payload.
+Bytes reassemble(const std::vector<Bytes>& frags) {
+  Bytes whole(frags[0].begin(), frags[0].begin() + kL2 + kIpHdr);
+  for (const Bytes& f : frags) whole.insert(whole.end(), f.begin() + kL2 + kIpHdr, f.end());
+  uint8_t* ip = whole.data() + kL2;
+  const uint16_t total = uint16_t(whole.size() - kL2);
+  ip[2] = uint8_t(total >> 8), ip[3] = uint8_t(total);
+  ip[6] = ip[7] = 0;
+  set_ip_checksum(ip);
+  return whole;
+}
+
+uint16_t ip_id_of(const Bytes& frame) { return uint16_t(frame[kL2 + 4] << 8 | frame[kL2 + 5]); }
+Bytes ip_src_of(const Bytes& frame) { return Bytes(&frame[kL2 + 12], &frame[kL2 + 16]); }
+Bytes ip_dst_of(const Bytes& frame) { return Bytes(&frame[kL2 + 16], &frame[kL2 + 20]); }
+
+Bytes pattern(size_t n, uint8_t seed) {
+  Bytes b(n);
+  for (size_t i = 0; i < n; i++) b[i] = uint8_t(seed + i * 7 + (i >> 8));
+  return b;
+}
+
+class XlateFragments : public XlatePipeline {
+ protected:
+  std::vector<Bytes> send(const Bytes& whole, uint16_t from, uint16_t to) {
+    std::vector<Bytes> out;
+    for (const Bytes& f : fragment(whole)) {
+      auto o = run(f, from);
+      EXPECT_EQ(o.size(), 1u) << "fragment " << out.size() << " dropped; fragment drops "
+                              << drops(DropReason::kFragment) << ", xlate_fragment "
+                              << drops(DropReason::kXlateFragment);
+      if (o.empty()) return out;
+      EXPECT_EQ(o[0].port, to);
+      out.push_back(o[0].frame);
+    }
+    return out;
+  }
+};
+
+// What left is exactly `want` fragmented as the sender fragmented it: every fragment has the
+// translated addresses, its IP id, and a correct header checksum (recomputed here), and the
+// reassembled datagram's L4 checksum is right (the first fragment's carries the whole change).
+void expect_fragments_of(const std::vector<Bytes>& got, const Bytes& want) {
+  const std::vector<Bytes> want_frags = fragment(want);
+  ASSERT_EQ(got.size(), want_frags.size());
+  for (size_t i = 0; i < got.size(); i++) {
+    EXPECT_TRUE(pktgen::ipv4_checksum_ok(got[i].data(), got[i].size())) << "fragment " << i;
+    EXPECT_EQ(ip_src_of(got[i]), ip_src_of(want)) << "fragment " << i;
+    EXPECT_EQ(ip_dst_of(got[i]), ip_dst_of(want)) << "fragment " << i;
+    EXPECT_EQ(ip_id_of(got[i]), ip_id_of(want)) << "fragment " << i;
+    EXPECT_EQ(got[i], want_frags[i]) << "fragment " << i;
+  }
+  EXPECT_TRUE(pktgen::l4_checksum_ok(reassemble(got)));
+}
+
+TEST_F(XlateFragments, SnatTranslatesEveryFragmentOfADatagramBothWays) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
+  const Bytes q = pattern(2000, 1), r = pattern(1700, 2);  // 3 fragments each
+  auto out = send(from_host(0).ipv4("10.1.0.5", "203.0.113.9").ip_id(4242).udp(5000, 53).payload(q).build(), kIn, kOut);
+  ASSERT_EQ(out.size(), 3u);
+  const uint16_t p = sport_of(out[0]);
+  expect_fragments_of(out, to_remote().ipv4("203.0.113.10", "203.0.113.9").ttl(63).ip_id(4242).udp(p, 53).payload(q).build());
+  // The answer, fragmented by the remote host, reaches the inside host in every fragment.
+  auto back = send(from_remote().ipv4("203.0.113.9", "203.0.113.10").ip_id(999).udp(53, p).payload(r).build(), kOut, kIn);
+  expect_fragments_of(back, to_host(0).ipv4("203.0.113.9", "10.1.0.5").ttl(63).ip_id(999).udp(53, 5000).payload(r).build());
+  EXPECT_EQ(w_->stats().xlated_packets, 6u);
+  EXPECT_EQ(w_->stats().dropped, 0u);
+}
+
+// ping -s 4000 through SNAT: the first fragment carries the identifier SNAT translates.
+TEST_F(XlateFragments, SnatTranslatesAFragmentedIcmpEchoBothWays) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
+  const Bytes data = pattern(4000, 3);
+  auto out = send(from_host(0).ipv4("10.1.0.5", "203.0.113.9").ip_id(7).icmp_echo(77, 1).payload(data).build(), kIn, kOut);
+  ASSERT_EQ(out.size(), 6u);
+  const uint16_t id = uint16_t(out[0][38] << 8 | out[0][39]);
+  EXPECT_NE(id, 77);
+  expect_fragments_of(out, to_remote().ipv4("203.0.113.10", "203.0.113.9").ttl(63).ip_id(7).icmp_echo(id, 1).payload(data).build());
+  auto back = send(from_remote().ipv4("203.0.113.9", "203.0.113.10").ip_id(8).icmp_echo(id, 1, false).payload(data).build(), kOut, kIn);
+  expect_fragments_of(back, to_host(0).ipv4("203.0.113.9", "10.1.0.5").ttl(63).ip_id(8).icmp_echo(77, 1, false).payload(data).build());
+}
+
+TEST_F(XlateFragments, StaticNatTranslatesInboundFragmentsToTheInsideHost) {
+  start([](Config& c) { c.nat.static_nat.push_back({v4("10.1.0.5"), v4("203.0.113.50")}); });
+  const Bytes q = pattern(2000, 4), r = pattern(900, 5);
+  auto in = send(from_remote().ipv4("203.0.113.9", "203.0.113.50").ip_id(11).udp(5353, 53).payload(q).build(), kOut, kIn);
+  expect_fragments_of(in, to_host(0).ipv4("203.0.113.9", "10.1.0.5").ttl(63).ip_id(11).udp(5353, 53).payload(q).build());
+  auto out = send(from_host(0).ipv4("10.1.0.5", "203.0.113.9").ip_id(12).udp(53, 5353).payload(r).build(), kIn, kOut);
+  expect_fragments_of(out, to_remote().ipv4("203.0.113.50", "203.0.113.9").ttl(63).ip_id(12).udp(53, 5353).payload(r).build());
+}
+
+TEST_F(XlateFragments, PortForwardTranslatesFragmentsToTheInsideHost) {
+  start([](Config& c) {
+    PortForward f;
+    f.proto = 17;
+    f.outside = v4("203.0.113.10");
+    f.outside_port = 53;
+    f.inside = v4("10.1.0.6");
+    f.inside_port = 5353;
+    c.nat.port_forward.push_back(f);
+  });
+  const Bytes q = pattern(1800, 6), r = pattern(2500, 7);
+  auto in = send(from_remote().ipv4("203.0.113.9", "203.0.113.10").ip_id(21).udp(4000, 53).payload(q).build(), kOut, kIn);
+  expect_fragments_of(in, to_host(1).ipv4("203.0.113.9", "10.1.0.6").ttl(63).ip_id(21).udp(4000, 5353).payload(q).build());
+  auto out = send(from_host(1).ipv4("10.1.0.6", "203.0.113.9").ip_id(22).udp(5353, 4000).payload(r).build(), kIn, kOut);
+  expect_fragments_of(out, to_remote().ipv4("203.0.113.10", "203.0.113.9").ttl(63).ip_id(22).udp(53, 4000).payload(r).build());
+}
+
+TEST_F(XlateFragments, LoadBalancerSendsEveryFragmentToTheBackend) {
+  start([](Config& c) {
+    PoolConfig pool;
+    pool.name = "dns";
+    pool.backends.push_back({v4("10.1.0.7"), 5353, 1, BackendState::kUp, 0});
+    c.lb.pools.push_back(pool);
+    ServiceConfig s;
+    s.name = "dns";
+    s.vip = v4("203.0.113.100");
+    s.proto = 17;
+    s.port = 53;
+    s.mode = LbMode::kNat;
+    s.pool = "dns";
+    s.sticky.method = StickyMethod::kNone;
+    c.lb.services.push_back(s);
+    c.lb.sticky_capacity = 4096;
+  });
+  const Bytes q = pattern(2000, 8), r = pattern(3000, 9);
+  auto in = send(from_remote().ipv4("203.0.113.9", "203.0.113.100").ip_id(31).udp(4000, 53).payload(q).build(), kOut, kIn);
+  expect_fragments_of(in, to_host(2).ipv4("203.0.113.9", "10.1.0.7").ttl(63).ip_id(31).udp(4000, 5353).payload(q).build());
+  auto out = send(from_host(2).ipv4("10.1.0.7", "203.0.113.9").ip_id(32).udp(5353, 4000).payload(r).build(), kIn, kOut);
+  expect_fragments_of(out, to_remote().ipv4("203.0.113.100", "203.0.113.9").ttl(63).ip_id(32).udp(53, 4000).payload(r).build());
+}
+
+// A later fragment whose first one was not accepted here, or was too long ago, has no
+// translation to get: dropped, counted as a translated flow's when that is clear.
+TEST_F(XlateFragments, LaterFragmentWithoutItsFirstIsDropped) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
+  const Bytes q = pattern(2000, 10);
+  // To the pool address: only translated connections are addressed there.
+  auto reply = fragment(from_remote().ipv4("203.0.113.9", "203.0.113.10").ip_id(41).udp(53, 20001).payload(q).build());
+  EXPECT_TRUE(run(reply[1], kOut).empty());
+  EXPECT_EQ(drops(DropReason::kXlateFragment), 1u);
+  // Between addresses no translation owns: the plain fragment drop.
+  auto plain = fragment(from_remote().ipv4("203.0.113.9", "10.1.0.6").ip_id(42).udp(53, 4000).payload(q).build());
+  EXPECT_TRUE(run(plain[1], kOut).empty());
+  EXPECT_EQ(drops(DropReason::kFragment), 1u);
+  // The first fragment translated, the next one after the fragment lifetime (30 s).
+  auto out = fragment(from_host(0).ipv4("10.1.0.5", "203.0.113.9").ip_id(43).udp(5000, 53).payload(q).build());
+  ASSERT_EQ(run(out[0], kIn).size(), 1u);
+  ASSERT_EQ(run(out[1], kIn).size(), 1u);
+  w_->set_now(100 + 31);
+  EXPECT_TRUE(run(out[2], kIn).empty());
+  EXPECT_EQ(drops(DropReason::kXlateFragment), 2u);
+  EXPECT_EQ(drops(DropReason::kFragment), 1u);
+}
+
+// Two workers (both running), every frame read by worker 0 as with one RX queue. The reply
+// datagram's first fragment belongs to the worker that owns the SNAT port; its later fragments,
+// without a port, would hash (by address pair) to the other one: they must follow the first.
+struct ThreadCapture {
+  TxSink sink{&ThreadCapture::on_tx, this};
+  std::mutex mu;
+  std::vector<Sent> sent;
+  static void on_tx(void* ctx, uint16_t port, rte_mbuf** pkts, uint32_t n) {
+    auto* c = static_cast<ThreadCapture*>(ctx);
+    std::lock_guard<std::mutex> g(c->mu);
+    for (uint32_t i = 0; i < n; i++) {
+      const uint8_t* p = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
+      c->sent.push_back({port, Bytes(p, p + pkts[i]->data_len)});
+      rte_pktmbuf_free(pkts[i]);
+    }
+  }
+  std::vector<Bytes> take(size_t n) {  // waits up to 5 s for n frames
+    for (int i = 0; i < 5000; i++) {
+      {
+        std::lock_guard<std::mutex> g(mu);
+        if (sent.size() >= n) break;
+      }
+      usleep(1000);
+    }
+    std::lock_guard<std::mutex> g(mu);
+    std::vector<Bytes> out;
+    for (const Sent& s : sent) out.push_back(s.frame);
+    sent.clear();
+    return out;
+  }
+};
+
+TEST_F(XlateFragments, LaterFragmentsFollowTheFirstToItsOwnerWorker) {
+  ASSERT_NO_FATAL_FAILURE(start([](Config& c) {
+    c.workers = 2;
+    c.nat.capacity = 4096;  // two shards in the test's 256 MB
+    c.lb.sticky_capacity = 4096;
+    c.nat.snat.push_back(snat_rule());
+  }));
+  // An inside host whose SNAT connections live on the other worker than the one the address
+  // pair (remote, pool address) hashes to.
+  Tuple later;
+  later.family = Family::kV4;
+  later.proto = 17;
+  later.src = v4("203.0.113.9");
+  later.dst = v4("203.0.113.10");
+  const uint16_t by_pair = uint16_t(FlowKey::from_tuple(later, nullptr).owner_hash() % 2);
+  int h = 0;
+  while (h < 3 && inside_owner(v4(kHostIp[h]).as_v4(), 2) == by_pair) h++;
+  ASSERT_LT(h, 3) << "no inside host owned by the other worker";
+  const uint16_t owner = inside_owner(v4(kHostIp[h]).as_v4(), 2);
+
+  ThreadCapture caps[2];
+  for (int i = 0; i < 2; i++) {
+    dp_->workers()[i]->set_tx_sink(&caps[i].sink);
+    dp_->workers()[i]->set_now(100);
+  }
+  std::string err;
+  ASSERT_TRUE(dp_->start(&err)) << err;
+  auto inject = [&](const Bytes& whole, uint16_t port) {
+    for (const Bytes& f : fragment(whole)) {
+      rte_mbuf* m = rte_pktmbuf_alloc(dp_->pool());
+      ASSERT_NE(m, nullptr);
+      std::memcpy(rte_pktmbuf_append(m, uint16_t(f.size())), f.data(), f.size());
+      m->port = port;
+      ASSERT_TRUE(dp_->workers()[0]->inject(m));
+    }
+  };
+  const Bytes q = pattern(2000, 11), r = pattern(2000, 12);
+  inject(from_host(h).ipv4(kHostIp[h], "203.0.113.9").ip_id(51).udp(5000, 53).payload(q).build(), kIn);
+  auto out = caps[owner].take(3);
+  ASSERT_EQ(out.size(), 3u);
+  const uint16_t p = sport_of(out[0]);
+  inject(from_remote().ipv4("203.0.113.9", "203.0.113.10").ip_id(52).udp(53, p).payload(r).build(), kOut);
+  auto back = caps[owner].take(3);
+  dp_->stop();
+  for (int i = 0; i < 2; i++) dp_->workers()[i]->set_tx_sink(nullptr);
+
+  expect_fragments_of(out, to_remote().ipv4("203.0.113.10", "203.0.113.9").ttl(63).ip_id(51).udp(p, 53).payload(q).build());
+  expect_fragments_of(back, to_host(h).ipv4("203.0.113.9", kHostIp[h]).ttl(63).ip_id(52).udp(53, 5000).payload(r).build());
+  EXPECT_TRUE(caps[1 - owner].sent.empty());
+  for (int i = 0; i < 2; i++) {
+    const WorkerStats& s = dp_->workers()[i]->stats();
+    EXPECT_EQ(s.dropped, 0u) << "worker " << i << ": fragment " << s.drops[int(DropReason::kFragment)]
+                             << ", xlate_fragment " << s.drops[int(DropReason::kXlateFragment)];
+  }
 }
 
 }  // namespace
