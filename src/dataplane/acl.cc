@@ -271,11 +271,24 @@ void Acl::classify(const AclQuery* const* q, uint32_t n, AclMatch* out) const {
   }
 }
 
+// One query, as a new connection asks: one key on the stack, not classify()'s chunk of 64 keys
+// per family (whose be16 members are constructed on every call).
 AclMatch Acl::classify_one(const AclQuery& q) const {
-  const AclQuery* p = &q;
-  AclMatch m;
-  classify(&p, 1, &m);
-  return m;
+  uint32_t res = 0;
+  if (q.tuple.family == Family::kV4 && ctx4_) {
+    Key4 k;
+    fill_key(q, &k, 4);
+    const uint8_t* data = reinterpret_cast<const uint8_t*>(&k);
+    rte_acl_classify(ctx4_, &data, &res, 1, 1);
+  } else if (q.tuple.family == Family::kV6 && ctx6_) {
+    Key6 k;
+    fill_key(q, &k, 16);
+    const uint8_t* data = reinterpret_cast<const uint8_t*>(&k);
+    rte_acl_classify(ctx6_, &data, &res, 1, 1);
+  } else {
+    return zone_default(q.zone);
+  }
+  return from_result(res, q.zone);
 }
 
 }  // namespace baton
