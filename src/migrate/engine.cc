@@ -192,6 +192,17 @@ struct Link {
   void reconnect() {
     if (!ended) resume(Error{LinkError::kTransfer, "retry after the activation was left in doubt"});
   }
+  // The migration's last frame, best effort: the peer may close the connection as soon as it
+  // has it, which is no drop to resume from (and the peer needs nothing more).
+  template <typename Msg>
+  void send_last(const Msg& m, uint64_t mid_, int timeout_ms) {
+    if (ended) return;
+    resumable = false;
+    auto f = migrate::encode_frame(m, mid_, ++seq, version);
+    bytes += f.size();
+    frames++;
+    link->send(f, timeout_ms);
+  }
   // Whether the frame numbered `seq` left for the peer: acknowledged, or kept for resending.
   bool handed_over(uint64_t s) const {
     return acked >= s || (!unacked.empty() && unacked.back().first >= s);
@@ -1081,7 +1092,7 @@ void MigrationEngine::run_out(OutSession& s) {
       try {
         forwarded += ship(std::move(pkts));
         if (end)
-          for (Link& l : links) l.send(migrate::HeldPacketsMsg{}, mid, tmo);  // nothing follows
+          for (Link& l : links) l.send_last(migrate::HeldPacketsMsg{}, mid, tmo);  // nothing follows
       } catch (const SessionFail& f) {
         late_link = false;
         BLOG_WARN("migrate", "vm %s: late packets no longer reach the peer: %s",
@@ -1107,6 +1118,7 @@ void MigrationEngine::run_out(OutSession& s) {
       r.forwarded_packets = forwarded;
       r.held_packets = vs.held.load();
       r.lost_packets = vs.hold_dropped.load() + late_lost;
+      count_links(r);  // with the phase: a caller that sees it ended reads the whole report
       r.phase = MigrationPhase::kSucceeded;
       if (refused) {  // several peers, some refused: the VM runs at those that activated it
         r.phase = MigrationPhase::kFailed;
@@ -1137,10 +1149,10 @@ void MigrationEngine::run_out(OutSession& s) {
       r.detail = f.detail;
       r.held_packets = vs.held.load();
       r.lost_packets = vs.hold_dropped.load() + lost;
+      count_links(r);
       r.phase = MigrationPhase::kFailed;
     });
   }
-  update(count_links);
   for (Link& l : links)
     if (l.link) l.link->close();
   {

@@ -467,6 +467,7 @@ class Resume : public ::testing::Test {
       char* p = rte_pktmbuf_append(m, 128);
       ASSERT_NE(p, nullptr);
       std::memset(p, 0, 128);
+      m->port = 1;  // came in on the host port (port ids stand for the configured ports here)
       ASSERT_EQ(rte_ring_mp_enqueue(vs.hold, m), 0);
       vs.held++;
     }
