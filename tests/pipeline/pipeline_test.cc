@@ -597,6 +597,8 @@ class Migration : public ::testing::Test {
     b.dp->vms().slot(vm_b).state.store(VmState::kLocal, std::memory_order_seq_cst);
     b.dp->grace_period();
   }
+  // Every flow of gen is at B, for the VM, with A's TCP state field for field.
+  void expect_b_holds_a_state(const pktgen::TcpFlowgen& gen);
 
   Site a, b;
   uint16_t vm_a = 0, vm_b = 0;
@@ -616,6 +618,19 @@ void expect_same_tcp_state(const ConnEntry& x, const ConnEntry& y, const std::st
   }
   EXPECT_EQ(x.flags & connflag::kOrigIsHi, y.flags & connflag::kOrigIsHi) << what;
   EXPECT_EQ(x.version.load(), y.version.load()) << what;
+}
+
+void Migration::expect_b_holds_a_state(const pktgen::TcpFlowgen& gen) {
+  ConnTable& ta = a.dp->shard(0);
+  ConnTable& tb = b.dp->shard(0);
+  for (uint32_t f = 0; f < fc.flows; f++) {
+    FlowKey k = FlowKey::from_tuple(gen.tuple(f, pktgen::Side::kClient), nullptr);
+    int32_t sa = ta.lookup(k), sb = tb.lookup(k);
+    ASSERT_GE(sa, 0);
+    ASSERT_GE(sb, 0) << "flow " << f << " not installed at B";
+    expect_same_tcp_state(ta.entry(sa), tb.entry(sb), "flow " + std::to_string(f));
+    EXPECT_EQ(tb.entry(sb).vm_id, vm_b);
+  }
 }
 
 TEST_F(Migration, ConversationContinuesAtDestinationWithIdenticalState) {
@@ -656,17 +671,8 @@ TEST_F(Migration, ConversationContinuesAtDestinationWithIdenticalState) {
   EXPECT_EQ(a.dp->workers()[0]->stats().held_packets, 1u);
 
   activate_b();
-  ConnTable& ta = a.dp->shard(0);
-  ConnTable& tb = b.dp->shard(0);
-  EXPECT_EQ(tb.vm_count(vm_b), fc.flows);
-  for (uint32_t f = 0; f < fc.flows; f++) {
-    FlowKey k = FlowKey::from_tuple(gen.tuple(f, pktgen::Side::kClient), nullptr);
-    int32_t sa = ta.lookup(k), sb = tb.lookup(k);
-    ASSERT_GE(sa, 0);
-    ASSERT_GE(sb, 0) << "flow " << f << " not installed at B";
-    expect_same_tcp_state(ta.entry(sa), tb.entry(sb), "flow " + std::to_string(f));
-    EXPECT_EQ(tb.entry(sb).vm_id, vm_b);
-  }
+  EXPECT_EQ(b.dp->shard(0).vm_count(vm_b), fc.flows);
+  expect_b_holds_a_state(gen);
 
   // The conversation continues at B: every packet is accepted, to the end of each flow.
   auto after = gen.established(fc.flows * 6);
@@ -699,16 +705,7 @@ TEST_F(Migration, AnEntryChangedAsARoundBeginsStillReachesTheFinalDelta) {
   EXPECT_EQ(fin.size(), fc.flows);
   ship(fin, 2, *b.dp, inst);
   activate_b();
-
-  ConnTable& ta = a.dp->shard(0);
-  ConnTable& tb = b.dp->shard(0);
-  for (uint32_t f = 0; f < fc.flows; f++) {
-    FlowKey k = FlowKey::from_tuple(gen.tuple(f, pktgen::Side::kClient), nullptr);
-    int32_t sa = ta.lookup(k), sb = tb.lookup(k);
-    ASSERT_GE(sa, 0);
-    ASSERT_GE(sb, 0) << "flow " << f << " not installed at B";
-    expect_same_tcp_state(ta.entry(sa), tb.entry(sb), "flow " + std::to_string(f));
-  }
+  expect_b_holds_a_state(gen);
   auto after = gen.established(fc.flows * 2);
   EXPECT_EQ(run(b, after), after.size());
   EXPECT_EQ(b.dp->workers()[0]->stats().dropped, 0u) << drops_text(*b.dp);
