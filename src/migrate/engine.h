@@ -11,8 +11,10 @@
 //   pause    freeze the VM (its packets are parked on the hold ring), wait a grace period, send
 //            the final delta: the entries exactly as of the last packet processed here
 //   resume   ship the parked packets, ACTIVATE every peer, then delete the VM's entries here
-//   failure  any FAIL, timeout or lost peer before activation: unfreeze, re-inject the parked
-//            packets here, tell the peers to ABORT; forwarding goes on as if nothing happened
+//   failure  any FAIL, timeout or lost peer before ACTIVATE is sent: unfreeze, re-inject the
+//            parked packets here, tell the peers to ABORT; forwarding goes on as if nothing
+//            happened. After ACTIVATE only the peer's word rolls back; an outcome that cannot be
+//            learned leaves the VM frozen here, "in doubt" (docs/WIRE.md)
 //   drop     after ACCEPT a dropped connection is not a failure yet: the link reconnects within
 //            the timeout, sends RESUME and resends what the peer has not applied (it keeps
 //            every unacknowledged frame, up to resume_window_bytes); only a reconnect that
