@@ -348,10 +348,7 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
           continue;
         }
         stats_.xlated_packets++;
-        if (l3_ && f.xlate_dst != pm.tuple.dst.as_v4()) {  // routed as translate() does
-          const RouteEntry* r = router_->route(f.xlate_dst);
-          m->hash.usr = r ? static_cast<uint32_t>(router_->route_index(r)) : UINT32_MAX;
-        }
+        if (l3_ && f.xlate_dst != pm.tuple.dst.as_v4()) reroute(m, f.xlate_dst);
       }
       forward(m);
       continue;
@@ -485,9 +482,7 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   stats_.conns[conn_kind(proto, e.l4_state)]++;
   if (vm) note_change(static_cast<uint32_t>(slot), table_->entry(slot));
   if (xv.kind == XlateVerdict::kTranslate) translate(m, pm, static_cast<uint32_t>(slot), true);
-  if (unlikely(pm.first_fragment))
-    frag_slot(pm).accept(pm, id_, now_s_ + kFragLifetimeS,
-                         translated ? rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset : nullptr);
+  if (unlikely(pm.first_fragment)) accept_first_fragment(m, pm, translated);
   forward(m);
 }
 
@@ -561,9 +556,7 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
   if (e.vm_id) note_change(slot, e);
   const bool translated = e.flags & connflag::kXlate;
   if (translated) translate(m, pm, slot, d == e.orig_dir());
-  if (unlikely(pm.first_fragment))
-    frag_slot(pm).accept(pm, id_, now_s_ + kFragLifetimeS,
-                         translated ? rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset : nullptr);
+  if (unlikely(pm.first_fragment)) accept_first_fragment(m, pm, translated);
   forward(m);
 }
 
@@ -706,17 +699,26 @@ bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool or
                pm.tuple.proto == 1 && pm.icmp.type == 0, to);
   }
   stats_.xlated_packets++;
-  if (l3_ && (pm.icmp.is_error || to.dst != pm.tuple.dst.as_v4())) {
-    // the route follows the translated destination
-    const RouteEntry* r = router_->route(to.dst);
-    m->hash.usr = r ? static_cast<uint32_t>(router_->route_index(r)) : UINT32_MAX;
-  }
+  if (l3_ && (pm.icmp.is_error || to.dst != pm.tuple.dst.as_v4())) reroute(m, to.dst);
   return true;
+}
+
+// Mode l3: the route follows a translated destination (l3_ingress routed the original one).
+void Worker::reroute(rte_mbuf* m, be32 dst) {
+  const RouteEntry* r = router_->route(dst);
+  m->hash.usr = r ? static_cast<uint32_t>(router_->route_index(r)) : UINT32_MAX;
 }
 
 Worker::FragSlot& Worker::frag_slot(const PacketMeta& pm) {
   uint32_t h = pm.frag_id * 2654435761u ^ pm.tuple.src.b[3] ^ (pm.tuple.dst.b[3] << 8);
   return frags_[h % kFragSlots];
+}
+
+// After the first fragment was processed (and translated, if its connection is): its later
+// fragments pass, with the addresses it left with.
+void Worker::accept_first_fragment(const rte_mbuf* m, const PacketMeta& pm, bool translated) {
+  frag_slot(pm).accept(pm, id_, now_s_ + kFragLifetimeS,
+                       translated ? rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset : nullptr);
 }
 
 void Worker::FragSlot::note(const PacketMeta& pm, uint16_t to, uint32_t until) {

@@ -188,6 +188,8 @@ class Worker {
   void apply(WorkerCommand& c);
   void age();
   FragSlot& frag_slot(const PacketMeta& pm);
+  void accept_first_fragment(const rte_mbuf* m, const PacketMeta& pm, bool translated);
+  void reroute(rte_mbuf* m, be32 dst);
 
   // L7 services: delayed binding and splice (dataplane/worker_l7.cc, lb/l7_proxy.h).
   // A packet to an L7 VIP that matched no connection: SYN cookie or cookie ACK.
