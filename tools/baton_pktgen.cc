@@ -81,6 +81,33 @@ bool port_init(uint16_t port, rte_mempool* pool) {
   return true;
 }
 
+// Before the first packet: both links up (a memif client is up only once the server, batond,
+// answered its connect) and one receive poll on each port. A memif client hands the server
+// its receive buffers (the server-to-client ring's head) only from inside rx_burst, so until
+// it has polled once the server has no slot to transmit into and batond drops the first
+// forwarded packet as tx_full.
+bool wait_links_up_and_poll(uint32_t timeout_ms) {
+  const uint64_t deadline = rte_get_tsc_cycles() + rte_get_tsc_hz() / 1000 * timeout_ms;
+  for (;;) {
+    bool all_up = true;
+    for (uint16_t port = 0; port < 2; port++) {
+      rte_eth_link link{};
+      if (rte_eth_link_get_nowait(port, &link) != 0 || link.link_status != RTE_ETH_LINK_UP)
+        all_up = false;
+    }
+    if (all_up) {
+      for (uint16_t port = 0; port < 2; port++) {
+        rte_mbuf* pkts[32];
+        uint16_t n = rte_eth_rx_burst(port, 0, pkts, 32);
+        rte_pktmbuf_free_bulk(pkts, n);
+      }
+      return true;
+    }
+    if (rte_get_tsc_cycles() >= deadline) return false;
+    rte_delay_us_sleep(10 * 1000);
+  }
+}
+
 bool send_one(rte_mempool* pool, uint16_t port, const std::vector<uint8_t>& bytes) {
   rte_mbuf* m = rte_pktmbuf_alloc(pool);
   if (!m) return false;
@@ -161,6 +188,10 @@ int main(int argc, char** argv) {
                                               RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
   if (!pool || !port_init(0, pool) || !port_init(1, pool)) {
     std::fprintf(stderr, "baton-pktgen: port setup failed\n");
+    return 2;
+  }
+  if (!wait_links_up_and_poll(10 * 1000)) {
+    std::fprintf(stderr, "baton-pktgen: the ports' links did not come up within 10 s\n");
     return 2;
   }
   baton::pktgen::FlowgenConfig cfg;
