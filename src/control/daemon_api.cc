@@ -144,14 +144,20 @@ json DaemonApi::vms_json() {
     for (auto& a : s.config.ipv6) v6.push_back(a.to_string(Family::kV6));
     uint64_t conns = 0;
     for (auto& w : dp_.workers()) conns += w->table().vm_count(id);
-    out.push_back({{"id", id},
-                   {"name", s.config.name},
-                   {"mac", s.config.mac.to_string()},
-                   {"ipv4", v4},
-                   {"ipv6", v6},
-                   {"vlan", s.config.vlan},
-                   {"state", vm_state_name(s.state.load())},
-                   {"connections", conns}});
+    json v = {{"id", id},
+              {"name", s.config.name},
+              {"mac", s.config.mac.to_string()},
+              {"ipv4", v4},
+              {"ipv6", v6},
+              {"vlan", s.config.vlan},
+              {"state", vm_state_name(s.state.load())},
+              {"connections", conns}};
+    if (const VmPolicer* p = s.policer.load(std::memory_order_acquire))
+      v["qos"] = {{"rate_bps", s.config.profile.qos_rate_bps},
+                  {"burst_bytes", VmPolicer::burst_bytes(s.config.profile.qos_rate_bps)},
+                  {"dropped_from_vm", p->dropped(VmPolicer::kFromVm)},
+                  {"dropped_to_vm", p->dropped(VmPolicer::kToVm)}};
+    out.push_back(std::move(v));
   }
   return out;
 }

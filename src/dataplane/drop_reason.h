@@ -19,6 +19,7 @@ namespace baton {
   X(kTtlExceeded, "ttl_exceeded")                                             \
   X(kAclDeny, "acl_deny")                                                     \
   X(kProfileDeny, "profile_deny")        /* the VM's own profile rules */     \
+  X(kQosExceeded, "qos_exceeded")        /* over the VM's profile rate */     \
   X(kNoConnection, "no_connection")      /* mid-stream, no entry: no pickup */\
   X(kTcpInvalid, "tcp_invalid")          /* flags or state transition */      \
   X(kTcpOutOfWindow, "tcp_out_of_window")                                     \

@@ -48,6 +48,7 @@ VmTable::~VmTable() {
   for (uint16_t id = 1; id < kMaxVms; id++) {
     close_migration_rings(id);
     delete slots_[id].profile_acl.load(std::memory_order_relaxed);
+    delete slots_[id].policer.load(std::memory_order_relaxed);
   }
   if (by_ip_) rte_hash_free(by_ip_);
 }
@@ -95,6 +96,11 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
       return std::nullopt;
     }
   }
+  std::unique_ptr<VmPolicer> policer;
+  if (vm.profile.qos_rate_bps) {
+    policer = VmPolicer::create(vm, err);
+    if (!policer) return std::nullopt;
+  }
   uint16_t id = 0;
   for (uint16_t i = 1; i < kMaxVms; i++)
     if (!slots_[i].used) {
@@ -112,6 +118,7 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
   for (int i = 0; i < 6; i++) mac |= uint64_t{vm.mac.b[i]} << (8 * i);
   s.mac.store(mac, std::memory_order_relaxed);  // published with the addresses below
   s.profile_acl.store(profile.release(), std::memory_order_relaxed);
+  s.policer.store(policer.release(), std::memory_order_relaxed);
   s.state.store(VmState::kLocal, std::memory_order_release);
   auto put = [&](const IpAddr& a, Family f) {
     IpKey k = ip_key(a, f);
@@ -123,7 +130,7 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
   return id;
 }
 
-std::unique_ptr<const Acl> VmTable::remove(uint16_t id) {
+VmTable::Retired VmTable::remove(uint16_t id) {
   VmSlot& s = slots_[id];
   for (const IpAddr& a : s.config.ipv4) {
     IpKey k = ip_key(a, Family::kV4);
@@ -138,7 +145,10 @@ std::unique_ptr<const Acl> VmTable::remove(uint16_t id) {
   s.mac.store(0, std::memory_order_relaxed);
   s.config = VmConfig{};
   s.state.store(VmState::kGone, std::memory_order_release);
-  return std::unique_ptr<const Acl>(s.profile_acl.exchange(nullptr, std::memory_order_acq_rel));
+  Retired r;
+  r.acl.reset(s.profile_acl.exchange(nullptr, std::memory_order_acq_rel));
+  r.policer.reset(s.policer.exchange(nullptr, std::memory_order_acq_rel));
+  return r;
 }
 
 bool VmTable::open_migration_rings(uint16_t id, uint16_t workers, uint32_t hold_packets,

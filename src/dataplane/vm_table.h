@@ -12,7 +12,8 @@
 //   kGone      handed to a peer: entries deleted, packets treated like any unknown flow
 // A VM's profile rules (config `vms[].profile.acl`, carried by a migration) are compiled into
 // the VM's own rte_acl context when it is added; workers consult it for a new connection of the
-// VM after the zone ACL permits it (first match wins; no match leaves the zone's verdict).
+// VM after the zone ACL permits it (first match wins; no match leaves the zone's verdict). A VM
+// with a QoS rate gets a policer (vm_policer.h) that workers ask for each of its packets.
 // Lookup by address is an rte_hash with lock-free readers so that a VM that arrives through a
 // migration can be added while workers run. Hold and dirty rings are created when a migration
 // starts and freed only after the workers have passed a grace period.
@@ -32,6 +33,7 @@
 #include "common/net_types.h"
 #include "config/config.h"
 #include "dataplane/acl.h"
+#include "dataplane/vm_policer.h"
 
 namespace baton {
 
@@ -46,6 +48,9 @@ struct alignas(64) VmSlot {
   std::atomic<uint16_t> epoch{1};         // change-tracking epoch (see Worker::note_change)
   bool used = false;
   rte_ring* hold = nullptr;               // MP/SC: workers park, control drains
+  // The profile's QoS rate, or nullptr when it has none; on state's cache line, as every packet
+  // of the VM reads both. Owned like profile_acl (below).
+  std::atomic<VmPolicer*> policer{nullptr};
   // SP/SC per worker: slot numbers of changed entries, one ring per epoch parity. An entry is
   // queued once per epoch, so a delta round (which starts a new epoch) drains only the ring of
   // the epoch that ended: an entry already queued in the new epoch is not queued again when it
@@ -78,11 +83,16 @@ class VmTable {
   // Control side (one thread at a time: callers hold control_mutex()).
   std::optional<uint16_t> find_by_name(const std::string& name) const;
   // Adds a VM (config or migration). Fails on a duplicate name or address, or profile rules
-  // rte_acl refuses.
+  // rte_acl (or a QoS rate rte_meter) refuses.
   std::optional<uint16_t> add(const VmConfig& vm, std::string* err);
-  // Forgets a VM's addresses and frees its id; caller ensures no entries remain. Returns the
-  // VM's profile rules, which a worker may still be reading: free them after a grace period.
-  [[nodiscard]] std::unique_ptr<const Acl> remove(uint16_t id);
+  // What a removed VM leaves behind that a worker may still be reading: free it after a grace
+  // period.
+  struct Retired {
+    std::unique_ptr<const Acl> acl;
+    std::unique_ptr<VmPolicer> policer;
+  };
+  // Forgets a VM's addresses and frees its id; caller ensures no entries remain.
+  [[nodiscard]] Retired remove(uint16_t id);
   // Creates the hold ring and per-worker dirty rings for a migration.
   bool open_migration_rings(uint16_t id, uint16_t workers, uint32_t hold_packets,
                             uint32_t dirty_size, std::string* err);

@@ -453,6 +453,10 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kProfileDeny);
   }
+  if (vm && !qos_admits(dp_.vms().slot(vm), m, pm)) {  // a SYN over the rate opens nothing
+    if (translated) translator_->release(id_, x, proto, now_s_);
+    return drop(m, DropReason::kQosExceeded);
+  }
 
   ConnEntry e;
   e.vm_id = vm;
@@ -504,6 +508,8 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
       e.flags &= ~connflag::kPending;
       table_->end_write(slot);
     }
+    // Before the tracker: a packet over the rate changes nothing, as if lost on the wire.
+    if (unlikely(!qos_admits(vs, m, pm))) return drop(m, DropReason::kQosExceeded);
   }
   if (pm.icmp.is_error) {
     // Related traffic: passes for a known flow, changes nothing in it.
@@ -565,6 +571,11 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
 bool Worker::profile_permits(uint16_t vm, const Tuple& seen) const {
   const Acl* rules = dp_.vms().slot(vm).profile_acl.load(std::memory_order_acquire);
   return !rules || rules->classify_one(AclQuery{0, seen}).action == Action::kPermit;
+}
+
+bool Worker::qos_admits(VmSlot& vs, const rte_mbuf* m, const PacketMeta& pm) {
+  VmPolicer* p = vs.policer.load(std::memory_order_acquire);
+  return !p || p->admit(pm.tuple.src, pm.tuple.family, m->pkt_len, rte_rdtsc());
 }
 
 // Change tracking for a VM under migration. The VM's epoch is bumped by the control core at

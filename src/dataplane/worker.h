@@ -182,6 +182,8 @@ class Worker {
   void drop(rte_mbuf* m, DropReason r);
   bool hold(rte_mbuf* m, uint16_t vm);  // parks the packet on a frozen VM's hold ring
   bool profile_permits(uint16_t vm, const Tuple& seen) const;
+  // The VM's QoS policer (vm_policer.h), if it has one, admits the packet.
+  bool qos_admits(VmSlot& vs, const rte_mbuf* m, const PacketMeta& pm);
   void note_change(uint32_t slot, ConnEntry& e);
   void queue_change(VmSlot& vs, uint16_t epoch, uint32_t slot);  // on the epoch's dirty ring
   void forget(uint32_t slot);  // state gauge bookkeeping before a removal

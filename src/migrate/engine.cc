@@ -1111,8 +1111,8 @@ void MigrationEngine::run_out(OutSession& s) {
     migrate::VmInstaller::delete_vm(dp_, s.vm, tmo, &removed);
     {
       std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
-      auto profile = dp_.vms().remove(s.vm);
-      dp_.grace_period();  // no worker still reads the VM's profile rules
+      auto retired = dp_.vms().remove(s.vm);
+      dp_.grace_period();  // no worker still reads the VM's profile rules or policer
     }
     update([&](MigrationReport& r) {
       r.forwarded_packets = forwarded;
@@ -1537,8 +1537,8 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
         if (added_vm) {
           std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
           dp_.grace_period();
-          auto profile = dp_.vms().remove(vm);
-          dp_.grace_period();  // no worker still reads the VM's profile rules
+          auto retired = dp_.vms().remove(vm);
+          dp_.grace_period();  // no worker still reads the VM's profile rules or policer
         }
       }
     }

@@ -301,6 +301,38 @@ std::vector<Case> cases() {
                "      acl:\n"
                "        - {src: 198.51.100.0/24, proto: tcp, dport: 22, action: deny}\n"
                "        - {src: 10.1.0.10/32, proto: tcp, dport: 25, action: deny}\n"});
+  {
+    // 800 bit/s: a bucket of 3036 bytes (two full frames) that refills at 100 bytes/s, so the
+    // test sees the burst alone. Each direction has its own: two 1454-byte frames and the
+    // handshake's fit, a third does not.
+    auto x2s = [](uint32_t seq, uint32_t ack, uint16_t len) {
+      return Pkt().ipv4(kX, kS).tcp(5600, 22).flags(kAck).seq(seq).ack(ack).payload_size(len);
+    };
+    auto s2x = [](uint32_t seq, uint32_t ack, uint16_t len) {
+      return Pkt().ipv4(kS, kX).tcp(22, 5600).flags(kAck).seq(seq).ack(ack).payload_size(len);
+    };
+    v.push_back({"a VM's QoS rate polices each direction to its bucket, other hosts not at all",
+                 {{Pkt().ipv4(kX, kS).tcp(5600, 22).flags(kSyn).seq(1), kOut, fwd(kIn)},
+                  {Pkt().ipv4(kS, kX).tcp(22, 5600).flags(kSyn | kAck).seq(100).ack(2), kIn,
+                   fwd(kOut)},
+                  {x2s(2, 101, 0), kOut, fwd(kIn)},
+                  {x2s(2, 101, 1400), kOut, fwd(kIn)},
+                  {x2s(1402, 101, 1400), kOut, fwd(kIn)},
+                  {x2s(2802, 101, 1400), kOut, drop(DropReason::kQosExceeded)},  // to the VM
+                  {s2x(101, 2802, 1400), kIn, fwd(kOut)},  // from the VM: its own bucket
+                  {s2x(1501, 2802, 1400), kIn, fwd(kOut)},
+                  {s2x(2901, 2802, 1400), kIn, drop(DropReason::kQosExceeded)},
+                  {Pkt().ipv4(kC, "10.0.9.9").udp(5000, 53).payload_size(1400), kIn, fwd(kOut)},
+                  {Pkt().ipv4(kC, "10.0.9.9").udp(5000, 53).payload_size(1400), kIn, fwd(kOut)},
+                  {Pkt().ipv4(kC, "10.0.9.9").udp(5000, 53).payload_size(1400), kIn, fwd(kOut)}},
+                 {{"conn_created", 2}, {"drop:qos_exceeded", 2}, {"tx_packets", 10}},
+                 1024,
+                 "vms:\n"
+                 "  - name: web1\n"
+                 "    mac: \"02:00:00:00:01:10\"\n"
+                 "    ipv4: [10.1.0.10]\n"
+                 "    profile: {qos_rate_bps: 800}\n"});
+  }
   v.push_back({"UDP pseudo-connection: the reply passes, an unsolicited outside datagram not",
                {{Pkt().ipv4(kC, kS).udp(5000, 53).payload_size(30), kIn, fwd(kOut)},
                 {Pkt().ipv4(kS, kC).udp(53, 5000).payload_size(60), kOut, fwd(kIn)},

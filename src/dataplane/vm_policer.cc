@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "dataplane/vm_policer.h"
+
+#include <rte_errno.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace baton {
+
+uint64_t VmPolicer::burst_bytes(uint64_t rate_bps) {
+  constexpr uint64_t kMinBurst = 2 * 1518;  // two full-size Ethernet frames
+  return std::max<uint64_t>(rate_bps / 8 / 10, kMinBurst);  // 100 ms at the rate
+}
+
+std::unique_ptr<VmPolicer> VmPolicer::create(const VmConfig& vm, std::string* err) {
+  std::unique_ptr<VmPolicer> p(new VmPolicer());
+  for (const IpAddr& a : vm.ipv4) p->addrs_.push_back({a, Family::kV4});
+  for (const IpAddr& a : vm.ipv6) p->addrs_.push_back({a, Family::kV6});
+  rte_meter_srtcm_params params{};
+  params.cir = std::max<uint64_t>(vm.profile.qos_rate_bps / 8, 1);
+  params.cbs = burst_bytes(vm.profile.qos_rate_bps);
+  params.ebs = 0;  // no excess bucket: what the committed one cannot pay for is dropped
+  int rc = rte_meter_srtcm_profile_config(&p->profile_, &params);
+  for (int s = 0; rc == 0 && s < 2; s++) rc = rte_meter_srtcm_config(&p->meter_[s], &p->profile_);
+  if (rc != 0) {
+    *err = "VM '" + vm.name + "' qos_rate_bps " + std::to_string(vm.profile.qos_rate_bps) +
+           ": rte_meter refuses it (" + rte_strerror(-rc) + ")";
+    return nullptr;
+  }
+  return p;
+}
+
+VmPolicer::Side VmPolicer::side_of(const IpAddr& src, Family f) const {
+  for (const Addr& a : addrs_)
+    if (a.family == f && a.ip == src) return kFromVm;
+  return kToVm;
+}
+
+bool VmPolicer::admit(const IpAddr& src, Family f, uint32_t len, uint64_t tsc) {
+  const Side s = side_of(src, f);
+  rte_spinlock_lock(&lock_);
+  // Workers read their TSC before taking the lock, so a bucket can see a time a little older
+  // than one it has seen: rte_meter's unsigned difference would then wrap to a huge refill.
+  const uint64_t t = std::max(tsc, meter_[s].time);
+  const bool green =
+      rte_meter_srtcm_color_blind_check(&meter_[s], &profile_, t, len) == RTE_COLOR_GREEN;
+  rte_spinlock_unlock(&lock_);
+  if (!green) dropped_[s].fetch_add(1, std::memory_order_relaxed);
+  return green;
+}
+
+}  // namespace baton
