@@ -73,7 +73,8 @@ struct ConnEntry {
   uint8_t age_class = 0;              // which aging list it is on
   uint8_t zone = 0;                   // zone of the initiator's side (ingress port's zone)
   // Migration change tracking, written by the owner only: the VM's tracking epoch in which this
-  // entry was last queued for a delta. 16 bits so that an idle entry cannot alias a new epoch.
+  // entry was last queued for a delta; 0 = never. Cleared before the VM's epoch wraps
+  // (migrate::begin_epoch), so that an idle entry cannot alias a new epoch.
   uint16_t mig_epoch = 0;
   TcpPeer peer[2];                    // indexed by Dir: [kLoToHi] is the lo endpoint as sender
   uint64_t packets[2] = {0, 0};       // by Dir

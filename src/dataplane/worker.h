@@ -57,6 +57,7 @@ struct WorkerCommand {
   enum class Kind : uint8_t {
     kInstall,    // install/update items as pending entries of vm
     kDeleteVm,   // remove every entry of vm (source, after SUCCESS; destination, on FAIL)
+    kClearEpochs,  // zero the change-tracking mark of every entry of vm (migrate::begin_epoch)
   };
   Kind kind = Kind::kInstall;
   uint16_t vm = 0;

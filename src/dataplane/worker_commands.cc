@@ -226,6 +226,10 @@ void Worker::apply(WorkerCommand& c) {
       stats_.conn_closed += slots.size();
       break;
     }
+    case WorkerCommand::Kind::kClearEpochs:
+      // mig_epoch is the owner's own field, outside the entry's version bracket (note_change).
+      table_->for_each_in_vm(c.vm, [&](uint32_t s) { table_->entry(s).mig_epoch = 0; });
+      break;
   }
   c.done.store(true, std::memory_order_release);
 }

@@ -905,7 +905,8 @@ void MigrationEngine::run_out(OutSession& s) {
     migrate::VmReader reader(dp_, s.vm);
     auto t_precopy = Clock::now();
     if (s.mode == MigrationMode::kFull) {
-      vs.epoch.fetch_add(1, std::memory_order_seq_cst);
+      if (!migrate::begin_epoch(dp_, s.vm, tmo))
+        fail(FailReason::kTimeout, "local: workers did not clear the tracking marks");
       vs.state.store(VmState::kTracking, std::memory_order_seq_cst);
       tracking = true;
       dp_.grace_period();
@@ -929,7 +930,8 @@ void MigrationEngine::run_out(OutSession& s) {
         await_acks(links, tmo);
         continue;
       }
-      vs.epoch.fetch_add(1, std::memory_order_seq_cst);
+      if (!migrate::begin_epoch(dp_, s.vm, tmo))
+        fail(FailReason::kTimeout, "local: workers did not clear the tracking marks");
       dp_.grace_period();
       migrate::VmReader::Counts d =
           reader.delta(migrate::VmReader::Drain::kEndedEpoch, to_links(links, mid, round, tmo));

@@ -551,11 +551,16 @@ std::unique_ptr<WorkerCommand> VmInstaller::take_command() {
 }
 
 bool VmInstaller::delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t* removed) {
+  return run_on_workers(dp, vm, WorkerCommand::Kind::kDeleteVm, timeout_ms, removed);
+}
+
+bool VmInstaller::run_on_workers(Dataplane& dp, uint16_t vm, WorkerCommand::Kind kind,
+                                 int timeout_ms, uint64_t* removed) {
   VmInstaller inst(dp, vm);
   int64_t deadline = now_ms() + timeout_ms;
   for (auto& w : dp.workers()) {
     auto c = std::make_unique<WorkerCommand>();
-    c->kind = WorkerCommand::Kind::kDeleteVm;
+    c->kind = kind;
     c->vm = vm;
     while (!w->command(c.get())) {
       if (now_ms() > deadline) return false;
@@ -566,6 +571,16 @@ bool VmInstaller::delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t
   bool ok = inst.wait(static_cast<int>(std::max<int64_t>(0, deadline - now_ms())));
   if (removed) *removed = inst.removed;
   return ok;
+}
+
+bool begin_epoch(Dataplane& dp, uint16_t vm, int timeout_ms) {
+  std::atomic<uint16_t>& epoch = dp.vms().slot(vm).epoch;
+  const uint16_t e = epoch.load(std::memory_order_acquire);  // only the control core moves it
+  if (next_epoch(e) < e &&
+      !VmInstaller::run_on_workers(dp, vm, WorkerCommand::Kind::kClearEpochs, timeout_ms, nullptr))
+    return false;
+  epoch.store(next_epoch(e), std::memory_order_seq_cst);
+  return true;
 }
 
 }  // namespace baton::migrate

@@ -229,6 +229,9 @@ class VmInstaller {
 
   // Removes every entry of the VM on every worker (rollback, or the source after SUCCESS).
   static bool delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t* removed);
+  // Has every worker run a command of `kind` for the VM's entries and waits for them all.
+  static bool run_on_workers(Dataplane& dp, uint16_t vm, WorkerCommand::Kind kind,
+                             int timeout_ms, uint64_t* removed);
 
  private:
   // A command from the pool (items emptied, capacity kept) or a new one.
@@ -253,5 +256,16 @@ class VmInstaller {
   static constexpr size_t kMaxFree = 32;
   static constexpr int64_t kSpinMs = 2;  // wait() spins this long before it sleeps
 };
+
+// Starts the VM's next change-tracking epoch (tracking's start, and each delta round); the
+// caller waits a grace period after it. Epochs alternate in parity (VmSlot::dirty) and skip 0,
+// the mark of an entry never queued. Before the 16-bit epoch wraps, every owner clears the
+// marks of the VM's entries: an entry idle through 65,535 rounds (failed migrations of the VM
+// in a row) would otherwise look queued already in the epoch that reuses its old number, and
+// its next change would miss the final delta. False if a worker did not clear in time; the
+// epoch has not moved then, and the caller fails the migration.
+bool begin_epoch(Dataplane& dp, uint16_t vm, int timeout_ms);
+// The epoch after e: e + 1, or 2 after 0xffff (0 is skipped, and the parity must alternate).
+constexpr uint16_t next_epoch(uint16_t e) { return e == 0xffff ? 2 : static_cast<uint16_t>(e + 1); }
 
 }  // namespace baton::migrate

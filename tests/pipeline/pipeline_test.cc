@@ -743,6 +743,56 @@ TEST_F(Migration, AnEntryChangedAsARoundBeginsStillReachesTheFinalDelta) {
   EXPECT_EQ(b.dp->workers()[0]->stats().dropped, 0u) << drops_text(*b.dp);
 }
 
+TEST_F(Migration, AnEntryIdleThroughAnEpochWrapIsQueuedWhenItChanges) {
+  // Epochs are 16 bits. An entry last queued in epoch 2 and idle since looks queued already when
+  // the epoch comes round to 2 again, 65,534 rounds later (failed migrations of the VM in a
+  // row), unless begin_epoch clears the marks before the wrap.
+  pktgen::TcpFlowgen gen(fc);
+  auto hs = gen.handshakes();
+  ASSERT_EQ(run(a, hs), hs.size());
+  migrate::VmReader reader(*a.dp, vm_a);
+  VmSlot& vs = a.dp->vms().slot(vm_a);
+  vs.state.store(VmState::kTracking, std::memory_order_seq_cst);
+  auto change_all = [&] {
+    auto d = gen.established(fc.flows * 2);
+    ASSERT_EQ(run(a, d), d.size());
+  };
+  vs.epoch.store(2);
+  change_all();  // every entry is queued in epoch 2
+  EXPECT_EQ(reader.delta(migrate::VmReader::Drain::kAll, nullptr).size(), fc.flows);
+
+  // The hazard (negative control): back at 2 without clearing, changes are not queued.
+  vs.epoch.store(0xffff);
+  vs.epoch.store(2);
+  change_all();
+  EXPECT_EQ(reader.delta(migrate::VmReader::Drain::kAll, nullptr).size(), 0u);
+
+  // begin_epoch from 0xffff: the owner clears the marks (a command it runs between bursts),
+  // then the epoch is 2, parity alternating.
+  vs.epoch.store(0xffff);
+  std::atomic<bool> done{false}, ok{false};
+  std::thread control([&] {
+    ok = migrate::begin_epoch(*a.dp, vm_a, 2000);
+    done = true;
+  });
+  while (!done) a.dp->workers()[0]->housekeeping();
+  control.join();
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(vs.epoch.load(), 2);
+  change_all();
+  EXPECT_EQ(reader.delta(migrate::VmReader::Drain::kAll, nullptr).size(), fc.flows);
+  vs.state.store(VmState::kLocal);
+}
+
+TEST(MigrationEpoch, SkipsZeroAndAlternatesParity) {
+  EXPECT_EQ(migrate::next_epoch(1), 2);
+  EXPECT_EQ(migrate::next_epoch(0xfffe), 0xffff);
+  EXPECT_EQ(migrate::next_epoch(0xffff), 2);
+  for (uint32_t e = 1; e <= 0xffff; e++)
+    EXPECT_NE(VmSlot::parity(migrate::next_epoch(static_cast<uint16_t>(e))),
+              VmSlot::parity(static_cast<uint16_t>(e)));
+}
+
 TEST_F(Migration, SnapshotWithoutFinalDeltaLeavesDestinationOutOfWindow) {
   // Negative control: only the snapshot reaches B; the conversation then moves on at A by
   // more than a window, so B's stale windows reject what follows.
