@@ -185,9 +185,11 @@ mig_config() {
   local vms="vms: []"
   if [ "$x" = a ]; then  # the VM starts behind A; B learns of it through the handoff
     # Its profile closes port 5202 to the client, which the zone ACL opens: the rule travels.
+    # Its QoS rate (10 Gbit/s, above what this machine forwards) travels too.
     vms="vms:
   - {name: vm1, mac: \"$VM_MAC\", ipv4: [$VM_IP],
-     profile: {acl: [{src: $CLI_IP/32, proto: tcp, dport: 5202, action: deny}]}}"
+     profile: {qos_rate_bps: 10000000000,
+               acl: [{src: $CLI_IP/32, proto: tcp, dport: 5202, action: deny}]}}"
   fi
   cat >"$WORK/$x.yaml" <<YAML
 instance: $x

@@ -87,6 +87,8 @@ if ip netns exec "$CLI" nc -z -w 1 $VM_IP 5202; then die "port 5202 answered thr
 n=$(metric_get "$B_MET" baton_drops_total 'reason="profile_deny"')
 [ "$n" -ge 1 ] || die "B did not drop the SYN to 5202 by the VM's profile"
 log "B enforces the VM's profile: $n SYNs dropped as profile_deny"
+q=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1") | .qos.rate_bps')
+[ "$q" = 10000000000 ] || die "B polices vm1 at '$q' bit/s, not the 10 Gbit/s of its profile"
 api_get "$A_API" /v1/vms | jq -e '[.[] | select(.name == "vm1")] | length == 0' >/dev/null || die "A still holds vm1"
 rep=$(api_get "$A_API" /v1/vms/vm1/migration)
 echo "$rep" | jq -c '{result, entries, rounds, bytes_sent, packets, ms}'
