@@ -100,6 +100,26 @@ start_batond() {
   die "batond $name did not come up"
 }
 
+# The part of a one-instance config the single-batond tests share: mode l2 between the port
+# "outside" on the veth ${BT}c and "inside" on ${BT}s, zones outside (deny) and inside
+# (permit), the API and metrics on $API and $MET. The test appends its acl, vms, conntrack.
+l2_config_head() {  # instance workers
+  cat <<YAML
+instance: $1
+mode: l2
+workers: $2
+eal: {file_prefix: ${BT}$1, memory_mb: 256, no_huge: true}
+ports:
+  - {name: outside, device: "net_af_packet0,iface=${BT}c", zone: outside}
+  - {name: inside, device: "net_af_packet1,iface=${BT}s", zone: inside}
+zones:
+  - {name: outside, default: deny}
+  - {name: inside, default: permit}
+control: {listen: $API}
+metrics: {listen: $MET}
+YAML
+}
+
 stop_batond() {  # pid: SIGTERM, expect exit 0
   local pid=$1 rc=0
   kill -TERM "$pid"

@@ -13,17 +13,7 @@ ns_add "$CLI"; ns_add "$SRV"
 host_link "$CLI" eth0 10.77.0.1/24 02:00:00:77:00:01 ${BT}c
 host_link "$SRV" eth0 10.77.0.10/24 02:00:00:77:00:10 ${BT}s
 API=127.0.0.1:$(free_port); MET=127.0.0.1:$(free_port)
-cat >"$WORK/fw.yaml" <<YAML
-instance: fw
-mode: l2
-workers: 1
-eal: {file_prefix: ${BT}fw, memory_mb: 256, no_huge: true}
-ports:
-  - {name: outside, device: "net_af_packet0,iface=${BT}c", zone: outside}
-  - {name: inside, device: "net_af_packet1,iface=${BT}s", zone: inside}
-zones:
-  - {name: outside, default: deny}
-  - {name: inside, default: permit}
+{ l2_config_head fw 1; cat <<YAML; } >"$WORK/fw.yaml"
 acl:
   - {zone: outside, dst: 10.77.0.10/32, proto: tcp, dport: "5201-5202", action: permit}
   - {zone: outside, dst: 10.77.0.10/32, proto: tcp, dport: 7000, action: permit}
@@ -32,8 +22,6 @@ acl:
 conntrack: {capacity: 100000}
 vms:
   - {name: srv, mac: "02:00:00:77:00:10", ipv4: [10.77.0.10]}
-control: {listen: $API}
-metrics: {listen: $MET}
 YAML
 start_batond "$WORK/fw.yaml" "$API" fw; PID=$BATOND_PID
 log "batond up (pid $PID)"

@@ -19,25 +19,13 @@ host_link "$CLI" eth0 10.78.0.1/24 02:00:00:78:00:01 ${BT}c
 host_link "$SRV" eth0 10.78.0.10/24 02:00:00:78:00:10 ${BT}s
 ip -n "$SRV" addr add 10.78.0.20/32 dev eth0
 API=127.0.0.1:$(free_port); MET=127.0.0.1:$(free_port)
-cat >"$WORK/fw.yaml" <<YAML
-instance: qos
-mode: l2
-workers: 2
-eal: {file_prefix: ${BT}qos, memory_mb: 256, no_huge: true}
-ports:
-  - {name: outside, device: "net_af_packet0,iface=${BT}c", zone: outside}
-  - {name: inside, device: "net_af_packet1,iface=${BT}s", zone: inside}
-zones:
-  - {name: outside, default: deny}
-  - {name: inside, default: permit}
+{ l2_config_head qos 2; cat <<YAML; } >"$WORK/fw.yaml"
 acl:
   - {zone: outside, dst: 10.78.0.0/24, proto: tcp, dport: 5201, action: permit}
   - {zone: outside, proto: icmp, action: permit}
 conntrack: {capacity: 10000}
 vms:
   - {name: srv, mac: "02:00:00:78:00:10", ipv4: [10.78.0.10], profile: {qos_rate_bps: $RATE}}
-control: {listen: $API}
-metrics: {listen: $MET}
 YAML
 start_batond "$WORK/fw.yaml" "$API" fw; PID=$BATOND_PID
 for _ in $(seq 100); do grep -q "instance qos running" "$WORK/fw.log" && break; sleep 0.1; done

@@ -23,17 +23,7 @@ host_link "$SRV" eth0 10.77.0.10/24 02:00:00:77:00:10 ${BT}s
 for a in "${ADDRS[@]:1}"; do ip -n "$SRV" addr add "$a/32" dev eth0; done
 API=127.0.0.1:$(free_port); MET=127.0.0.1:$(free_port)
 ipv4_list=$(IFS=,; echo "${ADDRS[*]}")
-cat >"$WORK/fw.yaml" <<YAML
-instance: fw2
-mode: l2
-workers: 2
-eal: {file_prefix: ${BT}fw2, memory_mb: 256, no_huge: true}
-ports:
-  - {name: outside, device: "net_af_packet0,iface=${BT}c", zone: outside}
-  - {name: inside, device: "net_af_packet1,iface=${BT}s", zone: inside}
-zones:
-  - {name: outside, default: deny}
-  - {name: inside, default: permit}
+{ l2_config_head fw2 2; cat <<YAML; } >"$WORK/fw.yaml"
 acl:
   - {zone: outside, dst: 10.77.0.8/29, proto: tcp, dport: 5201, action: permit}
   - {zone: outside, dst: 10.77.0.8/29, proto: tcp, dport: 7000, action: permit}
@@ -41,8 +31,6 @@ acl:
 conntrack: {capacity: 100000}
 vms:
   - {name: srv, mac: "02:00:00:77:00:10", ipv4: [$ipv4_list]}
-control: {listen: $API}
-metrics: {listen: $MET}
 YAML
 start_batond "$WORK/fw.yaml" "$API" fw; PID=$BATOND_PID
 log "batond up (pid $PID)"
