@@ -364,9 +364,30 @@ std::vector<prometheus::MetricFamily> DaemonApi::collect() {
   auto rate = control::gauge_family("baton_new_connections_per_second", "Connections created per second over the last second");
   add_sample(rate, {}, new_conns_per_s_.load());
   out.push_back(std::move(rate));
+  collect_vm_qos(out);
   xlate_.collect(out);
   if (engine_) engine_->collect(out);
   return out;
+}
+
+// The QoS policers of the VMs that have a rate: the rate and the drops per direction.
+void DaemonApi::collect_vm_qos(std::vector<prometheus::MetricFamily>& out) {
+  auto rate = control::gauge_family("baton_vm_qos_rate_bits_per_second", "A VM's profile rate, policed in each direction");
+  auto dropped = control::counter_family("baton_vm_qos_dropped_packets_total", "Packets over a VM's rate, by direction (from_vm, to_vm)");
+  VmTable& vms = dp_.vms();
+  std::lock_guard<std::mutex> lock(vms.control_mutex());  // the policer lives while we hold it
+  for (uint16_t id : vms.ids()) {
+    const VmSlot& s = vms.slot(id);
+    const VmPolicer* p = s.policer.load(std::memory_order_acquire);
+    if (!p) continue;
+    control::add_sample(rate, {{"vm", s.config.name}}, static_cast<double>(s.config.profile.qos_rate_bps));
+    control::add_sample(dropped, {{"vm", s.config.name}, {"direction", "from_vm"}},
+               static_cast<double>(p->dropped(VmPolicer::kFromVm)));
+    control::add_sample(dropped, {{"vm", s.config.name}, {"direction", "to_vm"}},
+               static_cast<double>(p->dropped(VmPolicer::kToVm)));
+  }
+  out.push_back(std::move(rate));
+  out.push_back(std::move(dropped));
 }
 
 void DaemonApi::log_final_counters() {

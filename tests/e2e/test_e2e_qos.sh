@@ -7,8 +7,8 @@
 #   VM, shared by both workers, so four streams spread over two workers still add up to the
 #   rate) and a sizeable part of it (TCP settles under the policer rather than collapsing);
 #   the negative control: the same iperf3 to the address of no VM runs several times faster;
-#   batond counts the drops (baton_drops_total{reason="qos_exceeded"}) and GET /v1/vms shows
-#   the VM's rate and its drops per direction.
+#   batond counts the drops (baton_drops_total{reason="qos_exceeded"}), and GET /v1/vms and
+#   /metrics (baton_vm_qos_*) show the VM's rate and its drops per direction.
 source "$(dirname "$0")/lib.sh"
 trap 'cleanup; rm -rf "/var/run/dpdk/${BT}qos"' EXIT
 
@@ -70,6 +70,10 @@ log "batond: $dropped packets dropped as qos_exceeded; GET /v1/vms: $vm"
 [ "$(jq .dropped_from_vm <<<"$vm")" -gt 0 ] || die "no drop counted from the VM"
 [ $(($(jq .dropped_to_vm <<<"$vm") + $(jq .dropped_from_vm <<<"$vm"))) -eq "$dropped" ] ||
   die "the VM's drops ($vm) do not add up to baton_drops_total ($dropped)"
+m_to=$(metric_get "$MET" baton_vm_qos_dropped_packets_total 'direction="to_vm"')
+m_rate=$(metric_get "$MET" baton_vm_qos_rate_bits_per_second 'vm="srv"')
+[ "$m_to" -eq "$(jq .dropped_to_vm <<<"$vm")" ] || die "/metrics shows $m_to drops to the VM, the API $vm"
+[ "${m_rate%.*}" -eq $RATE ] || die "/metrics shows the VM's rate as $m_rate"
 
 stop_batond "$PID"
 log "PASS"
