@@ -42,7 +42,10 @@ struct TcpPeer {
   uint32_t maxwin = 0;  // largest scaled window this side advertised
   uint8_t wscale = 0;   // shift this side asked for (0 when not negotiated)
   uint8_t flags = 0;    // TcpPeerFlag bits
-  uint16_t reserved = 0;
+  // Before this side's first segment (no kDataSeen): a bare ACK of its went through in SYN_SENT
+  // and `end` holds its ack (TcpTracker, the half-open case). Handshake-local: not on the wire.
+  uint8_t half_open_ack = 0;
+  uint8_t reserved = 0;
 };
 static_assert(sizeof(TcpPeer) == 16);
 

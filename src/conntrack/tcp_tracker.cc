@@ -20,6 +20,7 @@ constexpr uint8_t sNO = st(TcpState::kNone), sSS = st(TcpState::kSynSent),
 constexpr uint8_t sIV = 0xf0;  // invalid: drop as tcp_invalid, entry untouched
 constexpr uint8_t sIG = 0xf1;  // forward unchanged: no window check, no update (see below)
 constexpr uint8_t sRO = 0xf2;  // (re)open: rebuild the entry from this SYN, state SYN_SENT
+constexpr uint8_t sHO = 0xf3;  // half-open: the responder's bare ACK in SYN_SENT (see below)
 
 constexpr int kStates = static_cast<int>(TcpState::kCount);
 constexpr int kKinds = static_cast<int>(TcpSegKind::kCount);
@@ -37,15 +38,21 @@ constexpr int kFromInitiator = 0, kFromResponder = 1;
 //  - Only the initiator may reopen TIME_WAIT/CLOSE in place (RFC 1122 4.2.2.13 port reuse). A
 //    SYN from the responder would be a connection in the other direction, which the ACL must
 //    judge afresh, so it is refused until the entry ages out.
-//  - The responder's ACK before its SYN-ACK (Linux sIG "half-open") is refused: without a SYN
-//    from that side there is no window to check it against.
+//  - The responder's bare ACK before its SYN-ACK (sHO; Linux sIG, "half-open") is forwarded
+//    unchanged and its ack remembered. A responder answers a SYN so when it still holds an older
+//    connection on the tuple (its TIME_WAIT: a client that reuses its port towards another VIP
+//    which picks the same backend); the initiator then resets it with seq = that ack (RFC 9293
+//    3.10.7.3), that RST (and only one so exact) is accepted and clears the responder's
+//    TIME_WAIT, and the initiator's next SYN connects. Dropping the ACK left the client
+//    retrying into the same TIME_WAIT until it gave up. An ACK carrying data is refused: without
+//    a SYN from that side there is no window to check it against.
 //  - The ACK moves FIN_WAIT->CLOSE_WAIT and LAST_ACK->TIME_WAIT only once it covers the FIN(s),
 //    and a retransmitted FIN does not advance the close (guards in track()); Linux moves on any.
 constexpr uint8_t kTransitions[kStates][2][kKinds] = {
     //           ------------ initiator sends -----------   ------------ responder sends -----------
     //           SYN  SYNACK FIN  ACK  RST  NONE             SYN  SYNACK FIN  ACK  RST  NONE
     /* NONE   */ {{sIV, sIV, sIV, sIV, sIV, sIV},            {sIV, sIV, sIV, sIV, sIV, sIV}},
-    /* SS     */ {{sRO, sIV, sIV, sIV, sCL, sIV},            {sS2, sSR, sIV, sIV, sCL, sIV}},
+    /* SS     */ {{sRO, sIV, sIV, sIV, sCL, sIV},            {sS2, sSR, sIV, sHO, sCL, sIV}},
     /* SS2    */ {{sS2, sSR, sIV, sIV, sCL, sIV},            {sS2, sSR, sIV, sIV, sCL, sIV}},
     /* SR     */ {{sIG, sSR, sFW, sES, sCL, sIV},            {sIG, sSR, sFW, sSR, sCL, sIV}},
     /* ES     */ {{sIG, sIV, sFW, sES, sCL, sIV},            {sIG, sES, sFW, sES, sCL, sIV}},
@@ -140,6 +147,13 @@ TcpVerdict TcpTracker::track_table(ConnEntry& e, Dir d, const TcpInfo& seg) cons
     init(e, d, seg);
     return accept(state != TcpState::kSynSent);
   }
+  if (cell == sHO) {
+    if (seg.payload_len) return reject(DropReason::kTcpInvalid);
+    TcpPeer& responder = e.peer[static_cast<int>(d)];
+    responder.end = seg.ack;
+    responder.half_open_ack = 1;
+    return accept(false);
+  }
 
   // Work on copies and commit only on success, so that a rejected segment leaves e untouched.
   TcpPeer s = e.peer[static_cast<int>(d)];
@@ -151,6 +165,8 @@ TcpVerdict TcpTracker::track_table(ConnEntry& e, Dir d, const TcpInfo& seg) cons
       // The responder before its SYN-ACK: RFC 9293 3.10.7.3, an RST in SYN-SENT is acceptable
       // only if it acknowledges the SYN (its seq is usually 0 and says nothing).
       if (!has_ack || seg.ack != r.end) return reject(DropReason::kTcpBadRst);
+    } else if (!seen(r) && r.half_open_ack && seg.seq == r.end) {
+      // The initiator's answer to the responder's half-open ACK (sHO above): closes.
     } else {
       // ack 0 on RST+ACK: stacks that set ACK without an ack number (Linux tolerates them too).
       if (has_ack && seg.ack != 0 && seen(r) && !ack_ok(seg.ack, s, r))

@@ -323,6 +323,7 @@ ConnRecord ConnRecord::from_entry(const FlowKey& key, const ConnEntry& e, uint32
   r.idle_s = now_s >= e.last_seen ? now_s - e.last_seen : 0;
   for (int d = 0; d < 2; ++d) {
     r.peer[d] = e.peer[d];
+    r.peer[d].half_open_ack = 0;
     r.peer[d].reserved = 0;
     r.packets[d] = e.packets[d];
     r.bytes[d] = e.bytes[d];

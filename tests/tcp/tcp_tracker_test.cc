@@ -216,11 +216,27 @@ TEST(TcpRst, ResponderRefusingTheSynMustAckIt) {
        CL});
 }
 
+TEST(TcpRst, InitiatorResetOfTheResponderHalfOpenAckCloses) {
+  run({"a responder still in TIME_WAIT on the tuple answers the SYN with a bare ACK of its old "
+       "connection: forwarded unchanged; only the initiator's RST with seq = that ack closes, "
+       "and the SYN retransmission then connects",
+       {{I, fS, 1000, 0, 65535, kNo, 0, kOk, SS},
+        {I, fR, 424242, 0, 0, kNo, 0, kBadRst, SS},  // no half-open ACK seen yet
+        {R, fA, 777, 424242, 65535, kNo, 0, kOk, SS},
+        {R, fA, 777, 424242, 65535, kNo, 0, kOk, SS},  // the ACK for a SYN retransmission
+        {I, fR, 424243, 0, 0, kNo, 0, kBadRst, SS},
+        {I, fR, 424242, 0, 0, kNo, 0, kOk, CL},
+        {I, fS, 1000, 0, 65535, kNo, 0, kOk, SS},
+        {R, fSA, 5000, 1001, 65535, kNo, 0, kOk, SR},
+        {I, fA, 1001, 5001, 65535, kNo, 0, kOk, ES}},
+       ES});
+}
+
 TEST(TcpFlags, InvalidCombinationsAreDropped) {
-  run({"SYN+FIN, SYN+RST, no flags, FIN without ACK, ACK before the SYN-ACK",
+  run({"SYN+FIN, SYN+RST, no flags, FIN without ACK, data before the SYN-ACK",
        {{I, fS, 1000, 0, 65535, kNo, 0, kOk, SS},
         {I, fA, 1001, 5001, 65535, kNo, 0, kInv, SS},
-        {R, fA, 5001, 1001, 65535, kNo, 0, kInv, SS},
+        {R, fPA, 5001, 1001, 65535, kNo, 10, kInv, SS},
         {R, fSA, 5000, 1001, 65535, kNo, 0, kOk, SR},
         {I, fA, 1001, 5001, 65535, kNo, 0, kOk, ES},
         {I, kSyn | kFin, 1001, 0, 65535, kNo, 0, kInv, ES},
