@@ -132,7 +132,12 @@ api_post() { curl -s -X POST -H 'Content-Type: application/json' -d "${3:-{\}}" 
 
 # Sum of a metric over all its label sets.
 metric_sum() {  # addr name
-  curl -sf "http://$1/metrics" | awk -v n="$2" '$1 ~ "^"n"({|$)" {s+=$NF} END {printf "%d\n", s}'
+  curl -sf "http://$1/metrics" | scrape_sum "$2"
+}
+# The sum of a metric's samples in a scrape on stdin: counters that must add up are read from
+# one scrape, or traffic between scrapes (an ARP refresh) makes them disagree.
+scrape_sum() {  # name
+  awk -v n="$1" '$1 ~ "^"n"({|$)" {s+=$NF} END {printf "%d\n", s}'
 }
 metric_get() {  # addr name labelsubstring
   curl -sf "http://$1/metrics" | grep "^$2{" | grep -F "$3" | awk '{s+=$NF} END {printf "%d\n", s}'

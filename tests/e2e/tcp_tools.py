@@ -20,6 +20,13 @@
                                      {"counts": {first word of body: n}, "failed": k, "bodies": [...]}
   udp-probe LPORT SECS HOST:PORT...  UDP from local port LPORT to each target; prints each answer
                                      on a line, then anything else received within SECS
+  bye PORT                           server that sends "bye" and closes first (it keeps TIME_WAIT)
+  tw-reuse IFACE HOST PORT N         for N local ports: a connection to a `bye` server, then (scapy)
+                                     a SYN from the same port with a random ISN, which the server
+                                     in TIME_WAIT accepts (SYN-ACK) or answers with an ACK of the
+                                     old connection; after such an ACK (which this host's kernel
+                                     resets) the SYN is sent again and must get a SYN-ACK; prints
+                                     {"accepted", "challenged", "reconnected", "unanswered"}
 """
 import json
 import os
@@ -289,6 +296,65 @@ def http_spread(host, port, n, par):
     return 0
 
 
+def bye(port):
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port))
+    srv.listen(64)
+    while True:
+        c, _ = srv.accept()
+        c.sendall(b"bye")
+        c.close()
+
+
+def tw_reuse(iface, host, port, n):
+    import random  # noqa: PLC0415
+    from scapy.all import IP, TCP, AsyncSniffer, conf, send  # noqa: PLC0415
+    conf.verb = 0
+    out = {"accepted": 0, "challenged": 0, "reconnected": 0, "unanswered": 0}
+
+    # The server's answer to a SYN from sport: "synack", "ack" or None. Sniffed rather than
+    # matched by sr1, which takes an ACK whose ack is not our ISN + 1 for no answer.
+    def syn(sport, isn):
+        ready = threading.Event()
+        sn = AsyncSniffer(iface=iface, count=1, timeout=2, started_callback=ready.set,
+                          filter=f"tcp and src host {host} and src port {port} and dst port {sport}")
+        sn.start()
+        ready.wait(2)
+        send(IP(dst=host) / TCP(sport=sport, dport=port, flags="S", seq=isn, window=1024))
+        sn.join()
+        if not sn.results:
+            return None
+        flags = int(sn.results[0][TCP].flags)
+        return "synack" if flags & 0x12 == 0x12 else "ack" if flags & 0x10 else None
+
+    for sport in range(41000, 41000 + n):
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        c.bind(("0.0.0.0", sport))
+        c.settimeout(5)
+        c.connect((host, port))
+        while c.recv(100):
+            pass
+        c.close()
+        time.sleep(0.05)  # the server's last ACK; it is in TIME_WAIT on this tuple now
+        isn = random.getrandbits(32)
+        first = syn(sport, isn)  # this host's kernel resets whatever answers (no socket)
+        if first == "synack":
+            out["accepted"] += 1
+        elif first == "ack":
+            out["challenged"] += 1
+            time.sleep(0.3)
+            if syn(sport, isn) == "synack":
+                out["reconnected"] += 1
+            else:
+                out["unanswered"] += 1
+        else:
+            out["unanswered"] += 1
+    print(json.dumps(out))
+    return 0
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "serve":
@@ -308,6 +374,10 @@ def main(argv):
         return udp_reflect(argv[2], int(argv[3]) if len(argv) > 3 else 0)
     if cmd == "http-spread":
         return http_spread(argv[2], int(argv[3]), int(argv[4]), int(argv[5]) if len(argv) > 5 else 8)
+    if cmd == "bye":
+        return bye(int(argv[2]))
+    if cmd == "tw-reuse":
+        return tw_reuse(argv[2], argv[3], int(argv[4]), int(argv[5]))
     if cmd == "udp-probe":
         return udp_probe(int(argv[2]), float(argv[3]), argv[4:])
     print(__doc__)

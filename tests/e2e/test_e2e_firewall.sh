@@ -5,7 +5,9 @@
 #   iperf3 10 s with no retransmission timeout; 500 concurrent short connections all verified;
 #   an unsolicited inbound SYN to a closed port is dropped (acl_deny); a forged out-of-window
 #   segment and a forged RST with a wrong sequence number are dropped and never reach the
-#   server, the real connection unaffected; /metrics agrees with what was sent; SIGTERM exits 0.
+#   server, the real connection unaffected; a client reusing its port towards the server's
+#   TIME_WAIT gets through (the server's ACK of the old connection and the client's RST to it
+#   pass); /metrics agrees with what was sent; SIGTERM exits 0.
 source "$(dirname "$0")/lib.sh"
 
 CLI=${BT}cli; SRV=${BT}srv
@@ -17,6 +19,7 @@ API=127.0.0.1:$(free_port); MET=127.0.0.1:$(free_port)
 acl:
   - {zone: outside, dst: 10.77.0.10/32, proto: tcp, dport: "5201-5202", action: permit}
   - {zone: outside, dst: 10.77.0.10/32, proto: tcp, dport: 7000, action: permit}
+  - {zone: outside, dst: 10.77.0.10/32, proto: tcp, dport: 7200, action: permit}
   - {zone: outside, dst: 10.77.0.10/32, proto: udp, dport: 9999, action: permit}
   - {zone: outside, proto: icmp, action: permit}
 conntrack: {capacity: 100000}
@@ -81,6 +84,20 @@ forged_seen=$(tcpdump -r "$WORK/srv.pcap" -n 2>/dev/null | grep -c -E "Flags \[R
 [ "$forged_seen" -eq 0 ] || die "forged segments reached the server ($forged_seen)"
 log "forged out-of-window segment and RST dropped; session intact"
 
+# --- a client reusing its port while the server still holds TIME_WAIT --------------------------
+# A server answers a SYN whose ISN is not above its old connection's with an ACK of that
+# connection; batond lets it through (its entry is in SYN_SENT: half-open) and accepts the RST
+# the client's kernel answers it with, which clears the TIME_WAIT, so the SYN sent again gets
+# its SYN-ACK. Dropping that ACK left such a client retrying until it gave up.
+bg ip netns exec "$SRV" "$PY" "$ROOT/tests/e2e/tcp_tools.py" bye 7200
+sleep 0.3
+tw=$(ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" tw-reuse eth0 10.77.0.10 7200 16)
+log "SYNs from reused ports into the server's TIME_WAIT: $tw"
+# Each random ISN is below the old one half the time: with none, the case was not exercised.
+[ "$(jq .challenged <<<"$tw")" -gt 0 ] || die "no SYN met the server's TIME_WAIT with an ACK"
+[ "$(jq .unanswered <<<"$tw")" -eq 0 ] || die "SYNs into the server's TIME_WAIT went unanswered"
+[ "$(jq .reconnected <<<"$tw")" -eq "$(jq .challenged <<<"$tw")" ] || die "not every port reconnected"
+
 # --- /metrics agrees with what was sent ---------------------------------------------------------
 rx0=$(metric_get "$MET" baton_port_rx_packets_total 'port="outside"')
 ip netns exec "$CLI" "$PY" -c '
@@ -91,8 +108,9 @@ for i in range(1000): s.sendto(b"x" * 64, ("10.77.0.10", 9999))
 sleep 1
 rx1=$(metric_get "$MET" baton_port_rx_packets_total 'port="outside"')
 [ $((rx1 - rx0)) -ge 1000 ] || die "port rx counter grew by $((rx1 - rx0)), sent 1000"
-rx=$(metric_sum "$MET" baton_worker_rx_packets_total); tx=$(metric_sum "$MET" baton_worker_tx_packets_total)
-dr=$(metric_sum "$MET" baton_worker_dropped_packets_total)
+m=$(curl -sf "http://$MET/metrics") || die "GET /metrics failed"
+rx=$(scrape_sum baton_worker_rx_packets_total <<<"$m"); tx=$(scrape_sum baton_worker_tx_packets_total <<<"$m")
+dr=$(scrape_sum baton_worker_dropped_packets_total <<<"$m")
 log "worker rx=$rx tx=$tx dropped=$dr"
 [ "$rx" -eq $((tx + dr)) ] || die "worker counters do not add up: rx=$rx tx=$tx dropped=$dr"
 "$BATONCTL" --api "$API" conns --limit 5 || die "batonctl conns failed"

@@ -108,7 +108,7 @@ done
 # --- counters add up (after the traffic stopped) -------------------------------------------
 sleep 1
 m=$(curl -sf "http://$MET/metrics") || die "GET /metrics failed"
-msum() { awk -v n="$1" '$1 ~ "^"n"({|$)" {s+=$NF} END {printf "%d\n", s}' <<<"$m"; }
+msum() { scrape_sum "$1" <<<"$m"; }
 rx=$(msum baton_worker_rx_packets_total); tx=$(msum baton_worker_tx_packets_total)
 dr=$(msum baton_worker_dropped_packets_total); ho=$(msum baton_handoff_out_packets_total)
 prx=$(msum baton_port_rx_packets_total)
