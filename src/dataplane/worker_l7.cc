@@ -548,6 +548,7 @@ void Worker::l7_reset(uint32_t slot) {
 
 // Head buffers held too long: a head that does not come, a backend that does not answer.
 void Worker::l7_age() {
+  if (l7_->rotate_secret_due(now_s_)) stats_.l7_cookie_secret_rotations++;
   l7_->sweep_due(now_s_, [&](uint32_t slot) {
     L7ConnRecord& r = l7_->record(slot);
     const auto st = static_cast<TcpState>(table_->entry(slot).l4_state);

@@ -39,6 +39,7 @@ namespace baton {
   X(l7_head_malformed, "l7_head_malformed_total", "L7 request heads malformed or unsupported, answered 400") \
   X(l7_no_backend, "l7_no_backend_total", "L7 requests answered 503: no backend in the routed pool") \
   X(l7_head_timeouts, "l7_head_timeouts_total", "L7 connections reset: head or backend handshake not done in time") \
+  X(l7_cookie_secret_rotations, "l7_cookie_secret_rotations_total", "SYN-cookie secrets replaced (L7Proxy::kSecretLifetimeS)") \
   X(l7_resets, "l7_resets_total", "L7 connections reset by batond (backend refused, splice impossible, policy)")
 
 constexpr int kConnKindUdp = 10, kConnKindIcmp = 11, kConnKindOther = 12, kConnKinds = 13;

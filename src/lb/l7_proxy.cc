@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "lb/l7_proxy.h"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -200,6 +202,18 @@ std::optional<TcpSynOptions> L7Proxy::check_cookie(const Tuple& t, const TcpInfo
   std::optional<uint32_t> tsecr;
   if (tcp.has_timestamp) tsecr = tcp.tsecr;
   return cookie_->check(t, tcp.seq, tcp.ack, tsecr, now_s);
+}
+
+bool L7Proxy::rotate_secret_due(uint64_t now_s) {
+  if (!next_rotation_s_) next_rotation_s_ = now_s + kSecretLifetimeS;
+  if (now_s < next_rotation_s_) return false;
+  SynCookieSecret next;
+  if (RAND_bytes(next.h0.data(), static_cast<int>(next.h0.size())) != 1 ||
+      RAND_bytes(next.h1.data(), static_cast<int>(next.h1.size())) != 1 ||
+      !cookie_->rotate(next, now_s))
+    return false;
+  next_rotation_s_ = now_s + kSecretLifetimeS;
+  return true;
 }
 
 void L7Proxy::handshake(const TcpInfo& ack, const TcpSynOptions& o, uint32_t max_head,

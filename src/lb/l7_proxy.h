@@ -211,6 +211,15 @@ class L7Proxy {
                          uint32_t ts_now);
   // The options the client's ACK (or first data segment) proves, or nullopt: no valid cookie.
   std::optional<TcpSynOptions> check_cookie(const Tuple& t, const TcpInfo& tcp, uint64_t now_s);
+  // The SYN-cookie secret is replaced by a fresh random one every kSecretLifetimeS, the previous
+  // kept for the cookies it issued (SynCookie::rotate), as FreeBSD reseeds its syncookie
+  // secrets: a secret read out of memory is worth minutes, not the process's lifetime. A cookie
+  // lives at most kMaxAge intervals, which is the lifetime, so the previous secret is enough. A
+  // SYN and its ACK reach the same owner, so each worker's proxy rotates on its own. The owner
+  // calls this from its housekeeping; true when it rotated. If OpenSSL fails, the current secret
+  // stays and the next call tries again.
+  static constexpr uint32_t kSecretLifetimeS = SynCookie::kMaxAge * SynCookie::kPeriodSeconds;
+  bool rotate_secret_due(uint64_t now_s);
   // The client's SYN and batond's SYN-ACK as conntrack would have seen them, rebuilt from the
   // cookie ACK and the options it proved: the connection's entry starts from them.
   static void handshake(const TcpInfo& ack, const TcpSynOptions& o, uint32_t max_head,
@@ -248,6 +257,7 @@ class L7Proxy {
   L7Proxy() = default;
 
   std::unique_ptr<SynCookie> cookie_;
+  uint64_t next_rotation_s_ = 0;  // 0: not scheduled yet (the first call schedules it)
   std::vector<L7ConnRecord> records_;
   std::vector<L7Pending> pool_;
   std::vector<uint32_t> free_;

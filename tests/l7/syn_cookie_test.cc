@@ -3,10 +3,13 @@
 // SYN cookies: SipHash against the published test vectors; a cookie issued for a SYN is
 // accepted from that client's ACK with the MSS and options recovered, and refused when the
 // tuple, seq or ack is altered, when it is older than two intervals (or from the future), or
-// after its secret rotated out.
+// after its secret rotated out; an L7Proxy replaces its secret every kSecretLifetimeS and still
+// accepts the cookies the previous one issued.
 #include "lb/syn_cookie.h"
 
 #include <gtest/gtest.h>
+
+#include "lb/l7_proxy.h"
 
 #include <chrono>
 #include <cstdio>
@@ -232,6 +235,37 @@ TEST(SynCookie, AcceptsManyClientsAndReportsCost) {
   std::printf("SynCookie: issue %.0f ns, check %.0f ns per cookie\n",
               std::chrono::duration<double, std::nano>(t1 - t0).count() / kN,
               std::chrono::duration<double, std::nano>(t2 - t1).count() / kN);
+}
+
+TEST(L7ProxySecret, RotatesEveryLifetimeAndKeepsTheCookiesItIssued) {
+  L7Proxy::Params p;
+  p.conn_slots = 16;
+  p.secret = secret(1);
+  std::string err;
+  auto x = L7Proxy::create(p, &err);
+  ASSERT_TRUE(x) << err;
+  const Tuple t = v4_tuple(0x0a000001, 40000);
+  TcpInfo syn;
+  syn.seq = 1000;
+  syn.flags = tcpflag::kSyn;
+  syn.mss = 1460;
+  const uint64_t t0 = 10000, life = L7Proxy::kSecretLifetimeS;
+  EXPECT_FALSE(x->rotate_secret_due(t0));  // schedules the first rotation
+  const TcpSegmentSpec before = x->syn_ack(t, syn, 8192, t0 + 120, 0);
+  EXPECT_FALSE(x->rotate_secret_due(t0 + life - 1));
+  EXPECT_TRUE(x->rotate_secret_due(t0 + life));
+  EXPECT_FALSE(x->rotate_secret_due(t0 + life + 1));
+  // The same SYN at the same time gets another cookie: the secret changed.
+  EXPECT_NE(x->syn_ack(t, syn, 8192, t0 + 120, 0).seq, before.seq);
+  // The client's ACK to the SYN-ACK sent before the rotation still proves its cookie.
+  TcpInfo ack;
+  ack.seq = 1001;
+  ack.ack = before.seq + 1;
+  ack.flags = tcpflag::kAck;
+  EXPECT_TRUE(x->check_cookie(t, ack, t0 + life + 5));
+  ack.ack += 1;
+  EXPECT_FALSE(x->check_cookie(t, ack, t0 + life + 5));
+  EXPECT_TRUE(x->rotate_secret_due(t0 + 2 * life));  // and again, a lifetime later
 }
 
 }  // namespace
