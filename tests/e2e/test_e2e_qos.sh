@@ -51,11 +51,12 @@ from_vm=$(run_iperf 10.78.0.10 from_vm -R)
 no_vm=$(run_iperf 10.78.0.20 no_vm)
 log "rate $(mbit $RATE): to the VM $(mbit "$to_vm"), from the VM $(mbit "$from_vm"), to no VM $(mbit "$no_vm")"
 
-# Goodput is below the policed frame rate (headers count against the bucket), so above the rate
-# means the policer let too much through.
+# Goodput is below the policed frame rate (headers count against the bucket); 5 % on top for
+# the bucket's initial 100 ms and iperf3 timing the receiver from its first byte. Above that,
+# the policer let too much through.
 for pair in "to_vm:$to_vm" "from_vm:$from_vm"; do
   name=${pair%%:*}; bps=${pair#*:}
-  [ "$bps" -le "$RATE" ] || die "$name: $(mbit "$bps") is above the VM's rate $(mbit $RATE)"
+  [ "$bps" -le $((RATE * 105 / 100)) ] || die "$name: $(mbit "$bps") is above the VM's rate $(mbit $RATE)"
   [ "$bps" -ge $((RATE / 4)) ] || die "$name: $(mbit "$bps") is far below the VM's rate $(mbit $RATE)"
 done
 [ "$no_vm" -ge $((RATE * 3)) ] ||
