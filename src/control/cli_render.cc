@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <set>
 #include <utility>
@@ -219,15 +220,41 @@ std::string render_workers(const nlohmann::json& workers) {
                       {true, true, true, true, true, true, true});
 }
 
+namespace {
+// A VM's QoS rate in bit/s with an SI prefix ("40M"), "-" without one.
+std::string qos_rate_text(const json& v) {
+  const json& rate = get(get(v, "qos"), "rate_bps");
+  if (!rate.is_number()) return "-";
+  double r = rate.get<double>();
+  const char* unit = "";
+  for (const char* u : {"k", "M", "G"}) {
+    if (r < 1000 || std::fmod(r, 1000) != 0) break;
+    r /= 1000;
+    unit = u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g%s", r, unit);
+  return buf;
+}
+// Its drops, from the VM / to the VM.
+std::string qos_drops_text(const json& v) {
+  const json& q = get(v, "qos");
+  if (!q.is_object()) return "-";
+  return field_text(q, "dropped_from_vm") + "/" + field_text(q, "dropped_to_vm");
+}
+}  // namespace
+
 std::string render_vms(const nlohmann::json& vms) {
   std::vector<std::vector<std::string>> rows;
   if (vms.is_array())
     for (const auto& v : vms)
       rows.push_back({field_text(v, "id"), field_text(v, "name"), field_text(v, "mac"),
                       field_text(v, "ipv4"), field_text(v, "ipv6"), field_text(v, "vlan"),
-                      field_text(v, "state"), field_text(v, "connections")});
-  return render_table({"ID", "NAME", "MAC", "IPV4", "IPV6", "VLAN", "STATE", "CONNS"}, rows,
-                      {true, false, false, false, false, true, false, true});
+                      field_text(v, "state"), field_text(v, "connections"), qos_rate_text(v),
+                      qos_drops_text(v)});
+  return render_table(
+      {"ID", "NAME", "MAC", "IPV4", "IPV6", "VLAN", "STATE", "CONNS", "QOS", "QOS_DROPS"}, rows,
+      {true, false, false, false, false, true, false, true, true, true});
 }
 
 std::string render_nat_mappings(const nlohmann::json& mappings) {

@@ -87,11 +87,16 @@ TEST(RenderPorts, AlignedTable) {
 TEST(RenderVms, AddressesJoinedAndEmptyAsDash) {
   json vms = json::parse(R"([
     {"id": 1, "name": "web1", "mac": "52:54:00:00:00:01", "ipv4": ["10.1.0.10", "10.1.0.11"],
-     "ipv6": [], "vlan": 100, "state": "active", "connections": 17}
+     "ipv6": [], "vlan": 100, "state": "active", "connections": 17},
+    {"id": 2, "name": "db", "mac": "52:54:00:00:00:02", "ipv4": ["10.1.0.12"], "ipv6": [],
+     "vlan": 0, "state": "local", "connections": 3,
+     "qos": {"rate_bps": 40000000, "burst_bytes": 500000, "dropped_from_vm": 12,
+             "dropped_to_vm": 7}}
   ])");
   EXPECT_EQ(render_vms(vms),
-            "ID  NAME  MAC                IPV4                 IPV6  VLAN  STATE   CONNS\n"
-            " 1  web1  52:54:00:00:00:01  10.1.0.10,10.1.0.11  -      100  active     17\n");
+            "ID  NAME  MAC                IPV4                 IPV6  VLAN  STATE   CONNS  QOS  QOS_DROPS\n"
+            " 1  web1  52:54:00:00:00:01  10.1.0.10,10.1.0.11  -      100  active     17    -          -\n"
+            " 2  db    52:54:00:00:00:02  10.1.0.12            -        0  local       3  40M       12/7\n");
 }
 
 TEST(RenderNat, MappingsOneRowEach) {
