@@ -740,6 +740,24 @@ TEST_F(Resume, InDoubtActivationCompletesWhenTheDestinationIsBack) {
   expect_handed_over();
 }
 
+// The same, with nobody signalling: the source asks again by itself every 5 s
+// (kInDoubtRetryMs), and the first retry after the destination is back completes the handoff.
+TEST_F(Resume, InDoubtActivationCompletesByItselfWhenTheDestinationIsBack) {
+  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/9000, /*timeout_ms=*/600));
+  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+  proxy_->mute(/*to_destination=*/true);
+  auto resumed = resume_async();
+  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
+  proxy_->cut_now(/*stay_down=*/true);
+  auto [code, r] = resumed.get();
+  EXPECT_EQ(code, 502) << r.dump();
+  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  proxy_->bring_up();
+  r = wait_source([](const nlohmann::json& x) { return x["result"] == "SUCCESS"; }, 8000);
+  EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
+  expect_handed_over();
+}
+
 // The destination activated the VM, then stayed unreachable past the source's budget and past
 // its own grace period: its session has ended. The source stays frozen meanwhile; asked again,
 // the destination answers from its history that it activated the VM.
