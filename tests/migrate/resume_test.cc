@@ -758,6 +758,26 @@ TEST_F(Resume, InDoubtActivationCompletesByItselfWhenTheDestinationIsBack) {
   expect_handed_over();
 }
 
+// The daemon stops while an activation is in doubt: nothing decides for the operator. The stop
+// does not wait for the next retry, and the VM stays frozen at the source with its entries, as
+// the peer may run it.
+TEST_F(Resume, DaemonStopWhileInDoubtLeavesTheVmFrozen) {
+  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/1000, /*timeout_ms=*/600));
+  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+  proxy_->mute(/*to_destination=*/true);
+  auto resumed = resume_async();
+  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
+  proxy_->cut_now(/*stay_down=*/true);
+  resumed.get();
+  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  const auto t0 = Clock::now();
+  ea_->stop();
+  EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(3000));
+  EXPECT_EQ(vm_state(*a_), VmState::kFrozen);
+  EXPECT_EQ(a_->shard(0).size(), kFlows);
+  EXPECT_EQ(source_results("SUCCESS"), 0);
+}
+
 // The destination activated the VM, then stayed unreachable past the source's budget and past
 // its own grace period: its session has ended. The source stays frozen meanwhile; asked again,
 // the destination answers from its history that it activated the VM.
