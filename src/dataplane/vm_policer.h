@@ -13,7 +13,8 @@
 // The burst (the bucket's depth) is 100 ms at the rate, and at least two full-size frames:
 // deep enough that TCP through the policer settles near the rate instead of collapsing on every
 // burst of a congestion window (with 20 ms, four iperf3 streams got 30 % of a 40 Mbit/s rate;
-// with 100 ms, 70-90 %), short enough that the rate holds over a fraction of a second.
+// with 100 ms, 58-88 % over five runs), short enough that the rate holds over a fraction of a
+// second.
 //
 // Direction: a packet whose source address (as received, before any translation) is one of
 // the VM's addresses comes from the VM; any other packet of the VM's connections goes to it
