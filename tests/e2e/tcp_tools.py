@@ -328,7 +328,9 @@ def tw_reuse(iface, host, port, n):
         flags = int(sn.results[0][TCP].flags)
         return "synack" if flags & 0x12 == 0x12 else "ack" if flags & 0x10 else None
 
-    for sport in range(41000, 41000 + n):
+    # Ports below the ephemeral range (32768 up): an earlier test's connection from this host
+    # may still hold one of those in TIME_WAIT, and that blocks bind() here.
+    for sport in range(21000, 21000 + n):
         c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         c.bind(("0.0.0.0", sport))
