@@ -476,6 +476,19 @@ class Resume : public ::testing::Test {
   std::future<std::pair<int, nlohmann::json>> resume_async() {
     return std::async(std::launch::async, [this] { return ea_->signal("web1", "resume"); });
   }
+  // Starts a migration (destination grace period grace_ms, timeouts 600 ms), freezes, and
+  // resumes with ACTIVATE lost on the way to the destination and then the link down for good:
+  // the source cannot learn the outcome and is in doubt. *answer: the resume call's answer.
+  void leave_activation_in_doubt(int grace_ms, std::pair<int, nlohmann::json>* answer) {
+    ASSERT_NO_FATAL_FAILURE(start(grace_ms, /*timeout_ms=*/600));
+    ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
+    proxy_->mute(/*to_destination=*/true);
+    auto resumed = resume_async();
+    ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
+    proxy_->cut_now(/*stay_down=*/true);
+    *answer = resumed.get();
+    ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  }
   template <typename Pred>
   static bool eventually(Pred p, int ms = 5000) {
     for (auto t0 = Clock::now(); Clock::now() - t0 < std::chrono::milliseconds(ms); usleep(2000))
@@ -722,15 +735,10 @@ TEST_F(Resume, ActivatedLostOnASilentLinkIsAskedForOnANewConnection) {
 // holding the migration in its grace period), the resume signal asks again and the migration
 // completes: the destination receives ACTIVATE once and the parked packets once.
 TEST_F(Resume, InDoubtActivationCompletesWhenTheDestinationIsBack) {
-  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/4000, /*timeout_ms=*/600));
-  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
-  proxy_->mute(/*to_destination=*/true);
-  auto resumed = resume_async();
-  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
-  proxy_->cut_now(/*stay_down=*/true);
-  auto [code, r] = resumed.get();
+  std::pair<int, nlohmann::json> answer;
+  ASSERT_NO_FATAL_FAILURE(leave_activation_in_doubt(/*grace_ms=*/4000, &answer));
+  auto [code, r] = answer;
   EXPECT_EQ(code, 502) << r.dump();
-  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
   EXPECT_EQ(vm_state(*b_), VmState::kArriving) << "the destination waits for a RESUME";
   proxy_->bring_up();
   std::tie(code, r) = ea_->signal("web1", "resume");
@@ -743,15 +751,10 @@ TEST_F(Resume, InDoubtActivationCompletesWhenTheDestinationIsBack) {
 // The same, with nobody signalling: the source asks again by itself every 5 s
 // (kInDoubtRetryMs), and the first retry after the destination is back completes the handoff.
 TEST_F(Resume, InDoubtActivationCompletesByItselfWhenTheDestinationIsBack) {
-  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/9000, /*timeout_ms=*/600));
-  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
-  proxy_->mute(/*to_destination=*/true);
-  auto resumed = resume_async();
-  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
-  proxy_->cut_now(/*stay_down=*/true);
-  auto [code, r] = resumed.get();
+  std::pair<int, nlohmann::json> answer;
+  ASSERT_NO_FATAL_FAILURE(leave_activation_in_doubt(/*grace_ms=*/9000, &answer));
+  auto [code, r] = answer;
   EXPECT_EQ(code, 502) << r.dump();
-  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
   proxy_->bring_up();
   r = wait_source([](const nlohmann::json& x) { return x["result"] == "SUCCESS"; }, 8000);
   EXPECT_EQ(r["result"], "SUCCESS") << r.dump();
@@ -762,14 +765,8 @@ TEST_F(Resume, InDoubtActivationCompletesByItselfWhenTheDestinationIsBack) {
 // does not wait for the next retry, and the VM stays frozen at the source with its entries, as
 // the peer may run it.
 TEST_F(Resume, DaemonStopWhileInDoubtLeavesTheVmFrozen) {
-  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/1000, /*timeout_ms=*/600));
-  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
-  proxy_->mute(/*to_destination=*/true);
-  auto resumed = resume_async();
-  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
-  proxy_->cut_now(/*stay_down=*/true);
-  resumed.get();
-  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  std::pair<int, nlohmann::json> answer;
+  ASSERT_NO_FATAL_FAILURE(leave_activation_in_doubt(/*grace_ms=*/1000, &answer));
   const auto t0 = Clock::now();
   ea_->stop();
   EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(3000));
@@ -806,14 +803,8 @@ TEST_F(Resume, InDoubtActivationIsConfirmedByADestinationThatAlreadyEndedIt) {
 // again, it says so (ABORT), and the source rolls back too: the VM is the source's again with
 // the parked packets, the shipped ones included.
 TEST_F(Resume, InDoubtActivationRollsBackWhenTheDestinationRolledBack) {
-  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/1000, /*timeout_ms=*/600));
-  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
-  proxy_->mute(/*to_destination=*/true);
-  auto resumed = resume_async();
-  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
-  proxy_->cut_now(/*stay_down=*/true);
-  resumed.get();
-  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  std::pair<int, nlohmann::json> answer;
+  ASSERT_NO_FATAL_FAILURE(leave_activation_in_doubt(/*grace_ms=*/1000, &answer));
   nlohmann::json d = wait_destination_done();
   EXPECT_EQ(d["result"], "TRANSFER") << d.dump();
   proxy_->bring_up();
@@ -827,14 +818,8 @@ TEST_F(Resume, InDoubtActivationRollsBackWhenTheDestinationRolledBack) {
 // The operator knows the destination does not run the VM: abort takes it back at the source,
 // which the destination never activated (it rolls back when its grace period ends).
 TEST_F(Resume, AbortTakesAnInDoubtVmBackAtTheSource) {
-  ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/1000, /*timeout_ms=*/600));
-  ASSERT_NO_FATAL_FAILURE(freeze_with_parked_packets());
-  proxy_->mute(/*to_destination=*/true);
-  auto resumed = resume_async();
-  ASSERT_TRUE(eventually([&] { return proxy_->muted_records(true) >= 2; }));
-  proxy_->cut_now(/*stay_down=*/true);
-  resumed.get();
-  ASSERT_NO_FATAL_FAILURE(expect_source_in_doubt());
+  std::pair<int, nlohmann::json> answer;
+  ASSERT_NO_FATAL_FAILURE(leave_activation_in_doubt(/*grace_ms=*/1000, &answer));
   auto [code, r] = ea_->signal("web1", "abort");
   EXPECT_EQ(code, 200) << r.dump();
   EXPECT_EQ(r["result"], "ABORTED") << r.dump();
