@@ -362,7 +362,7 @@ void bench_fw(uint32_t entries, const std::string& key) {
 }
 
 // Memory per connection of capacity. "1M" is 1,000,000; 2^20 is recorded too, since rte_hash
-// rounds its buckets, free ring and defer queue up to a power of two of the positions
+// rounds its buckets and free ring up to a power of two of the positions
 // (capacity plus 1/32 slack), and 2^20 + slack crosses one: those parts double there.
 void bench_bytes() {
   auto per_conn = [](uint32_t capacity, const std::string& suffix) {
@@ -371,7 +371,6 @@ void bench_bytes() {
     const double cap = t.capacity();
     put("fw_bytes_per_conn" + suffix, static_cast<double>(t.memory_bytes()) / cap);
     put("fw_bytes_per_conn" + suffix + "_hash", static_cast<double>(t.memory_split().hash) / cap);
-    put("fw_bytes_per_conn" + suffix + "_rcu_dq", static_cast<double>(t.memory_split().rcu_dq) / cap);
     put("fw_bytes_per_conn" + suffix + "_entries", static_cast<double>(t.memory_split().entries) / cap);
   };
   per_conn(1000000, "");

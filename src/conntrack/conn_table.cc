@@ -18,9 +18,9 @@ namespace {
 // positions, so rte_hash's power-of-two rings and buckets do not double.
 uint32_t slack_for(uint32_t capacity) { return std::max<uint32_t>(256, capacity / 32); }
 
-// Defer-queue reclaim: try once more than this many positions wait, up to this many at a time.
-constexpr uint32_t kReclaimTrigger = 64;
-constexpr uint32_t kReclaimBatch = 64;
+// Stamped limbo batches kept apart; when all are taken, a new one joins the newest (waiting
+// for a later token is always safe, only slower).
+constexpr uint32_t kLimboQueue = 64;
 
 // Bytes handed out by the DPDK heaps of every socket.
 size_t heap_allocated_bytes() {
@@ -74,16 +74,8 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   if (t->hash_ == nullptr) return fail(std::string("rte_hash_create: ") + rte_strerror(rte_errno));
   const size_t heap_hash = heap_allocated_bytes();
 
-  rte_hash_rcu_config rc{};
-  rc.v = p.rcu;
-  rc.mode = RTE_HASH_QSBR_MODE_DQ;
-  rc.dq_size = 0;  // default: every position, so the defer queue can never overflow
-  rc.trigger_reclaim_limit = kReclaimTrigger;
-  rc.max_reclaim_size = kReclaimBatch;
-  if (rte_hash_rcu_qsbr_add(t->hash_, &rc) != 0)
-    return fail(std::string("rte_hash_rcu_qsbr_add: ") + rte_strerror(rte_errno));
-  const size_t heap_dq = heap_allocated_bytes();
-
+  t->rcu_ = p.rcu;
+  t->limbo_q_.resize(kLimboQueue);
   t->entries_ = zalloc_array<ConnEntry>("conn_entries", t->slots_, p.socket_id);
   t->live_ = zalloc_array<uint8_t>("conn_live", t->slots_ + 8, p.socket_id);
   t->vm_head_ = zalloc_array<uint32_t>("conn_vm_head", size_t{p.max_vms} + 1, p.socket_id);
@@ -127,14 +119,14 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   }
 
   const size_t heap_after = heap_allocated_bytes();
-  t->memory_split_ = {heap_hash - heap_before, heap_dq - heap_hash, heap_after - heap_dq};
+  t->memory_split_ = {heap_hash - heap_before, heap_after - heap_hash};
   t->memory_bytes_ = (heap_after - heap_before) + sizeof(ConnTable) +
-                     2 * p.age_classes * sizeof(uint32_t);
+                     2 * p.age_classes * sizeof(uint32_t) + kLimboQueue * sizeof(Limbo);
   return t;
 }
 
 ConnTable::~ConnTable() {
-  rte_hash_free(hash_);  // drains the defer queue (non-blocking), frees rings and key store
+  rte_hash_free(hash_);  // frees every position, limbo or not, with the rings and key store
   rte_free(entries_);
   rte_free(live_);
   rte_free(vm_head_);
@@ -168,6 +160,11 @@ int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init) {
   }
   const hash_sig_t sig = hash_inline_ok_ ? hash(k) : rte_hash_hash(hash_, &k);
   int32_t pos = rte_hash_add_key_with_hash(hash_, &k, sig);
+  if (pos == -ENOSPC && limbo_count_ > 0) {  // free list dry: reclaim what the readers allow
+    limbo_close();
+    limbo_reclaim();
+    pos = rte_hash_add_key_with_hash(hash_, &k, sig);
+  }
   if (pos < 0) {
     if (pos == -ENOSPC) ++stats_.reclaim_stalls;
     return pos;
@@ -197,11 +194,58 @@ void ConnTable::remove(uint32_t slot) {
   if (e.vm_id != 0) vm_unlink(slot, e.vm_id);
   age_unlink(slot);
   std::atomic_ref<uint8_t>(live_[slot]).store(0, std::memory_order_release);
-  // Deletes by the key's own bytes in the key store; rte_hash only reads them, and queues the
-  // position on the RCU defer queue (the key bytes stay until the position is reused).
+  // Deletes by the key's own bytes in the key store; rte_hash only reads them and keeps the
+  // position allocated (RW_CONCURRENCY_LF) until limbo_reclaim() frees it.
   rte_hash_del_key(hash_, &key(slot));
   size_.store(size() - 1, std::memory_order_relaxed);
   ++stats_.removes;
+  limbo_append(limbo_open_, slot, slot, 1);  // age_unlink left its age_next at kNoSlot
+  ++limbo_count_;
+  if (limbo_open_.count >= kLimboBatch) {
+    limbo_close();
+    limbo_reclaim();
+  }
+}
+
+void ConnTable::limbo_append(Limbo& b, uint32_t head, uint32_t tail, uint32_t count) {
+  if (b.tail != kNoSlot) entries_[b.tail].age_next = head;
+  else b.head = head;
+  b.tail = tail;
+  b.count += count;
+}
+
+void ConnTable::limbo_close() {
+  if (limbo_open_.count == 0) return;
+  // The token is taken after the removals of the batch: readers that report quiescent after
+  // it can no longer hold any of its slots.
+  const uint64_t token = rte_rcu_qsbr_start(rcu_);
+  Limbo* b;
+  if (limbo_n_ < limbo_q_.size()) {
+    b = &limbo_q_[(limbo_first_ + limbo_n_) % limbo_q_.size()];
+    *b = Limbo{};
+    ++limbo_n_;
+  } else {
+    b = &limbo_q_[(limbo_first_ + limbo_n_ - 1) % limbo_q_.size()];
+  }
+  limbo_append(*b, limbo_open_.head, limbo_open_.tail, limbo_open_.count);
+  b->token = token;
+  limbo_open_ = Limbo{};
+}
+
+void ConnTable::limbo_reclaim() {
+  while (limbo_n_ > 0) {
+    Limbo& b = limbo_q_[limbo_first_];
+    if (rte_rcu_qsbr_check(rcu_, b.token, false) != 1) return;
+    for (uint32_t s = b.head; s != kNoSlot;) {
+      const uint32_t next = entries_[s].age_next;
+      entries_[s].age_next = kNoSlot;
+      rte_hash_free_key_with_position(hash_, static_cast<int32_t>(s));
+      s = next;
+    }
+    limbo_count_ -= b.count;
+    limbo_first_ = (limbo_first_ + 1) % static_cast<uint32_t>(limbo_q_.size());
+    --limbo_n_;
+  }
 }
 
 void ConnTable::set_age_class(uint32_t slot, uint8_t cls) {

@@ -18,13 +18,16 @@
 //   flow is dropped, nothing established is evicted). The slack absorbs slots that are deleted
 //   but still inside their RCU grace period. EXT_TABLE guarantees that an insert below capacity
 //   never fails because of cuckoo displacement limits.
-// * Reclaim: rte_hash's own RCU integration (rte_hash_rcu_qsbr_add, RTE_HASH_QSBR_MODE_DQ) on
-//   the caller's QSBR variable. rte_hash_del_key pushes the key position on a defer queue with
-//   a QSBR token; rte_hash hands the position out again only after every registered reader has
-//   reported quiescent since the delete. Since position == slot, the entry array slot, its key
-//   and its links stay intact for any reader that may still hold the slot number. Deferred
-//   positions are reclaimed in batches on delete and when the free list runs dry on insert; if
-//   a reader stays online for long, inserts may fail with -ENOSPC (counter reclaim_stalls).
+// * Reclaim: deferred, on the caller's QSBR variable, without rte_hash's RCU defer queue
+//   (which costs 16 bytes per position: a sixth of the table). With RW_CONCURRENCY_LF,
+//   rte_hash_del_key leaves the position allocated; remove() chains the dead slot into a
+//   limbo batch through its age_next link (the entry is off the aging list, and readers never
+//   follow age links), and a batch of kLimboBatch removals is stamped with a QSBR token. Once
+//   every registered reader has reported quiescent since that token, rte_hash_free_key_with_
+//   position hands the batch's positions out again. Since position == slot, the entry, its key
+//   and its vm_next stay intact for any reader that may still hold the slot number. Batches are
+//   reclaimed on remove and, when rte_hash's free list runs dry, on insert; if a reader stays
+//   online for long, inserts may fail with -ENOSPC (counter reclaim_stalls).
 // * Seqlock per entry (ConnEntry::version): the owner brackets updates with begin_write /
 //   end_write (odd while writing). read() copies the entry and key and retries until it sees
 //   the same even version before and after. The version is also the entry's wire version, so
@@ -104,8 +107,8 @@ class ConnTable {
     uint8_t age_classes = 1;
   };
 
-  // rte_hash names its rings "HT_<name>" and its RCU defer queue "HASH_RCU_<name>"; ring names
-  // are limited to 28 characters, so longer names would be truncated into collisions.
+  // rte_hash names its rings "HT_<name>"; ring names are limited to 28 characters, so longer
+  // names would be truncated into collisions.
   static constexpr size_t kMaxNameLen = 19;
   static constexpr uint32_t kMaxCapacity = 1u << 28;
 
@@ -206,14 +209,15 @@ class ConnTable {
   // Positions in the hash (capacity + slack): slot numbers are < slots().
   uint32_t slots() const { return slots_; }
   // DPDK heap growth measured across create() (rte_hash buckets, ext buckets, key store, free
-  // rings, RCU defer queue, entry array, live flags, VM heads) plus the object itself.
+  // rings, entry array, live flags, VM heads) plus the object itself and its limbo ring.
   size_t memory_bytes() const { return memory_bytes_; }
   // The same split by what create() allocated, for the memory budget (docs/PERFORMANCE.md).
   struct MemorySplit {
     size_t hash = 0;     // rte_hash: buckets, ext buckets, key store, free rings
-    size_t rcu_dq = 0;   // its RCU defer queue
     size_t entries = 0;  // ConnEntry array, live flags, VM heads and counts
   };
+  // Removed slots still waiting for their grace period (owner's view).
+  uint32_t limbo() const { return limbo_count_; }
   const MemorySplit& memory_split() const { return memory_split_; }
   uint16_t max_vms() const { return max_vms_; }
   uint8_t age_classes() const { return age_classes_; }
@@ -229,6 +233,16 @@ class ConnTable {
   void vm_link(uint32_t slot, uint16_t vm);
   void vm_unlink(uint32_t slot, uint16_t vm);
 
+  // Limbo: removed slots chained through age_next, in batches stamped with a QSBR token.
+  struct Limbo {
+    uint32_t head = kNoSlot, tail = kNoSlot, count = 0;
+    uint64_t token = 0;
+  };
+  static constexpr uint32_t kLimboBatch = 64;  // removals per token
+  void limbo_append(Limbo& b, uint32_t head, uint32_t tail, uint32_t count);
+  void limbo_close();           // stamps the open batch and queues it
+  void limbo_reclaim();         // frees the queued batches whose grace period has ended
+
   std::string name_;
   rte_hash* hash_ = nullptr;
   ConnEntry* entries_ = nullptr;        // slots_ entries
@@ -236,6 +250,10 @@ class ConnTable {
   uint32_t* vm_head_ = nullptr;         // max_vms_ + 1, atomic_ref (readers walk from here)
   uint32_t* vm_count_ = nullptr;        // max_vms_ + 1, atomic_ref
   std::vector<uint32_t> age_head_, age_tail_;  // owner-only
+  rte_rcu_qsbr* rcu_ = nullptr;
+  Limbo limbo_open_;                    // removed since the last token (owner-only)
+  std::vector<Limbo> limbo_q_;          // ring of stamped batches, oldest at limbo_first_
+  uint32_t limbo_first_ = 0, limbo_n_ = 0, limbo_count_ = 0;
   const uint8_t* key_base_ = nullptr;   // key of position p at key_base_ + p * key_stride_
   size_t key_stride_ = 0;
   bool hash_inline_ok_ = false;         // hash() == rte_hash_hash() (checked in create())

@@ -589,6 +589,49 @@ TEST_F(ConnTableTest, ConcurrentVmWalkSeesOnlyThatVm) {
               static_cast<unsigned long>(walks.load()), static_cast<unsigned long>(visits.load()));
 }
 
+// More stamped limbo batches than the table keeps apart (a reader stalls for thousands of
+// removals): the newest batch absorbs the rest, and once the reader quiesces every position
+// comes back.
+TEST_F(ConnTableTest, LimboOverflowMergesBatchesAndReclaimsAll) {
+  constexpr uint32_t kCap = 8192;
+  auto t = make(kCap);
+  ASSERT_TRUE(t);
+  std::atomic<int> phase{0};
+  std::thread reader([&] {
+    rte_rcu_qsbr_thread_register(rcu_, 2);
+    rte_rcu_qsbr_thread_online(rcu_, 2);
+    phase.store(1);
+    while (phase.load() < 2) std::this_thread::yield();
+    rte_rcu_qsbr_thread_offline(rcu_, 2);
+    rte_rcu_qsbr_thread_unregister(rcu_, 2);
+    phase.store(3);
+  });
+  Joiner rj{reader, [&] { if (phase.load() < 2) phase.store(2); }};
+  while (phase.load() < 1) std::this_thread::yield();
+
+  uint32_t id = 0, stalls = 0;
+  for (uint32_t i = 0; i < 3 * t->slots(); ++i, ++id) {
+    int32_t s = t->insert(make_key(id, 1), make_entry(1));
+    if (s < 0) {
+      ASSERT_EQ(s, -ENOSPC);
+      ++stalls;
+      continue;
+    }
+    t->remove(static_cast<uint32_t>(s));
+  }
+  EXPECT_GT(stalls, 0u);
+  EXPECT_EQ(t->size(), 0u);
+  EXPECT_EQ(t->limbo(), t->slots());  // every position removed and waiting
+  EXPECT_GT(t->slots() / 64, 64u);    // more batches than kept apart: merging was exercised
+
+  phase.store(2);
+  while (phase.load() < 3) std::this_thread::yield();
+  for (uint32_t i = 0; i < kCap; ++i, ++id)
+    ASSERT_GE(t->insert(make_key(id, 1), make_entry(1)), 0) << "insert " << i;
+  EXPECT_EQ(t->size(), kCap);
+  EXPECT_EQ(t->limbo(), 0u);
+}
+
 TEST_F(ConnTableTest, ReportsMemoryAtOneMillion) {
   auto t = make(1'000'000, 1024, 4);
   ASSERT_TRUE(t);
