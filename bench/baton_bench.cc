@@ -67,9 +67,17 @@ constexpr uint32_t kCliIsn = 1000, kSrvIsn = 5000;
 
 std::map<std::string, double> g_results;
 std::map<std::string, std::string> g_notes;
+// --no-accounting: tables without per-connection counters (conntrack.accounting: false); every
+// key is recorded with the suffix "_no_accounting".
+bool g_accounting = true;
+// --huge: EAL memory from hugepages (bench.sh reserves them), as in production; every key is
+// recorded with the suffix "_huge".
+bool g_huge = false;
+
 void put(const std::string& k, double v) {
-  g_results[k] = v;
-  std::fprintf(stderr, "  %s = %.3f\n", k.c_str(), v);
+  const std::string key = k + (g_accounting ? "" : "_no_accounting") + (g_huge ? "_huge" : "");
+  g_results[key] = v;
+  std::fprintf(stderr, "  %s = %.3f\n", key.c_str(), v);
 }
 
 double tsc_hz() { return static_cast<double>(rte_get_tsc_hz()); }
@@ -102,6 +110,7 @@ std::string config_yaml(const std::string& instance, uint32_t capacity, uint16_t
     y += r;
   }
   y += "conntrack:\n  capacity: " + std::to_string(capacity) + "\n" +
+       (g_accounting ? "" : "  accounting: false\n") +
        "  timeouts: {tcp_time_wait: " + std::to_string(time_wait_s) + "}\n" +
        "migration:\n  enabled: false\n";
   if (with_vm) y += "vms:\n  - {name: vm1, mac: \"02:00:00:00:01:10\", ipv4: [11.0.0.1]}\n";
@@ -372,6 +381,7 @@ void bench_bytes() {
     put("fw_bytes_per_conn" + suffix, static_cast<double>(t.memory_bytes()) / cap);
     put("fw_bytes_per_conn" + suffix + "_hash", static_cast<double>(t.memory_split().hash) / cap);
     put("fw_bytes_per_conn" + suffix + "_entries", static_cast<double>(t.memory_split().entries) / cap);
+    put("fw_bytes_per_conn" + suffix + "_counters", static_cast<double>(t.memory_split().counters) / cap);
   };
   per_conn(1000000, "");
   per_conn(1u << 20, "_2p20");
@@ -946,21 +956,22 @@ void bench_callgrind() {
 int main(int argc, char** argv) {
   using namespace baton;
   std::string mem = "2048";
-  bool huge = false;  // --huge: EAL memory from hugepages (bench.sh reserves them), as in production
   std::vector<std::string> groups;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "-m" && i + 1 < argc)
       mem = argv[++i];
     else if (a == "--huge")
-      huge = true;
+      g_huge = true;
+    else if (a == "--no-accounting")
+      g_accounting = false;
     else
       groups.push_back(a);
   }
   std::vector<std::string> args = {"baton-bench", "-m", mem, "--no-pci", "-l", "0",
                                    "--file-prefix", "bench_" + std::to_string(getpid()),
                                    "--log-level=error"};
-  if (!huge) args.insert(args.begin() + 1, "--no-huge");
+  if (!g_huge) args.insert(args.begin() + 1, "--no-huge");
   std::vector<char*> eargv;
   for (auto& a : args) eargv.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eargv.size()), eargv.data()) < 0) {

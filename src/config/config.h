@@ -71,6 +71,7 @@ struct Timeouts {  // seconds; [reload]
 
 struct ConntrackConfig {
   uint32_t capacity = 1 << 20;  // entries; new connections beyond it are dropped (table_full)
+  bool accounting = true;       // per-connection packet/byte counters (32 bytes per entry)
   Timeouts timeouts;
 };
 

@@ -559,9 +559,10 @@ class Loader {
   }
 
   void conntrack(const Val& v) {
-    MapReader m(v, {"capacity", "timeouts"});
+    MapReader m(v, {"capacity", "accounting", "timeouts"});
     if (auto* x = m.get("capacity"))
       c_.conntrack.capacity = static_cast<uint32_t>(uint_in(*x, 1, UINT32_MAX));
+    if (auto* x = m.get("accounting")) c_.conntrack.accounting = boolean(*x);
     auto* t = m.get("timeouts");
     if (!t) return;
     Timeouts& to = c_.conntrack.timeouts;

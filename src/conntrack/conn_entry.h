@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // One tracked connection, both directions. Plain data (no pointers): a migration copies it field
-// by field through the codec, and the table stores it in a slot-indexed array.
+// by field through the codec, and the table stores it in a slot-indexed array, one cache line
+// per entry. Packet and byte counters are per-connection accounting, a table option kept in a
+// parallel array (ConnCounters) so that the entry a packet needs fits one line.
 //
 // Concurrency: the owning worker is the only writer. It brackets every update with
 // ConnTable::begin_write/end_write, which bump `version` to odd and back to even (a seqlock), so
@@ -67,7 +69,14 @@ constexpr uint8_t kXlate = 0x20;      // translated: its ConnXlate record is val
 
 constexpr uint32_t kNoSlot = 0xffffffffu;
 
-struct ConnEntry {
+// Per-connection accounting (ConnTable::Params::accounting), by Dir; written with the entry,
+// inside its seqlock bracket.
+struct ConnCounters {
+  uint64_t packets[2] = {0, 0};
+  uint64_t bytes[2] = {0, 0};
+};
+
+struct alignas(64) ConnEntry {
   std::atomic<uint32_t> version{0};   // seqlock; even = stable
   uint8_t l4_state = 0;               // TcpState for TCP; unused otherwise
   uint8_t flags = 0;                  // connflag bits
@@ -80,8 +89,6 @@ struct ConnEntry {
   // (migrate::begin_epoch), so that an idle entry cannot alias a new epoch.
   uint16_t mig_epoch = 0;
   TcpPeer peer[2];                    // indexed by Dir: [kLoToHi] is the lo endpoint as sender
-  uint64_t packets[2] = {0, 0};       // by Dir
-  uint64_t bytes[2] = {0, 0};
   // Intrusive links, slot numbers: the VM index (per VM and owner) and the owner's aging list.
   uint32_t vm_prev = kNoSlot, vm_next = kNoSlot;
   uint32_t age_prev = kNoSlot, age_next = kNoSlot;
@@ -101,11 +108,9 @@ struct ConnEntry {
     l4_state = o.l4_state; flags = o.flags; vm_id = o.vm_id; last_seen = o.last_seen;
     age_class = o.age_class; zone = o.zone; mig_epoch = o.mig_epoch;
     peer[0] = o.peer[0]; peer[1] = o.peer[1];
-    packets[0] = o.packets[0]; packets[1] = o.packets[1];
-    bytes[0] = o.bytes[0]; bytes[1] = o.bytes[1];
     vm_prev = o.vm_prev; vm_next = o.vm_next; age_prev = o.age_prev; age_next = o.age_next;
   }
 };
-static_assert(sizeof(ConnEntry) == 96);
+static_assert(sizeof(ConnEntry) == 64);
 
 }  // namespace baton

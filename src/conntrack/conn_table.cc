@@ -77,6 +77,10 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   t->rcu_ = p.rcu;
   t->limbo_q_.resize(kLimboQueue);
   t->entries_ = zalloc_array<ConnEntry>("conn_entries", t->slots_, p.socket_id);
+  if (p.accounting) {
+    t->counters_ = zalloc_array<ConnCounters>("conn_counters", t->slots_, p.socket_id);
+    if (!t->counters_) return fail("out of DPDK memory for " + std::to_string(t->slots_) + " counters");
+  }
   t->live_ = zalloc_array<uint8_t>("conn_live", t->slots_ + 8, p.socket_id);
   t->vm_head_ = zalloc_array<uint32_t>("conn_vm_head", size_t{p.max_vms} + 1, p.socket_id);
   t->vm_count_ = zalloc_array<uint32_t>("conn_vm_count", size_t{p.max_vms} + 1, p.socket_id);
@@ -119,7 +123,9 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   }
 
   const size_t heap_after = heap_allocated_bytes();
-  t->memory_split_ = {heap_hash - heap_before, heap_after - heap_hash};
+  t->memory_split_.hash = heap_hash - heap_before;
+  t->memory_split_.counters = p.accounting ? size_t{t->slots_} * sizeof(ConnCounters) : 0;
+  t->memory_split_.entries = heap_after - heap_hash - t->memory_split_.counters;
   t->memory_bytes_ = (heap_after - heap_before) + sizeof(ConnTable) +
                      2 * p.age_classes * sizeof(uint32_t) + kLimboQueue * sizeof(Limbo);
   return t;
@@ -128,6 +134,7 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
 ConnTable::~ConnTable() {
   rte_hash_free(hash_);  // frees every position, limbo or not, with the rings and key store
   rte_free(entries_);
+  rte_free(counters_);
   rte_free(live_);
   rte_free(vm_head_);
   rte_free(vm_count_);
@@ -152,7 +159,7 @@ void ConnTable::lookup_bulk(const FlowKey* const* keys, hash_sig_t* sigs, uint32
     if (slots[i] < 0) slots[i] = -1;
 }
 
-int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init) {
+int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCounters* c) {
   if (init.vm_id > max_vms_ || init.age_class >= age_classes_) return -EINVAL;
   if (size() >= capacity_) {
     ++stats_.full_drops;
@@ -180,6 +187,7 @@ int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init) {
   e = init;
   e.version.store(init.version.load(std::memory_order_relaxed) & ~1u, std::memory_order_relaxed);
   e.vm_prev = e.vm_next = e.age_prev = e.age_next = kNoSlot;
+  if (counters_) counters_[slot] = c ? *c : ConnCounters{};
   age_link_tail(slot, init.age_class);
   std::atomic_ref<uint8_t>(live_[slot]).store(1, std::memory_order_release);
   if (init.vm_id != 0) vm_link(slot, init.vm_id);  // publishes after the content

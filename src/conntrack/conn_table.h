@@ -9,8 +9,9 @@
 // cores (the control core taking a snapshot or listing, the migration engine) only read.
 //
 //   FlowKey --rte_hash (RW_CONCURRENCY_LF, EXT_TABLE)--> position == slot
-//   slot --> entries_[slot]  (ConnEntry, 96 bytes)    key(slot) --> rte_hash's own key store
+//   slot --> entries_[slot]  (ConnEntry, 64 bytes)    key(slot) --> rte_hash's own key store
 //            live_[slot]     (1 byte: 1 = the slot holds a live entry)
+//            counters_[slot] (ConnCounters, 32 bytes; only with Params::accounting)
 //
 // * Slots are rte_hash key positions, so the key is stored once (in rte_hash's key store) and
 //   the entry array needs no free list of its own. The hash has `capacity + slack` positions;
@@ -63,6 +64,7 @@
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
 #include <rte_pause.h>
+#include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 
 #include <atomic>
@@ -105,6 +107,10 @@ class ConnTable {
     int socket_id = SOCKET_ID_ANY;
     rte_rcu_qsbr* rcu = nullptr;  // shared by all shards; readers registered by the caller
     uint8_t age_classes = 1;
+    // Per-connection packet/byte counters (conntrack.accounting): 32 bytes per position, and
+    // a second cache line for every packet to touch. Without them per-VM and per-port
+    // counters still count everything.
+    bool accounting = true;
   };
 
   // rte_hash names its rings "HT_<name>"; ring names are limited to 28 characters, so longer
@@ -150,7 +156,8 @@ class ConnTable {
   // Links the new entry into VM init.vm_id's index (0 = none) and at the tail of aging list
   // init.age_class. Returns the slot, -EEXIST, -ENOSPC (at capacity, or no slot out of its
   // grace period yet), -EINVAL (vm_id > max_vms or age_class >= age_classes).
-  int32_t insert(const FlowKey& k, const ConnEntry& init);
+  // c: the first counters (none: zero); ignored without accounting.
+  int32_t insert(const FlowKey& k, const ConnEntry& init, const ConnCounters* c = nullptr);
   // Unlinks from the VM index and the aging list and deletes the key; the slot is handed out
   // again only after an RCU grace period.
   void remove(uint32_t slot);
@@ -173,6 +180,23 @@ class ConnTable {
     v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 
+  // Accounting, inside the write bracket; no-ops without it.
+  void count(uint32_t slot, Dir d, uint32_t bytes) {
+    if (counters_ == nullptr) return;
+    ConnCounters& c = counters_[slot];
+    c.packets[static_cast<int>(d)]++;
+    c.bytes[static_cast<int>(d)] += bytes;
+  }
+  void set_counters(uint32_t slot, const ConnCounters& c) {
+    if (counters_ != nullptr) counters_[slot] = c;
+  }
+  bool accounting() const { return counters_ != nullptr; }
+  // Asks for what a packet of the slot touches: the entry's line, and its counters'.
+  void prefetch(uint32_t slot) const {
+    rte_prefetch0(&entries_[slot]);
+    if (counters_ != nullptr) rte_prefetch0(&counters_[slot]);
+  }
+
   // Moves the entry to the tail of class cls (also when it is already in cls).
   void set_age_class(uint32_t slot, uint8_t cls);
 
@@ -185,9 +209,11 @@ class ConnTable {
 
   // ---- Any core (online in RCU) ------------------------------------------------------------
 
-  // Consistent copy of a live entry (and its key if key_out); false if the slot is not live.
-  // Link fields of *out are kNoSlot (see the header comment).
-  bool read(uint32_t slot, ConnEntry* out, FlowKey* key_out) const;
+  // Consistent copy of a live entry (and its key if key_out, its counters if counters_out:
+  // zero without accounting); false if the slot is not live. Link fields of *out are kNoSlot
+  // (see the header comment).
+  bool read(uint32_t slot, ConnEntry* out, FlowKey* key_out,
+            ConnCounters* counters_out = nullptr) const;
   bool live(uint32_t slot) const {
     return slot < slots_ && std::atomic_ref<uint8_t>(live_[slot]).load(std::memory_order_acquire);
   }
@@ -215,6 +241,7 @@ class ConnTable {
   struct MemorySplit {
     size_t hash = 0;     // rte_hash: buckets, ext buckets, key store, free rings
     size_t entries = 0;  // ConnEntry array, live flags, VM heads and counts
+    size_t counters = 0; // ConnCounters array (accounting)
   };
   // Removed slots still waiting for their grace period (owner's view).
   uint32_t limbo() const { return limbo_count_; }
@@ -246,6 +273,7 @@ class ConnTable {
   std::string name_;
   rte_hash* hash_ = nullptr;
   ConnEntry* entries_ = nullptr;        // slots_ entries
+  ConnCounters* counters_ = nullptr;    // slots_ counters, or none (accounting off)
   uint8_t* live_ = nullptr;             // slots_ flags, accessed through atomic_ref
   uint32_t* vm_head_ = nullptr;         // max_vms_ + 1, atomic_ref (readers walk from here)
   uint32_t* vm_count_ = nullptr;        // max_vms_ + 1, atomic_ref
@@ -270,7 +298,8 @@ class ConnTable {
 
 // ---- templates and inline bodies -------------------------------------------------------------
 
-inline bool ConnTable::read(uint32_t slot, ConnEntry* out, FlowKey* key_out) const {
+inline bool ConnTable::read(uint32_t slot, ConnEntry* out, FlowKey* key_out,
+                            ConnCounters* counters_out) const {
   if (slot >= slots_) return false;
   const ConnEntry& e = entries_[slot];
   for (;;) {
@@ -282,6 +311,7 @@ inline bool ConnTable::read(uint32_t slot, ConnEntry* out, FlowKey* key_out) con
     if (!std::atomic_ref<uint8_t>(live_[slot]).load(std::memory_order_acquire)) return false;
     *out = e;
     if (key_out) std::memcpy(static_cast<void*>(key_out), &key(slot), sizeof(FlowKey));
+    if (counters_out) *counters_out = counters_ ? counters_[slot] : ConnCounters{};
     std::atomic_thread_fence(std::memory_order_acquire);  // data loads before the re-check
     if (e.version.load(std::memory_order_relaxed) == v1) {
       out->version.store(v1, std::memory_order_relaxed);

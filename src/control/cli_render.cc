@@ -154,8 +154,11 @@ std::string render_conn_line(const nlohmann::json& c) {
   const std::string src = field_text(c, "src"), dst = field_text(c, "dst");
   const std::string sport = field_text(c, "sport"), dport = field_text(c, "dport");
   out += tuple(src, dst, sport, dport);
-  out += "packets=" + field_text(c, "packets_orig") + " bytes=" + field_text(c, "bytes_orig") +
-         " ";
+  // Counters only with conntrack.accounting (as conntrack -L prints them only with acct on).
+  const bool acct = !get(c, "packets_orig").is_null();
+  if (acct)
+    out += "packets=" + field_text(c, "packets_orig") + " bytes=" + field_text(c, "bytes_orig") +
+           " ";
   // Reply tuple: NATed entries say where replies come from; otherwise it is the mirror.
   auto reply = [&](const char* key, const std::string& mirror) {
     const json& v = get(c, key);
@@ -163,8 +166,10 @@ std::string render_conn_line(const nlohmann::json& c) {
   };
   out += tuple(reply("reply_src", dst), reply("reply_dst", src), reply("reply_sport", dport),
                reply("reply_dport", sport));
-  out += "packets=" + field_text(c, "packets_reply") +
-         " bytes=" + field_text(c, "bytes_reply");
+  if (acct)
+    out += "packets=" + field_text(c, "packets_reply") + " bytes=" + field_text(c, "bytes_reply");
+  else
+    out.pop_back();  // tuple()'s trailing space
   const json& flags = get(c, "flags");
   if (flags.is_array())
     for (const auto& f : flags)

@@ -206,7 +206,8 @@ json DaemonApi::connections_json(const std::string& vm, const std::string& addr,
       if (out.size() >= limit) return;
       ConnEntry e;
       FlowKey k;
-      if (!t.read(slot, &e, &k)) return;
+      ConnCounters c;
+      if (!t.read(slot, &e, &k, &c)) return;
       if (want_addr && !(k.lo_addr == *want_addr || k.hi_addr == *want_addr)) return;
       std::string st = state_label(k.proto, e);
       if (!state.empty() && strcasecmp(st.c_str(), state.c_str()) != 0) return;
@@ -250,15 +251,18 @@ json DaemonApi::connections_json(const std::string& vm, const std::string& addr,
                      {"vm", vm_name},
                      {"zone", e.zone < dp_.config().zones.size()
                                   ? dp_.config().zones[e.zone].name : ""},
-                     {"packets_orig", e.packets[oi]},
-                     {"bytes_orig", e.bytes[oi]},
-                     {"packets_reply", e.packets[ri]},
-                     {"bytes_reply", e.bytes[ri]},
                      {"idle_s", idle},
                      {"timeout_s", timeout > idle ? timeout - idle : 0},
                      {"version", e.version.load()},
                      {"owner", w->id()},
                      {"flags", flags}});
+      if (t.accounting()) {  // without it, like conntrack -L without nf_conntrack_acct: none
+        json& row = out.back();
+        row["packets_orig"] = c.packets[oi];
+        row["bytes_orig"] = c.bytes[oi];
+        row["packets_reply"] = c.packets[ri];
+        row["bytes_reply"] = c.bytes[ri];
+      }
       if (!xlate.is_null()) {
         json& row = out.back();
         row["xlate"] = xlate["kind"];

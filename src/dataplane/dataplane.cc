@@ -69,6 +69,7 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
     p.max_vms = kMaxVms - 1;
     p.rcu = dp->rcu_;
     p.age_classes = kAgeClassCount;
+    p.accounting = cfg.conntrack.accounting;
     auto t = ConnTable::create(p, err);
     if (!t) return nullptr;
     dp->shards_.push_back(std::move(t));

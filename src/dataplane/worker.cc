@@ -58,12 +58,6 @@ inline FlowKey canonical_key(const Tuple& t, Dir* dir) {
   return k;
 }
 
-// An entry is 96 bytes, so it may straddle two cache lines; the fast path reads bytes 0..79.
-inline void prefetch_entry(const ConnEntry* e) {
-  rte_prefetch0(e);
-  rte_prefetch0(reinterpret_cast<const uint8_t*>(e) + 79);
-}
-
 // The NIC's verdict on the IPv4 header checksum (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM, ports.cc).
 Ipv4Csum rx_ipv4_csum(uint64_t ol_flags) {
   switch (ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
@@ -315,7 +309,7 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
   // and issuing them together overlaps them. A translated connection's record too.
   for (uint32_t i = 0; i < n; i++)
     if (slots[i] >= 0) {
-      prefetch_entry(&table_->entry(static_cast<uint32_t>(slots[i])));
+      table_->prefetch(static_cast<uint32_t>(slots[i]));
       if (xlate_) rte_prefetch0(&xlate_->at(static_cast<uint32_t>(slots[i])));
     }
   bool created_in_burst = false;
@@ -466,9 +460,10 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   if (proto == 6) dp_.tracker().init(e, d, pm.tcp);
   e.age_class = static_cast<uint8_t>(
       age_class_of(proto, static_cast<TcpState>(e.l4_state), false));
-  e.packets[static_cast<int>(d)] = 1;
-  e.bytes[static_cast<int>(d)] = m->pkt_len;
-  int32_t slot = table_->insert(k, e);
+  ConnCounters first;
+  first.packets[static_cast<int>(d)] = 1;
+  first.bytes[static_cast<int>(d)] = m->pkt_len;
+  int32_t slot = table_->insert(k, e, &first);
   if (slot < 0) {
     if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kTableFull);
@@ -554,8 +549,7 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
     e.flags |= connflag::kReplied;
     e.age_class = static_cast<uint8_t>(age_class_of(pm.tuple.proto, TcpState::kNone, true));
   }
-  e.packets[di]++;
-  e.bytes[di] += m->pkt_len;
+  table_->count(slot, d, m->pkt_len);
   e.last_seen = now_s_;
   table_->end_write(slot);
   if (e.age_class != old_class) table_->set_age_class(slot, e.age_class);

@@ -46,6 +46,7 @@ class Router;
 struct InstallItem {
   FlowKey key;
   ConnEntry entry;      // version = the source's version; links ignored
+  ConnCounters counters;
   uint32_t idle_s = 0;  // age at the source; last_seen = now - idle_s
   bool deleted = false;
   ConnXlate xlate;      // entry.flags & kXlate: the reply tuple and kind (no local references)

@@ -93,10 +93,7 @@ void Worker::apply(WorkerCommand& c) {
         }
         table_->lookup_bulk(b.keys, b.sigs, b.n, b.found);
         for (uint32_t k = 0; k < b.n; k++) {
-          if (b.found[k] < 0) continue;
-          const char* p = reinterpret_cast<const char*>(&table_->entry(b.found[k]));
-          rte_prefetch0(p);
-          rte_prefetch0(p + sizeof(ConnEntry) - 1);
+          if (b.found[k] >= 0) table_->prefetch(static_cast<uint32_t>(b.found[k]));
         }
         // Repeated signatures, through an open-addressed set of both batches' (at most half
         // full).
@@ -161,10 +158,7 @@ void Worker::apply(WorkerCommand& c) {
           e.zone = it.entry.zone;
           e.peer[0] = it.entry.peer[0];
           e.peer[1] = it.entry.peer[1];
-          for (int i = 0; i < 2; i++) {
-            e.packets[i] = it.entry.packets[i];
-            e.bytes[i] = it.entry.bytes[i];
-          }
+          table_->set_counters(slot, it.counters);
           e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
           // An L7 connection's offsets are fixed at the splice; its phase may have moved on
           // (spliced -> closed).
@@ -193,7 +187,7 @@ void Worker::apply(WorkerCommand& c) {
         e.age_class = static_cast<uint8_t>(age_class_of(
             it.key.proto, static_cast<TcpState>(e.l4_state), e.flags & connflag::kReplied));
         e.mig_epoch = 0;
-        slot = table_->insert(it.key, e);
+        slot = table_->insert(it.key, e, &it.counters);
         std::string why;
         if (slot >= 0 && (it.entry.flags & connflag::kXlate) &&
             !install_xlate(static_cast<uint32_t>(slot), it, &why)) {

@@ -129,8 +129,7 @@ TcpVerdict Worker::l7_track(uint32_t slot, Dir d, const TcpInfo& seg, uint32_t l
       stats_.conns[conn_kind(6, e.l4_state)]++;
       e.age_class = static_cast<uint8_t>(age_class_of(6, static_cast<TcpState>(e.l4_state), false));
     }
-    e.packets[static_cast<int>(d)]++;
-    e.bytes[static_cast<int>(d)] += len;
+    table_->count(slot, d, len);
     e.last_seen = now_s_;
   }
   table_->end_write(slot);

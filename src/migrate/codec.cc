@@ -308,7 +308,8 @@ constexpr uint8_t kKnownPeerFlags = peerflag::kWscaleSeen | peerflag::kSackPerm 
 
 // ---- ConnRecord -------------------------------------------------------------------------------
 
-ConnRecord ConnRecord::from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
+ConnRecord ConnRecord::from_entry(const FlowKey& key, const ConnEntry& e, const ConnCounters& c,
+                                  uint32_t now_s,
                                   const ConnXlate* x, const XlateHandoff* h,
                                   const L7Handoff* l7) {
   ConnRecord r;
@@ -325,8 +326,8 @@ ConnRecord ConnRecord::from_entry(const FlowKey& key, const ConnEntry& e, uint32
     r.peer[d] = e.peer[d];
     r.peer[d].half_open_ack = 0;
     r.peer[d].reserved = 0;
-    r.packets[d] = e.packets[d];
-    r.bytes[d] = e.bytes[d];
+    r.packets[d] = c.packets[d];
+    r.bytes[d] = c.bytes[d];
   }
   return r;
 }
@@ -347,8 +348,6 @@ void ConnRecord::to_entry(ConnEntry* e, uint32_t now_s) const {
   e->last_seen = now_s >= idle_s ? now_s - idle_s : 0;
   for (int d = 0; d < 2; ++d) {
     e->peer[d] = peer[d];
-    e->packets[d] = packets[d];
-    e->bytes[d] = bytes[d];
   }
 }
 
@@ -602,16 +601,16 @@ size_t ConnRecord::encode_to(uint8_t* out, uint16_t wire_version) const {
                                wire_version >= kProtocolVersionL7});
 }
 
-size_t ConnRecord::encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
-                                uint8_t* out, const ConnXlate* x, const XlateHandoff* h,
+size_t ConnRecord::encode_entry(const FlowKey& key, const ConnEntry& e, const ConnCounters& c,
+                                uint32_t now_s, uint8_t* out, const ConnXlate* x, const XlateHandoff* h,
                                 uint16_t wire_version, const L7Handoff* l7) {
-  // from_entry(key, e, now_s, x, h, l7).encode_to(out, wire_version), without the record.
+  // from_entry(key, e, c, now_s, x, h, l7).encode_to(out, wire_version), without the record.
   XlateExt ext;
   if (x && (e.flags & connflag::kXlate))
     ext = XlateExt::of(*x, h ? *h : XlateHandoff{}, l7 ? *l7 : L7Handoff{});
   return put_record(out, key,
                     {e.version.load(std::memory_order_relaxed), false, e.l4_state, e.flags, e.zone,
-                     now_s >= e.last_seen ? now_s - e.last_seen : 0, e.peer, e.packets, e.bytes,
+                     now_s >= e.last_seen ? now_s - e.last_seen : 0, e.peer, c.packets, c.bytes,
                      x && (e.flags & connflag::kXlate) ? &ext : nullptr,
                      wire_version >= kProtocolVersionHandoff, wire_version >= kProtocolVersionL7});
 }

@@ -278,13 +278,19 @@ struct ConnRecord {
   XlateExt xlate;  // valid when flags & connflag::kXlate
 
   // x: the connection's translation record when e has kXlate; without one the flag is dropped.
-  static ConnRecord from_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s,
+  static ConnRecord from_entry(const FlowKey& key, const ConnEntry& e, const ConnCounters& c,
+                               uint32_t now_s,
                                const ConnXlate* x = nullptr, const XlateHandoff* h = nullptr,
                                const L7Handoff* l7 = nullptr);
   static ConnRecord tombstone(const FlowKey& key, uint32_t version);
-  // Fills the fields the record carries; leaves host-local ones (links, owner, vm_id) alone and
-  // sets last_seen = now_s - idle_s (saturating at 0).
+  // Fills the fields the record carries but the counters (counters()); leaves host-local ones
+  // (links, owner, vm_id) alone and sets last_seen = now_s - idle_s (saturating at 0).
   void to_entry(ConnEntry* e, uint32_t now_s) const;
+  ConnCounters counters() const {
+    ConnCounters c;
+    for (int d = 0; d < 2; ++d) c.packets[d] = packets[d], c.bytes[d] = bytes[d];
+    return c;
+  }
 
   // version: the frame's protocol version; below kProtocolVersionHandoff the handoff is left
   // out, below kProtocolVersionL7 the l7 part.
@@ -298,7 +304,8 @@ struct ConnRecord {
   size_t encode_to(uint8_t* out, uint16_t version = kProtocolVersionMax) const;
   // The wire bytes of from_entry(key, e, now_s, x, h) and tombstone(key, version), written
   // straight to out (the reader encodes a delta this way, record by record); returns how many.
-  static size_t encode_entry(const FlowKey& key, const ConnEntry& e, uint32_t now_s, uint8_t* out,
+  static size_t encode_entry(const FlowKey& key, const ConnEntry& e, const ConnCounters& c,
+                             uint32_t now_s, uint8_t* out,
                              const ConnXlate* x = nullptr, const XlateHandoff* h = nullptr,
                              uint16_t version = kProtocolVersionMax,
                              const L7Handoff* l7 = nullptr);

@@ -103,9 +103,9 @@ void VmReader::SentMap::grow() {
 struct VmReader::VectorOut {
   std::vector<ConnRecord>* v;
   uint16_t version = kProtocolVersionMax;
-  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x,
-              const XlateHandoff* h, const L7Handoff* l7) {
-    v->push_back(ConnRecord::from_entry(k, e, now_s, x, h, l7));
+  void record(const FlowKey& k, const ConnEntry& e, const ConnCounters& c, uint32_t now_s,
+              const ConnXlate* x, const XlateHandoff* h, const L7Handoff* l7) {
+    v->push_back(ConnRecord::from_entry(k, e, c, now_s, x, h, l7));
   }
   void tombstone(const FlowKey& k, uint32_t version) {
     v->push_back(ConnRecord::tombstone(k, version));
@@ -126,9 +126,9 @@ struct VmReader::WireOut {
     c.records++;
     return p;
   }
-  void record(const FlowKey& k, const ConnEntry& e, uint32_t now_s, const ConnXlate* x,
-              const XlateHandoff* h, const L7Handoff* l7) {
-    ConnRecord::encode_entry(k, e, now_s, next(), x, h, fo.version, l7);
+  void record(const FlowKey& k, const ConnEntry& e, const ConnCounters& c, uint32_t now_s,
+              const ConnXlate* x, const XlateHandoff* h, const L7Handoff* l7) {
+    ConnRecord::encode_entry(k, e, c, now_s, next(), x, h, fo.version, l7);
   }
   void tombstone(const FlowKey& k, uint32_t version) {
     ConnRecord::encode_tombstone(k, version, next());
@@ -152,7 +152,8 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   Sent* it = sent.find(slot);
   ConnEntry e;
   FlowKey k;
-  bool live = t.read(slot, &e, &k) && e.vm_id == vm_;
+  ConnCounters ctr;
+  bool live = t.read(slot, &e, &k, &ctr) && e.vm_id == vm_;
   // An L7 connection travels with its splice state (l7_proxy.h L7Handoff), and only when it
   // holds no head buffer: until then it is not sent (a tombstone if it was), as if absent.
   L7Handoff l7;
@@ -188,7 +189,7 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   // record and so live while we are online; a version-2 peer gets no handoff.
   if (x && out.version >= kProtocolVersionHandoff && dp_.translator())
     dp_.translator()->describe(shard, *x, now_s, &h);
-  out.record(k, e, now_s, x, x ? &h : nullptr, l7.has ? &l7 : nullptr);
+  out.record(k, e, ctr, now_s, x, x ? &h : nullptr, l7.has ? &l7 : nullptr);
 }
 
 namespace {
@@ -201,9 +202,7 @@ void prefetch_slot(const ConnTable& t, const Cell* sent_cell, uint32_t slot) {
     rte_prefetch0(sent_cell);
     rte_prefetch0(reinterpret_cast<const char*>(sent_cell) + sizeof(Cell) - 1);
   }
-  const char* e = reinterpret_cast<const char*>(&t.entry(slot));
-  rte_prefetch0(e);
-  rte_prefetch0(e + sizeof(ConnEntry) - 1);
+  t.prefetch(slot);
   const char* k = reinterpret_cast<const char*>(&t.key(slot));
   rte_prefetch0(k);
   rte_prefetch0(k + sizeof(FlowKey) - 1);
@@ -444,6 +443,7 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
     it.l7 = L7Handoff{};  // the scratch item may hold the previous record's
   }
   r.to_entry(&it.entry, 0);
+  it.counters = r.counters();
   it.entry.version.store(r.version, std::memory_order_relaxed);
   c->items.push_back(it);
 }

@@ -79,6 +79,10 @@ TEST(ConfigLoad, DefaultsApplyWhenSectionsAreAbsent) {
   EXPECT_EQ(c->ports[0].rx_desc, 1024);
   EXPECT_EQ(c->control.listen, "127.0.0.1:9090");
   EXPECT_EQ(c->conntrack.capacity, 1u << 20);
+  EXPECT_TRUE(c->conntrack.accounting);
+  auto off = parse_config(base_plus("conntrack: {accounting: false}\n"), "off.yaml", &err);
+  ASSERT_TRUE(off) << err.to_string();
+  EXPECT_FALSE(off->conntrack.accounting);
 }
 
 // ---- nat and lb --------------------------------------------------------------------------
@@ -369,6 +373,7 @@ const BadCase kBadCases[] = {
     {"workers negative", base_plus("workers: -1\n"), 7, "expected an integer"},
     {"capacity zero", base_plus("conntrack: {capacity: 0}\n"), 7, "capacity: 0 is out of range"},
     {"timeout zero", base_plus("conntrack:\n  timeouts: {udp: 0}\n"), 8, "udp: 0 is out of range"},
+    {"accounting not a boolean", base_plus("conntrack: {accounting: maybe}\n"), 7, "accounting"},
     {"bad mode", "mode: l4\nports: []\n", 1, "expected l2 or l3"},
     {"bad boolean", base_plus("eal: {no_huge: maybe}\n"), 7, "expected true or false"},
     {"bad address in a rule", base_plus("acl:\n  - {zone: z, dst: 10.0.0.300/8, action: deny}\n"),

@@ -250,11 +250,12 @@ TEST(Codec, ConnRecordFromAndToEntryKeepsStateAndConvertsIdleTime) {
   e.last_seen = 1000;
   e.peer[0] = {100, 2000, 65535, 7, peerflag::kWscaleSeen, 0};
   e.peer[1] = {300, 4000, 1024, 2, peerflag::kDataSeen, 0};
-  e.packets[0] = 5; e.bytes[1] = 999;
+  ConnCounters c;
+  c.packets[0] = 5; c.bytes[1] = 999;
   FlowKey k;
   k.family = Family::kV4;
   k.proto = 6;
-  ConnRecord r = ConnRecord::from_entry(k, e, 1030);
+  ConnRecord r = ConnRecord::from_entry(k, e, c, 1030);
   EXPECT_EQ(r.version, 8u);
   EXPECT_EQ(r.idle_s, 30u);
   EXPECT_EQ(r.flags, connflag::kOrigIsHi);  // host-local flags stay home
@@ -265,8 +266,9 @@ TEST(Codec, ConnRecordFromAndToEntryKeepsStateAndConvertsIdleTime) {
   EXPECT_EQ(d.flags, connflag::kPending | connflag::kOrigIsHi);
   EXPECT_EQ(d.peer[0].maxend, 2000u);
   EXPECT_EQ(d.peer[1].wscale, 2);
-  EXPECT_EQ(d.bytes[1], 999u);
-  ConnRecord r2 = ConnRecord::from_entry(k, e, 10);  // clock behind last_seen
+  EXPECT_EQ(r.counters().packets[0], 5u);
+  EXPECT_EQ(r.counters().bytes[1], 999u);
+  ConnRecord r2 = ConnRecord::from_entry(k, e, c, 10);  // clock behind last_seen
   EXPECT_EQ(r2.idle_s, 0u);
   r.to_entry(&d, 5);  // idle longer than the destination's uptime
   EXPECT_EQ(d.last_seen, 0u);
@@ -281,6 +283,7 @@ TEST(Codec, EncodingFromTheEntryWritesTheRecordsBytes) {
   for (int i = 0; i < 1000; i++) {
     ConnRecord src = random_record(rng);
     ConnEntry e;
+    const ConnCounters c = src.counters();
     e.version.store(src.version);
     e.l4_state = src.l4_state;
     e.flags = static_cast<uint8_t>(rng());  // host-local bits too: they must stay home
@@ -289,14 +292,12 @@ TEST(Codec, EncodingFromTheEntryWritesTheRecordsBytes) {
     for (int d = 0; d < 2; d++) {
       e.peer[d] = src.peer[d];
       e.peer[d].reserved = static_cast<uint16_t>(rng());  // not carried
-      e.packets[d] = src.packets[d];
-      e.bytes[d] = src.bytes[d];
     }
     const uint32_t now = static_cast<uint32_t>(rng() % 5000);
     uint8_t want[kConnRecordSize], got[kConnRecordSize];
     std::memset(got, 0xa5, sizeof got);
-    ConnRecord::from_entry(src.key, e, now).encode_to(want);
-    ConnRecord::encode_entry(src.key, e, now, got);
+    ConnRecord::from_entry(src.key, e, c, now).encode_to(want);
+    ConnRecord::encode_entry(src.key, e, c, now, got);
     ASSERT_EQ(std::memcmp(want, got, kConnRecordSize), 0) << "entry " << i;
     std::memset(got, 0xa5, sizeof got);
     ConnRecord::tombstone(src.key, src.version).encode_to(want);
@@ -656,9 +657,9 @@ TEST(Codec, EncodeEntryCarriesTheTranslationOnlyWithItsRecord) {
   x.reply_src = be32::from_host(1);
   x.kind = XlateKind::kDnat;
   uint8_t buf[kMaxConnRecordSize];
-  EXPECT_EQ(ConnRecord::encode_entry(k, e, 0, buf, &x), kConnRecordSize + kXlateExtSize);
+  EXPECT_EQ(ConnRecord::encode_entry(k, e, {}, 0, buf, &x), kConnRecordSize + kXlateExtSize);
   EXPECT_EQ(ConnRecord::wire_size(buf), kConnRecordSize + kXlateExtSize);
-  EXPECT_EQ(ConnRecord::encode_entry(k, e, 0, buf, nullptr), kConnRecordSize);
+  EXPECT_EQ(ConnRecord::encode_entry(k, e, {}, 0, buf, nullptr), kConnRecordSize);
   EXPECT_EQ(buf[46] & 0x20, 0);
 }
 

@@ -366,8 +366,9 @@ class Resume : public ::testing::Test {
     e.version.store(2);
     e.peer[0].end = 1000 + i;
     e.peer[1].end = 5000 + i;
-    e.packets[0] = i;
-    int32_t slot = a_->shard(0).insert(key_of(i), e);
+    ConnCounters c;
+    c.packets[0] = i;
+    int32_t slot = a_->shard(0).insert(key_of(i), e, &c);
     ASSERT_GE(slot, 0);
     slots_[i] = static_cast<uint32_t>(slot);
     expect_[i] = {2, 1000 + i, i};
@@ -377,10 +378,12 @@ class Resume : public ::testing::Test {
     ConnTable& t = a_->shard(0);
     t.begin_write(slots_[i]);
     t.entry(slots_[i]).peer[0].end += 1448;
-    t.entry(slots_[i]).packets[0]++;
+    t.count(slots_[i], Dir::kLoToHi, 1448);
     t.end_write(slots_[i]);
-    const ConnEntry& e = t.entry(slots_[i]);
-    expect_[i] = {e.version.load(), e.peer[0].end, e.packets[0]};
+    ConnEntry e;
+    ConnCounters c;
+    ASSERT_TRUE(t.read(slots_[i], &e, nullptr, &c));
+    expect_[i] = {e.version.load(), e.peer[0].end, c.packets[0]};
     queue(slots_[i]);
   }
   void remove(uint32_t i) {

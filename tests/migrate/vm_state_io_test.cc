@@ -110,8 +110,9 @@ class VmStateIo : public ::testing::Test {
     e.version.store(2);
     e.peer[0].end = 1000 + i;
     e.peer[1].end = 5000 + i;
-    e.packets[0] = i;
-    int32_t slot = a->shard(a->owner_of(k)).insert(k, e);
+    ConnCounters c;
+    c.packets[0] = i;
+    int32_t slot = a->shard(a->owner_of(k)).insert(k, e, &c);
     ASSERT_GE(slot, 0);
     slots[i] = static_cast<uint32_t>(slot);
   }
@@ -122,7 +123,7 @@ class VmStateIo : public ::testing::Test {
     ConnTable& t = a->shard(w);
     t.begin_write(slots[i]);
     t.entry(slots[i]).peer[0].end += bytes;
-    t.entry(slots[i]).packets[0]++;
+    t.count(slots[i], Dir::kLoToHi, bytes);
     t.end_write(slots[i]);
     queue(w, slots[i]);
   }
@@ -264,10 +265,12 @@ TEST_F(VmStateIo, FramesInstallAtTheOwnersExactlyAndTwiceIsANoOp) {
     uint16_t w = b->owner_of(k);
     int32_t s = b->shard(w).lookup(k);
     ASSERT_GE(s, 0) << "flow " << i;
-    const ConnEntry& e = b->shard(w).entry(s);
+    ConnEntry e;
+    ConnCounters c;
+    ASSERT_TRUE(b->shard(w).read(s, &e, nullptr, &c));
     EXPECT_EQ(e.peer[0].end, 1000 + i);
     EXPECT_EQ(e.peer[1].end, 5000 + i);
-    EXPECT_EQ(e.packets[0], i);
+    EXPECT_EQ(c.packets[0], i);
     EXPECT_EQ(e.vm_id, vm_b);
     EXPECT_TRUE(e.flags & connflag::kPending);
   }

@@ -63,7 +63,7 @@ class EalEnv : public ::testing::Environment {
 constexpr uint16_t kOut = 0, kIn = 1;
 
 std::string config_yaml(const std::string& instance, uint32_t capacity, uint16_t workers,
-                        bool with_vm) {
+                        bool with_vm, bool accounting = true) {
   std::string y = "instance: " + instance + "\n" +
                   "mode: l2\n"
                   "workers: " + std::to_string(workers) + "\n"
@@ -77,7 +77,8 @@ std::string config_yaml(const std::string& instance, uint32_t capacity, uint16_t
                   "  - {zone: outside, dst: 10.1.0.0/16, proto: tcp, dport: 22, action: permit}\n"
                   "  - {zone: outside, proto: icmp, action: permit}\n"
                   "conntrack:\n"
-                  "  capacity: " + std::to_string(capacity) + "\n"
+                  "  capacity: " + std::to_string(capacity) + "\n" +
+                  (accounting ? "" : "  accounting: false\n") +
                   "migration:\n"
                   "  enabled: false\n";
   if (with_vm)
@@ -569,7 +570,7 @@ class Migration : public ::testing::Test {
  protected:
   void SetUp() override {
     a.dp = make_dp(config_yaml(unique_name("ma"), 4096, 1, true));
-    b.dp = make_dp(config_yaml(unique_name("mb"), 4096, 1, false));
+    b.dp = make_dp(config_yaml(unique_name("mb"), 4096, 1, false, b_accounting));
     ASSERT_TRUE(a.dp && b.dp);
     for (Site* s : {&a, &b}) {
       s->cap.keep = false;
@@ -635,9 +636,25 @@ class Migration : public ::testing::Test {
   Site a, b;
   uint16_t vm_a = 0, vm_b = 0;
   pktgen::FlowgenConfig fc;
+  bool b_accounting = true;  // conntrack.accounting at the destination
 };
 
-void expect_same_tcp_state(const ConnEntry& x, const ConnEntry& y, const std::string& what) {
+// The destination keeps no per-connection counters (conntrack.accounting: false).
+class MigrationToNoAccounting : public Migration {
+ protected:
+  void SetUp() override {
+    b_accounting = false;
+    Migration::SetUp();
+  }
+};
+
+// The entries of slot sx of table tx and slot sy of ty: TCP state, version and counters.
+void expect_same_tcp_state(const ConnTable& tx, uint32_t sx, const ConnTable& ty, uint32_t sy,
+                           const std::string& what) {
+  ConnEntry x, y;
+  ConnCounters cx, cy;
+  ASSERT_TRUE(tx.read(sx, &x, nullptr, &cx)) << what;
+  ASSERT_TRUE(ty.read(sy, &y, nullptr, &cy)) << what;
   EXPECT_EQ(x.l4_state, y.l4_state) << what;
   for (int d = 0; d < 2; d++) {
     EXPECT_EQ(x.peer[d].end, y.peer[d].end) << what << " peer " << d;
@@ -645,8 +662,9 @@ void expect_same_tcp_state(const ConnEntry& x, const ConnEntry& y, const std::st
     EXPECT_EQ(x.peer[d].maxwin, y.peer[d].maxwin) << what << " peer " << d;
     EXPECT_EQ(x.peer[d].wscale, y.peer[d].wscale) << what << " peer " << d;
     EXPECT_EQ(x.peer[d].flags, y.peer[d].flags) << what << " peer " << d;
-    EXPECT_EQ(x.packets[d], y.packets[d]) << what << " dir " << d;
-    EXPECT_EQ(x.bytes[d], y.bytes[d]) << what << " dir " << d;
+    if (!tx.accounting() || !ty.accounting()) continue;
+    EXPECT_EQ(cx.packets[d], cy.packets[d]) << what << " dir " << d;
+    EXPECT_EQ(cx.bytes[d], cy.bytes[d]) << what << " dir " << d;
   }
   EXPECT_EQ(x.flags & connflag::kOrigIsHi, y.flags & connflag::kOrigIsHi) << what;
   EXPECT_EQ(x.version.load(), y.version.load()) << what;
@@ -660,7 +678,7 @@ void Migration::expect_b_holds_a_state(const pktgen::TcpFlowgen& gen) {
     int32_t sa = ta.lookup(k), sb = tb.lookup(k);
     ASSERT_GE(sa, 0);
     ASSERT_GE(sb, 0) << "flow " << f << " not installed at B";
-    expect_same_tcp_state(ta.entry(sa), tb.entry(sb), "flow " + std::to_string(f));
+    expect_same_tcp_state(ta, sa, tb, sb, "flow " + std::to_string(f));
     EXPECT_EQ(tb.entry(sb).vm_id, vm_b);
   }
 }
@@ -713,6 +731,39 @@ TEST_F(Migration, ConversationContinuesAtDestinationWithIdenticalState) {
   EXPECT_EQ(run(b, fins), fins.size());
   EXPECT_EQ(b.dp->workers()[0]->stats().dropped, 0u);
   EXPECT_EQ(b.dp->workers()[0]->stats().conn_created, 0u);  // nothing was re-created
+}
+
+// Accounting is a local choice: a destination without it takes the TCP state (the counters
+// that arrive are dropped) and the conversation goes on there.
+TEST_F(MigrationToNoAccounting, StateArrivesWithoutTheCounters) {
+  ASSERT_TRUE(a.dp->shard(0).accounting());
+  ASSERT_FALSE(b.dp->shard(0).accounting());
+  pktgen::TcpFlowgen gen(fc);
+  auto hs = gen.handshakes();
+  ASSERT_EQ(run(a, hs), hs.size());
+  auto d1 = gen.established(128);
+  ASSERT_EQ(run(a, d1), d1.size());
+  migrate::VmReader reader(*a.dp, vm_a);
+  migrate::VmInstaller inst(*b.dp, vm_b);
+  auto snap = start_tracking_and_snapshot(reader);
+  ASSERT_EQ(snap.size(), fc.flows);
+  for (const auto& r : snap) EXPECT_GT(r.packets[0] + r.packets[1], 0u);  // A counts
+  ship(snap, 0, *b.dp, inst);
+  uint64_t moved = 0;
+  ship(freeze_and_final(reader, &moved), 1, *b.dp, inst);
+  EXPECT_EQ(inst.failed, 0u);
+  activate_b();
+  expect_b_holds_a_state(gen);
+  auto after = gen.established(fc.flows * 6);
+  EXPECT_EQ(run(b, after), after.size());
+  EXPECT_EQ(b.dp->workers()[0]->stats().dropped, 0u);
+  ConnTable& tb = b.dp->shard(0);
+  tb.for_each([&](uint32_t s) {
+    ConnEntry e;
+    ConnCounters c;
+    ASSERT_TRUE(tb.read(s, &e, nullptr, &c));
+    EXPECT_EQ(c.packets[0] + c.packets[1] + c.bytes[0] + c.bytes[1], 0u);
+  });
 }
 
 TEST_F(Migration, AnEntryChangedAsARoundBeginsStillReachesTheFinalDelta) {

@@ -69,8 +69,8 @@ ConnEntry make_entry(uint16_t vm, uint32_t last_seen = 0, uint8_t age_class = 0,
   e.vm_id = vm;
   e.last_seen = last_seen;
   e.age_class = age_class;
-  e.packets[0] = tag;
-  e.bytes[1] = tag * 3;
+  e.peer[0].maxwin = static_cast<uint32_t>(tag);
+  e.peer[1].maxend = static_cast<uint32_t>(tag * 3);
   return e;
 }
 
@@ -87,7 +87,7 @@ class ConnTableTest : public ::testing::Test {
   void TearDown() override { rte_free(rcu_); }
 
   std::unique_ptr<ConnTable> make(uint32_t capacity, uint16_t max_vms = 16,
-                                  uint8_t age_classes = 2) {
+                                  uint8_t age_classes = 2, bool accounting = true) {
     static int seq = 0;
     ConnTable::Params p;
     p.name = "ct" + std::to_string(seq++);
@@ -96,6 +96,7 @@ class ConnTableTest : public ::testing::Test {
     p.socket_id = SOCKET_ID_ANY;
     p.rcu = rcu_;
     p.age_classes = age_classes;
+    p.accounting = accounting;
     std::string err;
     auto t = ConnTable::create(p, &err);
     EXPECT_NE(t, nullptr) << err;
@@ -139,7 +140,7 @@ TEST_F(ConnTableTest, InsertLookupRemove) {
   EXPECT_LT(static_cast<uint32_t>(slot), t->slots());
   EXPECT_EQ(t->lookup(k), slot);
   EXPECT_EQ(t->key(slot), k);
-  EXPECT_EQ(t->entry(slot).packets[0], 7u);
+  EXPECT_EQ(t->entry(slot).peer[0].maxwin, 7u);
   EXPECT_EQ(t->entry(slot).version.load(), 10u);  // wire version kept
   EXPECT_EQ(t->size(), 1u);
   EXPECT_EQ(t->vm_count(3), 1u);
@@ -152,12 +153,12 @@ TEST_F(ConnTableTest, InsertLookupRemove) {
   ASSERT_TRUE(t->read(slot, &copy, &kc));
   EXPECT_EQ(kc, k);
   EXPECT_EQ(copy.last_seen, 42u);
-  EXPECT_EQ(copy.bytes[1], 21u);
+  EXPECT_EQ(copy.peer[1].maxend, 21u);
   EXPECT_EQ(copy.vm_next, kNoSlot);
 
   t->begin_write(slot);
   EXPECT_EQ(t->entry(slot).version.load() & 1, 1u);
-  t->entry(slot).packets[1] = 5;
+  t->entry(slot).peer[1].maxwin = 5;
   t->end_write(slot);
   EXPECT_EQ(t->entry(slot).version.load(), 12u);
 
@@ -207,7 +208,7 @@ TEST_F(ConnTableTest, FullTableRefusesNewFlowsAndKeepsEstablished) {
   EXPECT_EQ(t->lookup(make_key(kCap, 1)), -1);
   for (uint32_t i = 0; i < kCap; ++i) {
     ASSERT_EQ(t->lookup(make_key(i, 1)), slot[i]);
-    ASSERT_EQ(t->entry(slot[i]).packets[0], i);
+    ASSERT_EQ(t->entry(slot[i]).peer[0].maxwin, i);
     ASSERT_EQ(t->entry(slot[i]).last_seen, i);
   }
   EXPECT_EQ(t->vm_count(1), kCap);
@@ -413,20 +414,23 @@ TEST_F(ConnTableTest, SeqlockReaderNeverSeesTornEntry) {
   std::atomic<uint64_t> writes{0};
 
   // The owner: every update keeps packets[0] == packets[1], peer[0].end == peer[1].end + 7,
-  // bytes[0] == ~bytes[1], last_seen == low bits of packets.
+  // bytes[0] == ~bytes[1], last_seen == low bits of packets (the counters are in their own
+  // array, written in the same bracket).
   std::thread writer([&] {
     uint64_t n = 0;
     while (!stop.load(std::memory_order_relaxed)) {
       ++n;
       t->begin_write(slot);
       ConnEntry& e = t->entry(slot);
-      e.packets[0] = n;
+      ConnCounters c;
+      c.packets[0] = n;
       e.peer[1].end = static_cast<uint32_t>(n * 3);
-      e.bytes[0] = n * 1500;
+      c.bytes[0] = n * 1500;
       e.last_seen = static_cast<uint32_t>(n);
       e.peer[0].end = static_cast<uint32_t>(n * 3 + 7);
-      e.bytes[1] = ~(n * 1500);
-      e.packets[1] = n;
+      c.bytes[1] = ~(n * 1500);
+      c.packets[1] = n;
+      t->set_counters(slot, c);
       t->end_write(slot);
       // A packet's worth of other work between updates, so that readers also get through
       // while the writer is running (a writer that never leaves the bracket starves them).
@@ -449,17 +453,18 @@ TEST_F(ConnTableTest, SeqlockReaderNeverSeesTornEntry) {
       if (t->entry(slot).version.load(std::memory_order_relaxed) & 1) ++mid_write;
       ConnEntry e;
       FlowKey k;
-      if (!t->read(slot, &e, &k)) {
+      ConnCounters c;
+      if (!t->read(slot, &e, &k, &c)) {
         ++torn;
         continue;
       }
-      bool ok = e.packets[0] == e.packets[1] && e.peer[0].end == e.peer[1].end + 7 &&
-                e.bytes[0] == ~e.bytes[1] && e.bytes[0] == e.packets[0] * 1500 &&
-                e.last_seen == static_cast<uint32_t>(e.packets[0]) && e.vm_id == 1 &&
+      bool ok = c.packets[0] == c.packets[1] && e.peer[0].end == e.peer[1].end + 7 &&
+                c.bytes[0] == ~c.bytes[1] && c.bytes[0] == c.packets[0] * 1500 &&
+                e.last_seen == static_cast<uint32_t>(c.packets[0]) && e.vm_id == 1 &&
                 (e.version.load() & 1) == 0 && vm_of_key(k) == 1;
       if (!ok) ++torn;
-      if (e.packets[0] != last) ++changes;
-      last = e.packets[0];
+      if (c.packets[0] != last) ++changes;
+      last = c.packets[0];
       if ((reads & 1023) == 0) rte_rcu_qsbr_quiescent(rcu_, 1);
     }
     rte_rcu_qsbr_thread_offline(rcu_, 1);
@@ -503,7 +508,7 @@ TEST_F(ConnTableTest, RemovedSlotNotReusedWhileReaderOnline) {
   t->remove(victim);
   ConnEntry e;
   EXPECT_FALSE(t->read(victim, &e, nullptr));
-  EXPECT_EQ(t->entry(victim).packets[0], 5u);  // content intact for the reader
+  EXPECT_EQ(t->entry(victim).peer[0].maxwin, 5u);  // content intact for the reader
   // Churn: insert and remove new flows. Every free position is used once, then deleted ones
   // pile up behind the reader's grace period and inserts fail; the victim never comes back.
   uint32_t id = 1000, stalls = 0;
@@ -519,7 +524,7 @@ TEST_F(ConnTableTest, RemovedSlotNotReusedWhileReaderOnline) {
   }
   EXPECT_GT(stalls, 0u);
   EXPECT_EQ(t->stats().reclaim_stalls, stalls);
-  EXPECT_EQ(t->entry(victim).packets[0], 5u);
+  EXPECT_EQ(t->entry(victim).peer[0].maxwin, 5u);
 
   phase.store(2);
   while (phase.load() < 3) std::this_thread::yield();
@@ -632,16 +637,52 @@ TEST_F(ConnTableTest, LimboOverflowMergesBatchesAndReclaimsAll) {
   EXPECT_EQ(t->limbo(), 0u);
 }
 
+TEST_F(ConnTableTest, CountersFollowTheSlotWithAccountingOnly) {
+  for (bool acct : {true, false}) {
+    SCOPED_TRACE(acct ? "accounting" : "no accounting");
+    auto t = make(16, 16, 2, acct);
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->accounting(), acct);
+    ConnCounters first;
+    first.packets[1] = 1;
+    first.bytes[1] = 60;
+    int32_t a = t->insert(make_key(1, 1), make_entry(1), &first);
+    ASSERT_GE(a, 0);
+    t->begin_write(a);
+    t->count(a, Dir::kLoToHi, 1500);
+    t->count(a, Dir::kHiToLo, 40);
+    t->end_write(a);
+    ConnEntry e;
+    ConnCounters c;
+    ASSERT_TRUE(t->read(a, &e, nullptr, &c));
+    EXPECT_EQ(c.packets[0], acct ? 1u : 0u);
+    EXPECT_EQ(c.bytes[0], acct ? 1500u : 0u);
+    EXPECT_EQ(c.packets[1], acct ? 2u : 0u);
+    EXPECT_EQ(c.bytes[1], acct ? 100u : 0u);
+    // A new entry in a reused slot starts from its own counters, not the last owner's.
+    t->remove(a);
+    int32_t b = t->insert(make_key(2, 1), make_entry(1));
+    ASSERT_GE(b, 0);
+    ASSERT_TRUE(t->read(b, &e, nullptr, &c));
+    EXPECT_EQ(c.packets[0] + c.packets[1] + c.bytes[0] + c.bytes[1], 0u);
+  }
+}
+
 TEST_F(ConnTableTest, ReportsMemoryAtOneMillion) {
-  auto t = make(1'000'000, 1024, 4);
-  ASSERT_TRUE(t);
-  const size_t mem = t->memory_bytes();
-  // At least the entry array, the key store and the live flags are in there.
-  EXPECT_GE(mem, size_t{t->slots()} * (sizeof(ConnEntry) + sizeof(FlowKey) + 1));
-  EXPECT_LT(mem / t->capacity(), 400u);
-  std::printf("conn table: capacity %u, %u positions, %zu bytes, %.1f bytes per entry\n",
-              t->capacity(), t->slots(), mem, double(mem) / t->capacity());
-  RecordProperty("bytes_per_entry", std::to_string(mem / t->capacity()));
+  for (bool acct : {true, false}) {
+    auto t = make(1'000'000, 1024, 4, acct);
+    ASSERT_TRUE(t);
+    const size_t mem = t->memory_bytes();
+    // At least the entry array, the key store and the live flags are in there.
+    const size_t counters = acct ? sizeof(ConnCounters) : 0;
+    EXPECT_GE(mem, size_t{t->slots()} * (sizeof(ConnEntry) + sizeof(FlowKey) + 1 + counters));
+    EXPECT_EQ(t->memory_split().counters, size_t{t->slots()} * counters);
+    EXPECT_LT(mem / t->capacity(), 400u);
+    std::printf("conn table (accounting %s): capacity %u, %u positions, %zu bytes, %.1f bytes per entry\n",
+                acct ? "on" : "off", t->capacity(), t->slots(), mem, double(mem) / t->capacity());
+    RecordProperty(acct ? "bytes_per_entry" : "bytes_per_entry_no_accounting",
+                   std::to_string(mem / t->capacity()));
+  }
 }
 
 }  // namespace
