@@ -54,6 +54,27 @@ elif want fw16m; then
   echo '{"fw_cycles_per_packet_16m": null}' >"$out/fw16m.json"
 fi
 run bytes bytes
+# Without per-connection counters (conntrack.accounting: false): keys end in _no_accounting.
+if [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 9000 ]; then
+  run fwnoacct --no-accounting -m 8192 fw64k fw1m fw16m bytes
+else
+  run fwnoacct --no-accounting -m 4096 fw64k fw1m bytes
+fi
+# EAL memory on 2 MiB hugepages, as a deployment runs (keys end in _huge): reserve them if the
+# machine has the memory, else skip.
+hugepages_ready() {
+  local want=3000 have
+  have=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+  if [ "$have" -lt "$want" ] && [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 12000 ]; then
+    echo "$want" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+    have=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+  fi
+  [ "$have" -ge "$want" ]
+}
+if { want fwhuge || want fwhuge_noacct; } && hugepages_ready; then
+  run fwhuge --huge -m 5800 fw64k fw1m fw16m
+  run fwhuge_noacct --huge --no-accounting -m 5800 fw64k fw1m fw16m
+fi
 run newconn -m 2048 newconn
 run scaling scaling
 run migsnap -m 4096 migsnap

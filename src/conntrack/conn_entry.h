@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // One tracked connection, both directions. Plain data (no pointers): a migration copies it field
-// by field through the codec, and the table stores it in a slot-indexed array, one cache line
-// per entry. Packet and byte counters are per-connection accounting, a table option kept in a
-// parallel array (ConnCounters) so that the entry a packet needs fits one line.
+// by field through the codec, and the table stores it in a slot-indexed array (64 bytes, one
+// line). Packet and byte counters are per-connection accounting, a table option: with it each
+// entry is followed by its ConnCounters (conn_table.h, "Rows").
 //
 // Concurrency: the owning worker is the only writer. It brackets every update with
 // ConnTable::begin_write/end_write, which bump `version` to odd and back to even (a seqlock), so
@@ -76,7 +76,7 @@ struct ConnCounters {
   uint64_t bytes[2] = {0, 0};
 };
 
-struct alignas(64) ConnEntry {
+struct ConnEntry {
   std::atomic<uint32_t> version{0};   // seqlock; even = stable
   uint8_t l4_state = 0;               // TcpState for TCP; unused otherwise
   uint8_t flags = 0;                  // connflag bits

@@ -76,17 +76,18 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
 
   t->rcu_ = p.rcu;
   t->limbo_q_.resize(kLimboQueue);
-  t->entries_ = zalloc_array<ConnEntry>("conn_entries", t->slots_, p.socket_id);
-  if (p.accounting) {
-    t->counters_ = zalloc_array<ConnCounters>("conn_counters", t->slots_, p.socket_id);
-    if (!t->counters_) return fail("out of DPDK memory for " + std::to_string(t->slots_) + " counters");
-  }
+  t->accounting_ = p.accounting;
+  t->stride_ = sizeof(ConnEntry) + (p.accounting ? sizeof(ConnCounters) : 0);
+  t->rows_ = zalloc_array<uint8_t>("conn_rows", size_t{t->slots_} * t->stride_, p.socket_id);
   t->live_ = zalloc_array<uint8_t>("conn_live", t->slots_ + 8, p.socket_id);
   t->vm_head_ = zalloc_array<uint32_t>("conn_vm_head", size_t{p.max_vms} + 1, p.socket_id);
   t->vm_count_ = zalloc_array<uint32_t>("conn_vm_count", size_t{p.max_vms} + 1, p.socket_id);
-  if (!t->entries_ || !t->live_ || !t->vm_head_ || !t->vm_count_)
+  if (!t->rows_ || !t->live_ || !t->vm_head_ || !t->vm_count_)
     return fail("out of DPDK memory for " + std::to_string(t->slots_) + " entries");
-  for (uint32_t s = 0; s < t->slots_; ++s) new (&t->entries_[s]) ConnEntry();
+  for (uint32_t s = 0; s < t->slots_; ++s) {
+    new (&t->row(s)) ConnEntry();
+    if (p.accounting) new (&t->ctr(s)) ConnCounters();
+  }
   std::fill(t->vm_head_, t->vm_head_ + p.max_vms + 1, kNoSlot);
   t->age_head_.assign(p.age_classes, kNoSlot);
   t->age_tail_.assign(p.age_classes, kNoSlot);
@@ -133,8 +134,7 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
 
 ConnTable::~ConnTable() {
   rte_hash_free(hash_);  // frees every position, limbo or not, with the rings and key store
-  rte_free(entries_);
-  rte_free(counters_);
+  rte_free(rows_);
   rte_free(live_);
   rte_free(vm_head_);
   rte_free(vm_count_);
@@ -182,12 +182,12 @@ int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCou
   // together, single writer): so a live position means the key was there. Cheaper than a
   // lookup before every insert, which almost never finds anything.
   if (live(slot)) return -EEXIST;
-  ConnEntry& e = entries_[slot];
+  ConnEntry& e = row(slot);
   // The slot is not live: readers look at live_ before the content, so plain stores suffice.
   e = init;
   e.version.store(init.version.load(std::memory_order_relaxed) & ~1u, std::memory_order_relaxed);
   e.vm_prev = e.vm_next = e.age_prev = e.age_next = kNoSlot;
-  if (counters_) counters_[slot] = c ? *c : ConnCounters{};
+  if (accounting_) ctr(slot) = c ? *c : ConnCounters{};
   age_link_tail(slot, init.age_class);
   std::atomic_ref<uint8_t>(live_[slot]).store(1, std::memory_order_release);
   if (init.vm_id != 0) vm_link(slot, init.vm_id);  // publishes after the content
@@ -198,7 +198,7 @@ int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCou
 
 void ConnTable::remove(uint32_t slot) {
   if (slot >= slots_ || !live(slot)) return;
-  ConnEntry& e = entries_[slot];
+  ConnEntry& e = row(slot);
   if (e.vm_id != 0) vm_unlink(slot, e.vm_id);
   age_unlink(slot);
   std::atomic_ref<uint8_t>(live_[slot]).store(0, std::memory_order_release);
@@ -216,7 +216,7 @@ void ConnTable::remove(uint32_t slot) {
 }
 
 void ConnTable::limbo_append(Limbo& b, uint32_t head, uint32_t tail, uint32_t count) {
-  if (b.tail != kNoSlot) entries_[b.tail].age_next = head;
+  if (b.tail != kNoSlot) row(b.tail).age_next = head;
   else b.head = head;
   b.tail = tail;
   b.count += count;
@@ -245,8 +245,8 @@ void ConnTable::limbo_reclaim() {
     Limbo& b = limbo_q_[limbo_first_];
     if (rte_rcu_qsbr_check(rcu_, b.token, false) != 1) return;
     for (uint32_t s = b.head; s != kNoSlot;) {
-      const uint32_t next = entries_[s].age_next;
-      entries_[s].age_next = kNoSlot;
+      const uint32_t next = row(s).age_next;
+      row(s).age_next = kNoSlot;
       rte_hash_free_key_with_position(hash_, static_cast<int32_t>(s));
       s = next;
     }
@@ -259,7 +259,7 @@ void ConnTable::limbo_reclaim() {
 void ConnTable::set_age_class(uint32_t slot, uint8_t cls) {
   if (cls >= age_classes_) return;
   age_unlink(slot);
-  entries_[slot].age_class = cls;
+  row(slot).age_class = cls;
   age_link_tail(slot, cls);
 }
 
@@ -269,7 +269,7 @@ void ConnTable::set_age_class(uint32_t slot, uint8_t cls) {
 // entry out of the wrong list's ends: the old list kept a removed slot as its head, and expire()
 // then stopped removing anything behind it (bench: fw_new_conn_aging_left).
 void ConnTable::age_unlink(uint32_t slot) {
-  ConnEntry& e = entries_[slot];
+  ConnEntry& e = row(slot);
   uint32_t not_an_end = kNoSlot;  // an unlinked entry: nothing to update (not expected)
   auto end_of = [&](std::vector<uint32_t>& ends) -> uint32_t& {
     if (e.age_class < age_classes_ && ends[e.age_class] == slot) return ends[e.age_class];
@@ -277,43 +277,43 @@ void ConnTable::age_unlink(uint32_t slot) {
       if (x == slot) return x;
     return not_an_end;
   };
-  if (e.age_prev != kNoSlot) entries_[e.age_prev].age_next = e.age_next;
+  if (e.age_prev != kNoSlot) row(e.age_prev).age_next = e.age_next;
   else end_of(age_head_) = e.age_next;
-  if (e.age_next != kNoSlot) entries_[e.age_next].age_prev = e.age_prev;
+  if (e.age_next != kNoSlot) row(e.age_next).age_prev = e.age_prev;
   else end_of(age_tail_) = e.age_prev;
   e.age_prev = e.age_next = kNoSlot;
 }
 
 void ConnTable::age_link_tail(uint32_t slot, uint8_t cls) {
-  ConnEntry& e = entries_[slot];
+  ConnEntry& e = row(slot);
   e.age_prev = age_tail_[cls];
   e.age_next = kNoSlot;
-  if (age_tail_[cls] != kNoSlot) entries_[age_tail_[cls]].age_next = slot;
+  if (age_tail_[cls] != kNoSlot) row(age_tail_[cls]).age_next = slot;
   else age_head_[cls] = slot;
   age_tail_[cls] = slot;
 }
 
 void ConnTable::vm_link(uint32_t slot, uint16_t vm) {
-  ConnEntry& e = entries_[slot];
+  ConnEntry& e = row(slot);
   std::atomic_ref<uint32_t> head(vm_head_[vm]);
   const uint32_t first = head.load(std::memory_order_relaxed);
   e.vm_prev = kNoSlot;
   ref(e.vm_next).store(first, std::memory_order_relaxed);
-  if (first != kNoSlot) entries_[first].vm_prev = slot;
+  if (first != kNoSlot) row(first).vm_prev = slot;
   head.store(slot, std::memory_order_release);  // publish: the entry is complete
   std::atomic_ref<uint32_t> cnt(vm_count_[vm]);
   cnt.store(cnt.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 void ConnTable::vm_unlink(uint32_t slot, uint16_t vm) {
-  ConnEntry& e = entries_[slot];
+  ConnEntry& e = row(slot);
   const uint32_t next = ref(e.vm_next).load(std::memory_order_relaxed);
   // Readers may be standing on `slot`: its vm_next stays as is until the grace period ends.
   if (e.vm_prev != kNoSlot)
-    ref(entries_[e.vm_prev].vm_next).store(next, std::memory_order_release);
+    ref(row(e.vm_prev).vm_next).store(next, std::memory_order_release);
   else
     std::atomic_ref<uint32_t>(vm_head_[vm]).store(next, std::memory_order_release);
-  if (next != kNoSlot) entries_[next].vm_prev = e.vm_prev;
+  if (next != kNoSlot) row(next).vm_prev = e.vm_prev;
   std::atomic_ref<uint32_t> cnt(vm_count_[vm]);
   cnt.store(cnt.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }

@@ -9,9 +9,13 @@
 // cores (the control core taking a snapshot or listing, the migration engine) only read.
 //
 //   FlowKey --rte_hash (RW_CONCURRENCY_LF, EXT_TABLE)--> position == slot
-//   slot --> entries_[slot]  (ConnEntry, 64 bytes)    key(slot) --> rte_hash's own key store
-//            live_[slot]     (1 byte: 1 = the slot holds a live entry)
-//            counters_[slot] (ConnCounters, 32 bytes; only with Params::accounting)
+//   slot --> row(slot): ConnEntry (64 bytes) [+ ConnCounters (32 bytes) with accounting]
+//            live_[slot] (1 byte: 1 = the slot holds a live entry)
+//            key(slot) --> rte_hash's own key store
+//
+// * Rows: one array, stride 64 or 96. The counters sit right after their entry, so that the
+//   two lines a packet touches are neighbours on one page: kept in an array of their own they
+//   cost a page walk more per packet (measured: 1M entries, 4 KiB pages, 493 -> 560 cycles).
 //
 // * Slots are rte_hash key positions, so the key is stored once (in rte_hash's key store) and
 //   the entry array needs no free list of its own. The hash has `capacity + slack` positions;
@@ -162,8 +166,8 @@ class ConnTable {
   // again only after an RCU grace period.
   void remove(uint32_t slot);
 
-  ConnEntry& entry(uint32_t slot) { return entries_[slot]; }
-  const ConnEntry& entry(uint32_t slot) const { return entries_[slot]; }
+  ConnEntry& entry(uint32_t slot) { return row(slot); }
+  const ConnEntry& entry(uint32_t slot) const { return row(slot); }
   // The key lives in rte_hash's key store (position-indexed, never moved by cuckoo moves).
   const FlowKey& key(uint32_t slot) const {
     return *reinterpret_cast<const FlowKey*>(key_base_ + size_t{slot} * key_stride_);
@@ -171,30 +175,31 @@ class ConnTable {
 
   // Seqlock bracket around every update of a live entry by the owner.
   void begin_write(uint32_t slot) {
-    std::atomic<uint32_t>& v = entries_[slot].version;
+    std::atomic<uint32_t>& v = row(slot).version;
     v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);  // odd before any data store
   }
   void end_write(uint32_t slot) {
-    std::atomic<uint32_t>& v = entries_[slot].version;
+    std::atomic<uint32_t>& v = row(slot).version;
     v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 
   // Accounting, inside the write bracket; no-ops without it.
   void count(uint32_t slot, Dir d, uint32_t bytes) {
-    if (counters_ == nullptr) return;
-    ConnCounters& c = counters_[slot];
+    if (!accounting_) return;
+    ConnCounters& c = ctr(slot);
     c.packets[static_cast<int>(d)]++;
     c.bytes[static_cast<int>(d)] += bytes;
   }
   void set_counters(uint32_t slot, const ConnCounters& c) {
-    if (counters_ != nullptr) counters_[slot] = c;
+    if (accounting_) ctr(slot) = c;
   }
-  bool accounting() const { return counters_ != nullptr; }
+  bool accounting() const { return accounting_; }
   // Asks for what a packet of the slot touches: the entry's line, and its counters'.
   void prefetch(uint32_t slot) const {
-    rte_prefetch0(&entries_[slot]);
-    if (counters_ != nullptr) rte_prefetch0(&counters_[slot]);
+    const uint8_t* r = rows_ + size_t{slot} * stride_;
+    rte_prefetch0(r);
+    rte_prefetch0(r + stride_ - 1);  // an entry at a 32-byte offset spans two lines too
   }
 
   // Moves the entry to the tail of class cls (also when it is already in cls).
@@ -272,8 +277,17 @@ class ConnTable {
 
   std::string name_;
   rte_hash* hash_ = nullptr;
-  ConnEntry* entries_ = nullptr;        // slots_ entries
-  ConnCounters* counters_ = nullptr;    // slots_ counters, or none (accounting off)
+  // The table's memory, not the object's: const methods hand out what readers may see.
+  ConnEntry& row(uint32_t slot) const {
+    return *reinterpret_cast<ConnEntry*>(rows_ + size_t{slot} * stride_);
+  }
+  ConnCounters& ctr(uint32_t slot) const {  // accounting only
+    return *reinterpret_cast<ConnCounters*>(rows_ + size_t{slot} * stride_ + sizeof(ConnEntry));
+  }
+
+  uint8_t* rows_ = nullptr;             // slots_ rows of stride_ bytes
+  uint32_t stride_ = sizeof(ConnEntry);
+  bool accounting_ = false;
   uint8_t* live_ = nullptr;             // slots_ flags, accessed through atomic_ref
   uint32_t* vm_head_ = nullptr;         // max_vms_ + 1, atomic_ref (readers walk from here)
   uint32_t* vm_count_ = nullptr;        // max_vms_ + 1, atomic_ref
@@ -301,7 +315,7 @@ class ConnTable {
 inline bool ConnTable::read(uint32_t slot, ConnEntry* out, FlowKey* key_out,
                             ConnCounters* counters_out) const {
   if (slot >= slots_) return false;
-  const ConnEntry& e = entries_[slot];
+  const ConnEntry& e = entry(slot);
   for (;;) {
     uint32_t v1 = e.version.load(std::memory_order_acquire);
     if (v1 & 1) {
@@ -311,7 +325,7 @@ inline bool ConnTable::read(uint32_t slot, ConnEntry* out, FlowKey* key_out,
     if (!std::atomic_ref<uint8_t>(live_[slot]).load(std::memory_order_acquire)) return false;
     *out = e;
     if (key_out) std::memcpy(static_cast<void*>(key_out), &key(slot), sizeof(FlowKey));
-    if (counters_out) *counters_out = counters_ ? counters_[slot] : ConnCounters{};
+    if (counters_out) *counters_out = accounting_ ? ctr(slot) : ConnCounters{};
     std::atomic_thread_fence(std::memory_order_acquire);  // data loads before the re-check
     if (e.version.load(std::memory_order_relaxed) == v1) {
       out->version.store(v1, std::memory_order_relaxed);
@@ -327,7 +341,7 @@ void ConnTable::for_each_in_vm(uint16_t vm, Fn&& fn) const {
   uint32_t s = std::atomic_ref<uint32_t>(vm_head_[vm]).load(std::memory_order_acquire);
   while (s != kNoSlot) {
     // Load the successor before calling fn: fn may be slow, the link stays valid either way.
-    uint32_t next = ref(entries_[s].vm_next).load(std::memory_order_acquire);
+    uint32_t next = ref(row(s).vm_next).load(std::memory_order_acquire);
     if (live(s)) fn(s);
     s = next;
   }
@@ -360,7 +374,7 @@ uint32_t ConnTable::expire(uint32_t now_s, uint32_t budget, TimeoutFn&& timeout_
     if (s == kNoSlot) break;  // cannot happen while size() > 0; be safe
     age_cursor_ = static_cast<uint8_t>(cls + 1 == age_classes_ ? 0 : cls + 1);
 
-    const ConnEntry& e = entries_[s];
+    const ConnEntry& e = entry(s);
     uint32_t age = now_s >= e.last_seen ? now_s - e.last_seen : 0;
     if (age >= static_cast<uint32_t>(timeout_of(e))) {
       on_expire(s);
