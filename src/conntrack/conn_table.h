@@ -49,7 +49,10 @@
 // * Aging: one doubly linked list per age class (ConnEntry::age_prev/age_next, owner-only), in
 //   insertion / last-class-change order. expire() looks at a few list heads per call
 //   (round-robin over classes): an expired head is removed, a fresh one (its last_seen was
-//   refreshed by traffic) goes to the tail. Traffic never touches the lists: lazy LRU.
+//   refreshed by traffic) goes to the tail of its class's list. Traffic never touches the
+//   lists: lazy LRU. A class change need not move the entry at once (the worker moves it only
+//   when the new class times out sooner): every head is judged by its own class's timeout,
+//   and a head on another class's list moves to its own when it comes up.
 //
 // Fields of a read() copy outside the seqlock contract: the link fields (vm_*/age_*) are
 // rewritten by neighbours' inserts/removes without a bracket; read() returns them as kNoSlot.
@@ -381,10 +384,15 @@ uint32_t ConnTable::expire(uint32_t now_s, uint32_t budget, TimeoutFn&& timeout_
       remove(s);
       ++stats_.expired;
       ++removed;
-    } else if (age_tail_[cls] != s) {
-      age_unlink(s);
-      age_link_tail(s, cls);
-      ++stats_.age_requeues;
+    } else {
+      // An entry whose class changed without a move (set_age_class is the caller's choice)
+      // goes to its own class's list now.
+      const uint8_t own = e.age_class < age_classes_ ? e.age_class : cls;
+      if (own != cls || age_tail_[cls] != s) {
+        age_unlink(s);
+        age_link_tail(s, own);
+        ++stats_.age_requeues;
+      }
     }
   }
   return removed;

@@ -312,7 +312,21 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
       table_->prefetch(static_cast<uint32_t>(slots[i]));
       if (xlate_) rte_prefetch0(&xlate_->at(static_cast<uint32_t>(slots[i])));
     }
-  bool created_in_burst = false;
+  // The bulk lookup ran before this burst created anything. A miss looks again only if its
+  // signature is one of a key created earlier in the burst (a second packet of that flow); a
+  // translated connection also adds its reply key, and a removal frees a key: after either,
+  // every miss looks again.
+  hash_sig_t created_sigs[kMaxBurst];
+  uint32_t n_created = 0;
+  uint64_t created_bits = 0;  // bit sig % 64 of each: most misses need no scan
+  bool relook_all = false;
+  auto created_earlier = [&](hash_sig_t sig) {
+    if (relook_all) return true;
+    if (!(created_bits >> (sig & 63) & 1)) return false;
+    for (uint32_t j = 0; j < n_created; j++)
+      if (created_sigs[j] == sig) return true;
+    return false;
+  };
   removed_in_burst_ = false;
   for (uint32_t i = 0; i < n; i++) {
     const PacketMeta& pm = metas_[i];
@@ -347,14 +361,12 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
       forward(m);
       continue;
     }
-    // The bulk lookup ran before this burst created anything: a second packet of a flow
-    // whose first packet is earlier in the same burst looks again.
     if (unlikely(removed_in_burst_) && slots[i] >= 0 && !table_->live(static_cast<uint32_t>(slots[i]))) {
       slots[i] = -1;  // its connection was replaced earlier in this burst: look again
       reply_hits &= ~(uint64_t{1} << i);
-      created_in_burst = true;
     }
-    if (slots[i] < 0 && created_in_burst) {
+    relook_all |= removed_in_burst_;
+    if (slots[i] < 0 && created_earlier(sigs_[i])) {
       slots[i] = table_->lookup(keys_[i]);
       if (slots[i] < 0 && xlate_ && (slots[i] = xlate_->lookup_reply(keys_[i])) >= 0)
         reply_hits |= uint64_t{1} << i;
@@ -370,7 +382,11 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
     } else {
       uint64_t before = stats_.conn_created;
       handle_new(m, pm, keys_[i], dirs_[i]);
-      created_in_burst |= stats_.conn_created != before;
+      if (stats_.conn_created != before) {
+        created_sigs[n_created++] = sigs_[i];
+        created_bits |= uint64_t{1} << (sigs_[i] & 63);
+        relook_all |= xlate_ != nullptr;
+      }
     }
   }
 }
@@ -552,7 +568,7 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
   table_->count(slot, d, m->pkt_len);
   e.last_seen = now_s_;
   table_->end_write(slot);
-  if (e.age_class != old_class) table_->set_age_class(slot, e.age_class);
+  if (e.age_class != old_class) reclass(slot, old_class);
   if (e.vm_id) note_change(slot, e);
   const bool translated = e.flags & connflag::kXlate;
   if (translated) translate(m, pm, slot, d == e.orig_dir());
@@ -892,6 +908,17 @@ void Worker::flush_tx() {
     for (uint32_t i = sent; i < t.n; i++) drop(t.pkts[i], DropReason::kTxFull);
     t.n = 0;
   }
+}
+
+// The entry's class changed from old_class. It moves to its new class's aging list only if that
+// class times out sooner; otherwise aging moves it when its old list brings it up (ConnTable::
+// expire judges every head by its own class). A connection's life is mostly changes to longer
+// timeouts (SYN_RECV -> ESTABLISHED, LAST_ACK -> TIME_WAIT): list moves spared, with the
+// neighbours' lines they touch.
+void Worker::reclass(uint32_t slot, uint8_t old_class) {
+  const Timeouts& to = dp_.config().conntrack.timeouts;
+  const uint8_t cls = table_->entry(slot).age_class;
+  if (age_class_timeout(to, cls) < age_class_timeout(to, old_class)) table_->set_age_class(slot, cls);
 }
 
 void Worker::age() {

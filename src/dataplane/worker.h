@@ -190,6 +190,7 @@ class Worker {
   void queue_change(VmSlot& vs, uint16_t epoch, uint32_t slot);  // on the epoch's dirty ring
   void forget(uint32_t slot);  // state gauge bookkeeping before a removal
   void apply(WorkerCommand& c);
+  void reclass(uint32_t slot, uint8_t old_class);  // after a class change (worker.cc)
   void age();
   FragSlot& frag_slot(const PacketMeta& pm);
   void accept_first_fragment(const rte_mbuf* m, const PacketMeta& pm, bool translated);

@@ -133,7 +133,7 @@ TcpVerdict Worker::l7_track(uint32_t slot, Dir d, const TcpInfo& seg, uint32_t l
     e.last_seen = now_s_;
   }
   table_->end_write(slot);
-  if (e.age_class != old_class) table_->set_age_class(slot, e.age_class);
+  if (e.age_class != old_class) reclass(slot, old_class);
   if (v.accept && e.vm_id) note_change(slot, e);
   return v;
 }

@@ -865,5 +865,49 @@ TEST_F(Migration, SnapshotWithoutFinalDeltaLeavesDestinationOutOfWindow) {
             after.size());
 }
 
+// ---- aging through the worker ------------------------------------------------------------------
+
+// Class changes to a longer timeout leave the entry on its old aging list (Worker::reclass): a
+// handshaken connection must still outlive the handshake timeouts, a closed one live out its
+// TIME_WAIT and not the LAST_ACK timeout it passed through, and both must go in time.
+TEST(PipelineAging, EachConnectionLivesByItsOwnStatesTimeout) {
+  Site s;
+  s.dp = make_dp(config_yaml(unique_name("ag"), 4096, 1, false));
+  ASSERT_TRUE(s.dp);
+  Worker& w = *s.dp->workers()[0];
+  s.cap.keep = false;
+  w.set_tx_sink(&s.cap.sink);
+  w.set_now(1);
+  pktgen::FlowgenConfig fc;
+  fc.flows = 64;
+  fc.clients = 8;
+  fc.servers = 1;
+  fc.server_base = "10.1.0.10";
+  pktgen::TcpFlowgen gen(fc);
+  const Timeouts& to = s.dp->config().conntrack.timeouts;
+  auto age_fully = [&](uint32_t now) {
+    w.set_now(now);
+    for (int i = 0; i < 64; i++) w.housekeeping();  // 64 heads a loop: every entry looked at
+  };
+  auto hs = gen.handshakes();
+  ASSERT_EQ(run(s, hs), hs.size());
+  uint32_t now = 1 + std::max(to.tcp_syn_sent, to.tcp_syn_recv) + 1;
+  age_fully(now);
+  EXPECT_EQ(s.dp->shard(0).size(), fc.flows) << "established connections aged by a SYN timeout";
+  auto data = gen.established(fc.flows * 2);
+  EXPECT_EQ(run(s, data), data.size());
+  auto fins = gen.teardowns();
+  ASSERT_EQ(run(s, fins), fins.size());
+  ASSERT_EQ(w.stats().conns[static_cast<int>(TcpState::kTimeWait)], fc.flows);
+  const uint32_t closed_at = now;
+  ASSERT_LT(to.tcp_last_ack, to.tcp_time_wait);  // the close passed through LAST_ACK
+  age_fully(closed_at + to.tcp_time_wait - 1);
+  EXPECT_EQ(s.dp->shard(0).size(), fc.flows) << "TIME_WAIT cut short";
+  age_fully(closed_at + to.tcp_time_wait);
+  EXPECT_EQ(s.dp->shard(0).size(), 0u);
+  EXPECT_EQ(w.stats().conn_expired, fc.flows);
+  w.set_tx_sink(nullptr);
+}
+
 }  // namespace
 }  // namespace baton

@@ -362,6 +362,28 @@ TEST_F(ConnTableTest, AgingRemovesAllAfterClassStoredBeforeSetAgeClass) {
   EXPECT_EQ(t->stats().reclaim_stalls, 0u);
 }
 
+// The worker changes an entry's class without moving it when the new class lives longer
+// (Worker::reclass): aging judges it by its own class and moves it to that class's list.
+TEST_F(ConnTableTest, AClassChangedInPlaceIsJudgedByItsOwnTimeout) {
+  auto t = make(16, 16, 2);
+  ASSERT_TRUE(t);
+  const int32_t a = t->insert(make_key(1, 1), make_entry(1, 0, 0));
+  const int32_t b = t->insert(make_key(2, 1), make_entry(1, 0, 0));
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  t->entry(a).age_class = 1;  // e.g. SYN_RECV -> ESTABLISHED, still on class 0's list
+  auto timeout = [](const ConnEntry& e) { return e.age_class == 0 ? 10u : 100u; };
+  auto none = [](uint32_t) {};
+  EXPECT_EQ(t->expire(20, 4, timeout, none), 1u);  // b, not a
+  EXPECT_FALSE(t->live(b));
+  EXPECT_TRUE(t->live(a));
+  EXPECT_GE(t->stats().age_requeues, 1u);
+  EXPECT_EQ(t->expire(99, 8, timeout, none), 0u);
+  EXPECT_EQ(t->expire(100, 8, timeout, none), 1u);
+  EXPECT_FALSE(t->live(a));
+  EXPECT_EQ(t->size(), 0u);
+}
+
 TEST_F(ConnTableTest, AgingMovesRefreshedHeadToTail) {
   auto t = make(100, 4, 1);
   ASSERT_TRUE(t);
