@@ -45,9 +45,20 @@ run() {  # run <name> <baton-bench args...>
     echo '{}' >"$out/$name.json"
   fi
 }
+# EAL memory on 2 MiB hugepages, as a deployment runs (keys end in _huge): reserve them if the
+# machine has the memory, else skip.
+hugepages_ready() {
+  local want=3000 have
+  have=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+  if [ "$have" -lt "$want" ] && [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 12000 ]; then
+    echo "$want" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+    have=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+  fi
+  [ "$have" -ge "$want" ]
+}
 run fw64k fw64k
 run fw1m -m 4096 fw1m
-# 16M entries: ~227 bytes each plus 262144 packet mbufs; --no-huge memory is given with -m.
+# 16M entries: ~196 bytes each (2^24 + slack rounds rte_hash up) plus 262144 packet mbufs; --no-huge memory is given with -m.
 if [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 9000 ]; then
   run fw16m -m 8192 fw16m
 elif want fw16m; then
@@ -60,17 +71,6 @@ if [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 9000 ]; th
 else
   run fwnoacct --no-accounting -m 4096 fw64k fw1m bytes
 fi
-# EAL memory on 2 MiB hugepages, as a deployment runs (keys end in _huge): reserve them if the
-# machine has the memory, else skip.
-hugepages_ready() {
-  local want=3000 have
-  have=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
-  if [ "$have" -lt "$want" ] && [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 12000 ]; then
-    echo "$want" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
-    have=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
-  fi
-  [ "$have" -ge "$want" ]
-}
 if { want fwhuge || want fwhuge_noacct; } && hugepages_ready; then
   run fwhuge --huge -m 5800 fw64k fw1m fw16m
   run fwhuge_noacct --huge --no-accounting -m 5800 fw64k fw1m fw16m
@@ -80,6 +80,9 @@ run scaling scaling
 run migsnap -m 4096 migsnap
 run migtrack migtrack
 run migfreeze -m 3072 migfreeze
+if want migfreezehuge && hugepages_ready; then  # the same on hugepages (keys end in _huge)
+  run migfreezehuge --huge -m 5000 migfreeze
+fi
 run mig1m -m 4096 mig1m
 run migfreezetls -m 4096 migfreezetls   # the same through TLS over loopback (context)
 # Points of the migration plot the groups above do not give (a 1M freeze: 2M entries at A).
