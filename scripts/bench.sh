@@ -103,6 +103,9 @@ xrun l3fw1m -m 4096 l3fw1m
 xrun nat1m -m 6144 nat1m
 xrun lb1m -m 4096 lb1m
 xrun natlbnew -m 2048 natlbnew
+if want xlatehuge && hugepages_ready; then  # the three 1M figures on hugepages (keys end in _huge)
+  xrun xlatehuge --huge -m 5800 l3fw1m nat1m lb1m
+fi
 # L7: whole spliced connections in-process (cycles), then the splice's throughput through
 # af_packet against plain forwarding, end to end in network namespaces with the real batond.
 XRUN_GROUP=l7 xrun l7new -m 2048 l7new
