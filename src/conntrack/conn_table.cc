@@ -21,6 +21,9 @@ uint32_t slack_for(uint32_t capacity) { return std::max<uint32_t>(256, capacity 
 // Stamped limbo batches kept apart; when all are taken, a new one joins the newest (waiting
 // for a later token is always safe, only slower).
 constexpr uint32_t kLimboQueue = 64;
+// Positions handed back per reclaim: a batch that absorbed a mass removal (a VM's million
+// entries after its migration) goes back a little at a time, not in one stall of the worker.
+constexpr uint32_t kReclaimBudget = 256;
 
 // Bytes handed out by the DPDK heaps of every socket.
 size_t heap_allocated_bytes() {
@@ -241,16 +244,19 @@ void ConnTable::limbo_close() {
 }
 
 void ConnTable::limbo_reclaim() {
-  while (limbo_n_ > 0) {
+  uint32_t budget = kReclaimBudget;
+  while (limbo_n_ > 0 && budget > 0) {
     Limbo& b = limbo_q_[limbo_first_];
     if (rte_rcu_qsbr_check(rcu_, b.token, false) != 1) return;
-    for (uint32_t s = b.head; s != kNoSlot;) {
-      const uint32_t next = row(s).age_next;
+    for (; b.head != kNoSlot && budget > 0; --budget) {
+      const uint32_t s = b.head;
+      b.head = row(s).age_next;
       row(s).age_next = kNoSlot;
       rte_hash_free_key_with_position(hash_, static_cast<int32_t>(s));
-      s = next;
+      --b.count;
+      --limbo_count_;
     }
-    limbo_count_ -= b.count;
+    if (b.head != kNoSlot) return;  // the budget ran out inside this batch
     limbo_first_ = (limbo_first_ + 1) % static_cast<uint32_t>(limbo_q_.size());
     --limbo_n_;
   }

@@ -276,7 +276,7 @@ class ConnTable {
   static constexpr uint32_t kLimboBatch = 64;  // removals per token
   void limbo_append(Limbo& b, uint32_t head, uint32_t tail, uint32_t count);
   void limbo_close();           // stamps the open batch and queues it
-  void limbo_reclaim();         // frees the queued batches whose grace period has ended
+  void limbo_reclaim();         // frees (some of) the batches whose grace period has ended
 
   std::string name_;
   rte_hash* hash_ = nullptr;
