@@ -632,6 +632,13 @@ class Migration : public ::testing::Test {
   }
   // Every flow of gen is at B, for the VM, with A's TCP state field for field.
   void expect_b_holds_a_state(const pktgen::TcpFlowgen& gen);
+  // Opens every flow of gen through A (handshakes, then `data` segments), all forwarded.
+  void open_at_a(pktgen::TcpFlowgen& gen, size_t data = 0) {
+    auto hs = gen.handshakes();
+    ASSERT_EQ(run(a, hs), hs.size());
+    auto d = gen.established(data);
+    ASSERT_EQ(run(a, d), d.size());
+  }
 
   Site a, b;
   uint16_t vm_a = 0, vm_b = 0;
@@ -685,10 +692,7 @@ void Migration::expect_b_holds_a_state(const pktgen::TcpFlowgen& gen) {
 
 TEST_F(Migration, ConversationContinuesAtDestinationWithIdenticalState) {
   pktgen::TcpFlowgen gen(fc);
-  auto hs = gen.handshakes();
-  ASSERT_EQ(run(a, hs), hs.size());
-  auto d1 = gen.established(128);
-  ASSERT_EQ(run(a, d1), d1.size());
+  ASSERT_NO_FATAL_FAILURE(open_at_a(gen, 128));
 
   migrate::VmReader reader(*a.dp, vm_a);
   migrate::VmInstaller inst(*b.dp, vm_b);
@@ -739,10 +743,7 @@ TEST_F(MigrationToNoAccounting, StateArrivesWithoutTheCounters) {
   ASSERT_TRUE(a.dp->shard(0).accounting());
   ASSERT_FALSE(b.dp->shard(0).accounting());
   pktgen::TcpFlowgen gen(fc);
-  auto hs = gen.handshakes();
-  ASSERT_EQ(run(a, hs), hs.size());
-  auto d1 = gen.established(128);
-  ASSERT_EQ(run(a, d1), d1.size());
+  ASSERT_NO_FATAL_FAILURE(open_at_a(gen, 128));
   migrate::VmReader reader(*a.dp, vm_a);
   migrate::VmInstaller inst(*b.dp, vm_b);
   auto snap = start_tracking_and_snapshot(reader);
@@ -772,8 +773,7 @@ TEST_F(Migration, AnEntryChangedAsARoundBeginsStillReachesTheFinalDelta) {
   // in that epoch; the round must leave it for the next read, or the final delta misses those
   // changes and B's windows are stale (tcp_out_of_window at B after the handoff).
   pktgen::TcpFlowgen gen(fc);
-  auto hs = gen.handshakes();
-  ASSERT_EQ(run(a, hs), hs.size());
+  ASSERT_NO_FATAL_FAILURE(open_at_a(gen));
   migrate::VmReader reader(*a.dp, vm_a);
   migrate::VmInstaller inst(*b.dp, vm_b);
   ship(start_tracking_and_snapshot(reader), 0, *b.dp, inst);
@@ -799,8 +799,7 @@ TEST_F(Migration, AnEntryIdleThroughAnEpochWrapIsQueuedWhenItChanges) {
   // the epoch comes round to 2 again, 65,534 rounds later (failed migrations of the VM in a
   // row), unless begin_epoch clears the marks before the wrap.
   pktgen::TcpFlowgen gen(fc);
-  auto hs = gen.handshakes();
-  ASSERT_EQ(run(a, hs), hs.size());
+  ASSERT_NO_FATAL_FAILURE(open_at_a(gen));
   migrate::VmReader reader(*a.dp, vm_a);
   VmSlot& vs = a.dp->vms().slot(vm_a);
   vs.state.store(VmState::kTracking, std::memory_order_seq_cst);
@@ -848,8 +847,7 @@ TEST_F(Migration, SnapshotWithoutFinalDeltaLeavesDestinationOutOfWindow) {
   // Negative control: only the snapshot reaches B; the conversation then moves on at A by
   // more than a window, so B's stale windows reject what follows.
   pktgen::TcpFlowgen gen(fc);
-  auto hs = gen.handshakes();
-  ASSERT_EQ(run(a, hs), hs.size());
+  ASSERT_NO_FATAL_FAILURE(open_at_a(gen));
   migrate::VmReader reader(*a.dp, vm_a);
   migrate::VmInstaller inst(*b.dp, vm_b);
   auto snap = start_tracking_and_snapshot(reader);
