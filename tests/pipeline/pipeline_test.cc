@@ -390,6 +390,68 @@ INSTANTIATE_TEST_SUITE_P(Table, PipelineTable, ::testing::ValuesIn(cases()),
                            return out.substr(0, 60) + "_" + std::to_string(i.index);
                          });
 
+// ---- a burst of new flows ---------------------------------------------------------------------
+
+// Without NAT or LB the worker classifies a burst's would-be new flows in one rte_acl call
+// (Worker::classify_new). Every packet must get the verdict it gets alone: permits and denies
+// by rule and by zone default, ICMP, a non-SYN (never classified), and a SYN retransmitted
+// within the burst (a known flow by then).
+TEST(PipelineBurst, NewFlowsOfOneBurstGetTheVerdictsTheyGetAlone) {
+  std::vector<std::pair<Bytes, uint16_t>> pkts;
+  for (int i = 0; i < 40; i++) {
+    const std::string x = "198.51.100." + std::to_string(10 + i);
+    const uint16_t sp = static_cast<uint16_t>(20000 + i);
+    switch (i % 6) {
+      case 0: pkts.push_back({Pkt().ipv4(x, kS).tcp(sp, 22).flags(kSyn).seq(1).build(), kOut}); break;
+      case 1: pkts.push_back({Pkt().ipv4(x, kS).tcp(sp, 80).flags(kSyn).seq(1).build(), kOut}); break;
+      case 2: pkts.push_back({Pkt().ipv4(x, kS).icmp_echo(sp, 1).build(), kOut}); break;
+      case 3: pkts.push_back({Pkt().ipv4(kC, x).tcp(sp, 443).flags(kSyn).seq(1).build(), kIn}); break;
+      case 4: pkts.push_back({Pkt().ipv4(x, kS).udp(sp, 53).payload_size(20).build(), kOut}); break;
+      case 5: pkts.push_back({Pkt().ipv4(x, kS).tcp(sp, 22).flags(kAck).seq(1).ack(1).build(), kOut}); break;
+    }
+  }
+  pkts.push_back(pkts[0]);  // the SYN of flow 0 again, behind its first copy
+
+  auto solo = make_dp(config_yaml(unique_name("bs"), 4096, 1, false));
+  auto burst = make_dp(config_yaml(unique_name("bb"), 4096, 1, false));
+  ASSERT_TRUE(solo && burst);
+  Capture cs, cb;
+  Worker& ws = *solo->workers()[0];
+  Worker& wb = *burst->workers()[0];
+  ws.set_tx_sink(&cs.sink);
+  wb.set_tx_sink(&cb.sink);
+  ws.set_now(1);
+  wb.set_now(1);
+  std::vector<bool> alone;
+  for (const auto& [b, port] : pkts) {
+    rte_mbuf* m = to_mbuf(solo->pool(), b, port);
+    ASSERT_NE(m, nullptr);
+    cs.sent.clear();
+    ws.process_burst(&m, 1);
+    ws.flush_tx();
+    alone.push_back(!cs.sent.empty());
+  }
+  std::vector<rte_mbuf*> ms;
+  for (const auto& [b, port] : pkts) ms.push_back(to_mbuf(burst->pool(), b, port));
+  ASSERT_EQ(ms.size(), pkts.size());
+  ASSERT_LE(ms.size(), 64u);
+  std::vector<rte_mbuf*> in = ms;  // process_burst may reorder nothing, but keep the addresses
+  wb.process_burst(in.data(), static_cast<uint32_t>(in.size()));
+  wb.flush_tx();
+  for (size_t i = 0; i < ms.size(); i++) {
+    bool sent = false;
+    for (const auto& [m, port] : cb.sent) sent |= m == ms[i];
+    EXPECT_EQ(sent, alone[i]) << "packet " << i << " (kind " << i % 6 << ")";
+  }
+  EXPECT_EQ(ws.stats().conn_created, wb.stats().conn_created);
+  for (int r = 0; r < kDropReasonCount; r++)
+    EXPECT_EQ(ws.stats().drops[r], wb.stats().drops[r]) << drop_reason_name(static_cast<DropReason>(r));
+  EXPECT_GT(wb.stats().drops[static_cast<int>(DropReason::kAclDeny)], 0u);
+  EXPECT_GT(wb.stats().conn_created, 10u);
+  ws.set_tx_sink(nullptr);
+  wb.set_tx_sink(nullptr);
+}
+
 // ---- two workers: handoff to the owner ------------------------------------------------------
 
 std::string drops_text(Dataplane& dp) {
