@@ -115,8 +115,7 @@ class ConnTable {
     rte_rcu_qsbr* rcu = nullptr;  // shared by all shards; readers registered by the caller
     uint8_t age_classes = 1;
     // Per-connection packet/byte counters (conntrack.accounting): 32 bytes per position, and
-    // a second cache line for every packet to touch. Without them per-VM and per-port
-    // counters still count everything.
+    // a second cache line for every packet to touch.
     bool accounting = true;
   };
 
