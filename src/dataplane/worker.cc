@@ -327,11 +327,6 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
       if (created_sigs[j] == sig) return true;
     return false;
   };
-  // Without NAT or LB the ACL sees a new flow's own tuple, so the burst's would-be new flows
-  // are classified in one rte_acl call (its vector paths take 8 or 16 keys at once; a single
-  // key takes the scalar path). A translator decides the tuple the ACL sees per flow.
-  AclMatch acl[kMaxBurst];
-  const uint64_t acl_have = translator_ || l7_ ? 0 : classify_new(pkts, n, slots, acl);
   removed_in_burst_ = false;
   for (uint32_t i = 0; i < n; i++) {
     const PacketMeta& pm = metas_[i];
@@ -386,7 +381,7 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
       handle_known(m, pm, static_cast<uint32_t>(slots[i]), dirs_[i]);
     } else {
       uint64_t before = stats_.conn_created;
-      handle_new(m, pm, keys_[i], dirs_[i], acl_have >> i & 1 ? &acl[i] : nullptr);
+      handle_new(m, pm, keys_[i], dirs_[i]);
       if (stats_.conn_created != before) {
         created_sigs[n_created++] = sigs_[i];
         created_bits |= uint64_t{1} << (sigs_[i] & 63);
@@ -396,43 +391,7 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
   }
 }
 
-uint8_t Worker::zone_of(const rte_mbuf* m) const {
-  const int pidx = dp_.port_index(m->port);
-  return pidx >= 0 ? dp_.ports().all()[pidx].zone_id : 0;
-}
-
-// Which packets could open a connection is handle_new's test, before its other checks (a VM
-// being frozen, a full table): a verdict found for nothing costs one rte_acl key.
-uint64_t Worker::classify_new(rte_mbuf* const* pkts, uint32_t n, const int32_t* slots,
-                              AclMatch* out) {
-  AclQuery q[kMaxBurst];
-  const AclQuery* qp[kMaxBurst];
-  uint32_t at[kMaxBurst], nq = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    const PacketMeta& pm = metas_[i];
-    if (slots[i] >= 0 || (pm.is_fragment && !pm.first_fragment) || pm.icmp.is_error) continue;
-    const uint8_t proto = pm.tuple.proto;
-    const bool opens = proto == 6 ? TcpTracker::may_create(pm.tcp)
-                       : proto == 1 || proto == 58 ? pm.icmp.is_query && pm.icmp.is_request
-                                                   : proto == 17;
-    if (!opens) continue;
-    q[nq] = AclQuery{zone_of(pkts[i]), pm.tuple};
-    qp[nq] = &q[nq];
-    at[nq++] = i;
-  }
-  if (nq < 2) return 0;  // one key: handle_new's classify_one costs the same
-  AclMatch r[kMaxBurst];
-  dp_.acl().classify(qp, nq, r);
-  uint64_t have = 0;
-  for (uint32_t j = 0; j < nq; j++) {
-    out[at[j]] = r[j];
-    have |= uint64_t{1} << at[j];
-  }
-  return have;
-}
-
-void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d,
-                        const AclMatch* acl) {
+void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d) {
   if (pm.icmp.is_error) return drop(m, DropReason::kIcmpNoFlow);
   if (l7_) {  // an L7 VIP answers handshakes itself (worker_l7.cc)
     if (const int si = lb_->l7_service(pm.tuple); si >= 0) return l7_unknown(m, pm, k, d, si);
@@ -453,7 +412,8 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
       return;
     }
   }
-  const uint8_t zone = zone_of(m);
+  const int pidx = dp_.port_index(m->port);
+  const uint8_t zone = pidx >= 0 ? dp_.ports().all()[pidx].zone_id : 0;
   ConnXlate x;
   XlateVerdict xv;
   if (translator_) {
@@ -473,8 +433,7 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     seen.dst = IpAddr::v4(x.reply_src);
     seen.dport = x.reply_sport;
   }
-  const AclMatch am =
-      acl && !translated ? *acl : dp_.acl().classify_one(AclQuery{zone, seen});
+  AclMatch am = dp_.acl().classify_one(AclQuery{zone, seen});
   if (am.action != Action::kPermit) {
     if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kAclDeny);

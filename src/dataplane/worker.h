@@ -29,7 +29,6 @@
 #include "common/net_types.h"
 #include "conntrack/conn_entry.h"
 #include "conntrack/tcp_tracker.h"
-#include "dataplane/acl.h"
 #include "dataplane/packet_meta.h"
 #include "dataplane/translator.h"
 #include "lb/l7_proxy.h"
@@ -156,13 +155,7 @@ class Worker {
   static constexpr uint32_t kFragSlots = 1024;
 
   void process_owned(rte_mbuf** pkts, uint32_t n);
-  // acl: the ACL's verdict on the packet's tuple if classify_new() found it already.
-  void handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d,
-                  const AclMatch* acl = nullptr);
-  // Classifies the packets of a burst that may open a connection (misses only) in one call;
-  // bit i of the result: out[i] answers packet i.
-  uint64_t classify_new(rte_mbuf* const* pkts, uint32_t n, const int32_t* slots, AclMatch* out);
-  uint8_t zone_of(const rte_mbuf* m) const;
+  void handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d);
   void handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir d);
   void forward(rte_mbuf* m);
   // NAT/LB (translator.h, nat/conn_xlate.h): rewrites a packet of translated connection `slot`

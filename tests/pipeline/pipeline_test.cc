@@ -392,10 +392,11 @@ INSTANTIATE_TEST_SUITE_P(Table, PipelineTable, ::testing::ValuesIn(cases()),
 
 // ---- a burst of new flows ---------------------------------------------------------------------
 
-// Without NAT or LB the worker classifies a burst's would-be new flows in one rte_acl call
-// (Worker::classify_new). Every packet must get the verdict it gets alone: permits and denies
-// by rule and by zone default, ICMP, a non-SYN (never classified), and a SYN retransmitted
-// within the burst (a known flow by then).
+// A burst of new flows: every packet must get the verdict it gets alone (permits and denies by
+// rule and by zone default, ICMP, a non-SYN), and a SYN retransmitted within the burst must
+// find the connection its first copy created (the worker looks a miss up again only when a key
+// of its signature was created earlier in the burst). Kept from a tried bulk classification
+// of such bursts (one rte_acl call), which was slower and is gone: docs/PERFORMANCE.md.
 TEST(PipelineBurst, NewFlowsOfOneBurstGetTheVerdictsTheyGetAlone) {
   std::vector<std::pair<Bytes, uint16_t>> pkts;
   for (int i = 0; i < 40; i++) {
