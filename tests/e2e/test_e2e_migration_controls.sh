@@ -11,7 +11,9 @@
 #      (docs/WIRE.md, resume), then fails with TRANSFER and rolls back, connections work;
 #   5. a peer with a certificate from another CA gets FAIL(AUTH) and learns nothing;
 #   6. 1:n: the VM's state goes to two peers at once (both firewalls of an asymmetric path);
-#      both activate it with every entry.
+#      both activate it with every entry;
+#   7. 1:n with one peer too small: FAIL(RESOURCES), the connections keep working through A and
+#      the other peer keeps nothing of the VM.
 source "$(dirname "$0")/lib.sh"
 export HOLD_TIMEOUT=3
 N=20
@@ -125,4 +127,27 @@ nb=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1" and .state == "l
 nc=$(api_get "$C_API" /v1/vms | jq '.[] | select(.name == "vm1" and .state == "local") | .connections')
 log "   B holds ${nb:-0} entries of vm1, C holds ${nc:-0}"
 [ -n "$nb" ] && [ "$nb" -ge $N ] && [ "${nc:-0}" -ge $N ] || die "both peers must hold the VM's entries"
+
+# 7. 1:n, one peer refusing ----------------------------------------------------------------------------------
+log "7: one VM to two peers, one of them too small"
+kill "$C_PID"; wait "$C_PID" 2>/dev/null || true
+EXTRA_PEER="{name: c, address: \"$C_MIG\"}" scenario_start
+CAPACITY=8 mig_config c "$C_API" "$C_MET" "$C_MIG" "$A_MIG"
+start_batond "$WORK/c.yaml" "$C_API" c; C_PID=$BATOND_PID
+hold_start 5 mixed
+migrate_signal "$A_API" vm1 "" '{"peers": ["b", "c"]}' >/dev/null
+r=$(await_failed 50)
+[ "$(jq -r .result <<<"$r")" = RESOURCES ] || die "expected FAIL(RESOURCES) from c: $r"
+log "   A: $(jq -c '{result, detail}' <<<"$r")"
+hold_ok || die "connections broke after a 1:n migration that one peer refused"
+api_get "$A_API" /v1/vms | jq -e '.[] | select(.name == "vm1" and .state == "local")' >/dev/null || die "vm1 not local at A"
+# B would have taken the VM: the failure must leave it nothing of vm1.
+for _ in $(seq 50); do
+  nb=$(api_get "$B_API" /v1/vms | jq '[.[] | select(.name == "vm1")] | length')
+  [ "$nb" = 0 ] && break; sleep 0.1
+done
+[ "$nb" = 0 ] || die "B kept vm1 after the 1:n migration failed: $(api_get "$B_API" /v1/vms)"
+bm=$(api_get "$B_API" /v1/migrations)
+log "   B: $(jq -c '[.[] | {role, phase, result}]' <<<"$bm")"
+jq -e 'length == 1 and .[0].phase == "failed"' <<<"$bm" >/dev/null || die "B's session did not end failed: $bm"
 log "PASS"
