@@ -64,8 +64,8 @@
 // Threads: every method not marked "any core" is owner-only. "Any core" methods must run while
 // the calling thread is online on the QSBR variable given at creation (or while the owner is
 // known not to be removing). The table must be destroyed only when no reader can reach it and
-// every reader has gone quiescent since the last removal (rte_hash_free drains the defer
-// queue without waiting).
+// every reader has gone quiescent since the last removal (rte_hash_free frees the positions
+// still in limbo with the rest, without waiting).
 #pragma once
 
 #include <rte_hash.h>

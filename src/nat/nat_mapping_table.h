@@ -14,9 +14,10 @@
 //            links_[slot]    VM index and idle-list links, owner-side bookkeeping kept out of the
 //                            record
 //
-// * One writer, the owning worker; any core reads (the control core lists mappings). The same
-//   scheme as ConnTable: slots are the inside hash's key positions, both hashes reclaim deleted
-//   positions through rte_hash's RCU defer queue on the caller's QSBR variable, so a slot (and
+// * One writer, the owning worker; any core reads (the control core lists mappings). As in
+//   ConnTable, slots are the inside hash's key positions; unlike it (which keeps its own limbo
+//   to save 16 bytes per position), both hashes reclaim deleted positions through rte_hash's
+//   RCU defer queue on the caller's QSBR variable, so a slot (and
 //   the record in it) is handed out again only after every registered reader went quiescent
 //   since its removal. Readers copy a record with read(), a seqlock on NatMapping::version
 //   (odd while the owner writes). The table has `capacity + slack` positions and refuses
