@@ -42,16 +42,24 @@ struct VmSlot;
 class ConnTable;
 class Router;
 
+// What a translated connection brings besides its entry (InstallItem::xlate indexes it), kept
+// apart so that the items of the many untranslated ones stay small (they are written by the
+// control core and read by the worker once each, inside the freeze).
+struct InstallXlate {
+  ConnXlate xlate;       // the reply tuple and kind (no local references)
+  XlateHandoff handoff;  // ... and what stands behind it (Translator::adopt resolves it here)
+  L7Handoff l7;          // an L7 connection's phase and splice offsets (l7.has)
+};
+
 // One entry to install or delete at the destination of a migration.
 struct InstallItem {
+  static constexpr uint32_t kNoXlate = UINT32_MAX;
   FlowKey key;
   ConnEntry entry;      // version = the source's version; links ignored
   ConnCounters counters;
   uint32_t idle_s = 0;  // age at the source; last_seen = now - idle_s
   bool deleted = false;
-  ConnXlate xlate;      // entry.flags & kXlate: the reply tuple and kind (no local references)
-  XlateHandoff handoff;  // ... and what stands behind it (Translator::adopt resolves it here)
-  L7Handoff l7;          // an L7 connection's phase and splice offsets (l7.has)
+  uint32_t xlate = kNoXlate;  // entry.flags & kXlate: its InstallXlate in WorkerCommand::xlates
 };
 
 struct WorkerCommand {
@@ -63,6 +71,7 @@ struct WorkerCommand {
   Kind kind = Kind::kInstall;
   uint16_t vm = 0;
   std::vector<InstallItem> items;
+  std::vector<InstallXlate> xlates;  // indexed by InstallItem::xlate
   // Results, written by the worker before `done` is released.
   uint32_t applied = 0, stale = 0, failed = 0, removed = 0;
   // Why the first translated item could not be installed (this instance cannot hold its
@@ -172,7 +181,8 @@ class Worker {
   bool attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint16_t vlan, int* rc);
   // Migration: the translation of an installed entry, if this instance can hold what stands
   // behind it; false with *why otherwise (nothing held then).
-  bool install_xlate(uint32_t slot, const InstallItem& it, std::string* why);
+  bool install_xlate(uint32_t slot, const InstallItem& it, const InstallXlate& ix,
+                     std::string* why);
   // Mode l3 (router.h): ingress checks and route choice before conntrack (false: dropped),
   // neighbour + rewrite + egress port on forward, ARP on the neighbour-table owner.
   bool l3_ingress(rte_mbuf* m, const PacketMeta& pm);

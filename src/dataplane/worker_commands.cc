@@ -15,7 +15,8 @@
 
 namespace baton {
 
-bool Worker::install_xlate(uint32_t slot, const InstallItem& it, std::string* why) {
+bool Worker::install_xlate(uint32_t slot, const InstallItem& it, const InstallXlate& ix,
+                           std::string* why) {
   if (!xlate_ || !translator_) {
     *why = "this instance translates nothing";
     return false;
@@ -25,16 +26,16 @@ bool Worker::install_xlate(uint32_t slot, const InstallItem& it, std::string* wh
   // (Translator::adopt). This worker owns the connection (conn_owner), as it owns the port
   // blocks of the mapping's outside port when the instances are alike.
   const Tuple t = it.key.tuple((it.entry.flags & connflag::kOrigIsHi) ? Dir::kHiToLo : Dir::kLoToHi);
-  ConnXlate x = it.xlate;
-  if (!translator_->adopt(id_, t, it.handoff, now_s_, &x, why)) return false;
+  ConnXlate x = ix.xlate;
+  if (!translator_->adopt(id_, t, ix.handoff, now_s_, &x, why)) return false;
   // An L7 connection lands on an L7 service here, and nothing else does: the packets of one
   // are spliced (offsets), of the other translated only.
-  const bool l7_service = translator_->lb() && it.handoff.has_lb &&
+  const bool l7_service = translator_->lb() && ix.handoff.has_lb &&
                           translator_->lb()->services()[x.service].cfg.mode == LbMode::kL7;
-  if (l7_service != it.l7.has || (it.l7.has && !l7_)) {
-    *why = "lb service " + IpAddr::v4(it.handoff.vip).to_string(Family::kV4) + ":" +
-           std::to_string(it.handoff.vip_port.host()) +
-           (it.l7.has ? " is not in mode l7 here" : " is in mode l7 here");
+  if (l7_service != ix.l7.has || (ix.l7.has && !l7_)) {
+    *why = "lb service " + IpAddr::v4(ix.handoff.vip).to_string(Family::kV4) + ":" +
+           std::to_string(ix.handoff.vip_port.host()) +
+           (ix.l7.has ? " is not in mode l7 here" : " is in mode l7 here");
     translator_->release(id_, x, it.key.proto, now_s_);
     translator_->drop_unused(id_, {x}, now_s_);
     return false;
@@ -50,7 +51,7 @@ bool Worker::install_xlate(uint32_t slot, const InstallItem& it, std::string* wh
   }
   // attach_xlate's write bracket moved the version on; the entry keeps the source's, or the
   // next delta of this connection (the source's version + 2) would look like a duplicate.
-  if (it.l7.has) install_l7(slot, it.l7, x.service);
+  if (ix.l7.has) install_l7(slot, ix.l7, x.service);
   table_->entry(slot).version.store(it.entry.version.load(std::memory_order_relaxed),
                                     std::memory_order_release);
   stats_.conn_translated++;
@@ -162,7 +163,9 @@ void Worker::apply(WorkerCommand& c) {
           e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
           // An L7 connection's offsets are fixed at the splice; its phase may have moved on
           // (spliced -> closed).
-          if (it.l7.has && l7_ && l7_->is_l7(slot)) l7_->record(slot).phase = it.l7.phase;
+          if (it.xlate != InstallItem::kNoXlate && c.xlates[it.xlate].l7.has && l7_ &&
+              l7_->is_l7(slot))
+            l7_->record(slot).phase = c.xlates[it.xlate].l7.phase;
           uint8_t cls = static_cast<uint8_t>(age_class_of(
               table_->key(slot).proto, static_cast<TcpState>(e.l4_state),
               e.flags & connflag::kReplied));
@@ -190,7 +193,9 @@ void Worker::apply(WorkerCommand& c) {
         slot = table_->insert(it.key, e, &it.counters);
         std::string why;
         if (slot >= 0 && (it.entry.flags & connflag::kXlate) &&
-            !install_xlate(static_cast<uint32_t>(slot), it, &why)) {
+            (it.xlate >= c.xlates.size() ||
+             !install_xlate(static_cast<uint32_t>(slot), it, c.xlates[it.xlate], &why))) {
+          if (it.xlate >= c.xlates.size()) why = "translated entry without its translation";
           table_->remove(static_cast<uint32_t>(slot));  // untranslated it would be wrong
           slot = -1;
           if (c.conflict.empty()) c.conflict = why;

@@ -426,21 +426,19 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
     c->kind = WorkerCommand::Kind::kInstall;
     c->vm = vm_;
     // Room for this owner's share of the n records and some: a pooled command has it already,
-    // and few commands ever regrow (each regrowth copies every 144-byte item).
+    // and few commands ever regrow (each regrowth copies every item).
     c->items.reserve(workers == 1 ? n : n / workers + n / 4 + 16);
   }
   // Filled in a scratch item and copied in: a fresh item would be value-initialised first
-  // (a `rep stos` of 144 bytes, most of what this function cost).
+  // (a `rep stos` of the whole item, most of what this function cost).
   InstallItem& it = scratch_;
   it.key = r.key;
   it.deleted = r.deleted;
   it.idle_s = r.idle_s;
+  it.xlate = InstallItem::kNoXlate;
   if (r.flags & connflag::kXlate) {
-    it.xlate = r.xlate.to_xlate();
-    it.handoff = r.xlate.handoff;
-    it.l7 = r.xlate.l7;
-  } else {
-    it.l7 = L7Handoff{};  // the scratch item may hold the previous record's
+    it.xlate = static_cast<uint32_t>(c->xlates.size());
+    c->xlates.push_back({r.xlate.to_xlate(), r.xlate.handoff, r.xlate.l7});
   }
   r.to_entry(&it.entry, 0);
   it.counters = r.counters();
@@ -544,6 +542,7 @@ std::unique_ptr<WorkerCommand> VmInstaller::take_command() {
   std::unique_ptr<WorkerCommand> c = std::move(free_.back());
   free_.pop_back();
   c->items.clear();
+  c->xlates.clear();
   c->applied = c->stale = c->failed = c->removed = 0;
   c->conflict.clear();
   c->done.store(false, std::memory_order_relaxed);
