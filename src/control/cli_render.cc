@@ -153,23 +153,22 @@ std::string render_conn_line(const nlohmann::json& c) {
   };
   const std::string src = field_text(c, "src"), dst = field_text(c, "dst");
   const std::string sport = field_text(c, "sport"), dport = field_text(c, "dport");
-  out += tuple(src, dst, sport, dport);
   // Counters only with conntrack.accounting (as conntrack -L prints them only with acct on).
   const bool acct = !get(c, "packets_orig").is_null();
-  if (acct)
-    out += "packets=" + field_text(c, "packets_orig") + " bytes=" + field_text(c, "bytes_orig") +
-           " ";
+  auto counters = [&](const char* packets, const char* bytes) {
+    return acct ? "packets=" + field_text(c, packets) + " bytes=" + field_text(c, bytes) + " "
+                : std::string();
+  };
+  out += tuple(src, dst, sport, dport) + counters("packets_orig", "bytes_orig");
   // Reply tuple: NATed entries say where replies come from; otherwise it is the mirror.
   auto reply = [&](const char* key, const std::string& mirror) {
     const json& v = get(c, key);
     return v.is_null() ? mirror : scalar_text(v);
   };
   out += tuple(reply("reply_src", dst), reply("reply_dst", src), reply("reply_sport", dport),
-               reply("reply_dport", sport));
-  if (acct)
-    out += "packets=" + field_text(c, "packets_reply") + " bytes=" + field_text(c, "bytes_reply");
-  else
-    out.pop_back();  // tuple()'s trailing space
+               reply("reply_dport", sport)) +
+         counters("packets_reply", "bytes_reply");
+  out.pop_back();  // the last part's trailing space
   const json& flags = get(c, "flags");
   if (flags.is_array())
     for (const auto& f : flags)

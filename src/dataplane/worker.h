@@ -72,6 +72,10 @@ struct WorkerCommand {
   uint16_t vm = 0;
   std::vector<InstallItem> items;
   std::vector<InstallXlate> xlates;  // indexed by InstallItem::xlate
+  // The translation item `it` brings, or nullptr (untranslated).
+  const InstallXlate* xlate_of(const InstallItem& it) const {
+    return it.xlate < xlates.size() ? &xlates[it.xlate] : nullptr;
+  }
   // Results, written by the worker before `done` is released.
   uint32_t applied = 0, stale = 0, failed = 0, removed = 0;
   // Why the first translated item could not be installed (this instance cannot hold its
@@ -181,7 +185,7 @@ class Worker {
   bool attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint16_t vlan, int* rc);
   // Migration: the translation of an installed entry, if this instance can hold what stands
   // behind it; false with *why otherwise (nothing held then).
-  bool install_xlate(uint32_t slot, const InstallItem& it, const InstallXlate& ix,
+  bool install_xlate(uint32_t slot, const InstallItem& it, const InstallXlate* ix,
                      std::string* why);
   // Mode l3 (router.h): ingress checks and route choice before conntrack (false: dropped),
   // neighbour + rewrite + egress port on forward, ARP on the neighbour-table owner.

@@ -15,12 +15,17 @@
 
 namespace baton {
 
-bool Worker::install_xlate(uint32_t slot, const InstallItem& it, const InstallXlate& ix,
+bool Worker::install_xlate(uint32_t slot, const InstallItem& it, const InstallXlate* ixp,
                            std::string* why) {
   if (!xlate_ || !translator_) {
     *why = "this instance translates nothing";
     return false;
   }
+  if (!ixp) {
+    *why = "translated entry without its translation";
+    return false;
+  }
+  const InstallXlate& ix = *ixp;
   // Static NAT and port forwarding hold nothing but the reply tuple; a dynamic mapping (SNAT,
   // hairpin), an LB service, backend and sticky entry are resolved to this instance's own
   // (Translator::adopt). This worker owns the connection (conn_owner), as it owns the port
@@ -163,9 +168,8 @@ void Worker::apply(WorkerCommand& c) {
           e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
           // An L7 connection's offsets are fixed at the splice; its phase may have moved on
           // (spliced -> closed).
-          if (it.xlate != InstallItem::kNoXlate && c.xlates[it.xlate].l7.has && l7_ &&
-              l7_->is_l7(slot))
-            l7_->record(slot).phase = c.xlates[it.xlate].l7.phase;
+          const InstallXlate* ix = c.xlate_of(it);
+          if (ix && ix->l7.has && l7_ && l7_->is_l7(slot)) l7_->record(slot).phase = ix->l7.phase;
           uint8_t cls = static_cast<uint8_t>(age_class_of(
               table_->key(slot).proto, static_cast<TcpState>(e.l4_state),
               e.flags & connflag::kReplied));
@@ -193,9 +197,7 @@ void Worker::apply(WorkerCommand& c) {
         slot = table_->insert(it.key, e, &it.counters);
         std::string why;
         if (slot >= 0 && (it.entry.flags & connflag::kXlate) &&
-            (it.xlate >= c.xlates.size() ||
-             !install_xlate(static_cast<uint32_t>(slot), it, c.xlates[it.xlate], &why))) {
-          if (it.xlate >= c.xlates.size()) why = "translated entry without its translation";
+            !install_xlate(static_cast<uint32_t>(slot), it, c.xlate_of(it), &why)) {
           table_->remove(static_cast<uint32_t>(slot));  // untranslated it would be wrong
           slot = -1;
           if (c.conflict.empty()) c.conflict = why;
