@@ -7,6 +7,8 @@
 #include <rte_prefetch.h>
 #include <unistd.h>
 
+#include <bit>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 
@@ -35,26 +37,44 @@ bool is_icmp_control(const PacketMeta& pm) {
 
 // FlowKey::from_tuple without its byte-wise address comparison (std::array's <=> is a memcmp
 // call): the same canonical key and direction, comparing each address as two big-endian 64-bit
-// words, which orders exactly as the bytes do.
-inline FlowKey canonical_key(const Tuple& t, Dir* dir) {
-  uint64_t s[2], d[2];
+// words, which orders exactly as the bytes do. The key is written in the five 8-byte words the
+// hash then reads (ConnTable::hash): built field by field, its last word came from four
+// narrower stores, and the hash's load of it right after could not be store-forwarded (about
+// 10 % of process_burst in the profile).
+static_assert(sizeof(FlowKey) == 40 && offsetof(FlowKey, hi_addr) == 16 &&
+              offsetof(FlowKey, lo_port) == 32 && offsetof(FlowKey, hi_port) == 34 &&
+              offsetof(FlowKey, proto) == 36 && offsetof(FlowKey, family) == 37 &&
+              offsetof(FlowKey, vlan) == 38);
+static_assert(offsetof(Tuple, dst) == 16 && offsetof(Tuple, sport) == 32 &&
+              offsetof(Tuple, dport) == 34 && offsetof(Tuple, proto) == 36 &&
+              offsetof(Tuple, family) == 37 && offsetof(Tuple, vlan) == 38);
+static_assert(std::endian::native == std::endian::little);  // the port swap below
+inline void canonical_key(const Tuple& t, FlowKey* k, Dir* dir) {
+  uint64_t s[2], d[2], tail;
   std::memcpy(s, t.src.b.data(), 16);
   std::memcpy(d, t.dst.b.data(), 16);
+  std::memcpy(&tail, &t.sport, 8);  // sport, dport, proto, family, vlan: the key's last word
   const uint64_t s0 = __builtin_bswap64(s[0]), d0 = __builtin_bswap64(d[0]);
   const uint64_t s1 = __builtin_bswap64(s[1]), d1 = __builtin_bswap64(d[1]);
   const bool src_is_lo = s0 != d0   ? s0 < d0
                          : s1 != d1 ? s1 < d1
                                     : t.sport.host() <= t.dport.host();
-  FlowKey k;
-  k.proto = t.proto;
-  k.family = t.family;
-  k.vlan = t.vlan;
-  if (src_is_lo) {
-    k.lo_addr = t.src; k.lo_port = t.sport; k.hi_addr = t.dst; k.hi_port = t.dport;
-  } else {
-    k.lo_addr = t.dst; k.lo_port = t.dport; k.hi_addr = t.src; k.hi_port = t.sport;
+  if (!src_is_lo) {  // the addresses and the two ports change places
+    std::swap(s, d);
+    tail = (tail & ~uint64_t{0xffffffff}) | (tail & 0xffff) << 16 | (tail >> 16 & 0xffff);
   }
+  // Word by word from registers (a staging array would be one more store-forwarding trap).
+  auto* out = reinterpret_cast<uint8_t*>(k);
+  std::memcpy(out, &s[0], 8);
+  std::memcpy(out + 8, &s[1], 8);
+  std::memcpy(out + 16, &d[0], 8);
+  std::memcpy(out + 24, &d[1], 8);
+  std::memcpy(out + 32, &tail, 8);
   *dir = src_is_lo ? Dir::kLoToHi : Dir::kHiToLo;
+}
+inline FlowKey canonical_key(const Tuple& t, Dir* dir) {
+  FlowKey k;
+  canonical_key(t, &k, dir);
   return k;
 }
 
@@ -248,7 +268,7 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
     // ICMP errors belong to the flow of the packet they quote.
     const Tuple& t = (pm.icmp.is_error && pm.icmp.has_inner) ? pm.icmp.inner : pm.tuple;
     FlowKey& k = keys_[n_owned];
-    k = canonical_key(t, &dirs_[n_owned]);
+    canonical_key(t, &k, &dirs_[n_owned]);
     if (workers > 1) {
       // A translated connection's owner follows what its translation keeps fixed
       // (translator.h); everything else hashes symmetrically.
@@ -544,7 +564,6 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
     removed_in_burst_ = true;  // later packets of this burst may hold the old slot
     return handle_new(m, pm, k, d);
   }
-  const int di = static_cast<int>(d);
   table_->begin_write(slot);
   uint8_t old_class = e.age_class;
   if (pm.tuple.proto == 6) {
