@@ -205,25 +205,48 @@ struct Stream {
 };
 
 // Processes every frame of s once, in bursts; returns cycles per packet of the processing only.
-// All frames must be forwarded.
-double pass(Worker& w, Stream& s) {
-  for (size_t i = 0; i < s.frames.size(); i++) load(s.mbufs[i], s.frames[i], s.ports[i]);
+// All frames must be forwarded. Two ways to feed the worker:
+// * as a NIC does (`ring` given; the figures): each burst is written into a recycled ring of
+//   1,024 mbufs just before the poll, with the NIC's IPv4 checksum verdict (ports.cc enables
+//   RTE_ETH_RX_OFFLOAD_IPV4_CKSUM), so mbuf headers are warm and the frame's lines just written,
+//   as a driver's recycled descriptors and a DMA into the last-level cache leave them. The same
+//   method as baton-bench's fw figures;
+// * cold (`ring` null; the `_cold_mbufs` keys): 262,144 distinct mbufs all loaded before the
+//   timed loop, cold in DRAM by the time each is polled, checksums in software.
+double pass(Worker& w, Stream& s, rte_mempool* ring = nullptr) {
+  constexpr uint32_t kRing = 1024;
+  rte_mbuf* rx[kRing];
+  if (ring && rte_pktmbuf_alloc_bulk(ring, rx, kRing) != 0) {
+    std::fprintf(stderr, "cannot allocate the receive ring\n");
+    std::exit(1);
+  }
+  if (!ring)
+    for (size_t i = 0; i < s.frames.size(); i++) load(s.mbufs[i], s.frames[i], s.ports[i]);
   CountSink cs;
   w.set_tx_sink(&cs.sink);
   const uint64_t drops0 = w.stats().dropped;
-  const uint64_t t0 = rte_rdtsc();
-  for (size_t i = 0; i < s.mbufs.size(); i += kBurst) {
-    w.process_burst(&s.mbufs[i], static_cast<uint32_t>(std::min<size_t>(kBurst, s.mbufs.size() - i)));
+  uint64_t cycles = 0;
+  for (size_t i = 0, at = 0; i < s.frames.size(); i += kBurst, at = (at + kBurst) % kRing) {
+    const uint32_t n = static_cast<uint32_t>(std::min<size_t>(kBurst, s.frames.size() - i));
+    rte_mbuf** burst = ring ? &rx[at] : &s.mbufs[i];
+    if (ring)
+      for (uint32_t k = 0; k < n; k++) {
+        load(burst[k], s.frames[i + k], s.ports[i + k]);
+        burst[k]->ol_flags = RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+      }
+    const uint64_t t0 = rte_rdtsc();
+    w.process_burst(burst, n);
     w.flush_tx();
+    cycles += rte_rdtsc() - t0;
   }
-  const uint64_t t1 = rte_rdtsc();
   w.set_tx_sink(nullptr);
-  if (w.stats().dropped != drops0 || cs.n != s.mbufs.size()) {
-    std::fprintf(stderr, "benchmark packets were dropped (%lu of %zu forwarded)\n", cs.n, s.mbufs.size());
+  if (ring) rte_pktmbuf_free_bulk(rx, kRing);
+  if (w.stats().dropped != drops0 || cs.n != s.frames.size()) {
+    std::fprintf(stderr, "benchmark packets were dropped (%lu of %zu forwarded)\n", cs.n, s.frames.size());
     print_drops(w);
     std::exit(1);
   }
-  return static_cast<double>(t1 - t0) / static_cast<double>(s.mbufs.size());
+  return static_cast<double>(cycles) / static_cast<double>(s.frames.size());
 }
 
 double median(std::vector<double> v) {
@@ -356,11 +379,17 @@ void bench_steady(const char* what, const std::string& extra, uint32_t n,
   learn_neighbours(*dp, w, pool);
   auto flows = establish(w, pool, n, dst, dport);
   Stream s = ack_stream(flows, pool, dst, dport);
-  pass(w, s);  // warm-up
-  std::vector<double> runs;
-  for (int r = 0; r < 5; r++) runs.push_back(pass(w, s));
-  put(key, median(runs));
+  rte_mempool* ring = bench_pool(2048);
+  pass(w, s, ring);  // warm-up
+  std::vector<double> nic, cold;
+  for (int r = 0; r < 5; r++) {  // alternating, so that both see the same machine
+    nic.push_back(pass(w, s, ring));
+    cold.push_back(pass(w, s));
+  }
+  put(key, median(nic));
+  put(key + "_cold_mbufs", median(cold));
   rte_pktmbuf_free_bulk(s.mbufs.data(), static_cast<unsigned>(s.mbufs.size()));
+  rte_mempool_free(ring);
   rte_mempool_free(pool);
 }
 
