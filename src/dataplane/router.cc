@@ -2,6 +2,7 @@
 #include "dataplane/router.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <map>
 
@@ -16,9 +17,18 @@ uint64_t pack(const MacAddr& mac, uint8_t state) {
   return v | uint64_t(state) << 48;
 }
 
+// The MAC of packed bits (byte i in bits 8i..8i+7, this target being little-endian), written
+// as one 4-byte and one 2-byte store: the MAC is read on as 4 + 2 bytes right after (memcpy
+// into the frame), and byte-wise stores (what GCC makes of a MacAddr assignment) could not be
+// forwarded to those loads, a stall on every routed packet's neighbour lookup.
+void store_mac(uint64_t bits, MacAddr* m) {
+  static_assert(std::endian::native == std::endian::little);
+  std::memcpy(m->b.data(), &bits, 6);
+}
+
 MacAddr unpack_mac(uint64_t v) {
   MacAddr m;
-  for (int i = 0; i < 6; i++) m.b[i] = uint8_t(v >> (8 * i));
+  store_mac(v, &m);
   return m;
 }
 
@@ -228,6 +238,8 @@ const L3Interface* Router::subnet_on(uint16_t port, be32 a) const {
   return nullptr;
 }
 
+MacAddr Router::Snapshot::mac() const { return unpack_mac(mac_state); }
+
 uint32_t Router::bucket_of(be32 ip) {
   return (ip.raw() * 2654435761u) >> 23 & (kNeighborBuckets - 1);
 }
@@ -239,19 +251,17 @@ Router::Snapshot Router::read(const Slot& s) const {
     if (q1 & 1) continue;  // the owner is mid-write (a few stores): spin
     Snapshot r;
     r.ip = s.ip.load(std::memory_order_relaxed);
-    uint64_t ms = s.mac_state.load(std::memory_order_relaxed);
+    r.mac_state = s.mac_state.load(std::memory_order_relaxed);
     r.since = s.since.load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (s.seq.load(std::memory_order_relaxed) != q1) continue;
-    r.mac = unpack_mac(ms);
-    r.st = static_cast<Stored>(ms >> 48);
     return r;
   }
 }
 
 NeighborState Router::derived(const Snapshot& s, uint32_t now_s) const {
   uint32_t age = now_s - std::min(now_s, s.since);
-  switch (s.st) {
+  switch (s.st()) {
     case Stored::kEmpty: return NeighborState::kNone;
     case Stored::kIncomplete: return NeighborState::kIncomplete;
     case Stored::kFailed:
@@ -264,55 +274,53 @@ NeighborState Router::derived(const Snapshot& s, uint32_t now_s) const {
   return NeighborState::kNone;
 }
 
-NeighborLookup Router::judge(const Snapshot& s, uint16_t slot, uint32_t now_s) const {
-  NeighborLookup r;
-  r.slot = slot;
+void Router::judge(const Snapshot& s, uint16_t slot, uint32_t now_s, NeighborLookup* r) const {
+  *r = NeighborLookup{};
+  r->slot = slot;
   switch (derived(s, now_s)) {
     case NeighborState::kReachable:
-      r.usable = true;
-      r.mac = s.mac;
+      r->usable = true;
+      store_mac(s.mac_state, &r->mac);
       break;
     case NeighborState::kStale:
-      r.usable = true;
-      r.mac = s.mac;
-      r.solicit = true;  // refresh
+      r->usable = true;
+      store_mac(s.mac_state, &r->mac);
+      r->solicit = true;  // refresh
       break;
     case NeighborState::kFailed:
       break;  // hold-down: no new requests
     case NeighborState::kIncomplete:
     case NeighborState::kNone:
-      r.solicit = true;
+      r->solicit = true;
       break;
   }
-  return r;
 }
 
-NeighborLookup Router::neighbor(be32 ip, uint32_t now_s) const {
+void Router::neighbor(be32 ip, uint32_t now_s, NeighborLookup* out) const {
   const uint32_t b = bucket_of(ip) * kNeighborWays;
   for (uint32_t w = 0; w < kNeighborWays; w++) {
     const Slot& s = slots_[b + w];
     if (s.ip.load(std::memory_order_relaxed) != ip.raw()) continue;  // cheap filter
     Snapshot snap = read(s);
-    if (snap.ip == ip.raw()) return judge(snap, uint16_t(b + w), now_s);
+    if (snap.ip == ip.raw()) return judge(snap, uint16_t(b + w), now_s, out);
   }
-  NeighborLookup miss;
-  miss.solicit = true;
-  return miss;
+  *out = NeighborLookup{};
+  out->solicit = true;
 }
 
-NeighborLookup Router::neighbor_at(uint16_t slot, be32 ip, uint32_t now_s) const {
+void Router::neighbor_at(uint16_t slot, be32 ip, uint32_t now_s, NeighborLookup* out) const {
   if (slot < kNeighborSlots) {
     Snapshot snap = read(slots_[slot]);
-    if (snap.ip == ip.raw()) return judge(snap, slot, now_s);
+    if (snap.ip == ip.raw()) return judge(snap, slot, now_s, out);
   }
-  return neighbor(ip, now_s);
+  neighbor(ip, now_s, out);
 }
 
 NeighborState Router::neighbor_state(be32 ip, uint32_t now_s) const {
   const uint32_t b = bucket_of(ip) * kNeighborWays;
   for (uint32_t w = 0; w < kNeighborWays; w++) {
     Snapshot snap = read(slots_[b + w]);
-    if (snap.ip == ip.raw() && snap.st != Stored::kEmpty) return derived(snap, now_s);
+    if (snap.ip == ip.raw() && snap.st() != Stored::kEmpty) return derived(snap, now_s);
   }
   return NeighborState::kNone;
 }
@@ -323,7 +331,7 @@ std::vector<Router::NeighborInfo> Router::neighbors(uint32_t now_s) const {
     Snapshot s = read(slots_[i]);
     NeighborState st = derived(s, now_s);
     if (st == NeighborState::kNone) continue;
-    out.push_back({be32::from_raw(s.ip), s.mac, st, now_s - std::min(now_s, s.since)});
+    out.push_back({be32::from_raw(s.ip), s.mac(), st, now_s - std::min(now_s, s.since)});
   }
   return out;
 }

@@ -137,9 +137,22 @@ class Router {
   const MacAddr& port_mac(uint16_t port) const { return port_macs_[port]; }
   uint16_t port_count() const { return static_cast<uint16_t>(port_macs_.size()); }
 
-  NeighborLookup neighbor(be32 ip, uint32_t now_s) const;
+  // The lookups fill an out-parameter, and the by-value forms are inline wrappers: returned
+  // from the call, the 10-byte NeighborLookup was assembled on the stack byte by byte and
+  // read back as words (a store-forwarding stall on every routed packet).
+  void neighbor(be32 ip, uint32_t now_s, NeighborLookup* out) const;
+  NeighborLookup neighbor(be32 ip, uint32_t now_s) const {
+    NeighborLookup r;
+    neighbor(ip, now_s, &r);
+    return r;
+  }
   // Faster re-read of a slot found by neighbor(): valid only if the slot still holds ip.
-  NeighborLookup neighbor_at(uint16_t slot, be32 ip, uint32_t now_s) const;
+  void neighbor_at(uint16_t slot, be32 ip, uint32_t now_s, NeighborLookup* out) const;
+  NeighborLookup neighbor_at(uint16_t slot, be32 ip, uint32_t now_s) const {
+    NeighborLookup r;
+    neighbor_at(slot, ip, now_s, &r);
+    return r;
+  }
   NeighborState neighbor_state(be32 ip, uint32_t now_s) const;
   struct NeighborInfo {
     be32 ip;
@@ -172,17 +185,21 @@ class Router {
     uint32_t probes = 0;
   };
   enum class Stored : uint8_t { kEmpty, kIncomplete, kReachable, kFailed };
+  // A slot as read, in scalars only (the MAC stays packed until asked for), so that it lives in
+  // registers: with a MacAddr member GCC built it on the stack byte by byte and read it back as
+  // words, a store-forwarding stall on every routed packet's neighbour lookup.
   struct Snapshot {
     uint32_t ip;
-    MacAddr mac;
-    Stored st;
     uint32_t since;
+    uint64_t mac_state;  // as in Slot
+    Stored st() const { return static_cast<Stored>(mac_state >> 48); }
+    MacAddr mac() const;
   };
 
   Router() = default;
   static uint32_t bucket_of(be32 ip);
   Snapshot read(const Slot& s) const;
-  NeighborLookup judge(const Snapshot& s, uint16_t slot, uint32_t now_s) const;
+  void judge(const Snapshot& s, uint16_t slot, uint32_t now_s, NeighborLookup* out) const;
   NeighborState derived(const Snapshot& s, uint32_t now_s) const;
   void write(Slot& s, uint32_t ip, const MacAddr& mac, Stored st, uint32_t since);
   Slot* find(be32 ip);
