@@ -48,20 +48,21 @@ static_assert(sizeof(FlowKey) == 40 && offsetof(FlowKey, hi_addr) == 16 &&
 static_assert(offsetof(Tuple, dst) == 16 && offsetof(Tuple, sport) == 32 &&
               offsetof(Tuple, dport) == 34 && offsetof(Tuple, proto) == 36 &&
               offsetof(Tuple, family) == 37 && offsetof(Tuple, vlan) == 38);
-static_assert(std::endian::native == std::endian::little);  // the port swap below
-inline void canonical_key(const Tuple& t, FlowKey* k, Dir* dir) {
-  uint64_t s[2], d[2], tail;
-  std::memcpy(s, t.src.b.data(), 16);
-  std::memcpy(d, t.dst.b.data(), 16);
-  std::memcpy(&tail, &t.sport, 8);  // sport, dport, proto, family, vlan: the key's last word
+static_assert(std::endian::native == std::endian::little);  // the word layouts below
+
+// The key of a tuple given as words: addresses as they lie in memory (two words each), and
+// `tail`, the last word in the layout of both Tuple and FlowKey (ports, proto, family, vlan).
+inline void canonical_key(uint64_t s[2], uint64_t d[2], uint64_t tail, FlowKey* k, Dir* dir) {
   const uint64_t s0 = __builtin_bswap64(s[0]), d0 = __builtin_bswap64(d[0]);
   const uint64_t s1 = __builtin_bswap64(s[1]), d1 = __builtin_bswap64(d[1]);
+  const uint16_t sport = static_cast<uint16_t>(tail), dport = static_cast<uint16_t>(tail >> 16);
   const bool src_is_lo = s0 != d0   ? s0 < d0
                          : s1 != d1 ? s1 < d1
-                                    : t.sport.host() <= t.dport.host();
+                                    : __builtin_bswap16(sport) <= __builtin_bswap16(dport);
   if (!src_is_lo) {  // the addresses and the two ports change places
-    std::swap(s, d);
-    tail = (tail & ~uint64_t{0xffffffff}) | (tail & 0xffff) << 16 | (tail >> 16 & 0xffff);
+    std::swap(s[0], d[0]);
+    std::swap(s[1], d[1]);
+    tail = (tail & ~uint64_t{0xffffffff}) | uint64_t{sport} << 16 | dport;
   }
   // Word by word from registers (a staging array would be one more store-forwarding trap).
   auto* out = reinterpret_cast<uint8_t*>(k);
@@ -72,9 +73,28 @@ inline void canonical_key(const Tuple& t, FlowKey* k, Dir* dir) {
   std::memcpy(out + 32, &tail, 8);
   *dir = src_is_lo ? Dir::kLoToHi : Dir::kHiToLo;
 }
+inline void canonical_key(const Tuple& t, FlowKey* k, Dir* dir) {
+  uint64_t s[2], d[2], tail;
+  std::memcpy(s, t.src.b.data(), 16);
+  std::memcpy(d, t.dst.b.data(), 16);
+  std::memcpy(&tail, &t.sport, 8);
+  canonical_key(s, d, tail, k, dir);
+}
 inline FlowKey canonical_key(const Tuple& t, Dir* dir) {
   FlowKey k;
   canonical_key(t, &k, dir);
+  return k;
+}
+// canonical_key(reply_tuple(x, proto, vlan)) from the translation's fields: the Tuple in
+// between was built by narrow stores (an IPv4 address into a zeroed 16-byte one) that the key's
+// 8-byte loads could not forward, a stall on every translated connection's creation and end.
+inline FlowKey reply_key(const ConnXlate& x, uint8_t proto, uint16_t vlan, Dir* dir) {
+  uint64_t s[2] = {x.reply_src.raw(), 0}, d[2] = {x.reply_dst.raw(), 0};  // IpAddr::v4's bytes
+  const uint64_t tail = x.reply_sport.raw() | uint64_t{x.reply_dport.raw()} << 16 |
+                        uint64_t{proto} << 32 | uint64_t{static_cast<uint8_t>(Family::kV4)} << 40 |
+                        uint64_t{vlan} << 48;
+  FlowKey k;
+  canonical_key(s, d, tail, &k, dir);
   return k;
 }
 
@@ -638,7 +658,7 @@ void Worker::forget(uint32_t slot) {
     const FlowKey& k = table_->key(slot);
     const ConnXlate& x = xlate_->at(slot);
     Dir rd;
-    xlate_->remove_reply(canonical_key(reply_tuple(x, k.proto, k.vlan), &rd));
+    xlate_->remove_reply(reply_key(x, k.proto, k.vlan, &rd));
     translator_->release(id_, x, k.proto, now_s_);
   }
   if (e.vm_id) {
@@ -696,7 +716,7 @@ bool Worker::attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint
   // reads a complete record (conn_xlate.h).
   xlate_->at(slot) = x;
   Dir rd;
-  const FlowKey rk = canonical_key(reply_tuple(x, proto, vlan), &rd);
+  const FlowKey rk = reply_key(x, proto, vlan, &rd);
   *rc = -EEXIST;
   if (!reclaim_dead(rk) || !xlate_->add_reply(rk, slot, rc)) return false;
   table_->begin_write(slot);
