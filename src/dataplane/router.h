@@ -137,9 +137,10 @@ class Router {
   const MacAddr& port_mac(uint16_t port) const { return port_macs_[port]; }
   uint16_t port_count() const { return static_cast<uint16_t>(port_macs_.size()); }
 
-  // The lookups fill an out-parameter, and the by-value forms are inline wrappers: returned
-  // from the call, the 10-byte NeighborLookup was assembled on the stack byte by byte and
-  // read back as words (a store-forwarding stall on every routed packet).
+  // The lookups fill an out-parameter that the packet path reads field by field: returned
+  // from the call (or copied whole after it), the 10-byte NeighborLookup was assembled on the
+  // stack in narrow stores and read back as words, a store-forwarding stall on every routed
+  // packet. The by-value forms are for tests.
   void neighbor(be32 ip, uint32_t now_s, NeighborLookup* out) const;
   NeighborLookup neighbor(be32 ip, uint32_t now_s) const {
     NeighborLookup r;
