@@ -11,6 +11,7 @@
 #                               STEP_date and STEP_git_revision, and PERFORMANCE.md is left alone
 #   scripts/bench.sh [STEP...] doc  the same, then PERFORMANCE.md regenerated from results.json
 #                               (`doc` alone measures nothing)
+#   BENCH_REPEAT=3 scripts/bench.sh ...   each step three times, the median of each key
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=()
@@ -36,14 +37,38 @@ bin="$dir/bench/baton-bench"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+# BENCH_REPEAT=N (default 1): each step runs N times and every key records the median of its
+# runs. On a shared machine one run can land in a busy minute (the same code has measured 300
+# and 470 cycles per packet an hour apart); the median of three does not move with one such run.
+repeat=${BENCH_REPEAT:-1}
+median_json() {  # median_json <file>...: per key, the median of the numbers the files give
+  python3 - "$@" <<'PY'
+import json, sys
+runs = [json.load(open(f)) for f in sys.argv[1:]]
+out = {}
+for k in {k for r in runs for k in r}:
+    v = sorted(r[k] for r in runs if isinstance(r.get(k), (int, float)))
+    out[k] = v[len(v) // 2] if v else None
+print(json.dumps(out))
+PY
+}
+measure() {  # measure <name> <command...>: the step's runs, their median in $out/<name>.json
+  local name=$1; shift
+  local i ok=()
+  for ((i = 1; i <= repeat; i++)); do
+    if [ "$repeat" -gt 1 ]; then echo "bench: $name (run $i of $repeat)" >&2; else echo "bench: $name" >&2; fi
+    if "$@" >"$out/$name.$i.run" 2>"$out/$name.log"; then
+      ok+=("$out/$name.$i.run")
+    else
+      echo "bench: $name failed:" >&2; tail -5 "$out/$name.log" >&2
+    fi
+  done
+  if [ ${#ok[@]} -gt 0 ]; then median_json "${ok[@]}" >"$out/$name.json"; else echo '{}' >"$out/$name.json"; fi
+}
 run() {  # run <name> <baton-bench args...>
   local name=$1; shift
   want "$name" || return 0
-  echo "bench: $name" >&2
-  if ! "$bin" "$@" >"$out/$name.json" 2>"$out/$name.log"; then
-    echo "bench: $name failed:" >&2; tail -5 "$out/$name.log" >&2
-    echo '{}' >"$out/$name.json"
-  fi
+  measure "$name" "$bin" "$@"
 }
 # EAL memory on 2 MiB hugepages, as a deployment runs (keys end in _huge): reserve them if the
 # machine has the memory, else skip.
@@ -93,11 +118,7 @@ fi
 xrun() {  # xrun <name> <baton-xlate-bench args...>
   local name=$1; shift
   want "$name" "${XRUN_GROUP:-}" || return 0
-  echo "bench: $name" >&2
-  if ! "$dir/bench/baton-xlate-bench" "$@" >"$out/$name.json" 2>"$out/$name.log"; then
-    echo "bench: $name failed:" >&2; tail -5 "$out/$name.log" >&2
-    echo '{}' >"$out/$name.json"
-  fi
+  measure "$name" "$dir/bench/baton-xlate-bench" "$@"
 }
 xrun l3fw1m -m 4096 l3fw1m
 xrun nat1m -m 6144 nat1m
