@@ -26,12 +26,6 @@ void store_mac(uint64_t bits, MacAddr* m) {
   std::memcpy(m->b.data(), &bits, 6);
 }
 
-MacAddr unpack_mac(uint64_t v) {
-  MacAddr m;
-  store_mac(v, &m);
-  return m;
-}
-
 void put16(uint8_t* p, uint16_t v) {
   p[0] = uint8_t(v >> 8);
   p[1] = uint8_t(v);
@@ -238,7 +232,11 @@ const L3Interface* Router::subnet_on(uint16_t port, be32 a) const {
   return nullptr;
 }
 
-MacAddr Router::Snapshot::mac() const { return unpack_mac(mac_state); }
+MacAddr Router::Snapshot::mac() const {
+  MacAddr m;
+  store_mac(mac_state, &m);
+  return m;
+}
 
 uint32_t Router::bucket_of(be32 ip) {
   return (ip.raw() * 2654435761u) >> 23 & (kNeighborBuckets - 1);
