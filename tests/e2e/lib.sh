@@ -148,8 +148,29 @@ tcp_counter() {  # ns name
   ip netns exec "$1" nstat -az "$2" 2>/dev/null | awk -v n="$2" '$1==n {print $2}' | head -1
 }
 
-# A free TCP port on loopback for a control API / metrics endpoint.
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A free TCP port on loopback for a control API / metrics endpoint, never one this script was
+# given before (kept in $WORK/ports): the kernel hands a just-closed ephemeral port out again,
+# and once a batond's API and metrics endpoints got the same port and it could not start.
+free_port() {
+  $PY - "$WORK/ports" <<'PY'
+import socket, sys
+path = sys.argv[1]
+try:
+    given = set(open(path).read().split())
+except FileNotFoundError:
+    given = set()
+held = []  # every socket stays bound until the end, so no port comes back within this call
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    held.append(s)
+    port = str(s.getsockname()[1])
+    if port not in given:
+        break
+open(path, "a").write(port + "\n")
+print(port)
+PY
+}
 
 # ---- two-instance migration topology (DESIGN.md section 7) ------------------------------------
 #  [cli ns] -- br-up --(af_packet)-- batond A --(af_packet)-- br-ha -- [vm ns]   (VM starts here)
