@@ -370,21 +370,30 @@ void bench_fw(uint32_t entries, const std::string& key) {
   rte_mempool_free(pool);
 }
 
-// Memory per connection of capacity. "1M" is 1,000,000; 2^20 is recorded too, since rte_hash
-// rounds its buckets and free ring up to a power of two of the positions
-// (capacity plus 1/32 slack), and 2^20 + slack crosses one: those parts double there.
+// Memory per connection of capacity, all tables and indexes counted. "1M" is 1,000,000; 2^20 is
+// recorded too, since rte_hash rounds its buckets and free ring up to a power of two of the
+// positions (capacity plus 1/64 slack), and 2^20 + slack crosses one: those parts double there.
+// IPv4 and IPv6 connections live in separate hashes with their own capacities
+// (conntrack.capacity, capacity_v6): fw_bytes_per_conn is an IPv4 table's (capacity_v6: 0),
+// fw_bytes_per_conn_v6 an IPv6 one's, per entry of its family.
 void bench_bytes() {
-  auto per_conn = [](uint32_t capacity, const std::string& suffix) {
-    auto dp = make_dp(config_yaml(uniq("by"), capacity, 1, false));
+  auto per_conn = [](uint32_t v4, uint32_t v6, const std::string& suffix) {
+    std::string y = config_yaml(uniq("by"), std::max<uint32_t>(v4, 1), 1, false);
+    const std::string cap_line = "  capacity: " + std::to_string(std::max<uint32_t>(v4, 1)) + "\n";
+    y.replace(y.find(cap_line), cap_line.size(),
+              cap_line + "  capacity_v6: " + std::to_string(v6) + "\n");
+    auto dp = make_dp(y);
     const ConnTable& t = dp->shard(0);
-    const double cap = t.capacity();
+    const double cap = v6 ? v6 : v4;
     put("fw_bytes_per_conn" + suffix, static_cast<double>(t.memory_bytes()) / cap);
     put("fw_bytes_per_conn" + suffix + "_hash", static_cast<double>(t.memory_split().hash) / cap);
     put("fw_bytes_per_conn" + suffix + "_entries", static_cast<double>(t.memory_split().entries) / cap);
     put("fw_bytes_per_conn" + suffix + "_counters", static_cast<double>(t.memory_split().counters) / cap);
   };
-  per_conn(1000000, "");
-  per_conn(1u << 20, "_2p20");
+  per_conn(1000000, 0, "");
+  per_conn(1u << 20, 0, "_2p20");
+  // IPv6 only: the IPv4 hash of capacity 1 (the config needs one) costs a few hundred bytes.
+  per_conn(0, 1000000, "_v6");
 }
 
 // Whole lifetimes: SYN, SYN|ACK, ACK, FIN|ACK, FIN|ACK, ACK per connection through the

@@ -70,7 +70,12 @@ struct Timeouts {  // seconds; [reload]
 };
 
 struct ConntrackConfig {
-  uint32_t capacity = 1 << 20;  // entries; new connections beyond it are dropped (table_full)
+  // IPv4 and IPv6 connections are kept in separate hashes (an IPv4 key is stored in 16 bytes,
+  // an IPv6 one in 40), each with its capacity; new connections beyond it are dropped
+  // (table_full). capacity_v6 unset: a quarter of capacity; 0: IPv6 connections are refused.
+  uint32_t capacity = 1 << 20;
+  std::optional<uint32_t> capacity_v6;
+  uint32_t v6_capacity() const { return capacity_v6 ? *capacity_v6 : capacity / 4; }
   bool accounting = true;       // per-connection packet/byte counters (32 bytes per entry)
   Timeouts timeouts;
 };

@@ -559,9 +559,11 @@ class Loader {
   }
 
   void conntrack(const Val& v) {
-    MapReader m(v, {"capacity", "accounting", "timeouts"});
+    MapReader m(v, {"capacity", "capacity_v6", "accounting", "timeouts"});
     if (auto* x = m.get("capacity"))
       c_.conntrack.capacity = static_cast<uint32_t>(uint_in(*x, 1, UINT32_MAX));
+    if (auto* x = m.get("capacity_v6"))
+      c_.conntrack.capacity_v6 = static_cast<uint32_t>(uint_in(*x, 0, UINT32_MAX));
     if (auto* x = m.get("accounting")) c_.conntrack.accounting = boolean(*x);
     auto* t = m.get("timeouts");
     if (!t) return;

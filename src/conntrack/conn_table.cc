@@ -13,10 +13,13 @@ namespace baton {
 namespace {
 
 // Deleted slots wait out a grace period; while the table is full, inserts can only reuse
-// slots whose grace period has ended. capacity/32 extra positions (at least 256) cover a burst
-// of churn within one grace period; at 1,000,000 entries it also keeps the hash below 2^20
-// positions, so rte_hash's power-of-two rings and buckets do not double.
-uint32_t slack_for(uint32_t capacity) { return std::max<uint32_t>(256, capacity / 32); }
+// slots whose grace period has ended. capacity/64 extra positions (at least 256) cover the
+// removals of one grace period many times over (workers report quiescent every poll, control
+// readers every frame of records: microseconds to a millisecond, in which 1M connections/s
+// churn about a thousand slots); at 1,000,000 entries it also keeps the hash below 2^20
+// positions, so rte_hash's power-of-two rings and buckets do not double. Every position costs
+// its full row and key, so the slack is a share of the table's memory.
+uint32_t slack_for(uint32_t capacity) { return std::max<uint32_t>(256, capacity / 64); }
 
 // Stamped limbo batches kept apart; when all are taken, a new one joins the newest (waiting
 // for a later token is always safe, only slower).
@@ -43,6 +46,49 @@ T* zalloc_array(const char* what, size_t n, int socket) {
 
 }  // namespace
 
+bool ConnTable::make_hash(FamilyHash& f, const std::string& name, uint32_t capacity,
+                          uint32_t first, uint32_t key_len, int socket_id, std::string* err) {
+  f.first = first;
+  f.capacity = capacity;
+  if (capacity == 0) return true;  // the family is refused; no hash
+  f.positions = capacity + slack_for(capacity);
+  rte_hash_parameters hp{};
+  hp.name = name.c_str();
+  hp.entries = f.positions;
+  hp.key_len = key_len;
+  hp.hash_func = nullptr;  // rte_hash's default: CRC32 where the CPU has it, else jhash
+  hp.hash_func_init_val = 0;
+  hp.socket_id = socket_id;
+  // LF: lock-free readers on other cores, one writer (the owner). EXT_TABLE: an insert below
+  // capacity never fails for lack of a cuckoo path.
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+  f.hash = rte_hash_create(&hp);
+  if (f.hash == nullptr) {
+    *err = std::string("rte_hash_create: ") + rte_strerror(rte_errno);
+    return false;
+  }
+  // rte_hash stores the key of position p at key_store + (p + 1) * key_entry_size and never
+  // moves it; rte_hash_get_key_with_position returns that address (and -ENOENT for an empty
+  // position, which is fine here). Derive base and stride once and check them at the far end.
+  void* k0 = nullptr;
+  void* k1 = nullptr;
+  void* kl = nullptr;
+  rte_hash_get_key_with_position(f.hash, 0, &k0);
+  rte_hash_get_key_with_position(f.hash, 1, &k1);
+  rte_hash_get_key_with_position(f.hash, static_cast<int32_t>(f.positions - 1), &kl);
+  if (!k0 || !k1 || !kl || k1 <= k0) {
+    *err = "cannot locate rte_hash key store";
+    return false;
+  }
+  f.key_base = static_cast<const uint8_t*>(k0);
+  f.key_stride = static_cast<const uint8_t*>(k1) - f.key_base;
+  if (f.key_base + size_t{f.positions - 1} * f.key_stride != kl || f.key_stride < key_len) {
+    *err = "unexpected rte_hash key store layout";
+    return false;
+  }
+  return true;
+}
+
 std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) {
   auto fail = [&](const std::string& why) -> std::unique_ptr<ConnTable> {
     if (err) *err = "conn table '" + p.name + "': " + why;
@@ -50,31 +96,25 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   };
   if (p.name.empty() || p.name.size() > kMaxNameLen)
     return fail("name must be 1.." + std::to_string(kMaxNameLen) + " characters");
-  if (p.capacity == 0 || p.capacity > kMaxCapacity)
-    return fail("capacity must be 1.." + std::to_string(kMaxCapacity));
+  if (p.capacity > kMaxCapacity || p.capacity_v6 > kMaxCapacity)
+    return fail("capacity must be 0.." + std::to_string(kMaxCapacity) + " per family");
+  if (p.capacity == 0 && p.capacity_v6 == 0) return fail("capacity must not be 0 for both families");
   if (p.rcu == nullptr) return fail("no RCU QSBR variable");
   if (p.age_classes == 0) return fail("at least one age class is needed");
 
   std::unique_ptr<ConnTable> t(new ConnTable());
   t->name_ = p.name;
-  t->capacity_ = p.capacity;
-  t->slots_ = p.capacity + slack_for(p.capacity);
   t->max_vms_ = p.max_vms;
   t->age_classes_ = p.age_classes;
   const size_t heap_before = heap_allocated_bytes();
 
-  rte_hash_parameters hp{};
-  hp.name = p.name.c_str();
-  hp.entries = t->slots_;
-  hp.key_len = sizeof(FlowKey);
-  hp.hash_func = nullptr;  // rte_hash's default: CRC32 where the CPU has it, else jhash
-  hp.hash_func_init_val = 0;
-  hp.socket_id = p.socket_id;
-  // LF: lock-free readers on other cores, one writer (the owner). EXT_TABLE: an insert below
-  // capacity never fails for lack of a cuckoo path.
-  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
-  t->hash_ = rte_hash_create(&hp);
-  if (t->hash_ == nullptr) return fail(std::string("rte_hash_create: ") + rte_strerror(rte_errno));
+  std::string why;
+  if (!t->make_hash(t->fam_[0], p.name + "4", p.capacity, 0, sizeof(V4Key), p.socket_id, &why))
+    return fail(why);
+  if (!t->make_hash(t->fam_[1], p.name + "6", p.capacity_v6, t->fam_[0].positions,
+                    sizeof(FlowKey), p.socket_id, &why))
+    return fail(why);
+  t->slots_ = t->fam_[0].positions + t->fam_[1].positions;
   const size_t heap_hash = heap_allocated_bytes();
 
   t->rcu_ = p.rcu;
@@ -95,35 +135,25 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   t->age_head_.assign(p.age_classes, kNoSlot);
   t->age_tail_.assign(p.age_classes, kNoSlot);
 
-  // rte_hash stores the key of position p at key_store + (p + 1) * key_entry_size and never
-  // moves it; rte_hash_get_key_with_position returns that address (and -ENOENT for an empty
-  // position, which is fine here). Derive base and stride once and check them at the far end.
-  void* k0 = nullptr;
-  void* k1 = nullptr;
-  void* kl = nullptr;
-  rte_hash_get_key_with_position(t->hash_, 0, &k0);
-  rte_hash_get_key_with_position(t->hash_, 1, &k1);
-  rte_hash_get_key_with_position(t->hash_, static_cast<int32_t>(t->slots_ - 1), &kl);
-  if (!k0 || !k1 || !kl || k1 <= k0) return fail("cannot locate rte_hash key store");
-  t->key_base_ = static_cast<const uint8_t*>(k0);
-  t->key_stride_ = static_cast<const uint8_t*>(k1) - t->key_base_;
-  if (t->key_base_ + size_t{t->slots_ - 1} * t->key_stride_ != kl || t->key_stride_ < sizeof(FlowKey))
-    return fail("unexpected rte_hash key store layout");
-
-  // The worker hashes keys itself (hash()); make sure it is rte_hash's function.
+  // The worker hashes keys itself (hash()); make sure it is rte_hash's function for both
+  // stored forms.
   t->hash_inline_ok_ = true;
   for (uint32_t i = 0; i < 64; ++i) {
     FlowKey k;
-    for (size_t j = 0; j < k.lo_addr.b.size(); ++j) {
+    k.family = (i & 1) ? Family::kV6 : Family::kV4;
+    for (size_t j = 0; j < (k.family == Family::kV4 ? 4 : k.lo_addr.b.size()); ++j) {
       k.lo_addr.b[j] = static_cast<uint8_t>(i * 31 + j * 7);
       k.hi_addr.b[j] = static_cast<uint8_t>(i * 17 + j * 13 + 1);
     }
     k.lo_port = be16::from_host(static_cast<uint16_t>(i * 1000 + 1));
     k.hi_port = be16::from_host(static_cast<uint16_t>(i * 7 + 80));
     k.proto = static_cast<uint8_t>(i);
-    k.family = (i & 1) ? Family::kV6 : Family::kV4;
     k.vlan = static_cast<uint16_t>(i * 3);
-    if (hash(k) != rte_hash_hash(t->hash_, &k)) t->hash_inline_ok_ = false;
+    const FamilyHash& f = t->fam_of(k.family);
+    if (f.hash == nullptr) continue;
+    const V4Key v = v4_key(k);
+    const void* stored = k.family == Family::kV4 ? static_cast<const void*>(&v) : &k;
+    if (hash(k) != rte_hash_hash(f.hash, stored)) t->hash_inline_ok_ = false;
   }
 
   const size_t heap_after = heap_allocated_bytes();
@@ -136,50 +166,101 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
 }
 
 ConnTable::~ConnTable() {
-  rte_hash_free(hash_);  // frees every position, limbo or not, with the rings and key store
+  // Frees every position, limbo or not, with the rings and key store.
+  for (FamilyHash& f : fam_) rte_hash_free(f.hash);
   rte_free(rows_);
   rte_free(live_);
   rte_free(vm_head_);
   rte_free(vm_count_);
 }
 
+int32_t ConnTable::lookup(const FlowKey& k) const {
+  const FamilyHash& f = fam_of(k.family);
+  if (f.hash == nullptr) return -1;
+  int32_t pos;
+  if (k.family == Family::kV4) {
+    const V4Key v = v4_key(k);
+    pos = rte_hash_lookup(f.hash, &v);
+  } else {
+    pos = rte_hash_lookup(f.hash, &k);
+  }
+  return pos >= 0 ? static_cast<int32_t>(f.first) + pos : -1;
+}
+
 void ConnTable::lookup_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const {
-  if (n == 0) return;
-  // rte_hash takes const void**; it only reads the keys.
-  rte_hash_lookup_bulk(hash_, const_cast<const void**>(reinterpret_cast<const void* const*>(keys)),
-                       n, slots);
-  for (uint32_t i = 0; i < n; ++i)
-    if (slots[i] < 0) slots[i] = -1;
+  hash_sig_t sigs[RTE_HASH_LOOKUP_BULK_MAX];
+  for (uint32_t i = 0; i < n; ++i) sigs[i] = hash(*keys[i]);
+  lookup_family_bulk(keys, sigs, n, slots, false);
 }
 
 void ConnTable::lookup_bulk(const FlowKey* const* keys, hash_sig_t* sigs, uint32_t n,
                             int32_t* slots) const {
+  lookup_family_bulk(keys, sigs, n, slots, hash_inline_ok_);
+}
+
+// Splits the burst by family: IPv4 keys are looked up in their stored form (built here, two
+// words each), IPv6 keys as they are. A burst of one family takes one rte_hash call.
+void ConnTable::lookup_family_bulk(const FlowKey* const* keys, const hash_sig_t* sigs, uint32_t n,
+                                   int32_t* slots, bool with_sigs) const {
   if (n == 0) return;
-  if (!hash_inline_ok_) return lookup_bulk(keys, n, slots);
-  rte_hash_lookup_with_hash_bulk(
-      hash_, const_cast<const void**>(reinterpret_cast<const void* const*>(keys)), sigs, n, slots);
-  for (uint32_t i = 0; i < n; ++i)
-    if (slots[i] < 0) slots[i] = -1;
+  V4Key v4[RTE_HASH_LOOKUP_BULK_MAX];
+  const void* ptr[2][RTE_HASH_LOOKUP_BULK_MAX];
+  hash_sig_t sig[2][RTE_HASH_LOOKUP_BULK_MAX];
+  uint8_t idx[2][RTE_HASH_LOOKUP_BULK_MAX];
+  int32_t pos[2][RTE_HASH_LOOKUP_BULK_MAX];
+  uint32_t cnt[2] = {0, 0};
+  for (uint32_t i = 0; i < n; ++i) {
+    const int f = keys[i]->family == Family::kV4 ? 0 : 1;
+    const uint32_t j = cnt[f]++;
+    if (f == 0) {
+      v4[j] = v4_key(*keys[i]);
+      ptr[0][j] = &v4[j];
+    } else {
+      ptr[1][j] = keys[i];
+    }
+    sig[f][j] = sigs[i];
+    idx[f][j] = static_cast<uint8_t>(i);
+  }
+  for (int f = 0; f < 2; ++f) {
+    if (cnt[f] == 0) continue;
+    const FamilyHash& fh = fam_[f];
+    // A burst of one family writes its positions straight into slots.
+    int32_t* out = cnt[f] == n ? slots : pos[f];
+    if (fh.hash == nullptr) {
+      std::fill(out, out + cnt[f], -1);
+    } else if (with_sigs) {
+      rte_hash_lookup_with_hash_bulk(fh.hash, ptr[f], sig[f], cnt[f], out);
+    } else {
+      rte_hash_lookup_bulk(fh.hash, ptr[f], cnt[f], out);
+    }
+    for (uint32_t j = 0; j < cnt[f]; ++j)
+      out[j] = out[j] >= 0 ? out[j] + static_cast<int32_t>(fh.first) : -1;
+    if (out != slots)
+      for (uint32_t j = 0; j < cnt[f]; ++j) slots[idx[f][j]] = out[j];
+  }
 }
 
 int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCounters* c) {
   if (init.vm_id > max_vms_ || init.age_class >= age_classes_) return -EINVAL;
-  if (size() >= capacity_) {
+  FamilyHash& f = fam_of(k.family);
+  if (f.size.load(std::memory_order_relaxed) >= f.capacity) {
     ++stats_.full_drops;
     return -ENOSPC;
   }
-  const hash_sig_t sig = hash_inline_ok_ ? hash(k) : rte_hash_hash(hash_, &k);
-  int32_t pos = rte_hash_add_key_with_hash(hash_, &k, sig);
+  const V4Key v = v4_key(k);
+  const void* stored = k.family == Family::kV4 ? static_cast<const void*>(&v) : &k;
+  const hash_sig_t sig = hash_inline_ok_ ? hash(k) : rte_hash_hash(f.hash, stored);
+  int32_t pos = rte_hash_add_key_with_hash(f.hash, stored, sig);
   if (pos == -ENOSPC && limbo_count_ > 0) {  // free list dry: reclaim what the readers allow
     limbo_close();
     limbo_reclaim();
-    pos = rte_hash_add_key_with_hash(hash_, &k, sig);
+    pos = rte_hash_add_key_with_hash(f.hash, stored, sig);
   }
   if (pos < 0) {
     if (pos == -ENOSPC) ++stats_.reclaim_stalls;
     return pos;
   }
-  const uint32_t slot = static_cast<uint32_t>(pos);
+  const uint32_t slot = f.first + static_cast<uint32_t>(pos);
   // For a key already present add_key returns its position (touching nothing we use), and a
   // position holds a key exactly while it is live (remove() deletes the key and clears live_
   // together, single writer): so a live position means the key was there. Cheaper than a
@@ -194,9 +275,9 @@ int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCou
   age_link_tail(slot, init.age_class);
   std::atomic_ref<uint8_t>(live_[slot]).store(1, std::memory_order_release);
   if (init.vm_id != 0) vm_link(slot, init.vm_id);  // publishes after the content
-  size_.store(size() + 1, std::memory_order_relaxed);
+  f.size.store(f.size.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   ++stats_.inserts;
-  return pos;
+  return static_cast<int32_t>(slot);
 }
 
 void ConnTable::remove(uint32_t slot) {
@@ -207,8 +288,9 @@ void ConnTable::remove(uint32_t slot) {
   std::atomic_ref<uint8_t>(live_[slot]).store(0, std::memory_order_release);
   // Deletes by the key's own bytes in the key store; rte_hash only reads them and keeps the
   // position allocated (RW_CONCURRENCY_LF) until limbo_reclaim() frees it.
-  rte_hash_del_key(hash_, &key(slot));
-  size_.store(size() - 1, std::memory_order_relaxed);
+  FamilyHash& f = fam_[slot < fam_[1].first ? 0 : 1];
+  rte_hash_del_key(f.hash, stored_key(slot));
+  f.size.store(f.size.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   ++stats_.removes;
   limbo_append(limbo_open_, slot, slot, 1);  // age_unlink left its age_next at kNoSlot
   ++limbo_count_;
@@ -252,7 +334,8 @@ void ConnTable::limbo_reclaim() {
       const uint32_t s = b.head;
       b.head = row(s).age_next;
       row(s).age_next = kNoSlot;
-      rte_hash_free_key_with_position(hash_, static_cast<int32_t>(s));
+      const FamilyHash& f = fam_of_slot(s);
+      rte_hash_free_key_with_position(f.hash, static_cast<int32_t>(s - f.first));
       --b.count;
       --limbo_count_;
     }

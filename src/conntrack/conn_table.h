@@ -8,18 +8,27 @@
 // owner of a flow is FlowKey::owner_hash() % workers; other workers hand packets to it). Other
 // cores (the control core taking a snapshot or listing, the migration engine) only read.
 //
-//   FlowKey --rte_hash (RW_CONCURRENCY_LF, EXT_TABLE)--> position == slot
+//   FlowKey --rte_hash of its family (RW_CONCURRENCY_LF, EXT_TABLE)--> position
+//   slot = the family's first slot + position (IPv4 slots first, then IPv6)
 //   slot --> row(slot): ConnEntry (64 bytes) [+ ConnCounters (32 bytes) with accounting]
 //            live_[slot] (1 byte: 1 = the slot holds a live entry)
 //            key(slot) --> rte_hash's own key store
+//
+// * Two hashes, one per address family, as VPP keeps its IPv4 and IPv6 session hashes apart
+//   (bihash 16_8 and 48_8): rte_hash stores each key with an 8-byte data word, rounded up to 16
+//   bytes, so a 40-byte FlowKey costs 48 bytes per position and a third of an IPv4 table's
+//   memory. An IPv4 key is stored as 16 bytes (V4Key: both addresses in one word, then the
+//   FlowKey's last word unchanged), 32 per position, and hashed over two words instead of five.
+//   Each family has its own capacity (capacity, capacity_v6; 0 = that family is refused). The
+//   rows, live flags, VM index and aging lists span both families: callers see slots only.
 //
 // * Rows: one array, stride 64 or 96. The counters sit right after their entry, so that the
 //   two lines a packet touches are neighbours on one page: kept in an array of their own they
 //   cost a page walk more per packet (measured: 1M entries, 4 KiB pages, 493 -> 560 cycles).
 //
 // * Slots are rte_hash key positions, so the key is stored once (in rte_hash's key store) and
-//   the entry array needs no free list of its own. The hash has `capacity + slack` positions;
-//   the table itself refuses inserts beyond `capacity` (-ENOSPC, counter full_drops: the new
+//   the entry array needs no free list of its own. A family's hash has `capacity + slack`
+//   positions; the table itself refuses inserts beyond capacity (-ENOSPC, counter full_drops: the new
 //   flow is dropped, nothing established is evicted). The slack absorbs slots that are deleted
 //   but still inside their RCU grace period. EXT_TABLE guarantees that an insert below capacity
 //   never fails because of cuckoo displacement limits.
@@ -109,7 +118,8 @@ class ConnTable {
  public:
   struct Params {
     std::string name;        // unique per process, at most kMaxNameLen characters
-    uint32_t capacity = 0;   // live entries allowed
+    uint32_t capacity = 0;     // live IPv4 entries allowed
+    uint32_t capacity_v6 = 0;  // live IPv6 entries allowed; 0 = IPv6 connections are refused
     uint16_t max_vms = 0;    // VM ids 1..max_vms are indexed; 0 = no VM
     int socket_id = SOCKET_ID_ANY;
     rte_rcu_qsbr* rcu = nullptr;  // shared by all shards; readers registered by the caller
@@ -120,8 +130,8 @@ class ConnTable {
   };
 
   // rte_hash names its rings "HT_<name>"; ring names are limited to 28 characters, so longer
-  // names would be truncated into collisions.
-  static constexpr size_t kMaxNameLen = 19;
+  // names would be truncated into collisions. The two hashes are <name>4 and <name>6.
+  static constexpr size_t kMaxNameLen = 18;
   static constexpr uint32_t kMaxCapacity = 1u << 28;
 
   static std::unique_ptr<ConnTable> create(const Params& p, std::string* err);
@@ -132,28 +142,46 @@ class ConnTable {
   // ---- Owner (single writer) side --------------------------------------------------------
 
   // Slot of k, or -1. (Also safe from any core: rte_hash readers are lock-free.)
-  int32_t lookup(const FlowKey& k) const {
-    int32_t pos = rte_hash_lookup(hash_, &k);
-    return pos >= 0 ? pos : -1;
-  }
-  // n <= RTE_HASH_LOOKUP_BULK_MAX (64); slots[i] = slot of *keys[i] or -1.
+  int32_t lookup(const FlowKey& k) const;
+  // n <= RTE_HASH_LOOKUP_BULK_MAX (64); slots[i] = slot of *keys[i] or -1. The keys may mix
+  // families.
   void lookup_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const;
   // The same with each key's hash(keys[i]) given (the worker computes it while the key is
   // still in registers, which spares rte_hash an indirect call per key).
   void lookup_bulk(const FlowKey* const* keys, hash_sig_t* sigs, uint32_t n, int32_t* slots) const;
 
-  // rte_hash's own hash of k (its default: CRC32C over the 40 key bytes, init 0), computed
-  // inline. create() checks that it matches rte_hash_hash(); if it ever did not (another
-  // default hash function in another DPDK), hash_is_inline() is false and callers must use the
-  // lookup without signatures.
+  // How an IPv4 key is stored: both addresses (lo in the low half), then FlowKey's last word.
+  struct V4Key {
+    uint64_t addrs;
+    uint64_t tail;
+  };
+  static constexpr size_t kTailOffset = 32;  // FlowKey: lo_addr, hi_addr, then the tail word
+  static V4Key v4_key(const FlowKey& k) {
+    uint64_t w[5];
+    std::memcpy(w, &k, sizeof w);
+    return {(w[0] & 0xffffffffu) | (w[2] << 32), w[4]};
+  }
+
+  // rte_hash's own hash of the stored key (its default: CRC32C, init 0, over the V4Key or the
+  // FlowKey), computed inline. create() checks that it matches rte_hash_hash(); if it ever did
+  // not (another default hash function in another DPDK), hash_is_inline() is false and callers
+  // must use the lookup without signatures.
   static hash_sig_t hash(const FlowKey& k) {
 #if defined(__SSE4_2__) && defined(__x86_64__)
     uint64_t w[5];
     std::memcpy(w, &k, sizeof w);
+    if (k.family == Family::kV4) {
+      const uint64_t c = __builtin_ia32_crc32di(0, (w[0] & 0xffffffffu) | (w[2] << 32));
+      return static_cast<hash_sig_t>(__builtin_ia32_crc32di(c, w[4]));
+    }
     uint64_t c = 0;
     for (uint64_t x : w) c = __builtin_ia32_crc32di(c, x);
     return static_cast<hash_sig_t>(c);
 #else
+    if (k.family == Family::kV4) {
+      const V4Key v = v4_key(k);
+      return rte_hash_crc(&v, sizeof v, 0);
+    }
     return rte_hash_crc(&k, sizeof k, 0);
 #endif
   }
@@ -170,9 +198,26 @@ class ConnTable {
 
   ConnEntry& entry(uint32_t slot) { return row(slot); }
   const ConnEntry& entry(uint32_t slot) const { return row(slot); }
-  // The key lives in rte_hash's key store (position-indexed, never moved by cuckoo moves).
-  const FlowKey& key(uint32_t slot) const {
-    return *reinterpret_cast<const FlowKey*>(key_base_ + size_t{slot} * key_stride_);
+  // The key, from rte_hash's key store (position-indexed, never moved by cuckoo moves).
+  FlowKey key(uint32_t slot) const {
+    FlowKey k;
+    const uint8_t* p = stored_key(slot);
+    if (slot < fam_[1].first) {
+      V4Key v;
+      std::memcpy(&v, p, sizeof v);
+      const uint32_t lo = static_cast<uint32_t>(v.addrs), hi = static_cast<uint32_t>(v.addrs >> 32);
+      std::memcpy(k.lo_addr.b.data(), &lo, 4);
+      std::memcpy(k.hi_addr.b.data(), &hi, 4);
+      std::memcpy(reinterpret_cast<uint8_t*>(&k) + kTailOffset, &v.tail, sizeof v.tail);
+    } else {
+      std::memcpy(static_cast<void*>(&k), p, sizeof k);
+    }
+    return k;
+  }
+  void prefetch_key(uint32_t slot) const {
+    const uint8_t* p = stored_key(slot);
+    rte_prefetch0(p);
+    rte_prefetch0(p + (slot < fam_[1].first ? sizeof(V4Key) : sizeof(FlowKey)) - 1);
   }
 
   // Seqlock bracket around every update of a live entry by the owner.
@@ -237,16 +282,19 @@ class ConnTable {
   template <class Fn>
   void for_each(Fn&& fn) const;
 
-  uint32_t size() const { return size_.load(std::memory_order_relaxed); }
-  uint32_t capacity() const { return capacity_; }
-  // Positions in the hash (capacity + slack): slot numbers are < slots().
+  // Both families together, or one of them.
+  uint32_t size() const { return size(Family::kV4) + size(Family::kV6); }
+  uint32_t capacity() const { return fam_[0].capacity + fam_[1].capacity; }
+  uint32_t size(Family f) const { return fam_of(f).size.load(std::memory_order_relaxed); }
+  uint32_t capacity(Family f) const { return fam_of(f).capacity; }
+  // Positions in both hashes (capacities + slack): slot numbers are < slots().
   uint32_t slots() const { return slots_; }
   // DPDK heap growth measured across create() (rte_hash buckets, ext buckets, key store, free
   // rings, entry array, live flags, VM heads) plus the object itself and its limbo ring.
   size_t memory_bytes() const { return memory_bytes_; }
   // The same split by what create() allocated, for the memory budget (docs/PERFORMANCE.md).
   struct MemorySplit {
-    size_t hash = 0;     // rte_hash: buckets, ext buckets, key store, free rings
+    size_t hash = 0;     // both rte_hash: buckets, ext buckets, key store, free rings
     size_t entries = 0;  // ConnEntry array, live flags, VM heads and counts
     size_t counters = 0; // ConnCounters array (accounting)
   };
@@ -277,8 +325,28 @@ class ConnTable {
   void limbo_close();           // stamps the open batch and queues it
   void limbo_reclaim();         // frees (some of) the batches whose grace period has ended
 
+  // One address family's hash and its range of slots [first, first + positions).
+  struct FamilyHash {
+    rte_hash* hash = nullptr;  // nullptr when the family's capacity is 0
+    uint32_t first = 0, positions = 0, capacity = 0;
+    std::atomic<uint32_t> size{0};  // owner writes, any core reads
+    const uint8_t* key_base = nullptr;  // key of position p at key_base + p * key_stride
+    size_t key_stride = 0;
+  };
+  const FamilyHash& fam_of(Family f) const { return fam_[f == Family::kV4 ? 0 : 1]; }
+  FamilyHash& fam_of(Family f) { return fam_[f == Family::kV4 ? 0 : 1]; }
+  const FamilyHash& fam_of_slot(uint32_t slot) const { return fam_[slot < fam_[1].first ? 0 : 1]; }
+  const uint8_t* stored_key(uint32_t slot) const {
+    const FamilyHash& f = fam_of_slot(slot);
+    return f.key_base + size_t{slot - f.first} * f.key_stride;
+  }
+  void lookup_family_bulk(const FlowKey* const* keys, const hash_sig_t* sigs, uint32_t n,
+                          int32_t* slots, bool with_sigs) const;
+  bool make_hash(FamilyHash& f, const std::string& name, uint32_t capacity, uint32_t first,
+                 uint32_t key_len, int socket_id, std::string* err);
+
   std::string name_;
-  rte_hash* hash_ = nullptr;
+  FamilyHash fam_[2];  // [0] IPv4 (V4Key), [1] IPv6 (FlowKey)
   // The table's memory, not the object's: const methods hand out what readers may see.
   ConnEntry& row(uint32_t slot) const {
     return *reinterpret_cast<ConnEntry*>(rows_ + size_t{slot} * stride_);
@@ -298,15 +366,11 @@ class ConnTable {
   Limbo limbo_open_;                    // removed since the last token (owner-only)
   std::vector<Limbo> limbo_q_;          // ring of stamped batches, oldest at limbo_first_
   uint32_t limbo_first_ = 0, limbo_n_ = 0, limbo_count_ = 0;
-  const uint8_t* key_base_ = nullptr;   // key of position p at key_base_ + p * key_stride_
-  size_t key_stride_ = 0;
   bool hash_inline_ok_ = false;         // hash() == rte_hash_hash() (checked in create())
-  uint32_t capacity_ = 0;
   uint32_t slots_ = 0;
   uint16_t max_vms_ = 0;
   uint8_t age_classes_ = 1;
   uint8_t age_cursor_ = 0;
-  std::atomic<uint32_t> size_{0};
   size_t memory_bytes_ = 0;
   MemorySplit memory_split_;
   ConnTableStats stats_;
@@ -326,7 +390,7 @@ inline bool ConnTable::read(uint32_t slot, ConnEntry* out, FlowKey* key_out,
     }
     if (!std::atomic_ref<uint8_t>(live_[slot]).load(std::memory_order_acquire)) return false;
     *out = e;
-    if (key_out) std::memcpy(static_cast<void*>(key_out), &key(slot), sizeof(FlowKey));
+    if (key_out) *key_out = key(slot);
     if (counters_out) *counters_out = accounting_ ? ctr(slot) : ConnCounters{};
     std::atomic_thread_fence(std::memory_order_acquire);  // data loads before the re-check
     if (e.version.load(std::memory_order_relaxed) == v1) {

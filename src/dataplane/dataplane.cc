@@ -60,12 +60,14 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
   dp->reader_used_.assign(kControlReaders, false);
 
   dp->capacity_per_worker_ = std::max<uint32_t>(1, (cfg.conntrack.capacity + workers - 1) / workers);
+  const uint32_t v6_per_worker = (cfg.conntrack.v6_capacity() + workers - 1) / workers;
   static std::atomic<int> seq{0};
   int n = seq++;
   for (uint16_t w = 0; w < workers; w++) {
     ConnTable::Params p;
     p.name = "ct" + std::to_string(n) + "_" + std::to_string(w);
     p.capacity = dp->capacity_per_worker_;
+    p.capacity_v6 = v6_per_worker;
     p.max_vms = kMaxVms - 1;
     p.rcu = dp->rcu_;
     p.age_classes = kAgeClassCount;

@@ -655,7 +655,7 @@ void Worker::forget(uint32_t slot) {
   stats_.conns[conn_kind(table_->key(slot).proto, e.l4_state)]--;
   if (l7_) l7_->forget(slot);
   if (e.flags & connflag::kXlate) {
-    const FlowKey& k = table_->key(slot);
+    const FlowKey k = table_->key(slot);
     const ConnXlate& x = xlate_->at(slot);
     Dir rd;
     xlate_->remove_reply(reply_key(x, k.proto, k.vlan, &rd));
@@ -732,7 +732,7 @@ bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool or
     to = V4Endpoints{x.reply_dst, x.reply_src, x.reply_dport, x.reply_sport};
   } else {
     // The original tuple, from the connection's key and which end initiated.
-    const FlowKey& k = table_->key(slot);
+    const FlowKey k = table_->key(slot);
     const bool lo_is_orig = table_->entry(slot).orig_dir() == Dir::kLoToHi;
     const be32 osrc = (lo_is_orig ? k.lo_addr : k.hi_addr).as_v4();
     const be32 odst = (lo_is_orig ? k.hi_addr : k.lo_addr).as_v4();

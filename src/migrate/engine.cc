@@ -1402,6 +1402,17 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
       link.send(migrate::FailMsg{FailReason::kConflict, why}, mid, tmo);
       fail(FailReason::kConflict, why);
     };
+    // PREPARE's capacity check counts the VM's entries against the free slots of all shards and
+    // both address families; an entry can still find its own shard's table for its family full.
+    // A connection left behind would be cut by this instance's strict tracking: FAIL, roll back.
+    auto refuse_full = [&](const migrate::VmInstaller& in) {
+      if (in.failed == 0) return;
+      const std::string why = "vm " + rep.vm + ": " + std::to_string(in.failed) +
+                              " entries found no room in the connection table (its worker's, "
+                              "for its address family)";
+      link.send(migrate::FailMsg{FailReason::kResources, why}, mid, tmo);
+      fail(FailReason::kResources, why);
+    };
     bool final_seen = false, held_done = false;
     uint64_t in_round = 0;  // records received since the last ROUND_END / FINAL_END
     Frame fr;            // reused: an ENTRIES body keeps its buffer from frame to frame
@@ -1428,6 +1439,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
         case MsgKind::kFinalEnd:
           if (!inst.wait(tmo)) fail(FailReason::kTimeout, "workers did not install entries");
           refuse_conflict(inst);
+          refuse_full(inst);
           if (fr.header.kind == MsgKind::kFinalEnd)
             rep.entries_final += in_round;
           else
@@ -1474,6 +1486,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
           if (!final_seen) fail(FailReason::kTransfer, "ACTIVATE before the final delta");
           if (!inst.wait(tmo)) fail(FailReason::kTimeout, "workers did not install entries");
           refuse_conflict(inst);
+          refuse_full(inst);
           auto t_act = Clock::now();
           // One store makes every pending entry of the VM usable at once (all tables).
           VmSlot& vs = dp_.vms().slot(vm);

@@ -209,9 +209,7 @@ void prefetch_slot(const ConnTable& t, const Cell* sent_cell, uint32_t slot) {
     rte_prefetch0(reinterpret_cast<const char*>(sent_cell) + sizeof(Cell) - 1);
   }
   t.prefetch(slot);
-  const char* k = reinterpret_cast<const char*>(&t.key(slot));
-  rte_prefetch0(k);
-  rte_prefetch0(k + sizeof(FlowKey) - 1);
+  t.prefetch_key(slot);
 }
 
 // How many slots one online stretch of the reader covers when streaming: about one frame.

@@ -79,10 +79,17 @@ TEST(ConfigLoad, DefaultsApplyWhenSectionsAreAbsent) {
   EXPECT_EQ(c->ports[0].rx_desc, 1024);
   EXPECT_EQ(c->control.listen, "127.0.0.1:9090");
   EXPECT_EQ(c->conntrack.capacity, 1u << 20);
+  EXPECT_EQ(c->conntrack.v6_capacity(), 1u << 18);  // a quarter of capacity unless given
   EXPECT_TRUE(c->conntrack.accounting);
   auto off = parse_config(base_plus("conntrack: {accounting: false}\n"), "off.yaml", &err);
   ASSERT_TRUE(off) << err.to_string();
   EXPECT_FALSE(off->conntrack.accounting);
+  auto v4only = parse_config(base_plus("conntrack: {capacity: 1000, capacity_v6: 0}\n"), "v4.yaml", &err);
+  ASSERT_TRUE(v4only) << err.to_string();
+  EXPECT_EQ(v4only->conntrack.v6_capacity(), 0u);
+  auto v6 = parse_config(base_plus("conntrack: {capacity: 1000, capacity_v6: 5000}\n"), "v6.yaml", &err);
+  ASSERT_TRUE(v6) << err.to_string();
+  EXPECT_EQ(v6->conntrack.v6_capacity(), 5000u);
 }
 
 // ---- nat and lb --------------------------------------------------------------------------
@@ -373,6 +380,7 @@ const BadCase kBadCases[] = {
     {"workers negative", base_plus("workers: -1\n"), 7, "expected an integer"},
     {"capacity zero", base_plus("conntrack: {capacity: 0}\n"), 7, "capacity: 0 is out of range"},
     {"timeout zero", base_plus("conntrack:\n  timeouts: {udp: 0}\n"), 8, "udp: 0 is out of range"},
+    {"capacity_v6 negative", base_plus("conntrack: {capacity_v6: -1}\n"), 7, "capacity_v6"},
     {"accounting not a boolean", base_plus("conntrack: {accounting: maybe}\n"), 7, "accounting"},
     {"bad mode", "mode: l4\nports: []\n", 1, "expected l2 or l3"},
     {"bad boolean", base_plus("eal: {no_huge: maybe}\n"), 7, "expected true or false"},

@@ -328,7 +328,12 @@ class Resume : public ::testing::Test {
     const uint16_t b_port = free_port();
     proxy_ = std::make_unique<CutProxy>(b_port);
     a_ = make_dp(yaml("ra" + std::to_string(n), true, 0, proxy_->port(), grace_ms, timeout_ms));
-    b_ = make_dp(yaml("rb" + std::to_string(n++), false, b_port, 0, grace_ms, timeout_ms));
+    std::string yb = yaml("rb" + std::to_string(n++), false, b_port, 0, grace_ms, timeout_ms);
+    if (!b_conntrack_.empty()) {
+      const std::string ct = "conntrack:\n  capacity: 16384\n";
+      yb.replace(yb.find(ct), ct.size(), b_conntrack_);
+    }
+    b_ = make_dp(yb);
     ASSERT_TRUE(a_ && b_);
     b_address_ = "127.0.0.1:" + std::to_string(b_port);
     vm_a_ = *a_->vms().find_by_name("web1");
@@ -566,6 +571,7 @@ class Resume : public ::testing::Test {
   std::map<uint32_t, uint32_t> slots_;
   std::map<uint32_t, Expect> expect_;
   unsigned a_mbufs_ = 0, b_mbufs_ = 0;  // mbufs in use before packets were parked
+  std::string b_conntrack_;  // the destination's conntrack section, if not the default
 };
 
 TEST_F(Resume, LinkCutInTheSnapshotResumesAndTheDestinationHoldsEveryEntry) {
@@ -632,6 +638,28 @@ TEST_F(Resume, DestinationGoneLongerThanTheBudgetFailsTransferAndBothSidesRollBa
   nlohmann::json d = wait_destination_done();
   EXPECT_EQ(d["result"], "TRANSFER") << d.dump();
   EXPECT_NE(d["detail"].get<std::string>().find("did not resume"), std::string::npos) << d.dump();
+  EXPECT_FALSE(b_->vms().find_by_name("web1"));
+  EXPECT_EQ(b_->shard(0).size(), 0u);
+}
+
+// PREPARE counts the VM's 3,000 entries against the free slots of both address families (1,000
+// IPv4 and 20,000 IPv6 here) and accepts; the IPv4 table fills at 1,000. The destination must not
+// activate a VM with two thirds of its connections missing: it FAILs with RESOURCES, both sides
+// roll back, and the source forwards on with every entry.
+TEST_F(Resume, EntriesWithoutRoomAtTheDestinationFailResourcesAndBothSidesRollBack) {
+  b_conntrack_ = "conntrack:\n  capacity: 1000\n  capacity_v6: 20000\n";
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
+  ASSERT_EQ(code, 202) << body.dump();
+  nlohmann::json r = wait_source([](const nlohmann::json& j) { return j["phase"] == "failed"; });
+  EXPECT_EQ(r["result"], "RESOURCES") << r.dump();
+  auto vm = a_->vms().find_by_name("web1");
+  ASSERT_TRUE(vm);
+  EXPECT_EQ(a_->vms().slot(*vm).state.load(), VmState::kLocal);
+  EXPECT_EQ(a_->shard(0).size(), kFlows);
+  nlohmann::json d = wait_destination_done();
+  EXPECT_EQ(d["result"], "RESOURCES") << d.dump();
+  EXPECT_NE(d["detail"].get<std::string>().find("no room"), std::string::npos) << d.dump();
   EXPECT_FALSE(b_->vms().find_by_name("web1"));
   EXPECT_EQ(b_->shard(0).size(), 0u);
 }

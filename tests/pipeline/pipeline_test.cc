@@ -334,6 +334,37 @@ std::vector<Case> cases() {
                  "    ipv4: [10.1.0.10]\n"
                  "    profile: {qos_rate_bps: 800}\n"});
   }
+  {
+    // IPv6 connections live in a hash of their own (16-byte IPv4 keys, 40-byte IPv6 keys) with
+    // their own capacity: a quarter of conntrack.capacity unless configured, here 8 / 4 = 2.
+    const char* c6 = "2001:db8::1";
+    const char* s6 = "2001:db8:1::10";
+    auto c2s6 = [=](uint16_t sp, uint32_t seq, uint32_t ack, uint8_t fl) {
+      return Pkt().ipv6(c6, s6).tcp(sp, 80).seq(seq).ack(ack).flags(fl).win(65535);
+    };
+    auto s2c6 = [=](uint16_t sp, uint32_t seq, uint32_t ack, uint8_t fl) {
+      return Pkt().ipv6(s6, c6).tcp(80, sp).seq(seq).ack(ack).flags(fl).win(65535);
+    };
+    Case c{"IPv6 conversations are tracked in their own table, held to their own capacity",
+           {}, {}, 8};
+    c.steps.push_back({c2s6(1, 1001, 0, kAck), kIn, drop(DropReason::kNoConnection)});
+    for (uint16_t sp = 1; sp <= 2; sp++) {
+      c.steps.push_back({c2s6(sp, 1000, 0, kSyn), kIn, fwd(kOut)});
+      c.steps.push_back({s2c6(sp, 5000, 1001, kSyn | kAck), kOut, fwd(kIn)});
+      c.steps.push_back({c2s6(sp, 1001, 5001, kAck), kIn, fwd(kOut)});
+    }
+    c.steps.push_back({c2s6(3, 1000, 0, kSyn), kIn, drop(DropReason::kTableFull)});
+    c.steps.push_back({c2s(1000, 0, kSyn), kIn, fwd(kOut)});  // IPv4 has room
+    for (uint16_t sp = 1; sp <= 2; sp++) {
+      c.steps.push_back({c2s6(sp, 1001, 5001, kPsh | kAck).payload_size(100), kIn, fwd(kOut)});
+      c.steps.push_back({s2c6(sp, 5001 + 10'000'000, 1101, kAck), kOut,
+                         drop(DropReason::kTcpOutOfWindow)});  // the window is tracked
+      c.steps.push_back({s2c6(sp, 5001, 1101, kFin | kAck), kOut, fwd(kIn)});
+    }
+    c.counters = {{"conn_created", 3}, {"drop:table_full", 1}, {"drop:no_connection", 1},
+                  {"drop:tcp_out_of_window", 2}, {"tx_packets", 11}};
+    v.push_back(c);
+  }
   v.push_back({"UDP pseudo-connection: the reply passes, an unsolicited outside datagram not",
                {{Pkt().ipv4(kC, kS).udp(5000, 53).payload_size(30), kIn, fwd(kOut)},
                 {Pkt().ipv4(kS, kC).udp(53, 5000).payload_size(60), kOut, fwd(kIn)},
@@ -399,14 +430,19 @@ INSTANTIATE_TEST_SUITE_P(Table, PipelineTable, ::testing::ValuesIn(cases()),
 // of such bursts (one rte_acl call), which was slower and is gone: docs/PERFORMANCE.md.
 TEST(PipelineBurst, NewFlowsOfOneBurstGetTheVerdictsTheyGetAlone) {
   std::vector<std::pair<Bytes, uint16_t>> pkts;
-  for (int i = 0; i < 40; i++) {
+  // Mixed families too: IPv4 and IPv6 keys are looked up in separate hashes, a burst of both
+  // in one call split by family.
+  for (int i = 0; i < 48; i++) {
     const std::string x = "198.51.100." + std::to_string(10 + i);
+    const std::string x6 = "2001:db8:2::" + std::to_string(10 + i);
     const uint16_t sp = static_cast<uint16_t>(20000 + i);
-    switch (i % 6) {
+    switch (i % 8) {
+      case 6: pkts.push_back({Pkt().ipv6("2001:db8::1", x6).tcp(sp, 443).flags(kSyn).seq(1000 * i).build(), kIn}); break;
+      case 7: pkts.push_back({Pkt().ipv6(x6, "2001:db8::1").tcp(sp, 22).flags(kAck).seq(1).ack(1).build(), kOut}); break;
       case 0: pkts.push_back({Pkt().ipv4(x, kS).tcp(sp, 22).flags(kSyn).seq(1).build(), kOut}); break;
       case 1: pkts.push_back({Pkt().ipv4(x, kS).tcp(sp, 80).flags(kSyn).seq(1).build(), kOut}); break;
       case 2: pkts.push_back({Pkt().ipv4(x, kS).icmp_echo(sp, 1).build(), kOut}); break;
-      case 3: pkts.push_back({Pkt().ipv4(kC, x).tcp(sp, 443).flags(kSyn).seq(1).build(), kIn}); break;
+      case 3: pkts.push_back({Pkt().ipv4(kC, x).tcp(sp, 443).flags(kSyn).seq(1000 * i).build(), kIn}); break;
       case 4: pkts.push_back({Pkt().ipv4(x, kS).udp(sp, 53).payload_size(20).build(), kOut}); break;
       case 5: pkts.push_back({Pkt().ipv4(x, kS).tcp(sp, 22).flags(kAck).seq(1).ack(1).build(), kOut}); break;
     }
@@ -442,13 +478,38 @@ TEST(PipelineBurst, NewFlowsOfOneBurstGetTheVerdictsTheyGetAlone) {
   for (size_t i = 0; i < ms.size(); i++) {
     bool sent = false;
     for (const auto& [m, port] : cb.sent) sent |= m == ms[i];
-    EXPECT_EQ(sent, alone[i]) << "packet " << i << " (kind " << i % 6 << ")";
+    EXPECT_EQ(sent, alone[i]) << "packet " << i << " (kind " << i % 8 << ")";
   }
   EXPECT_EQ(ws.stats().conn_created, wb.stats().conn_created);
   for (int r = 0; r < kDropReasonCount; r++)
     EXPECT_EQ(ws.stats().drops[r], wb.stats().drops[r]) << drop_reason_name(static_cast<DropReason>(r));
   EXPECT_GT(wb.stats().drops[static_cast<int>(DropReason::kAclDeny)], 0u);
   EXPECT_GT(wb.stats().conn_created, 10u);
+
+  // The answers of both families in one burst find their entries (lookups that hit in both
+  // hashes), and a reply for a flow never opened does not. Each SYN had its own ISN, so a
+  // reply matched with another flow's entry would not acknowledge it.
+  std::vector<std::pair<Bytes, uint16_t>> replies;
+  for (int i = 0; i < 48; i++) {
+    const std::string x = "198.51.100." + std::to_string(10 + i);
+    const std::string x6 = "2001:db8:2::" + std::to_string(10 + i);
+    const uint16_t sp = static_cast<uint16_t>(20000 + i);
+    if (i % 8 == 3)
+      replies.push_back({Pkt().ipv4(x, kC).tcp(443, sp).flags(kSyn | kAck).seq(50).ack(1000 * i + 1).build(), kOut});
+    else if (i % 8 == 6 || i % 8 == 7)  // 7: no SYN went out for it
+      replies.push_back({Pkt().ipv6(x6, "2001:db8::1").tcp(443, sp).flags(kSyn | kAck).seq(50).ack(1000 * i + 1).build(), kOut});
+  }
+  std::vector<rte_mbuf*> rs;
+  for (const auto& [b, port] : replies) rs.push_back(to_mbuf(burst->pool(), b, port));
+  cb.sent.clear();
+  std::vector<rte_mbuf*> rin = rs;
+  wb.process_burst(rin.data(), static_cast<uint32_t>(rin.size()));
+  wb.flush_tx();
+  for (size_t i = 0; i < rs.size(); i++) {
+    bool sent = false;
+    for (const auto& [m, port] : cb.sent) sent |= m == rs[i];
+    EXPECT_EQ(sent, i % 3 != 2) << "reply " << i;  // per 8 flows: kinds 3, 6, then 7
+  }
   ws.set_tx_sink(nullptr);
   wb.set_tx_sink(nullptr);
 }
@@ -632,7 +693,12 @@ uint64_t run(Site& s, const std::vector<pktgen::GenPacket>& pkts) {
 class Migration : public ::testing::Test {
  protected:
   void SetUp() override {
-    a.dp = make_dp(config_yaml(unique_name("ma"), 4096, 1, true));
+    std::string ya = config_yaml(unique_name("ma"), 4096, 1, true);
+    if (v6) {  // web1 gets an IPv6 address too, and the flows use it
+      const std::string v4 = "ipv4: [10.1.0.10]";
+      ya.replace(ya.find(v4), v4.size(), v4 + ", ipv6: [\"fd00:1::10\"]");
+    }
+    a.dp = make_dp(ya);
     b.dp = make_dp(config_yaml(unique_name("mb"), 4096, 1, false, b_accounting));
     ASSERT_TRUE(a.dp && b.dp);
     for (Site* s : {&a, &b}) {
@@ -656,7 +722,9 @@ class Migration : public ::testing::Test {
     fc.flows = 64;
     fc.clients = 16;
     fc.servers = 1;
-    fc.server_base = "10.1.0.10";  // web1
+    fc.server_base = v6 ? "fd00:1::10" : "10.1.0.10";  // web1
+    fc.ipv6 = v6;
+    fc.client_base = v6 ? "fd00::1" : fc.client_base;
     fc.segment_size = 1000;
     fc.rcv_window = 16 * 1024;
     fc.wscale = 4;
@@ -707,6 +775,17 @@ class Migration : public ::testing::Test {
   uint16_t vm_a = 0, vm_b = 0;
   pktgen::FlowgenConfig fc;
   bool b_accounting = true;  // conntrack.accounting at the destination
+  bool v6 = false;           // the VM's flows are IPv6 (its connections in the IPv6 hash)
+  void conversation_continues_at_destination();
+};
+
+// The same over IPv6: the VM's connections sit in the table's IPv6 hash on both sides.
+class MigrationV6 : public Migration {
+ protected:
+  void SetUp() override {
+    v6 = true;
+    Migration::SetUp();
+  }
 };
 
 // The destination keeps no per-connection counters (conntrack.accounting: false).
@@ -754,6 +833,15 @@ void Migration::expect_b_holds_a_state(const pktgen::TcpFlowgen& gen) {
 }
 
 TEST_F(Migration, ConversationContinuesAtDestinationWithIdenticalState) {
+  conversation_continues_at_destination();
+}
+TEST_F(MigrationV6, ConversationContinuesAtDestinationWithIdenticalState) {
+  conversation_continues_at_destination();
+  EXPECT_EQ(b.dp->shard(0).size(Family::kV4), 0u);
+  EXPECT_GT(b.dp->shard(0).size(Family::kV6), 0u);
+}
+
+void Migration::conversation_continues_at_destination() {
   pktgen::TcpFlowgen gen(fc);
   ASSERT_NO_FATAL_FAILURE(open_at_a(gen, 128));
 

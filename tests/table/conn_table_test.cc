@@ -53,6 +53,24 @@ FlowKey make_key(uint32_t i, uint16_t vm = 0) {
 }
 uint16_t vm_of_key(const FlowKey& k) { return static_cast<uint16_t>(k.hi_port.host() - 1000); }
 
+// IPv6 key i: 2001:db8::<i>:(2000 + i % 50000) -> 2001:db8:1::<vm>:443, UDP; its ports and
+// protocol differ from make_key's so that the families do not share tails.
+FlowKey make_key6(uint32_t i, uint16_t vm = 0) {
+  Tuple t;
+  t.family = Family::kV6;
+  t.proto = static_cast<uint8_t>(IpProto::kUdp);
+  uint8_t a[16] = {0x20, 0x01, 0x0d, 0xb8};
+  a[12] = static_cast<uint8_t>(i >> 24); a[13] = static_cast<uint8_t>(i >> 16);
+  a[14] = static_cast<uint8_t>(i >> 8); a[15] = static_cast<uint8_t>(i);
+  t.src = IpAddr::v6(a);
+  uint8_t b[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 1};
+  b[15] = static_cast<uint8_t>(vm);
+  t.dst = IpAddr::v6(b);
+  t.sport = be16::from_host(static_cast<uint16_t>(2000 + i % 50000));
+  t.dport = be16::from_host(443);
+  return FlowKey::from_tuple(t, nullptr);
+}
+
 // Joins on scope exit, so that a failed ASSERT in the test body does not std::terminate.
 struct Joiner {
   std::thread& t;
@@ -87,11 +105,13 @@ class ConnTableTest : public ::testing::Test {
   void TearDown() override { rte_free(rcu_); }
 
   std::unique_ptr<ConnTable> make(uint32_t capacity, uint16_t max_vms = 16,
-                                  uint8_t age_classes = 2, bool accounting = true) {
+                                  uint8_t age_classes = 2, bool accounting = true,
+                                  uint32_t capacity_v6 = 64) {
     static int seq = 0;
     ConnTable::Params p;
     p.name = "ct" + std::to_string(seq++);
     p.capacity = capacity;
+    p.capacity_v6 = capacity_v6;
     p.max_vms = max_vms;
     p.socket_id = SOCKET_ID_ANY;
     p.rcu = rcu_;
@@ -190,6 +210,107 @@ TEST_F(ConnTableTest, BulkLookupMatchesSingleLookups) {
       EXPECT_EQ(slots[i] >= 0, ((i * 5 + n) % 2 == 0 && i * 5 + n < 400));
     }
   }
+}
+
+// IPv4 and IPv6 keys live in two hashes (the IPv4 one stores 16-byte keys): both kinds insert,
+// look up (alone and in mixed bursts, with and without signatures), read back their whole key
+// and remove, in distinct slots, each against its own capacity.
+TEST_F(ConnTableTest, BothFamiliesInOneTable) {
+  auto t = make(300, 16, 2, true, 200);
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->hash_is_inline());
+  EXPECT_EQ(t->capacity(), 500u);
+  EXPECT_EQ(t->capacity(Family::kV4), 300u);
+  EXPECT_EQ(t->capacity(Family::kV6), 200u);
+  std::set<int32_t> used;
+  for (uint32_t i = 0; i < 200; i += 2) {
+    const int32_t s4 = t->insert(make_key(i, 1), make_entry(1, 0, 0, i));
+    const int32_t s6 = t->insert(make_key6(i, 2), make_entry(2, 0, 0, i + 1));
+    ASSERT_GE(s4, 0);
+    ASSERT_GE(s6, 0);
+    EXPECT_TRUE(used.insert(s4).second && used.insert(s6).second);
+    EXPECT_EQ(t->key(s4), make_key(i, 1));
+    EXPECT_EQ(t->key(s6), make_key6(i, 2));
+    EXPECT_EQ(t->insert(make_key6(i, 2), make_entry(2)), -EEXIST);
+  }
+  EXPECT_EQ(t->size(Family::kV4), 100u);
+  EXPECT_EQ(t->size(Family::kV6), 100u);
+  EXPECT_EQ(t->size(), 200u);
+  EXPECT_EQ(vm_slots(*t, 1).size(), 100u);
+  EXPECT_EQ(vm_slots(*t, 2).size(), 100u);
+  // A v4 key and a v6 key whose addresses share their first four bytes are different keys.
+  FlowKey alias = make_key6(0, 2);
+  alias.family = Family::kV4;
+  EXPECT_EQ(t->lookup(alias), -1);
+
+  for (uint32_t n : {1u, 2u, 33u, 64u}) {
+    std::vector<FlowKey> keys;
+    for (uint32_t i = 0; i < n; ++i)  // mixed: every third key IPv6, half of them absent
+      keys.push_back(i % 3 == 0 ? make_key6(i * 7 % 230, 2) : make_key(i * 5 % 230, 1));
+    std::vector<const FlowKey*> ptrs;
+    std::vector<hash_sig_t> sigs;
+    for (auto& k : keys) {
+      ptrs.push_back(&k);
+      sigs.push_back(ConnTable::hash(k));
+    }
+    std::vector<int32_t> plain(n, -2), with_sigs(n, -2);
+    t->lookup_bulk(ptrs.data(), n, plain.data());
+    t->lookup_bulk(ptrs.data(), sigs.data(), n, with_sigs.data());
+    for (uint32_t i = 0; i < n; ++i) {
+      const int32_t want = t->lookup(keys[i]);
+      EXPECT_EQ(plain[i], want) << "n=" << n << " i=" << i;
+      EXPECT_EQ(with_sigs[i], want) << "n=" << n << " i=" << i;
+      const uint32_t id = i % 3 == 0 ? i * 7 % 230 : i * 5 % 230;
+      EXPECT_EQ(want >= 0, id % 2 == 0 && id < 200) << "n=" << n << " i=" << i;
+      if (want >= 0) {
+        ConnEntry e;
+        FlowKey k;
+        ASSERT_TRUE(t->read(static_cast<uint32_t>(want), &e, &k));
+        EXPECT_EQ(k, keys[i]);
+        EXPECT_EQ(e.peer[0].maxwin, id + (i % 3 == 0 ? 1 : 0));
+      }
+    }
+  }
+
+  // Each family is held to its own capacity.
+  for (uint32_t i = 1; i < 400 && t->size(Family::kV6) < 200; i += 2)
+    ASSERT_GE(t->insert(make_key6(i, 2), make_entry(2)), 0);
+  EXPECT_EQ(t->insert(make_key6(1001, 2), make_entry(2)), -ENOSPC);
+  EXPECT_GE(t->insert(make_key(1001, 1), make_entry(1)), 0);
+
+  // Removal by either family frees the key for reuse.
+  const int32_t s6 = t->lookup(make_key6(0, 2));
+  const int32_t s4 = t->lookup(make_key(0, 1));
+  ASSERT_GE(s6, 0);
+  ASSERT_GE(s4, 0);
+  t->remove(static_cast<uint32_t>(s6));
+  t->remove(static_cast<uint32_t>(s4));
+  EXPECT_EQ(t->lookup(make_key6(0, 2)), -1);
+  EXPECT_EQ(t->lookup(make_key(0, 1)), -1);
+  EXPECT_GE(t->insert(make_key6(0, 2), make_entry(2)), 0);
+}
+
+TEST_F(ConnTableTest, AFamilyWithoutCapacityIsRefused) {
+  auto t = make(100, 16, 2, true, 0);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->insert(make_key6(1), make_entry(0)), -ENOSPC);
+  EXPECT_EQ(t->stats().full_drops, 1u);
+  EXPECT_EQ(t->lookup(make_key6(1)), -1);
+  const FlowKey k4 = make_key(1), k6 = make_key6(1);
+  const FlowKey* ptrs[2] = {&k6, &k4};
+  ASSERT_GE(t->insert(k4, make_entry(0)), 0);
+  int32_t slots[2] = {-2, -2};
+  t->lookup_bulk(ptrs, 2, slots);
+  EXPECT_EQ(slots[0], -1);
+  EXPECT_EQ(slots[1], t->lookup(k4));
+  EXPECT_GE(slots[1], 0);
+
+  ConnTable::Params p;
+  p.name = "nofam";
+  p.rcu = rcu_;
+  std::string err;
+  EXPECT_EQ(ConnTable::create(p, &err), nullptr);  // both capacities 0
+  EXPECT_NE(err.find("capacity"), std::string::npos) << err;
 }
 
 TEST_F(ConnTableTest, FullTableRefusesNewFlowsAndKeepsEstablished) {
@@ -621,7 +742,7 @@ TEST_F(ConnTableTest, ConcurrentVmWalkSeesOnlyThatVm) {
 // come back as inserts need them.
 TEST_F(ConnTableTest, LimboOverflowMergesBatchesAndReclaimsAll) {
   constexpr uint32_t kCap = 8192;
-  auto t = make(kCap);
+  auto t = make(kCap, 16, 2, true, 0);  // IPv4 only: every position is one of its keys'
   ASSERT_TRUE(t);
   std::atomic<int> phase{0};
   std::thread reader([&] {
@@ -695,12 +816,13 @@ TEST_F(ConnTableTest, CountersFollowTheSlotWithAccountingOnly) {
 
 TEST_F(ConnTableTest, ReportsMemoryAtOneMillion) {
   for (bool acct : {true, false}) {
-    auto t = make(1'000'000, 1024, 4, acct);
+    auto t = make(1'000'000, 1024, 4, acct, 0);  // IPv4 only
     ASSERT_TRUE(t);
     const size_t mem = t->memory_bytes();
     // At least the entry array, the key store and the live flags are in there.
     const size_t counters = acct ? sizeof(ConnCounters) : 0;
-    EXPECT_GE(mem, size_t{t->slots()} * (sizeof(ConnEntry) + sizeof(FlowKey) + 1 + counters));
+    EXPECT_GE(mem, size_t{t->slots()} *
+                       (sizeof(ConnEntry) + sizeof(ConnTable::V4Key) + 1 + counters));
     EXPECT_EQ(t->memory_split().counters, size_t{t->slots()} * counters);
     EXPECT_LT(mem / t->capacity(), 400u);
     std::printf("conn table (accounting %s): capacity %u, %u positions, %zu bytes, %.1f bytes per entry\n",
