@@ -188,9 +188,7 @@ int32_t ConnTable::lookup(const FlowKey& k) const {
 }
 
 void ConnTable::lookup_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const {
-  hash_sig_t sigs[RTE_HASH_LOOKUP_BULK_MAX];
-  for (uint32_t i = 0; i < n; ++i) sigs[i] = hash(*keys[i]);
-  lookup_family_bulk(keys, sigs, n, slots, false);
+  lookup_family_bulk(keys, nullptr, n, slots, false);
 }
 
 void ConnTable::lookup_bulk(const FlowKey* const* keys, hash_sig_t* sigs, uint32_t n,
@@ -198,13 +196,44 @@ void ConnTable::lookup_bulk(const FlowKey* const* keys, hash_sig_t* sigs, uint32
   lookup_family_bulk(keys, sigs, n, slots, hash_inline_ok_);
 }
 
-// Splits the burst by family: IPv4 keys are looked up in their stored form (built here, two
-// words each), IPv6 keys as they are. A burst of one family takes one rte_hash call.
+// Looks n stored-form keys up in one family's hash; out[i] = slot or -1.
+void ConnTable::lookup_in(const FamilyHash& f, const void** keys, const hash_sig_t* sigs,
+                          uint32_t n, int32_t* out, bool with_sigs) const {
+  if (f.hash == nullptr) {
+    std::fill(out, out + n, -1);
+    return;
+  }
+  if (with_sigs)  // rte_hash only reads the signatures
+    rte_hash_lookup_with_hash_bulk(f.hash, keys, const_cast<hash_sig_t*>(sigs), n, out);
+  else
+    rte_hash_lookup_bulk(f.hash, keys, n, out);
+  const int32_t first = static_cast<int32_t>(f.first);
+  for (uint32_t i = 0; i < n; ++i) out[i] = out[i] >= 0 ? out[i] + first : -1;
+}
+
+// IPv4 keys are looked up in their stored form (built here, two words each), IPv6 keys as they
+// are. A burst of one family (the common case) takes one rte_hash call straight into slots;
+// a mixed one is split by family and its results put back in order.
 void ConnTable::lookup_family_bulk(const FlowKey* const* keys, const hash_sig_t* sigs, uint32_t n,
                                    int32_t* slots, bool with_sigs) const {
   if (n == 0) return;
   V4Key v4[RTE_HASH_LOOKUP_BULK_MAX];
-  const void* ptr[2][RTE_HASH_LOOKUP_BULK_MAX];
+  const void* ptr[RTE_HASH_LOOKUP_BULK_MAX];
+  uint32_t n4 = 0;
+  for (uint32_t i = 0; i < n; ++i) n4 += keys[i]->family == Family::kV4;
+  if (n4 == n || n4 == 0) {
+    for (uint32_t i = 0; i < n; ++i) {
+      if (n4) {
+        v4[i] = v4_key(*keys[i]);
+        ptr[i] = &v4[i];
+      } else {
+        ptr[i] = keys[i];
+      }
+    }
+    lookup_in(fam_[n4 ? 0 : 1], ptr, sigs, n, slots, with_sigs);
+    return;
+  }
+  const void* ptr6[RTE_HASH_LOOKUP_BULK_MAX];
   hash_sig_t sig[2][RTE_HASH_LOOKUP_BULK_MAX];
   uint8_t idx[2][RTE_HASH_LOOKUP_BULK_MAX];
   int32_t pos[2][RTE_HASH_LOOKUP_BULK_MAX];
@@ -214,30 +243,17 @@ void ConnTable::lookup_family_bulk(const FlowKey* const* keys, const hash_sig_t*
     const uint32_t j = cnt[f]++;
     if (f == 0) {
       v4[j] = v4_key(*keys[i]);
-      ptr[0][j] = &v4[j];
+      ptr[j] = &v4[j];
     } else {
-      ptr[1][j] = keys[i];
+      ptr6[j] = keys[i];
     }
-    sig[f][j] = sigs[i];
+    sig[f][j] = sigs ? sigs[i] : 0;
     idx[f][j] = static_cast<uint8_t>(i);
   }
-  for (int f = 0; f < 2; ++f) {
-    if (cnt[f] == 0) continue;
-    const FamilyHash& fh = fam_[f];
-    // A burst of one family writes its positions straight into slots.
-    int32_t* out = cnt[f] == n ? slots : pos[f];
-    if (fh.hash == nullptr) {
-      std::fill(out, out + cnt[f], -1);
-    } else if (with_sigs) {
-      rte_hash_lookup_with_hash_bulk(fh.hash, ptr[f], sig[f], cnt[f], out);
-    } else {
-      rte_hash_lookup_bulk(fh.hash, ptr[f], cnt[f], out);
-    }
-    for (uint32_t j = 0; j < cnt[f]; ++j)
-      out[j] = out[j] >= 0 ? out[j] + static_cast<int32_t>(fh.first) : -1;
-    if (out != slots)
-      for (uint32_t j = 0; j < cnt[f]; ++j) slots[idx[f][j]] = out[j];
-  }
+  lookup_in(fam_[0], ptr, sig[0], cnt[0], pos[0], with_sigs);
+  lookup_in(fam_[1], ptr6, sig[1], cnt[1], pos[1], with_sigs);
+  for (int f = 0; f < 2; ++f)
+    for (uint32_t j = 0; j < cnt[f]; ++j) slots[idx[f][j]] = pos[f][j];
 }
 
 int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCounters* c) {

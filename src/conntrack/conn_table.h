@@ -342,6 +342,8 @@ class ConnTable {
   }
   void lookup_family_bulk(const FlowKey* const* keys, const hash_sig_t* sigs, uint32_t n,
                           int32_t* slots, bool with_sigs) const;
+  void lookup_in(const FamilyHash& f, const void** keys, const hash_sig_t* sigs, uint32_t n,
+                 int32_t* out, bool with_sigs) const;
   bool make_hash(FamilyHash& f, const std::string& name, uint32_t capacity, uint32_t first,
                  uint32_t key_len, int socket_id, std::string* err);
 
