@@ -12,6 +12,7 @@
 
 #include <array>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -165,6 +166,32 @@ struct FlowKey {
   }
 };
 static_assert(sizeof(FlowKey) == 40, "FlowKey is hashed as raw bytes; no padding allowed");
+
+// An IPv4 FlowKey in 16 bytes, as the IPv4 hashes store it (ConnTable, ConnXlateTable): both
+// addresses (lo in the low half), then the FlowKey's last word (ports, protocol, family, VLAN)
+// unchanged. rte_hash stores a key with an 8-byte data word rounded up to 16 bytes: 32 bytes a
+// position instead of a FlowKey's 48, and two words to hash instead of five.
+struct FlowKeyV4 {
+  uint64_t addrs;
+  uint64_t tail;
+
+  static constexpr size_t kTailOffset = 32;  // FlowKey: lo_addr, hi_addr, then the tail word
+  static FlowKeyV4 of(const FlowKey& k) {
+    uint64_t w[5];
+    std::memcpy(w, &k, sizeof w);
+    return {(w[0] & 0xffffffffu) | (w[2] << 32), w[4]};
+  }
+  FlowKey expand() const {
+    FlowKey k;
+    const uint32_t lo = static_cast<uint32_t>(addrs), hi = static_cast<uint32_t>(addrs >> 32);
+    std::memcpy(k.lo_addr.b.data(), &lo, 4);
+    std::memcpy(k.hi_addr.b.data(), &hi, 4);
+    std::memcpy(reinterpret_cast<uint8_t*>(&k) + kTailOffset, &tail, sizeof tail);
+    return k;
+  }
+};
+static_assert(sizeof(FlowKeyV4) == 16);
+static_assert(offsetof(FlowKey, lo_port) == FlowKeyV4::kTailOffset);
 
 // Human form "tcp 10.0.0.1:1234 -> 10.0.0.2:80" of a tuple.
 std::string to_string(const Tuple& t);

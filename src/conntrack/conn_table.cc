@@ -109,7 +109,7 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   const size_t heap_before = heap_allocated_bytes();
 
   std::string why;
-  if (!t->make_hash(t->fam_[0], p.name + "4", p.capacity, 0, sizeof(V4Key), p.socket_id, &why))
+  if (!t->make_hash(t->fam_[0], p.name + "4", p.capacity, 0, sizeof(FlowKeyV4), p.socket_id, &why))
     return fail(why);
   if (!t->make_hash(t->fam_[1], p.name + "6", p.capacity_v6, t->fam_[0].positions,
                     sizeof(FlowKey), p.socket_id, &why))
@@ -151,7 +151,7 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
     k.vlan = static_cast<uint16_t>(i * 3);
     const FamilyHash& f = t->fam_of(k.family);
     if (f.hash == nullptr) continue;
-    const V4Key v = v4_key(k);
+    const FlowKeyV4 v = FlowKeyV4::of(k);
     const void* stored = k.family == Family::kV4 ? static_cast<const void*>(&v) : &k;
     if (hash(k) != rte_hash_hash(f.hash, stored)) t->hash_inline_ok_ = false;
   }
@@ -179,7 +179,7 @@ int32_t ConnTable::lookup(const FlowKey& k) const {
   if (f.hash == nullptr) return -1;
   int32_t pos;
   if (k.family == Family::kV4) {
-    const V4Key v = v4_key(k);
+    const FlowKeyV4 v = FlowKeyV4::of(k);
     pos = rte_hash_lookup(f.hash, &v);
   } else {
     pos = rte_hash_lookup(f.hash, &k);
@@ -217,14 +217,14 @@ void ConnTable::lookup_in(const FamilyHash& f, const void** keys, const hash_sig
 void ConnTable::lookup_family_bulk(const FlowKey* const* keys, const hash_sig_t* sigs, uint32_t n,
                                    int32_t* slots, bool with_sigs) const {
   if (n == 0) return;
-  V4Key v4[RTE_HASH_LOOKUP_BULK_MAX];
+  FlowKeyV4 v4[RTE_HASH_LOOKUP_BULK_MAX];
   const void* ptr[RTE_HASH_LOOKUP_BULK_MAX];
   uint32_t n4 = 0;
   for (uint32_t i = 0; i < n; ++i) n4 += keys[i]->family == Family::kV4;
   if (n4 == n || n4 == 0) {
     for (uint32_t i = 0; i < n; ++i) {
       if (n4) {
-        v4[i] = v4_key(*keys[i]);
+        v4[i] = FlowKeyV4::of(*keys[i]);
         ptr[i] = &v4[i];
       } else {
         ptr[i] = keys[i];
@@ -242,7 +242,7 @@ void ConnTable::lookup_family_bulk(const FlowKey* const* keys, const hash_sig_t*
     const int f = keys[i]->family == Family::kV4 ? 0 : 1;
     const uint32_t j = cnt[f]++;
     if (f == 0) {
-      v4[j] = v4_key(*keys[i]);
+      v4[j] = FlowKeyV4::of(*keys[i]);
       ptr[j] = &v4[j];
     } else {
       ptr6[j] = keys[i];
@@ -263,7 +263,7 @@ int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCou
     ++stats_.full_drops;
     return -ENOSPC;
   }
-  const V4Key v = v4_key(k);
+  const FlowKeyV4 v = FlowKeyV4::of(k);
   const void* stored = k.family == Family::kV4 ? static_cast<const void*>(&v) : &k;
   const hash_sig_t sig = hash_inline_ok_ ? hash(k) : rte_hash_hash(f.hash, stored);
   int32_t pos = rte_hash_add_key_with_hash(f.hash, stored, sig);

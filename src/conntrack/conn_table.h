@@ -17,7 +17,7 @@
 // * Two hashes, one per address family, as VPP keeps its IPv4 and IPv6 session hashes apart
 //   (bihash 16_8 and 48_8): rte_hash stores each key with an 8-byte data word, rounded up to 16
 //   bytes, so a 40-byte FlowKey costs 48 bytes per position and a third of an IPv4 table's
-//   memory. An IPv4 key is stored as 16 bytes (V4Key: both addresses in one word, then the
+//   memory. An IPv4 key is stored as 16 bytes (FlowKeyV4: both addresses in one word, then the
 //   FlowKey's last word unchanged), 32 per position, and hashed over two words instead of five.
 //   Each family has its own capacity (capacity, capacity_v6; 0 = that family is refused). The
 //   rows, live flags, VM index and aging lists span both families: callers see slots only.
@@ -150,19 +150,7 @@ class ConnTable {
   // still in registers, which spares rte_hash an indirect call per key).
   void lookup_bulk(const FlowKey* const* keys, hash_sig_t* sigs, uint32_t n, int32_t* slots) const;
 
-  // How an IPv4 key is stored: both addresses (lo in the low half), then FlowKey's last word.
-  struct V4Key {
-    uint64_t addrs;
-    uint64_t tail;
-  };
-  static constexpr size_t kTailOffset = 32;  // FlowKey: lo_addr, hi_addr, then the tail word
-  static V4Key v4_key(const FlowKey& k) {
-    uint64_t w[5];
-    std::memcpy(w, &k, sizeof w);
-    return {(w[0] & 0xffffffffu) | (w[2] << 32), w[4]};
-  }
-
-  // rte_hash's own hash of the stored key (its default: CRC32C, init 0, over the V4Key or the
+  // rte_hash's own hash of the stored key (its default: CRC32C, init 0, over the FlowKeyV4 or the
   // FlowKey), computed inline. create() checks that it matches rte_hash_hash(); if it ever did
   // not (another default hash function in another DPDK), hash_is_inline() is false and callers
   // must use the lookup without signatures.
@@ -179,7 +167,7 @@ class ConnTable {
     return static_cast<hash_sig_t>(c);
 #else
     if (k.family == Family::kV4) {
-      const V4Key v = v4_key(k);
+      const FlowKeyV4 v = FlowKeyV4::of(k);
       return rte_hash_crc(&v, sizeof v, 0);
     }
     return rte_hash_crc(&k, sizeof k, 0);
@@ -200,15 +188,12 @@ class ConnTable {
   const ConnEntry& entry(uint32_t slot) const { return row(slot); }
   // The key, from rte_hash's key store (position-indexed, never moved by cuckoo moves).
   FlowKey key(uint32_t slot) const {
-    FlowKey k;
     const uint8_t* p = stored_key(slot);
+    FlowKey k;
     if (slot < fam_[1].first) {
-      V4Key v;
+      FlowKeyV4 v;
       std::memcpy(&v, p, sizeof v);
-      const uint32_t lo = static_cast<uint32_t>(v.addrs), hi = static_cast<uint32_t>(v.addrs >> 32);
-      std::memcpy(k.lo_addr.b.data(), &lo, 4);
-      std::memcpy(k.hi_addr.b.data(), &hi, 4);
-      std::memcpy(reinterpret_cast<uint8_t*>(&k) + kTailOffset, &v.tail, sizeof v.tail);
+      k = v.expand();
     } else {
       std::memcpy(static_cast<void*>(&k), p, sizeof k);
     }
@@ -217,7 +202,7 @@ class ConnTable {
   void prefetch_key(uint32_t slot) const {
     const uint8_t* p = stored_key(slot);
     rte_prefetch0(p);
-    rte_prefetch0(p + (slot < fam_[1].first ? sizeof(V4Key) : sizeof(FlowKey)) - 1);
+    rte_prefetch0(p + (slot < fam_[1].first ? sizeof(FlowKeyV4) : sizeof(FlowKey)) - 1);
   }
 
   // Seqlock bracket around every update of a live entry by the owner.
@@ -348,7 +333,7 @@ class ConnTable {
                  uint32_t key_len, int socket_id, std::string* err);
 
   std::string name_;
-  FamilyHash fam_[2];  // [0] IPv4 (V4Key), [1] IPv6 (FlowKey)
+  FamilyHash fam_[2];  // [0] IPv4 (FlowKeyV4), [1] IPv6 (FlowKey)
   // The table's memory, not the object's: const methods hand out what readers may see.
   ConnEntry& row(uint32_t slot) const {
     return *reinterpret_cast<ConnEntry*>(rows_ + size_t{slot} * stride_);

@@ -40,7 +40,7 @@ std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name, 
   std::string hname = "xl_" + name;
   hp.name = hname.c_str();
   hp.entries = std::max<uint32_t>(capacity, 64);
-  hp.key_len = sizeof(FlowKey);
+  hp.key_len = sizeof(FlowKeyV4);  // reply tuples are IPv4 (reply_tuple)
   hp.hash_func = rte_hash_crc;
   hp.socket_id = socket;
   // Owner-only (no concurrency flags); EXT_TABLE so that an insert below capacity never fails
@@ -59,31 +59,47 @@ ConnXlateTable::~ConnXlateTable() {
   if (index_) rte_hash_free(index_);
 }
 
+// Keys are stored as FlowKeyV4. A key of another family finds nothing: its tail word holds its
+// family, which no stored key has.
 int32_t ConnXlateTable::lookup_reply(const FlowKey& k) const {
+  const FlowKeyV4 v = FlowKeyV4::of(k);
   void* data = nullptr;
-  if (rte_hash_lookup_data(index_, &k, &data) < 0) return -1;
+  if (rte_hash_lookup_data(index_, &v, &data) < 0) return -1;
   return static_cast<int32_t>(reinterpret_cast<uintptr_t>(data));
 }
 
 void ConnXlateTable::lookup_reply_bulk(const FlowKey* const* keys, uint32_t n,
                                        int32_t* slots) const {
+  FlowKeyV4 v[RTE_HASH_LOOKUP_BULK_MAX];
+  const void* p[RTE_HASH_LOOKUP_BULK_MAX];
+  for (uint32_t i = 0; i < n; i++) {
+    v[i] = FlowKeyV4::of(*keys[i]);
+    p[i] = &v[i];
+  }
   void* data[RTE_HASH_LOOKUP_BULK_MAX];
   uint64_t hits = 0;
-  rte_hash_lookup_bulk_data(index_, reinterpret_cast<const void**>(const_cast<const FlowKey**>(keys)),
-                            n, &hits, data);
+  rte_hash_lookup_bulk_data(index_, p, n, &hits, data);
   for (uint32_t i = 0; i < n; i++)
     slots[i] = (hits >> i & 1) ? static_cast<int32_t>(reinterpret_cast<uintptr_t>(data[i])) : -1;
 }
 
 bool ConnXlateTable::add_reply(const FlowKey& k, uint32_t slot, int* rc) {
-  if (rte_hash_lookup(index_, &k) >= 0) {
+  if (k.family != Family::kV4) {
+    *rc = -EINVAL;
+    return false;
+  }
+  const FlowKeyV4 v = FlowKeyV4::of(k);
+  if (rte_hash_lookup(index_, &v) >= 0) {
     *rc = -EEXIST;
     return false;
   }
-  *rc = rte_hash_add_key_data(index_, &k, reinterpret_cast<void*>(uintptr_t{slot}));
+  *rc = rte_hash_add_key_data(index_, &v, reinterpret_cast<void*>(uintptr_t{slot}));
   return *rc == 0;
 }
 
-void ConnXlateTable::remove_reply(const FlowKey& k) { rte_hash_del_key(index_, &k); }
+void ConnXlateTable::remove_reply(const FlowKey& k) {
+  const FlowKeyV4 v = FlowKeyV4::of(k);
+  rte_hash_del_key(index_, &v);
+}
 
 }  // namespace baton

@@ -121,8 +121,9 @@ class ConnXlateTable {
   int32_t lookup_reply(const FlowKey& k) const;
   // The same for n <= RTE_HASH_LOOKUP_BULK_MAX keys: slots[i] = slot or -1.
   void lookup_reply_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const;
-  // Registers the reply key of the connection at slot. false: index full (-ENOSPC) or the key
-  // is already taken by another connection (-EEXIST); *rc says which.
+  // Registers the reply key of the connection at slot (an IPv4 key: reply tuples are). false:
+  // index full (-ENOSPC), the key already taken by another connection (-EEXIST), or not IPv4
+  // (-EINVAL); *rc says which.
   bool add_reply(const FlowKey& k, uint32_t slot, int* rc);
   void remove_reply(const FlowKey& k);
   uint32_t size() const { return rte_hash_count(index_); }

@@ -822,7 +822,7 @@ TEST_F(ConnTableTest, ReportsMemoryAtOneMillion) {
     // At least the entry array, the key store and the live flags are in there.
     const size_t counters = acct ? sizeof(ConnCounters) : 0;
     EXPECT_GE(mem, size_t{t->slots()} *
-                       (sizeof(ConnEntry) + sizeof(ConnTable::V4Key) + 1 + counters));
+                       (sizeof(ConnEntry) + sizeof(FlowKeyV4) + 1 + counters));
     EXPECT_EQ(t->memory_split().counters, size_t{t->slots()} * counters);
     EXPECT_LT(mem / t->capacity(), 400u);
     std::printf("conn table (accounting %s): capacity %u, %u positions, %zu bytes, %.1f bytes per entry\n",
