@@ -5,6 +5,7 @@
 // round trip, then the concurrent contracts (seqlock copies, no slot reuse while a reader that
 // may hold it is online) with std::thread readers on a QSBR variable.
 #include "nat/nat_mapping_table.h"
+#include "nat/conn_xlate.h"
 
 #include <gtest/gtest.h>
 #include <rte_eal.h>
@@ -37,6 +38,50 @@ class EalEnv : public ::testing::Environment {
 ::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
 
 using NatMappingTableTest = NatTableTest;
+
+// The translation index keeps reply keys in their 16-byte IPv4 form: a key finds its slot alone
+// and in a bulk lookup, an IPv6 key with the same bytes finds nothing and cannot be added, and
+// a removed key is gone.
+TEST(ConnXlateTable, ReplyKeysInTheirIpv4Form) {
+  std::string err;
+  auto t = ConnXlateTable::create("xt_test", 128, 64, SOCKET_ID_ANY, &err);
+  ASSERT_TRUE(t) << err;
+  auto key = [](uint32_t i, Family f) {
+    Tuple tu;
+    tu.family = f;
+    tu.proto = 6;
+    tu.vlan = 7;
+    tu.src = IpAddr::v4(be32::from_host(0xc0a80000u + i));
+    tu.dst = IpAddr::v4(be32::from_host(0x0a000001u));
+    tu.sport = be16::from_host(static_cast<uint16_t>(1000 + i));
+    tu.dport = be16::from_host(80);
+    return FlowKey::from_tuple(tu, nullptr);
+  };
+  int rc = 0;
+  for (uint32_t i = 0; i < 40; i++) ASSERT_TRUE(t->add_reply(key(i, Family::kV4), 100 - i, &rc)) << rc;
+  EXPECT_FALSE(t->add_reply(key(3, Family::kV4), 5, &rc));
+  EXPECT_EQ(rc, -EEXIST);
+  EXPECT_FALSE(t->add_reply(key(50, Family::kV6), 5, &rc));
+  EXPECT_EQ(rc, -EINVAL);
+  EXPECT_EQ(t->size(), 40u);
+  std::vector<FlowKey> ks;
+  for (uint32_t i = 0; i < 48; i++) ks.push_back(key(i, i % 4 == 3 ? Family::kV6 : Family::kV4));
+  std::vector<const FlowKey*> ps;
+  for (auto& k : ks) ps.push_back(&k);
+  std::vector<int32_t> slots(ks.size(), -2);
+  t->lookup_reply_bulk(ps.data(), static_cast<uint32_t>(ps.size()), slots.data());
+  for (uint32_t i = 0; i < ks.size(); i++) {
+    const int32_t want = (i < 40 && i % 4 != 3) ? static_cast<int32_t>(100 - i) : -1;
+    EXPECT_EQ(slots[i], want) << i;
+    EXPECT_EQ(t->lookup_reply(ks[i]), want) << i;
+  }
+  t->remove_reply(key(0, Family::kV4));
+  EXPECT_EQ(t->lookup_reply(key(0, Family::kV4)), -1);
+  EXPECT_EQ(t->lookup_reply(key(1, Family::kV4)), 99);
+  EXPECT_EQ(t->size(), 39u);
+  // The stored form holds the whole key.
+  EXPECT_EQ(FlowKeyV4::of(key(9, Family::kV4)).expand(), key(9, Family::kV4));
+}
 
 TEST_F(NatMappingTableTest, RejectsBadParams) {
   struct Case {
