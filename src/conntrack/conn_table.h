@@ -156,12 +156,12 @@ class ConnTable {
   // must use the lookup without signatures.
   static hash_sig_t hash(const FlowKey& k) {
 #if defined(__SSE4_2__) && defined(__x86_64__)
+    if (k.family == Family::kV4) {
+      const FlowKeyV4 v = FlowKeyV4::of(k);
+      return static_cast<hash_sig_t>(__builtin_ia32_crc32di(__builtin_ia32_crc32di(0, v.addrs), v.tail));
+    }
     uint64_t w[5];
     std::memcpy(w, &k, sizeof w);
-    if (k.family == Family::kV4) {
-      const uint64_t c = __builtin_ia32_crc32di(0, (w[0] & 0xffffffffu) | (w[2] << 32));
-      return static_cast<hash_sig_t>(__builtin_ia32_crc32di(c, w[4]));
-    }
     uint64_t c = 0;
     for (uint64_t x : w) c = __builtin_ia32_crc32di(c, x);
     return static_cast<hash_sig_t>(c);

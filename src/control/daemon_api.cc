@@ -128,7 +128,9 @@ json DaemonApi::workers_json() {
                    {"dropped", s.dropped},
                    {"busy_ratio", busy_ratio_[w->id()].load()},
                    {"connections", w->table().size()},
-                   {"capacity", w->table().capacity()}});
+                   {"capacity", w->table().capacity()},
+                   {"connections_v6", w->table().size(Family::kV6)},
+                   {"capacity_v6", w->table().capacity(Family::kV6)}});
   }
   return out;
 }
@@ -353,14 +355,19 @@ std::vector<prometheus::MetricFamily> DaemonApi::collect() {
   for (int i = 0; i < kConnKinds; i++)
     add_sample(by_state, {{"state", kind_name(i)}}, static_cast<double>(t.conns[i]));
   out.push_back(std::move(by_state));
-  auto occ = control::gauge_family("baton_conn_table_entries", "Entries in the connection table shard");
-  auto cap = control::gauge_family("baton_conn_table_capacity_entries", "Capacity of the connection table shard");
+  auto occ = control::gauge_family("baton_conn_table_entries", "Entries in the connection table shard, per address family");
+  auto cap = control::gauge_family("baton_conn_table_capacity_entries", "Capacity of the connection table shard, per address family");
   auto mem = control::gauge_family("baton_conn_table_memory_bytes", "Memory of the connection table shard");
   auto busy = control::gauge_family("baton_worker_busy_ratio", "Share of the last second the worker spent on polls with work");
   for (auto& w : dp_.workers()) {
     control::MetricLabels l = {{"worker", std::to_string(w->id())}};
-    add_sample(occ, l, w->table().size());
-    add_sample(cap, l, w->table().capacity());
+    // Each address family has a hash and a capacity of its own (conntrack.capacity_v6).
+    for (Family f : {Family::kV4, Family::kV6}) {
+      control::MetricLabels lf = l;
+      lf.emplace_back("family", f == Family::kV4 ? "ipv4" : "ipv6");
+      add_sample(occ, lf, w->table().size(f));
+      add_sample(cap, lf, w->table().capacity(f));
+    }
     add_sample(mem, l, static_cast<double>(w->table().memory_bytes()));
     add_sample(busy, l, busy_ratio_[w->id()].load());
   }

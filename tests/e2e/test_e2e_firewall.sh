@@ -114,6 +114,13 @@ rx=$(scrape_sum baton_worker_rx_packets_total <<<"$m"); tx=$(scrape_sum baton_wo
 dr=$(scrape_sum baton_worker_dropped_packets_total <<<"$m")
 log "worker rx=$rx tx=$tx dropped=$dr"
 [ "$rx" -eq $((tx + dr)) ] || die "worker counters do not add up: rx=$rx tx=$tx dropped=$dr"
+# The table per address family: IPv4 holds this test's connections, IPv6 has its own capacity
+# (a quarter of conntrack.capacity by default) and none of them.
+e4=$(grep '^baton_conn_table_entries{' <<<"$m" | grep -F 'family="ipv4"' | awk '{s+=$NF} END {print s+0}')
+e6=$(grep '^baton_conn_table_entries{' <<<"$m" | grep -F 'family="ipv6"' | awk '{s+=$NF} END {print s+0}')
+c6=$(grep '^baton_conn_table_capacity_entries{' <<<"$m" | grep -F 'family="ipv6"' | awk '{s+=$NF} END {print s+0}')
+log "conn table: ipv4 entries $e4, ipv6 entries $e6 of $c6"
+[ "$e4" -gt 0 ] && [ "$e6" -eq 0 ] && [ "$c6" -eq 25000 ] || die "per-family table gauges wrong"
 "$BATONCTL" --api "$API" conns --limit 5 || die "batonctl conns failed"
 
 stop_batond "$PID"
