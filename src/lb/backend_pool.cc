@@ -196,6 +196,12 @@ std::optional<BackendPick> BackendPool::pick(uint64_t flow_hash) const {
   return BackendPick{b.id, b.addr, b.port, backup};
 }
 
+void BackendPool::prefetch_pick(uint64_t flow_hash) const {
+  const PoolSnapshot* s = snapshot();
+  if (s->maglev.empty() && s->backup != nullptr) s = s->backup->snapshot();
+  s->maglev.prefetch(flow_hash);
+}
+
 const PoolSnapshot::Backend* BackendPool::find_any(BackendId id, bool* backup) const {
   const PoolSnapshot* s = snapshot();
   *backup = false;

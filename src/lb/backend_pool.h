@@ -146,6 +146,8 @@ class BackendPool {
   // Backend for a new connection with this flow hash: primary farm, else backup farm, else
   // nullopt (no backend available: the caller drops or resets, and counts it).
   std::optional<BackendPick> pick(uint64_t flow_hash) const;
+  // Asks for the Maglev slot pick(flow_hash) will read.
+  void prefetch_pick(uint64_t flow_hash) const;
   // The backend if it may take a persistent (sticky) connection now, searched in this farm
   // and then its backup; nullopt if unknown, down, unhealthy.
   std::optional<BackendPick> find_persistent(BackendId id) const;

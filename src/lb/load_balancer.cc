@@ -278,14 +278,27 @@ int LoadBalancer::owner(const Tuple& t) const {
   return -1;
 }
 
+namespace {
+// The flow hash Maglev places a connection by.
+uint64_t flow_hash(const Tuple& t) {
+  const uint32_t words[3] = {t.src.as_v4().raw(), t.dst.as_v4().raw(),
+                             uint32_t{t.sport.raw()} << 16 | t.dport.raw()};
+  return rte_hash_crc(words, sizeof words, t.proto);
+}
+}  // namespace
+
+void LoadBalancer::prefetch_choice(const Tuple& t) const {
+  if (t.family != Family::kV4) return;
+  const int si = service_of(t.proto, t.dst.as_v4(), t.dport);
+  if (si < 0 || services_[si].cfg.mode == LbMode::kL7) return;
+  services_[si].pool->prefetch_pick(flow_hash(t));
+}
+
 std::optional<BackendPick> LoadBalancer::choose(const Service& s, const BackendPool& pool,
                                                 const Tuple& t,
                                                 std::optional<std::string_view> http_value,
                                                 uint32_t now_s, StickyRef* ref) {
-  const uint32_t words[3] = {t.src.as_v4().raw(), t.dst.as_v4().raw(),
-                             uint32_t{t.sport.raw()} << 16 | t.dport.raw()};
-  const uint64_t h = rte_hash_crc(words, sizeof words, t.proto);
-  std::optional<BackendPick> candidate = pool.pick(h);
+  std::optional<BackendPick> candidate = pool.pick(flow_hash(t));
   if (s.sticky_group < 0) return candidate;
   std::optional<StickyKey> key =
       derive_sticky_key(static_cast<uint16_t>(s.sticky_group), s.group, t.src, Family::kV4, http_value);

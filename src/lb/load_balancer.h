@@ -89,6 +89,9 @@ class LoadBalancer {
   template <class TakenFn>
   Verdict decide(uint16_t worker, const Tuple& t, uint32_t now_s, ConnXlate* x, TakenFn&& taken);
   void release(const ConnXlate& x, uint32_t now_s);
+  // For a packet that may open a connection to an L4 service: asks for the Maglev slot
+  // decide() will read, so that a burst's misses overlap (the caller is online in RCU).
+  void prefetch_choice(const Tuple& t) const;
 
   // Mode l7. The service whose VIP t (TCP) is addressed to, or -1.
   int l7_service(const Tuple& t) const {

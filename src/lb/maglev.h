@@ -69,6 +69,11 @@ class Maglev {
     return empty() ? -1 : static_cast<int32_t>(slots_[hash % slots_.size()]);
   }
 
+  // Asks for the line lookup(hash) will read (the table is bigger than the caches hold).
+  void prefetch(uint64_t hash) const {
+    if (!empty()) __builtin_prefetch(&slots_[hash % slots_.size()]);
+  }
+
   bool empty() const { return slots_.empty(); }
   uint32_t size() const { return static_cast<uint32_t>(slots_.size()); }
   // Slots held by each input backend (index as in build()'s span); for tests and metrics.
