@@ -181,11 +181,16 @@ struct FlowKeyV4 {
     std::memcpy(w, &k, sizeof w);
     return {(w[0] & 0xffffffffu) | (w[2] << 32), w[4]};
   }
+  // Each address is written as one 16-byte vector (the address, then zeros): copies of a
+  // FlowKey load it in 16-byte halves, and a load that spans several smaller stores cannot be
+  // forwarded from them. With four-byte stores here, that stall was the top of the migration
+  // reader's profile (a 10k-entry final delta read in 0.85 ms, 0.73 ms with this).
   FlowKey expand() const {
+    using u64x2 = uint64_t __attribute__((vector_size(16)));
+    const u64x2 lo = {addrs & 0xffffffffu, 0}, hi = {addrs >> 32, 0};
     FlowKey k;
-    const uint32_t lo = static_cast<uint32_t>(addrs), hi = static_cast<uint32_t>(addrs >> 32);
-    std::memcpy(k.lo_addr.b.data(), &lo, 4);
-    std::memcpy(k.hi_addr.b.data(), &hi, 4);
+    std::memcpy(k.lo_addr.b.data(), &lo, sizeof lo);
+    std::memcpy(k.hi_addr.b.data(), &hi, sizeof hi);
     std::memcpy(reinterpret_cast<uint8_t*>(&k) + kTailOffset, &tail, sizeof tail);
     return k;
   }

@@ -152,7 +152,9 @@ void Worker::apply(WorkerCommand& c) {
           }
           // The entry stays: only the state gauge moves (forget() would also drop what the
           // entry owns elsewhere: its translation, its L7 state).
-          const uint8_t proto = table_->key(slot).proto;
+          // it.key is the table's key (found by it); reading it back from rte_hash's key
+          // store would build a whole FlowKey for one byte.
+          const uint8_t proto = it.key.proto;
           stats_.conns[conn_kind(proto, e.l4_state)]--;
           stats_.conns[conn_kind(proto, it.entry.l4_state)]++;
           table_->begin_write(slot);
@@ -171,7 +173,7 @@ void Worker::apply(WorkerCommand& c) {
           const InstallXlate* ix = c.xlate_of(it);
           if (ix && ix->l7.has && l7_ && l7_->is_l7(slot)) l7_->record(slot).phase = ix->l7.phase;
           uint8_t cls = static_cast<uint8_t>(age_class_of(
-              table_->key(slot).proto, static_cast<TcpState>(e.l4_state),
+              proto, static_cast<TcpState>(e.l4_state),
               e.flags & connflag::kReplied));
           // end_write leaves version even; set it to the source's version afterwards.
           table_->end_write(slot);
