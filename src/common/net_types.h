@@ -74,6 +74,14 @@ struct IpAddr {
     std::memcpy(&raw, b.data(), 4);
     return be32::from_raw(raw);
   }
+  // Whether this is in the IPv4 form v4() makes: the 12 bytes after the address all zero.
+  bool is_v4_form() const {
+    uint32_t w;
+    uint64_t q;
+    std::memcpy(&w, b.data() + 4, 4);
+    std::memcpy(&q, b.data() + 8, 8);
+    return (w | q) == 0;
+  }
   auto operator<=>(const IpAddr&) const = default;
 
   // Text forms; parse() accepts dotted quad or RFC 4291 text and says which family it was.

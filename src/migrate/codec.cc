@@ -687,10 +687,8 @@ bool ConnRecord::decode_fixed(Reader& r) {
     if (key.proto == static_cast<uint8_t>(IpProto::kTcp) &&
         l4_state >= static_cast<uint8_t>(TcpState::kCount))
       return r.fail(CodecError::kBadValue);
-    if (key.family == Family::kV4) {
-      for (int i = 4; i < 16; ++i)
-        if (key.lo_addr.b[i] || key.hi_addr.b[i]) return r.fail(CodecError::kBadValue);
-    }
+    if (key.family == Family::kV4 && !(key.lo_addr.is_v4_form() && key.hi_addr.is_v4_form()))
+      return r.fail(CodecError::kBadValue);
     deleted = del;
     key.lo_port = be16::from_host(lo_port);
     key.hi_port = be16::from_host(hi_port);
@@ -719,11 +717,9 @@ bool ConnRecord::decode_fixed(Reader& r) {
   if (key.proto == static_cast<uint8_t>(IpProto::kTcp) &&
       l4_state >= static_cast<uint8_t>(TcpState::kCount))
     return r.fail(CodecError::kBadValue);
-  // An IPv4 key keeps bytes 4..15 zero: the table hashes all 40 bytes of FlowKey.
-  if (key.family == Family::kV4) {
-    for (int i = 4; i < 16; ++i)
-      if (key.lo_addr.b[i] || key.hi_addr.b[i]) return r.fail(CodecError::kBadValue);
-  }
+  // An IPv4 key keeps bytes 4..15 zero: the table keeps only the first four (FlowKeyV4).
+  if (key.family == Family::kV4 && !(key.lo_addr.is_v4_form() && key.hi_addr.is_v4_form()))
+    return r.fail(CodecError::kBadValue);
   deleted = del;
   key.lo_port = be16::from_host(lo_port);
   key.hi_port = be16::from_host(hi_port);

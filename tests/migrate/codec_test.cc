@@ -490,7 +490,9 @@ TEST(Codec, RejectsFieldsOutsideTheirDomain) {
   EXPECT_EQ(entries_with([](uint8_t* p) { p[4] = 2; }), CodecError::kBadValue);   // deleted
   EXPECT_EQ(entries_with([](uint8_t* p) { p[5] = 5; }), CodecError::kBadValue);   // family
   EXPECT_EQ(entries_with([](uint8_t* p) { p[7] = 0x10; }), CodecError::kBadValue);  // vlan
-  EXPECT_EQ(entries_with([](uint8_t* p) { p[9 + 4] = 1; }), CodecError::kBadValue);  // v4 tail
+  // An IPv4 address's 12 trailing bytes, each word of them, in either address.
+  for (int at : {9 + 4, 9 + 8, 9 + 15, 25 + 4, 25 + 11, 25 + 15})
+    EXPECT_EQ(entries_with([at](uint8_t* p) { p[at] = 1; }), CodecError::kBadValue) << at;
   EXPECT_EQ(entries_with([](uint8_t* p) { p[45] = 200; }), CodecError::kBadValue);  // tcp state
   EXPECT_EQ(entries_with([](uint8_t* p) { p[46] = connflag::kFromPeer; }), CodecError::kBadValue);
   EXPECT_EQ(entries_with([](uint8_t* p) { p[52 + 12] = 15; }), CodecError::kBadValue);  // wscale
