@@ -15,6 +15,43 @@
 
 namespace baton {
 
+namespace {
+// The signatures of the keys one install batch (32 items) inserted or removed, each item one key
+// (perhaps twice): open-addressed in four times as many cells.
+class SigSet {
+ public:
+  void clear() {
+    if (!n_) return;
+    std::fill(std::begin(used_), std::end(used_), 0);
+    n_ = 0;
+  }
+  bool has(hash_sig_t sig) const {
+    if (!n_) return false;
+    for (uint32_t h = sig % kCells;; h = (h + 1) % kCells) {
+      if (!(used_[h / 64] >> (h % 64) & 1)) return false;
+      if (cell_[h] == sig) return true;
+    }
+  }
+  void add(hash_sig_t sig) {
+    for (uint32_t h = sig % kCells;; h = (h + 1) % kCells) {
+      if (!(used_[h / 64] >> (h % 64) & 1)) {
+        used_[h / 64] |= uint64_t{1} << (h % 64);
+        cell_[h] = sig;
+        n_++;
+        return;
+      }
+      if (cell_[h] == sig) return;
+    }
+  }
+
+ private:
+  static constexpr uint32_t kCells = 128;
+  hash_sig_t cell_[kCells];
+  uint64_t used_[kCells / 64] = {};
+  uint32_t n_ = 0;
+};
+}  // namespace
+
 bool Worker::install_xlate(uint32_t slot, const InstallItem& it, const InstallXlate* ixp,
                            std::string* why) {
   if (!xlate_ || !translator_) {
@@ -81,17 +118,20 @@ void Worker::apply(WorkerCommand& c) {
     case WorkerCommand::Kind::kInstall: {
       // Keys are looked up a batch ahead (one bulk rte_hash call per batch, signatures computed
       // here) and the entries found are prefetched while the batch before is written, so that
-      // the misses of one overlap the work on the other. An item whose key an item before it
-      // (in its batch or the one before) may have inserted or removed looks again: same
-      // signature, in practice a tombstone and the flow that took its slot.
+      // the misses of one overlap the work on the other. A batch's lookups ran before the batch
+      // ahead of it and its own earlier items were applied: an item looks again when one of
+      // those inserted or removed a key of its signature (in practice a tombstone and the flow
+      // that took its slot). A round of updates only (a final delta of moved sequence numbers)
+      // changes no key and never looks again.
       constexpr uint32_t kBatch = 32;
       struct Batch {
         const FlowKey* keys[kBatch];
         hash_sig_t sigs[kBatch];
         int32_t found[kBatch];
-        uint32_t n = 0, again = 0;  // again: bit k, item k looks again
+        uint32_t n = 0;
       } batch[2];
-      auto look_up = [&](Batch& b, size_t first, const Batch* before) {
+      SigSet changed[2];  // by the batch whose items inserted or removed them
+      auto look_up = [&](Batch& b, size_t first) {
         b.n = static_cast<uint32_t>(std::min<size_t>(kBatch, c.items.size() - first));
         for (uint32_t k = 0; k < b.n; k++) {
           b.keys[k] = &c.items[first + k].key;
@@ -101,39 +141,27 @@ void Worker::apply(WorkerCommand& c) {
         for (uint32_t k = 0; k < b.n; k++) {
           if (b.found[k] >= 0) table_->prefetch(static_cast<uint32_t>(b.found[k]));
         }
-        // Repeated signatures, through an open-addressed set of both batches' (at most half
-        // full).
-        uint32_t cell[4 * kBatch];
-        uint64_t used[4 * kBatch / 64] = {};
-        auto seen = [&](hash_sig_t sig) {  // inserts sig; true if it was there already
-          for (uint32_t h = sig % (4 * kBatch);; h = (h + 1) % (4 * kBatch)) {
-            if (!(used[h / 64] >> (h % 64) & 1)) {
-              used[h / 64] |= uint64_t{1} << (h % 64);
-              cell[h] = sig;
-              return false;
-            }
-            if (cell[h] == sig) return true;
-          }
-        };
-        if (before)
-          for (uint32_t k = 0; k < before->n; k++) seen(before->sigs[k]);
-        b.again = 0;
-        for (uint32_t k = 0; k < b.n; k++)
-          if (seen(b.sigs[k])) b.again |= 1u << k;
       };
-      if (!c.items.empty()) look_up(batch[0], 0, nullptr);
+      if (!c.items.empty()) look_up(batch[0], 0);
       for (size_t i = 0; i < c.items.size(); i++) {
         InstallItem& it = c.items[i];
         const uint32_t j = static_cast<uint32_t>(i % kBatch);
-        Batch& cur = batch[(i / kBatch) % 2];
-        if (j == 0 && i + kBatch < c.items.size())
-          look_up(batch[(i / kBatch + 1) % 2], i + kBatch, &cur);
-        int32_t slot = (cur.again >> j & 1) ? table_->lookup(it.key) : cur.found[j];
+        const size_t bi = i / kBatch;
+        Batch& cur = batch[bi % 2];
+        SigSet& changing = changed[bi % 2];
+        if (j == 0) {
+          changing.clear();  // batch bi - 2's: it was applied before this batch was looked up
+          if (i + kBatch < c.items.size()) look_up(batch[(bi + 1) % 2], i + kBatch);
+        }
+        const hash_sig_t sig = cur.sigs[j];
+        int32_t slot = changed[0].has(sig) || changed[1].has(sig) ? table_->lookup(it.key)
+                                                                  : cur.found[j];
         if (slot >= 0 && !(table_->entry(slot).flags & connflag::kFromPeer)) {
           // An entry this instance made itself for the arriving VM's address (a frame flooded
           // here before the VM came) lives in another version space: the source's wins.
           forget(static_cast<uint32_t>(slot));
           table_->remove(static_cast<uint32_t>(slot));
+          changing.add(sig);
           slot = -1;
         }
         if (slot >= 0) {
@@ -147,6 +175,7 @@ void Worker::apply(WorkerCommand& c) {
           if (it.deleted) {
             forget(slot);
             table_->remove(slot);
+            changing.add(sig);
             c.removed++;
             continue;
           }
@@ -197,6 +226,7 @@ void Worker::apply(WorkerCommand& c) {
             it.key.proto, static_cast<TcpState>(e.l4_state), e.flags & connflag::kReplied));
         e.mig_epoch = 0;
         slot = table_->insert(it.key, e, &it.counters);
+        if (slot >= 0) changing.add(sig);
         std::string why;
         if (slot >= 0 && (it.entry.flags & connflag::kXlate) &&
             !install_xlate(static_cast<uint32_t>(slot), it, c.xlate_of(it), &why)) {
