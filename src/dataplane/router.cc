@@ -272,9 +272,8 @@ NeighborState Router::derived(const Snapshot& s, uint32_t now_s) const {
   return NeighborState::kNone;
 }
 
-void Router::judge(const Snapshot& s, uint16_t slot, uint32_t now_s, NeighborLookup* r) const {
+void Router::judge(const Snapshot& s, uint32_t now_s, NeighborLookup* r) const {
   *r = NeighborLookup{};
-  r->slot = slot;
   switch (derived(s, now_s)) {
     case NeighborState::kReachable:
       r->usable = true;
@@ -300,18 +299,10 @@ void Router::neighbor(be32 ip, uint32_t now_s, NeighborLookup* out) const {
     const Slot& s = slots_[b + w];
     if (s.ip.load(std::memory_order_relaxed) != ip.raw()) continue;  // cheap filter
     Snapshot snap = read(s);
-    if (snap.ip == ip.raw()) return judge(snap, uint16_t(b + w), now_s, out);
+    if (snap.ip == ip.raw()) return judge(snap, now_s, out);
   }
   *out = NeighborLookup{};
   out->solicit = true;
-}
-
-void Router::neighbor_at(uint16_t slot, be32 ip, uint32_t now_s, NeighborLookup* out) const {
-  if (slot < kNeighborSlots) {
-    Snapshot snap = read(slots_[slot]);
-    if (snap.ip == ip.raw()) return judge(snap, slot, now_s, out);
-  }
-  neighbor(ip, now_s, out);
 }
 
 NeighborState Router::neighbor_state(be32 ip, uint32_t now_s) const {

@@ -77,7 +77,6 @@ struct NeighborLookup {
   bool usable = false;
   bool solicit = false;
   MacAddr mac;
-  uint16_t slot = 0;  // where it was found (a hint for a second read)
 };
 
 // A parsed Ethernet/IPv4 ARP packet (the fields Router needs).
@@ -138,20 +137,13 @@ class Router {
   uint16_t port_count() const { return static_cast<uint16_t>(port_macs_.size()); }
 
   // The lookups fill an out-parameter that the packet path reads field by field: returned
-  // from the call (or copied whole after it), the 10-byte NeighborLookup was assembled on the
+  // from the call (or copied whole after it), the NeighborLookup was assembled on the
   // stack in narrow stores and read back as words, a store-forwarding stall on every routed
   // packet. The by-value forms are for tests.
   void neighbor(be32 ip, uint32_t now_s, NeighborLookup* out) const;
   NeighborLookup neighbor(be32 ip, uint32_t now_s) const {
     NeighborLookup r;
     neighbor(ip, now_s, &r);
-    return r;
-  }
-  // Faster re-read of a slot found by neighbor(): valid only if the slot still holds ip.
-  void neighbor_at(uint16_t slot, be32 ip, uint32_t now_s, NeighborLookup* out) const;
-  NeighborLookup neighbor_at(uint16_t slot, be32 ip, uint32_t now_s) const {
-    NeighborLookup r;
-    neighbor_at(slot, ip, now_s, &r);
     return r;
   }
   NeighborState neighbor_state(be32 ip, uint32_t now_s) const;
@@ -200,7 +192,7 @@ class Router {
   Router() = default;
   static uint32_t bucket_of(be32 ip);
   Snapshot read(const Slot& s) const;
-  void judge(const Snapshot& s, uint16_t slot, uint32_t now_s, NeighborLookup* out) const;
+  void judge(const Snapshot& s, uint32_t now_s, NeighborLookup* out) const;
   NeighborState derived(const Snapshot& s, uint32_t now_s) const;
   void write(Slot& s, uint32_t ip, const MacAddr& mac, Stored st, uint32_t since);
   Slot* find(be32 ip);

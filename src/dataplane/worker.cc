@@ -320,7 +320,7 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
 }
 
 void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
-  const FlowKey* kp[kMaxBurst];
+  const FlowKey* kp[kMaxBurst] = {};  // zeroed only to quiet GCC 12's -Wmaybe-uninitialized
   int32_t slots[kMaxBurst];
   for (uint32_t i = 0; i < n; i++) kp[i] = &keys_[i];
   table_->lookup_bulk(kp, sigs_, n, slots);
