@@ -793,6 +793,7 @@ void PrepareMsg::encode(Writer& w) const {
     w.u16(n.backend_port.host());
     w.u32(n.local_addr.host());
   }
+  if (protocol_version >= kProtocolVersionFamilies) w.u64(conn_v6);
 }
 
 namespace {
@@ -861,7 +862,14 @@ bool PrepareMsg::decode(Reader& r) {
     if (!read_acl(r, &a)) return false;
   if (!read_counts(r, &counts)) return false;
   needs = HandoffNeeds{};
-  return protocol_version < kProtocolVersionHandoff || read_needs(r, &needs);
+  conn_v6 = 0;
+  if (protocol_version >= kProtocolVersionHandoff && !read_needs(r, &needs)) return false;
+  if (protocol_version < kProtocolVersionFamilies) return true;
+  if (!r.u64(&conn_v6)) return false;
+  uint64_t conns = 0;
+  for (const KindCount& c : counts)
+    if (c.kind == static_cast<uint8_t>(StateKind::kConn)) conns = c.count;
+  return conn_v6 <= conns || r.fail(CodecError::kBadValue);
 }
 
 bool operator==(const PrepareMsg& a, const PrepareMsg& b) {
@@ -870,7 +878,7 @@ bool operator==(const PrepareMsg& a, const PrepareMsg& b) {
       a.vm.ipv6 != b.vm.ipv6 || a.vm.vlan != b.vm.vlan ||
       a.vm.profile.qos_rate_bps != b.vm.profile.qos_rate_bps ||
       a.vm.profile.nat_public_ip != b.vm.profile.nat_public_ip || a.nat_family != b.nat_family ||
-      a.counts != b.counts || a.needs != b.needs ||
+      a.counts != b.counts || a.needs != b.needs || a.conn_v6 != b.conn_v6 ||
       a.vm.profile.acl.size() != b.vm.profile.acl.size())
     return false;
   for (size_t i = 0; i < a.vm.profile.acl.size(); ++i)

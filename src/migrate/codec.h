@@ -41,7 +41,7 @@ constexpr uint32_t kMagic = 0x4241544e;  // "BATN"
 // Protocol versions this build speaks. A frame with a version outside this range is refused
 // (kBadVersion); HELLO negotiates the highest common one (negotiation.h).
 constexpr uint16_t kProtocolVersionMin = 1;
-constexpr uint16_t kProtocolVersionMax = 4;
+constexpr uint16_t kProtocolVersionMax = 5;
 // Version 2: a ConnRecord of a translated connection (flag 0x20) is followed by its translation
 // (XlateExt, kXlateExtSize bytes). Version 1 frames never carry one.
 constexpr uint16_t kProtocolVersionXlate = 2;
@@ -54,6 +54,10 @@ constexpr uint16_t kProtocolVersionHandoff = 3;
 // LB full-NAT translation plus an l7 part (phase and splice offsets, lb/l7_proxy.h L7Handoff).
 // A peer of version 3 has no l7 part: a VM with L7 connections is UNSUPPORTED there.
 constexpr uint16_t kProtocolVersionL7 = 4;
+// Version 5: PREPARE says how many of the VM's connections are IPv6 (PrepareMsg::conn_v6), so
+// that the destination checks each address family's table (conn_table.h keeps one per family)
+// before anything moves. Before it, only the total was checked, against both tables' room.
+constexpr uint16_t kProtocolVersionFamilies = 5;
 constexpr size_t kHeaderSize = 28;
 constexpr size_t kMaxFrameSize = 16u << 20;  // header + body
 constexpr size_t kMaxBodySize = kMaxFrameSize - kHeaderSize;
@@ -372,6 +376,7 @@ struct PrepareMsg {
   Family nat_family = Family::kNone;
   std::vector<KindCount> counts;  // entries per state kind, each kind at most once
   HandoffNeeds needs;             // protocol_version >= 3 only
+  uint64_t conn_v6 = 0;  // protocol_version >= 5: how many of the kConn entries are IPv6
   void encode(Writer& w) const;
   bool decode(Reader& r);
 };

@@ -883,6 +883,7 @@ void MigrationEngine::run_out(OutSession& s) {
       if (vm_cfg.profile.nat_public_ip) pm.nat_family = Family::kV4;
       pm.counts = tally.counts;
       pm.needs = tally.needs;
+      pm.conn_v6 = tally.conn_v6;
       l.send(pm, mid, tmo);
       l.expect<migrate::AcceptMsg>(tmo);
       // The peer holds the migration now (pending state it keeps across a drop): from here on
@@ -1307,10 +1308,14 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
     // Decide: capacity, kinds, conflicts with what runs here.
     migrate::LocalView view;
     view.headroom_percent = mc.headroom_percent;
-    uint64_t free_slots = 0;
-    for (uint16_t w = 0; w < dp_.worker_count(); w++)
-      free_slots += dp_.shard(w).capacity() - dp_.shard(w).size();
-    view.free[static_cast<int>(migrate::StateKind::kConn)] = free_slots;
+    std::array<uint64_t, 2> free_by_family{};
+    for (uint16_t w = 0; w < dp_.worker_count(); w++) {
+      const ConnTable& t = dp_.shard(w);
+      free_by_family[0] += t.capacity(Family::kV4) - t.size(Family::kV4);
+      free_by_family[1] += t.capacity(Family::kV6) - t.size(Family::kV6);
+    }
+    view.free[static_cast<int>(migrate::StateKind::kConn)] = free_by_family[0] + free_by_family[1];
+    view.conn_free_by_family = free_by_family;
     // Translated connections: their mappings, backends and sticky entries are resolved here
     // (Translator::adopt); PREPARE's needs are checked against this instance's pools and
     // services before anything moves.
@@ -1402,8 +1407,9 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
       link.send(migrate::FailMsg{FailReason::kConflict, why}, mid, tmo);
       fail(FailReason::kConflict, why);
     };
-    // PREPARE's capacity check counts the VM's entries against the free slots of all shards and
-    // both address families; an entry can still find its own shard's table for its family full.
+    // PREPARE's capacity check counts the VM's entries per address family (from version 5)
+    // against the free slots of all shards; an entry can still find its own shard's table full,
+    // or a VM opens connections after PREPARE.
     // A connection left behind would be cut by this instance's strict tracking: FAIL, roll back.
     auto refuse_full = [&](const migrate::VmInstaller& in) {
       if (in.failed == 0) return;

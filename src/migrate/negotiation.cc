@@ -139,6 +139,25 @@ std::optional<Decision> check_resources(const PrepareMsg& req, const LocalView& 
                       " free");
     }
   }
+  if (req.protocol_version >= kProtocolVersionFamilies && local.conn_free_by_family) {
+    uint64_t conns = 0;
+    for (const auto& c : req.counts)
+      if (c.kind == static_cast<uint8_t>(StateKind::kConn)) conns = c.count;
+    const uint64_t v6 = std::min(req.conn_v6, conns);
+    const std::pair<const char*, uint64_t> split[2] = {{"IPv4", conns - v6}, {"IPv6", v6}};
+    for (int f = 0; f < 2; f++) {
+      const auto [family, n] = split[f];
+      const uint64_t room = (*local.conn_free_by_family)[f];
+      const unsigned __int128 need = with_headroom(n, local.headroom_percent);
+      if (n && need > room) {
+        return fail(FailReason::kResources,
+                    std::string("table conn (") + family + "): " + std::to_string(n) +
+                        " entries + " + std::to_string(local.headroom_percent) +
+                        "% headroom = " + u128_to_string(need) + " > " + std::to_string(room) +
+                        " free");
+      }
+    }
+  }
   if (local.acl_rules_free && req.vm.profile.acl.size() > *local.acl_rules_free) {
     return fail(FailReason::kResources, "table acl: " +
                                             std::to_string(req.vm.profile.acl.size()) +

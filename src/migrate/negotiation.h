@@ -51,6 +51,9 @@ struct LocalView {
   uint16_t version_max = kProtocolVersionMax;
   uint32_t kinds = kind_bit(StateKind::kConn);  // StateKind bitmap this instance can install
   std::array<uint64_t, kStateKindCount> free{};  // free slots per kind's table
+  // The connection tables' free slots per address family, IPv4 then IPv6 (free[kConn] is their
+  // sum), checked against a version-5 PREPARE's split; nullopt checks the sum only.
+  std::optional<std::array<uint64_t, 2>> conn_free_by_family;
   uint32_t headroom_percent = 10;                // MigrationConfig::headroom_percent
   std::vector<VmConfig> vms;                     // VMs configured or installed here
   std::vector<NatAddr> nat_public_in_use;        // NAT public addresses taken here

@@ -356,6 +356,7 @@ VmReader::KindTally VmReader::tally(Dataplane& dp, uint16_t vm) {
       FlowKey k;
       if (!table.read(slot, &e, &k) || e.vm_id != vm) return;
       n[static_cast<int>(StateKind::kConn)]++;
+      if (k.family == Family::kV6) t.conn_v6++;
       if (l7 && l7->is_l7(slot)) {
         n[static_cast<int>(StateKind::kL7Conn)]++;
         L7ConnRecord rec;

@@ -130,6 +130,7 @@ class VmReader {
   // timeout) stays at the source: it names a client, not the VM's state in flight.
   struct KindTally {
     std::vector<KindCount> counts;
+    uint64_t conn_v6 = 0;  // of counts' kConn, the IPv6 connections
     uint64_t carried_xlate = 0;
     uint64_t carried_handoff = 0;
     uint64_t carried_l7 = 0;

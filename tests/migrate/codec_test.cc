@@ -932,5 +932,30 @@ TEST(Codec, PrepareCarriesHandoffNeedsFromVersion3Only) {
   EXPECT_EQ(decode_body(f, &out), CodecError::kBadValue);
 }
 
+TEST(Codec, PrepareCarriesItsIpv6ConnectionsFromVersion5Only) {
+  PrepareMsg m = sample_prepare();
+  m.protocol_version = kProtocolVersionFamilies;
+  m.counts = {{static_cast<uint8_t>(StateKind::kConn), 1000}};
+  m.conn_v6 = 300;
+  expect_round_trip(m);
+  expect_every_truncation_rejected(m);
+
+  PrepareMsg old = m;
+  old.protocol_version = kProtocolVersionL7;
+  auto bytes = encode_frame(old, 1, 1);
+  Frame f;
+  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
+  PrepareMsg out;
+  ASSERT_EQ(decode_body(f, &out), CodecError::kOk);
+  EXPECT_EQ(out.conn_v6, 0u) << "version 4 has no family split";
+
+  // More IPv6 connections than connections is refused.
+  PrepareMsg bad = m;
+  bad.conn_v6 = 1001;
+  bytes = encode_frame(bad, 1, 1);
+  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
+  EXPECT_EQ(decode_body(f, &out), CodecError::kBadValue);
+}
+
 }  // namespace
 }  // namespace baton::migrate

@@ -125,6 +125,27 @@ TEST(Decide, RefusesTableWithoutHeadroomAsResourcesNamingTheTable) {
   EXPECT_EQ(d.reason, FailReason::kResources);
 }
 
+// Version 5: each address family's connection table is checked against its share (1000
+// connections, 300 of them IPv6, with 10 % headroom: 770 IPv4 and 330 IPv6 slots).
+TEST(Decide, ChecksEachAddressFamilysTableFromVersion5) {
+  PrepareMsg m = request(1000);
+  m.conn_v6 = 300;
+  LocalView l = local();
+  l.conn_free_by_family = std::array<uint64_t, 2>{770, 330};
+  EXPECT_TRUE(decide(m, l).accepted());
+  l.conn_free_by_family = std::array<uint64_t, 2>{769, 100'000};
+  Decision d = decide(m, l);
+  EXPECT_EQ(d.reason, FailReason::kResources);
+  EXPECT_NE(d.detail.find("table conn (IPv4): 700 entries"), std::string::npos) << d.detail;
+  l.conn_free_by_family = std::array<uint64_t, 2>{100'000, 329};
+  d = decide(m, l);
+  EXPECT_EQ(d.reason, FailReason::kResources);
+  EXPECT_NE(d.detail.find("table conn (IPv6): 300 entries"), std::string::npos) << d.detail;
+  // A version-4 source says nothing of families: only the sum is checked.
+  m.protocol_version = kProtocolVersionL7;
+  EXPECT_TRUE(decide(m, l).accepted());
+}
+
 TEST(Decide, RefusesAclRulesBeyondFreeRuleSlots) {
   LocalView l = local();
   l.acl_rules_free = 1;

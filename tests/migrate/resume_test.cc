@@ -561,13 +561,13 @@ class Resume : public ::testing::Test {
   }
 
   // A migration that failed before the pause (nothing parked) with `reason` on both sides: the
-  // source has the VM local again with every entry; the destination, its detail saying `why`,
-  // rolled back to no VM and no entry.
+  // source has the VM local again with every entry (`flows` of them); the destination, its
+  // detail saying `why`, rolled back to no VM and no entry.
   void expect_failed_and_rolled_back(const nlohmann::json& source_report, const char* reason,
-                                     const char* why) {
+                                     const char* why, uint32_t flows = kFlows) {
     EXPECT_EQ(source_report["result"], reason) << source_report.dump();
     EXPECT_EQ(vm_state(*a_), VmState::kLocal);
-    EXPECT_EQ(a_->shard(0).size(), kFlows);
+    EXPECT_EQ(a_->shard(0).size(), flows);
     nlohmann::json d = wait_destination_done();
     EXPECT_EQ(d["result"], reason) << d.dump();
     EXPECT_NE(d["detail"].get<std::string>().find(why), std::string::npos) << d.dump();
@@ -647,17 +647,38 @@ TEST_F(Resume, DestinationGoneLongerThanTheBudgetFailsTransferAndBothSidesRollBa
   expect_failed_and_rolled_back(r, "TRANSFER", "did not resume");
 }
 
-// PREPARE counts the VM's 3,000 entries against the free slots of both address families (1,000
-// IPv4 and 20,000 IPv6 here) and accepts; the IPv4 table fills at 1,000. The destination must not
-// activate a VM with two thirds of its connections missing: it FAILs with RESOURCES, both sides
-// roll back, and the source forwards on with every entry.
-TEST_F(Resume, EntriesWithoutRoomAtTheDestinationFailResourcesAndBothSidesRollBack) {
+// PREPARE says how many of the VM's 3,000 connections are IPv6 (none): the destination, with
+// 1,000 free IPv4 slots and 20,000 IPv6 ones, refuses before anything moves, naming the table.
+TEST_F(Resume, EntriesWithoutRoomInTheirFamilyAreRefusedAtPrepare) {
   b_conntrack_ = "conntrack:\n  capacity: 1000\n  capacity_v6: 20000\n";
   ASSERT_NO_FATAL_FAILURE(start());
   auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
   ASSERT_EQ(code, 202) << body.dump();
   nlohmann::json r = wait_source([](const nlohmann::json& j) { return j["phase"] == "failed"; });
-  expect_failed_and_rolled_back(r, "RESOURCES", "no room");
+  EXPECT_EQ(r["entries"]["snapshot"].get<uint64_t>(), 0u) << r.dump();
+  expect_failed_and_rolled_back(r, "RESOURCES", "table conn (IPv4): 3000 entries");
+}
+
+// PREPARE's 3,000 connections fit the destination's 3,400 IPv4 slots (with 10 % headroom); then
+// the VM opens 1,000 more during pre-copy. The destination must not activate a VM with some of
+// its connections missing: the round that finds no room FAILs with RESOURCES, both sides roll
+// back, and the source forwards on with every entry.
+TEST_F(Resume, EntriesWithoutRoomAtTheDestinationFailResourcesAndBothSidesRollBack) {
+  b_conntrack_ = "conntrack:\n  capacity: 3400\n";
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
+  ASSERT_EQ(code, 202) << body.dump();
+  nlohmann::json r = wait_source(precopy_acked);
+  ASSERT_TRUE(precopy_acked(r)) << r.dump();
+  {
+    std::lock_guard<std::mutex> lock(owner_mu_);
+    for (uint32_t i = kFlows; i < kFlows + 1000; i++) {
+      ASSERT_NO_FATAL_FAILURE(add(i));
+      queue(slots_[i]);
+    }
+  }
+  r = wait_source([](const nlohmann::json& j) { return j["phase"] == "failed"; });
+  expect_failed_and_rolled_back(r, "RESOURCES", "no room", kFlows + 1000);
 }
 
 // A RESUME on a connection of its own, straight to the destination's listener.
