@@ -866,10 +866,7 @@ bool PrepareMsg::decode(Reader& r) {
   if (protocol_version >= kProtocolVersionHandoff && !read_needs(r, &needs)) return false;
   if (protocol_version < kProtocolVersionFamilies) return true;
   if (!r.u64(&conn_v6)) return false;
-  uint64_t conns = 0;
-  for (const KindCount& c : counts)
-    if (c.kind == static_cast<uint8_t>(StateKind::kConn)) conns = c.count;
-  return conn_v6 <= conns || r.fail(CodecError::kBadValue);
+  return conn_v6 <= count_of(StateKind::kConn) || r.fail(CodecError::kBadValue);
 }
 
 bool operator==(const PrepareMsg& a, const PrepareMsg& b) {

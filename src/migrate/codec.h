@@ -377,6 +377,11 @@ struct PrepareMsg {
   std::vector<KindCount> counts;  // entries per state kind, each kind at most once
   HandoffNeeds needs;             // protocol_version >= 3 only
   uint64_t conn_v6 = 0;  // protocol_version >= 5: how many of the kConn entries are IPv6
+  uint64_t count_of(StateKind k) const {  // counts' entry for k, 0 if absent
+    for (const KindCount& c : counts)
+      if (c.kind == static_cast<uint8_t>(k)) return c.count;
+    return 0;
+  }
   void encode(Writer& w) const;
   bool decode(Reader& r);
 };

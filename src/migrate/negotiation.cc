@@ -127,36 +127,31 @@ std::optional<Decision> check_conflict(const PrepareMsg& req, const LocalView& l
   return std::nullopt;
 }
 
+// RESOURCES naming `table` when its n entries plus headroom do not fit its free slots.
+std::optional<Decision> short_of_room(const std::string& table, uint64_t n, uint64_t free,
+                                      uint32_t headroom_percent) {
+  const unsigned __int128 need = with_headroom(n, headroom_percent);
+  if (n == 0 || need <= free) return std::nullopt;
+  return fail(FailReason::kResources,
+              "table " + table + ": " + std::to_string(n) + " entries + " +
+                  std::to_string(headroom_percent) + "% headroom = " + u128_to_string(need) +
+                  " > " + std::to_string(free) + " free");
+}
+
 std::optional<Decision> check_resources(const PrepareMsg& req, const LocalView& local) {
   for (const auto& c : req.counts) {
-    if (c.count == 0 || c.kind >= kStateKindCount) continue;
-    unsigned __int128 need = with_headroom(c.count, local.headroom_percent);
-    if (need > local.free[c.kind]) {
-      return fail(FailReason::kResources,
-                  "table " + state_kind_name(c.kind) + ": " + std::to_string(c.count) +
-                      " entries + " + std::to_string(local.headroom_percent) + "% headroom = " +
-                      u128_to_string(need) + " > " + std::to_string(local.free[c.kind]) +
-                      " free");
-    }
+    if (c.kind >= kStateKindCount) continue;
+    if (auto d = short_of_room(state_kind_name(c.kind), c.count, local.free[c.kind],
+                               local.headroom_percent))
+      return d;
   }
   if (req.protocol_version >= kProtocolVersionFamilies && local.conn_free_by_family) {
-    uint64_t conns = 0;
-    for (const auto& c : req.counts)
-      if (c.kind == static_cast<uint8_t>(StateKind::kConn)) conns = c.count;
+    const uint64_t conns = req.count_of(StateKind::kConn);
     const uint64_t v6 = std::min(req.conn_v6, conns);
-    const std::pair<const char*, uint64_t> split[2] = {{"IPv4", conns - v6}, {"IPv6", v6}};
-    for (int f = 0; f < 2; f++) {
-      const auto [family, n] = split[f];
-      const uint64_t room = (*local.conn_free_by_family)[f];
-      const unsigned __int128 need = with_headroom(n, local.headroom_percent);
-      if (n && need > room) {
-        return fail(FailReason::kResources,
-                    std::string("table conn (") + family + "): " + std::to_string(n) +
-                        " entries + " + std::to_string(local.headroom_percent) +
-                        "% headroom = " + u128_to_string(need) + " > " + std::to_string(room) +
-                        " free");
-      }
-    }
+    const auto& room = *local.conn_free_by_family;
+    if (auto d = short_of_room("conn (IPv4)", conns - v6, room[0], local.headroom_percent))
+      return d;
+    if (auto d = short_of_room("conn (IPv6)", v6, room[1], local.headroom_percent)) return d;
   }
   if (local.acl_rules_free && req.vm.profile.acl.size() > *local.acl_rules_free) {
     return fail(FailReason::kResources, "table acl: " +

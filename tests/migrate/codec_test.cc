@@ -900,6 +900,14 @@ TEST(Codec, L7PartRejectsGarbage) {
   }
 }
 
+// m encoded and decoded again: the first error (frame, then body), the message in *out if none.
+CodecError reencoded(const PrepareMsg& m, PrepareMsg* out) {
+  auto bytes = encode_frame(m, 1, 1);
+  Frame f;
+  const CodecError e = decode_frame(bytes.data(), bytes.size(), &f);
+  return e == CodecError::kOk ? decode_body(f, out) : e;
+}
+
 TEST(Codec, PrepareCarriesHandoffNeedsFromVersion3Only) {
   PrepareMsg m = sample_prepare();
   m.protocol_version = kProtocolVersionHandoff;
@@ -917,19 +925,14 @@ TEST(Codec, PrepareCarriesHandoffNeedsFromVersion3Only) {
 
   PrepareMsg old = m;
   old.protocol_version = kProtocolVersionXlate;
-  auto bytes = encode_frame(old, 1, 1);
-  Frame f;
-  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
   PrepareMsg out;
-  ASSERT_EQ(decode_body(f, &out), CodecError::kOk);
+  ASSERT_EQ(reencoded(old, &out), CodecError::kOk);
   EXPECT_TRUE(out.needs.nat.empty() && out.needs.lb.empty()) << "version 2 has no needs";
 
   // An outside address of zero is refused.
   PrepareMsg bad = m;
   bad.needs.nat[0].outside_addr = be32();
-  bytes = encode_frame(bad, 1, 1);
-  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
-  EXPECT_EQ(decode_body(f, &out), CodecError::kBadValue);
+  EXPECT_EQ(reencoded(bad, &out), CodecError::kBadValue);
 }
 
 TEST(Codec, PrepareCarriesItsIpv6ConnectionsFromVersion5Only) {
@@ -942,19 +945,14 @@ TEST(Codec, PrepareCarriesItsIpv6ConnectionsFromVersion5Only) {
 
   PrepareMsg old = m;
   old.protocol_version = kProtocolVersionL7;
-  auto bytes = encode_frame(old, 1, 1);
-  Frame f;
-  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
   PrepareMsg out;
-  ASSERT_EQ(decode_body(f, &out), CodecError::kOk);
+  ASSERT_EQ(reencoded(old, &out), CodecError::kOk);
   EXPECT_EQ(out.conn_v6, 0u) << "version 4 has no family split";
 
   // More IPv6 connections than connections is refused.
   PrepareMsg bad = m;
   bad.conn_v6 = 1001;
-  bytes = encode_frame(bad, 1, 1);
-  ASSERT_EQ(decode_frame(bytes.data(), bytes.size(), &f), CodecError::kOk);
-  EXPECT_EQ(decode_body(f, &out), CodecError::kBadValue);
+  EXPECT_EQ(reencoded(bad, &out), CodecError::kBadValue);
 }
 
 }  // namespace

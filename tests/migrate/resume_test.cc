@@ -560,6 +560,12 @@ class Resume : public ::testing::Test {
     EXPECT_EQ(rte_mempool_in_use_count(b_->pool()), b_mbufs_);
   }
 
+  // Starts web1's migration to b; *report: the source's, once it says the migration failed.
+  void prepare_until_failed(nlohmann::json* report) {
+    auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
+    ASSERT_EQ(code, 202) << body.dump();
+    *report = wait_source([](const nlohmann::json& j) { return j["phase"] == "failed"; });
+  }
   // A migration that failed before the pause (nothing parked) with `reason` on both sides: the
   // source has the VM local again with every entry (`flows` of them); the destination, its
   // detail saying `why`, rolled back to no VM and no entry.
@@ -637,9 +643,8 @@ TEST_F(Resume, DestinationGoneLongerThanTheBudgetFailsTransferAndBothSidesRollBa
   ASSERT_NO_FATAL_FAILURE(start(/*grace_ms=*/1500));
   proxy_->cut_after(150 * 1024, /*stay_down=*/true);
   auto t0 = Clock::now();
-  auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
-  ASSERT_EQ(code, 202) << body.dump();
-  nlohmann::json r = wait_source([](const nlohmann::json& j) { return j["phase"] == "failed"; });
+  nlohmann::json r;
+  ASSERT_NO_FATAL_FAILURE(prepare_until_failed(&r));
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
   EXPECT_GE(ms, 900) << "the source gave up before its reconnect budget (timeout_ms 1000)";
   EXPECT_EQ(r["resumes"].get<int>(), 0);
@@ -652,9 +657,8 @@ TEST_F(Resume, DestinationGoneLongerThanTheBudgetFailsTransferAndBothSidesRollBa
 TEST_F(Resume, EntriesWithoutRoomInTheirFamilyAreRefusedAtPrepare) {
   b_conntrack_ = "conntrack:\n  capacity: 1000\n  capacity_v6: 20000\n";
   ASSERT_NO_FATAL_FAILURE(start());
-  auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
-  ASSERT_EQ(code, 202) << body.dump();
-  nlohmann::json r = wait_source([](const nlohmann::json& j) { return j["phase"] == "failed"; });
+  nlohmann::json r;
+  ASSERT_NO_FATAL_FAILURE(prepare_until_failed(&r));
   EXPECT_EQ(r["entries"]["snapshot"].get<uint64_t>(), 0u) << r.dump();
   expect_failed_and_rolled_back(r, "RESOURCES", "table conn (IPv4): 3000 entries");
 }
