@@ -246,6 +246,12 @@ std::string qos_drops_text(const json& v) {
   if (!q.is_object()) return "-";
   return field_text(q, "dropped_from_vm") + "/" + field_text(q, "dropped_to_vm");
 }
+// Its lifetime bytes (here and carried by migrations), from the VM / to the VM.
+std::string lifetime_bytes_text(const json& v) {
+  const json& t = get(v, "lifetime");
+  if (!t.is_object()) return "-";
+  return field_text(get(t, "from_vm"), "bytes") + "/" + field_text(get(t, "to_vm"), "bytes");
+}
 }  // namespace
 
 std::string render_vms(const nlohmann::json& vms) {
@@ -254,11 +260,11 @@ std::string render_vms(const nlohmann::json& vms) {
     for (const auto& v : vms)
       rows.push_back({field_text(v, "id"), field_text(v, "name"), field_text(v, "mac"),
                       field_text(v, "ipv4"), field_text(v, "ipv6"), field_text(v, "vlan"),
-                      field_text(v, "state"), field_text(v, "connections"), qos_rate_text(v),
-                      qos_drops_text(v)});
-  return render_table(
-      {"ID", "NAME", "MAC", "IPV4", "IPV6", "VLAN", "STATE", "CONNS", "QOS", "QOS_DROPS"}, rows,
-      {true, false, false, false, false, true, false, true, true, true});
+                      field_text(v, "state"), field_text(v, "connections"),
+                      lifetime_bytes_text(v), qos_rate_text(v), qos_drops_text(v)});
+  return render_table({"ID", "NAME", "MAC", "IPV4", "IPV6", "VLAN", "STATE", "CONNS",
+                       "BYTES_FROM/TO", "QOS", "QOS_DROPS"},
+                      rows, {true, false, false, false, false, true, false, true, true, true, true});
 }
 
 std::string render_nat_mappings(const nlohmann::json& mappings) {

@@ -135,6 +135,18 @@ json DaemonApi::workers_json() {
   return out;
 }
 
+namespace {
+json traffic_json(const VmTraffic& t) {
+  json out = json::object();
+  for (VmSide side : {VmSide::kFromVm, VmSide::kToVm}) {
+    const int i = static_cast<int>(side);
+    out[side == VmSide::kFromVm ? "from_vm" : "to_vm"] = {{"packets", t.packets[i]},
+                                                          {"bytes", t.bytes[i]}};
+  }
+  return out;
+}
+}  // namespace
+
 json DaemonApi::vms_json() {
   json out = json::array();
   VmTable& vms = dp_.vms();
@@ -146,6 +158,7 @@ json DaemonApi::vms_json() {
     for (auto& a : s.config.ipv6) v6.push_back(a.to_string(Family::kV6));
     uint64_t conns = 0;
     for (auto& w : dp_.workers()) conns += w->table().vm_count(id);
+    const VmTraffic here = dp_.vm_traffic(id);
     json v = {{"id", id},
               {"name", s.config.name},
               {"mac", s.config.mac.to_string()},
@@ -153,12 +166,18 @@ json DaemonApi::vms_json() {
               {"ipv6", v6},
               {"vlan", s.config.vlan},
               {"state", vm_state_name(s.state.load())},
-              {"connections", conns}};
+              {"connections", conns},
+              // forwarded here, brought by migrations, and the two together
+              {"traffic", traffic_json(here)},
+              {"carried", traffic_json(s.carried)}};
+    VmTraffic lifetime = s.carried;
+    lifetime += here;
+    v["lifetime"] = traffic_json(lifetime);
     if (const VmPolicer* p = s.policer.load(std::memory_order_acquire))
       v["qos"] = {{"rate_bps", s.config.profile.qos_rate_bps},
                   {"burst_bytes", VmPolicer::burst_bytes(s.config.profile.qos_rate_bps)},
-                  {"dropped_from_vm", p->dropped(VmPolicer::kFromVm)},
-                  {"dropped_to_vm", p->dropped(VmPolicer::kToVm)}};
+                  {"dropped_from_vm", p->dropped(VmSide::kFromVm)},
+                  {"dropped_to_vm", p->dropped(VmSide::kToVm)}};
     out.push_back(std::move(v));
   }
   return out;
@@ -375,30 +394,44 @@ std::vector<prometheus::MetricFamily> DaemonApi::collect() {
   auto rate = control::gauge_family("baton_new_connections_per_second", "Connections created per second over the last second");
   add_sample(rate, {}, new_conns_per_s_.load());
   out.push_back(std::move(rate));
-  collect_vm_qos(out);
+  collect_vms(out);
   xlate_.collect(out);
   if (engine_) engine_->collect(out);
   return out;
 }
 
-// The QoS policers of the VMs that have a rate: the rate and the drops per direction.
-void DaemonApi::collect_vm_qos(std::vector<prometheus::MetricFamily>& out) {
+// Per VM: its traffic through this instance (counters: they start when the VM arrives here),
+// what migrations brought with it (gauges: a dashboard adds them for the VM's lifetime), and
+// for a VM with a QoS rate the rate and the drops per direction.
+void DaemonApi::collect_vms(std::vector<prometheus::MetricFamily>& out) {
+  auto packets = control::counter_family("baton_vm_packets_total", "Packets of a VM forwarded by this instance, by direction (from_vm, to_vm)");
+  auto bytes = control::counter_family("baton_vm_bytes_total", "Frame bytes of a VM forwarded by this instance, by direction");
+  auto carried_packets = control::gauge_family("baton_vm_carried_packets", "A VM's packets counted at the instances it migrated from, by direction");
+  auto carried_bytes = control::gauge_family("baton_vm_carried_bytes", "A VM's frame bytes counted at the instances it migrated from, by direction");
   auto rate = control::gauge_family("baton_vm_qos_rate_bits_per_second", "A VM's profile rate, policed in each direction");
   auto dropped = control::counter_family("baton_vm_qos_dropped_packets_total", "Packets over a VM's rate, by direction (from_vm, to_vm)");
   VmTable& vms = dp_.vms();
   std::lock_guard<std::mutex> lock(vms.control_mutex());  // the policer lives while we hold it
   for (uint16_t id : vms.ids()) {
     const VmSlot& s = vms.slot(id);
-    const VmPolicer* p = s.policer.load(std::memory_order_acquire);
-    if (!p) continue;
-    control::add_sample(rate, {{"vm", s.config.name}}, static_cast<double>(s.config.profile.qos_rate_bps));
-    control::add_sample(dropped, {{"vm", s.config.name}, {"direction", "from_vm"}},
-               static_cast<double>(p->dropped(VmPolicer::kFromVm)));
-    control::add_sample(dropped, {{"vm", s.config.name}, {"direction", "to_vm"}},
-               static_cast<double>(p->dropped(VmPolicer::kToVm)));
+    const VmTraffic here = dp_.vm_traffic(id);
+    for (VmSide side : {VmSide::kFromVm, VmSide::kToVm}) {
+      const int i = static_cast<int>(side);
+      const control::MetricLabels l{{"vm", s.config.name},
+                              {"direction", side == VmSide::kFromVm ? "from_vm" : "to_vm"}};
+      control::add_sample(packets, l, static_cast<double>(here.packets[i]));
+      control::add_sample(bytes, l, static_cast<double>(here.bytes[i]));
+      control::add_sample(carried_packets, l, static_cast<double>(s.carried.packets[i]));
+      control::add_sample(carried_bytes, l, static_cast<double>(s.carried.bytes[i]));
+      if (const VmPolicer* p = s.policer.load(std::memory_order_acquire))
+        control::add_sample(dropped, l, static_cast<double>(p->dropped(side)));
+    }
+    if (s.policer.load(std::memory_order_acquire))
+      control::add_sample(rate, {{"vm", s.config.name}},
+                          static_cast<double>(s.config.profile.qos_rate_bps));
   }
-  out.push_back(std::move(rate));
-  out.push_back(std::move(dropped));
+  for (auto* f : {&packets, &bytes, &carried_packets, &carried_bytes, &rate, &dropped})
+    out.push_back(std::move(*f));
 }
 
 void DaemonApi::log_final_counters() {

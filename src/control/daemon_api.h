@@ -42,7 +42,7 @@ class DaemonApi {
  private:
   void register_routes();
   void sample_rates();  // new connections per second, busy ratio: every second
-  void collect_vm_qos(std::vector<prometheus::MetricFamily>& out);
+  void collect_vms(std::vector<prometheus::MetricFamily>& out);
 
   Dataplane& dp_;
   MigrationEngine* engine_;

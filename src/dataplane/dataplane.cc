@@ -186,6 +186,12 @@ void Dataplane::stop() {
 
 void Dataplane::grace_period() { rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID); }
 
+VmTraffic Dataplane::vm_traffic(uint16_t vm) const {
+  VmTraffic t;
+  for (const auto& w : workers_) t += w->vm_traffic(vm);
+  return t;
+}
+
 uint32_t Dataplane::now_s() const {
   return static_cast<uint32_t>((rte_get_tsc_cycles() - tsc_start_) / tsc_hz_);
 }

@@ -63,6 +63,9 @@ class Dataplane {
   uint16_t owner_of(const FlowKey& k) const { return k.owner_hash() % worker_count(); }
   int port_index(uint16_t port_id) const { return port_index_[port_id]; }
   uint32_t capacity_per_worker() const { return capacity_per_worker_; }
+  // What the workers forwarded of VM `vm` since it got its id here (vm_traffic.h); with the
+  // VM's slot's `carried`, its lifetime traffic.
+  VmTraffic vm_traffic(uint16_t vm) const;
 
   // Blocks until every worker has passed a quiescent point after this call: anything a
   // worker did before is visible, and any packet it reads after sees what was stored before.

@@ -15,8 +15,6 @@ uint64_t VmPolicer::burst_bytes(uint64_t rate_bps) {
 
 std::unique_ptr<VmPolicer> VmPolicer::create(const VmConfig& vm, std::string* err) {
   std::unique_ptr<VmPolicer> p(new VmPolicer());
-  for (const IpAddr& a : vm.ipv4) p->addrs_.push_back({a, Family::kV4});
-  for (const IpAddr& a : vm.ipv6) p->addrs_.push_back({a, Family::kV6});
   rte_meter_srtcm_params params{};
   params.cir = std::max<uint64_t>(vm.profile.qos_rate_bps / 8, 1);
   params.cbs = burst_bytes(vm.profile.qos_rate_bps);
@@ -31,14 +29,8 @@ std::unique_ptr<VmPolicer> VmPolicer::create(const VmConfig& vm, std::string* er
   return p;
 }
 
-VmPolicer::Side VmPolicer::side_of(const IpAddr& src, Family f) const {
-  for (const Addr& a : addrs_)
-    if (a.family == f && a.ip == src) return kFromVm;
-  return kToVm;
-}
-
-bool VmPolicer::admit(const IpAddr& src, Family f, uint32_t len, uint64_t tsc) {
-  const Side s = side_of(src, f);
+bool VmPolicer::admit(VmSide side, uint32_t len, uint64_t tsc) {
+  const int s = static_cast<int>(side);
   rte_spinlock_lock(&lock_);
   // Workers read their TSC before taking the lock, so a bucket can see a time a little older
   // than one it has seen: rte_meter's unsigned difference would then wrap to a huge refill.

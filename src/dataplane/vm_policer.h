@@ -16,9 +16,7 @@
 // with 100 ms, 58-88 % over five runs), short enough that the rate holds over a fraction of a
 // second.
 //
-// Direction: a packet whose source address (as received, before any translation) is one of
-// the VM's addresses comes from the VM; any other packet of the VM's connections goes to it
-// (replies to the VM's translated connections arrive for the public address).
+// Direction: the worker asks the VM's VmAddresses (vm_traffic.h), as for its traffic counters.
 #pragma once
 
 #include <rte_meter.h>
@@ -28,36 +26,31 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "common/net_types.h"
 #include "config/config.h"
+#include "dataplane/vm_traffic.h"
 
 namespace baton {
 
 class VmPolicer {
  public:
-  enum Side : int { kFromVm = 0, kToVm = 1 };
-
   // nullptr with *err when rte_meter refuses the rate; callers create one only for a rate > 0.
   static std::unique_ptr<VmPolicer> create(const VmConfig& vm, std::string* err);
 
   static uint64_t burst_bytes(uint64_t rate_bps);
 
-  // Worker side: whether a packet of `len` bytes (frame length) may pass at TSC time `tsc`.
-  bool admit(const IpAddr& src, Family f, uint32_t len, uint64_t tsc);
+  // Worker side: whether a packet of `len` bytes (frame length) going `s` may pass at TSC
+  // time `tsc`.
+  bool admit(VmSide s, uint32_t len, uint64_t tsc);
 
-  Side side_of(const IpAddr& src, Family f) const;
-  uint64_t dropped(Side s) const { return dropped_[s].load(std::memory_order_relaxed); }
+  uint64_t dropped(VmSide s) const {
+    return dropped_[static_cast<int>(s)].load(std::memory_order_relaxed);
+  }
 
  private:
   VmPolicer() = default;
 
-  struct Addr {
-    IpAddr ip;
-    Family family;
-  };
-  std::vector<Addr> addrs_;  // the VM's addresses, fixed at creation
   rte_spinlock_t lock_ = RTE_SPINLOCK_INITIALIZER;
   rte_meter_srtcm_profile profile_{};
   rte_meter_srtcm meter_[2]{};

@@ -49,6 +49,7 @@ VmTable::~VmTable() {
     close_migration_rings(id);
     delete slots_[id].profile_acl.load(std::memory_order_relaxed);
     delete slots_[id].policer.load(std::memory_order_relaxed);
+    delete slots_[id].addresses.load(std::memory_order_relaxed);
   }
   if (by_ip_) rte_hash_free(by_ip_);
 }
@@ -119,6 +120,8 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
   s.mac.store(mac, std::memory_order_relaxed);  // published with the addresses below
   s.profile_acl.store(profile.release(), std::memory_order_relaxed);
   s.policer.store(policer.release(), std::memory_order_relaxed);
+  s.addresses.store(new VmAddresses(vm), std::memory_order_relaxed);
+  s.carried = VmTraffic{};
   s.state.store(VmState::kLocal, std::memory_order_release);
   auto put = [&](const IpAddr& a, Family f) {
     IpKey k = ip_key(a, f);
@@ -148,6 +151,7 @@ VmTable::Retired VmTable::remove(uint16_t id) {
   Retired r;
   r.acl.reset(s.profile_acl.exchange(nullptr, std::memory_order_acq_rel));
   r.policer.reset(s.policer.exchange(nullptr, std::memory_order_acq_rel));
+  r.addresses.reset(s.addresses.exchange(nullptr, std::memory_order_acq_rel));
   return r;
 }
 

@@ -34,6 +34,7 @@
 #include "config/config.h"
 #include "dataplane/acl.h"
 #include "dataplane/vm_policer.h"
+#include "dataplane/vm_traffic.h"
 
 namespace baton {
 
@@ -51,6 +52,9 @@ struct alignas(64) VmSlot {
   // The profile's QoS rate, or nullptr when it has none; on state's cache line, as every packet
   // of the VM reads both. Owned like profile_acl (below).
   std::atomic<VmPolicer*> policer{nullptr};
+  // Which way a packet of the VM goes (vm_traffic.h); every used slot has one. Owned like
+  // profile_acl.
+  std::atomic<const VmAddresses*> addresses{nullptr};
   // SP/SC per worker: slot numbers of changed entries, one ring per epoch parity. An entry is
   // queued once per epoch, so a delta round (which starts a new epoch) drains only the ring of
   // the epoch that ended: an entry already queued in the new epoch is not queued again when it
@@ -66,6 +70,10 @@ struct alignas(64) VmSlot {
   // context is handed to the caller, who frees it after a grace period.
   std::atomic<const Acl*> profile_acl{nullptr};
   VmConfig config;                        // control core only
+  // What migrations brought with the VM (its counts at its earlier instances); control core
+  // only, under the table's control_mutex(). The VM's lifetime traffic is this plus the
+  // workers' rows (Dataplane::vm_traffic).
+  VmTraffic carried;
 
   static int parity(uint16_t epoch) { return epoch & 1; }
 };
@@ -90,6 +98,7 @@ class VmTable {
   struct Retired {
     std::unique_ptr<const Acl> acl;
     std::unique_ptr<VmPolicer> policer;
+    std::unique_ptr<const VmAddresses> addresses;
   };
   // Forgets a VM's addresses and frees its id; caller ensures no entries remain.
   [[nodiscard]] Retired remove(uint16_t id);

@@ -513,7 +513,8 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kProfileDeny);
   }
-  if (vm && !qos_admits(dp_.vms().slot(vm), m, pm)) {  // a SYN over the rate opens nothing
+  const VmSide side = vm ? vm_side(dp_.vms().slot(vm), pm) : VmSide::kToVm;
+  if (vm && !qos_admits(dp_.vms().slot(vm), side, m)) {  // a SYN over the rate opens nothing
     if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kQosExceeded);
   }
@@ -545,7 +546,10 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   }
   stats_.conn_created++;
   stats_.conns[conn_kind(proto, e.l4_state)]++;
-  if (vm) note_change(static_cast<uint32_t>(slot), table_->entry(slot));
+  if (vm) {
+    note_change(static_cast<uint32_t>(slot), table_->entry(slot));
+    vm_traffic_[vm].count(side, m->pkt_len);
+  }
   if (xv.kind == XlateVerdict::kTranslate) translate(m, pm, static_cast<uint32_t>(slot), true);
   if (unlikely(pm.first_fragment)) accept_first_fragment(m, pm, translated);
   forward(m);
@@ -553,6 +557,8 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
 
 void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir d) {
   ConnEntry& e = table_->entry(slot);
+  VmTraffic* vm_row = nullptr;  // the VM's traffic counters, counted once the packet passes
+  VmSide side = VmSide::kToVm;
   if (e.vm_id) {
     VmSlot& vs = dp_.vms().slot(e.vm_id);
     VmState st = vs.state.load(std::memory_order_acquire);
@@ -569,16 +575,23 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
       e.flags &= ~connflag::kPending;
       table_->end_write(slot);
     }
+    side = vm_side(vs, pm);
     // Before the tracker: a packet over the rate changes nothing, as if lost on the wire.
-    if (unlikely(!qos_admits(vs, m, pm))) return drop(m, DropReason::kQosExceeded);
+    if (unlikely(!qos_admits(vs, side, m))) return drop(m, DropReason::kQosExceeded);
+    vm_row = &vm_traffic_[e.vm_id];
   }
   if (pm.icmp.is_error) {
     // Related traffic: passes for a known flow, changes nothing in it.
     if ((e.flags & connflag::kXlate) && !translate(m, pm, slot, d == e.orig_dir()))
       return drop(m, DropReason::kIcmpNoFlow);
+    if (vm_row) vm_row->count(side, m->pkt_len);
     return forward(m);
   }
-  if (l7_ && l7_->is_l7(slot)) return l7_segment(m, pm, slot, d == e.orig_dir());
+  if (l7_ && l7_->is_l7(slot)) {
+    // Counted as taken in: the proxy may hold a head's bytes before it sends them on.
+    if (vm_row) vm_row->count(side, m->pkt_len);
+    return l7_segment(m, pm, slot, d == e.orig_dir());
+  }
   if (unlikely((e.flags & connflag::kXlate) && pm.tuple.proto == 6 &&
                (pm.tcp.flags & (tcpflag::kSyn | tcpflag::kAck)) == tcpflag::kSyn &&
                d == e.orig_dir() &&
@@ -618,7 +631,10 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
   e.last_seen = now_s_;
   table_->end_write(slot);
   if (e.age_class != old_class) reclass(slot, old_class);
-  if (e.vm_id) note_change(slot, e);
+  if (vm_row) {
+    note_change(slot, e);
+    vm_row->count(side, m->pkt_len);
+  }
   const bool translated = e.flags & connflag::kXlate;
   if (translated) translate(m, pm, slot, d == e.orig_dir());
   if (unlikely(pm.first_fragment)) accept_first_fragment(m, pm, translated);
@@ -632,9 +648,14 @@ bool Worker::profile_permits(uint16_t vm, const Tuple& seen) const {
   return !rules || rules->classify_one(AclQuery{0, seen}).action == Action::kPermit;
 }
 
-bool Worker::qos_admits(VmSlot& vs, const rte_mbuf* m, const PacketMeta& pm) {
+VmSide Worker::vm_side(const VmSlot& vs, const PacketMeta& pm) {
+  const VmAddresses* a = vs.addresses.load(std::memory_order_acquire);
+  return a ? a->side_of(pm.tuple.src, pm.tuple.family) : VmSide::kToVm;
+}
+
+bool Worker::qos_admits(VmSlot& vs, VmSide side, const rte_mbuf* m) {
   VmPolicer* p = vs.policer.load(std::memory_order_acquire);
-  return !p || p->admit(pm.tuple.src, pm.tuple.family, m->pkt_len, rte_rdtsc());
+  return !p || p->admit(side, m->pkt_len, rte_rdtsc());
 }
 
 // Change tracking for a VM under migration. The VM's epoch is bumped by the control core at

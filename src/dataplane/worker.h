@@ -33,6 +33,8 @@
 #include "dataplane/translator.h"
 #include "lb/l7_proxy.h"
 #include "nat/conn_xlate.h"
+#include "dataplane/vm_table.h"
+#include "dataplane/vm_traffic.h"
 #include "dataplane/worker_stats.h"
 
 namespace baton {
@@ -65,7 +67,8 @@ struct InstallItem {
 struct WorkerCommand {
   enum class Kind : uint8_t {
     kInstall,    // install/update items as pending entries of vm
-    kDeleteVm,   // remove every entry of vm (source, after SUCCESS; destination, on FAIL)
+    kDeleteVm,   // remove every entry of vm (destination, on FAIL)
+    kRetireVm,   // kDeleteVm, and zero vm's traffic row: the VM leaves the table, its id is freed
     kClearEpochs,  // zero the change-tracking mark of every entry of vm (migrate::begin_epoch)
   };
   Kind kind = Kind::kInstall;
@@ -108,6 +111,9 @@ class Worker {
   uint16_t id() const { return id_; }
   unsigned lcore() const { return lcore_; }
   const WorkerStats& stats() const { return stats_; }
+  // What this worker forwarded of VM `vm` since its entries were last deleted (vm_traffic.h);
+  // read by the control core like stats().
+  const VmTraffic& vm_traffic(uint16_t vm) const { return vm_traffic_[vm]; }
   ConnTable& table() { return *table_; }
   const ConnTable& table() const { return *table_; }
   // L7 services' side table of this shard (phase, splice offsets per slot) and head buffers;
@@ -198,8 +204,9 @@ class Worker {
   void drop(rte_mbuf* m, DropReason r);
   bool hold(rte_mbuf* m, uint16_t vm);  // parks the packet on a frozen VM's hold ring
   bool profile_permits(uint16_t vm, const Tuple& seen) const;
+  static VmSide vm_side(const VmSlot& vs, const PacketMeta& pm);
   // The VM's QoS policer (vm_policer.h), if it has one, admits the packet.
-  bool qos_admits(VmSlot& vs, const rte_mbuf* m, const PacketMeta& pm);
+  bool qos_admits(VmSlot& vs, VmSide side, const rte_mbuf* m);
   void note_change(uint32_t slot, ConnEntry& e);
   void queue_change(VmSlot& vs, uint16_t epoch, uint32_t slot);  // on the epoch's dirty ring
   void forget(uint32_t slot);  // state gauge bookkeeping before a removal
@@ -250,6 +257,7 @@ class Worker {
   bool clock_pinned_ = false;
   bool removed_in_burst_ = false;  // handle_known replaced a closed translated connection
   WorkerStats stats_;
+  std::unique_ptr<VmTraffic[]> vm_traffic_{new VmTraffic[kMaxVms]};  // by VM id, owner-written
   // Per-burst scratch of process_burst, indexed by owned packet. Members rather than locals:
   // a local array of PacketMeta (which has default member initialisers) would be
   // value-initialised on every burst, 64 x ~200 bytes, although parse_packet() resets each

@@ -243,7 +243,8 @@ void Worker::apply(WorkerCommand& c) {
       }
       break;
     }
-    case WorkerCommand::Kind::kDeleteVm: {
+    case WorkerCommand::Kind::kDeleteVm:
+    case WorkerCommand::Kind::kRetireVm: {
       std::vector<uint32_t> slots;
       std::vector<ConnXlate> held;  // what the VM's connections held besides themselves
       table_->for_each_in_vm(c.vm, [&](uint32_t s) { slots.push_back(s); });
@@ -257,6 +258,7 @@ void Worker::apply(WorkerCommand& c) {
       if (!held.empty()) translator_->drop_unused(id_, held, now_s_);
       c.removed = static_cast<uint32_t>(slots.size());
       stats_.conn_closed += slots.size();
+      if (c.kind == WorkerCommand::Kind::kRetireVm) vm_traffic_[c.vm] = VmTraffic{};
       break;
     }
     case WorkerCommand::Kind::kClearEpochs:

@@ -1111,7 +1111,7 @@ void MigrationEngine::run_out(OutSession& s) {
     dp_.grace_period();
     forward_late(drain_hold(vs), true);
     uint64_t removed = 0;
-    migrate::VmInstaller::delete_vm(dp_, s.vm, tmo, &removed);
+    migrate::VmInstaller::delete_vm(dp_, s.vm, tmo, &removed, /*retire=*/true);
     {
       std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
       auto retired = dp_.vms().remove(s.vm);
@@ -1554,7 +1554,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
           for (rte_mbuf* m : drain_hold(vs)) rte_pktmbuf_free(m);
         }
         uint64_t removed = 0;
-        migrate::VmInstaller::delete_vm(dp_, vm, tmo, &removed);
+        migrate::VmInstaller::delete_vm(dp_, vm, tmo, &removed, /*retire=*/added_vm);
         if (added_vm) {
           std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
           dp_.grace_period();

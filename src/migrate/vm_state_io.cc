@@ -554,8 +554,11 @@ std::unique_ptr<WorkerCommand> VmInstaller::take_command() {
   return c;
 }
 
-bool VmInstaller::delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t* removed) {
-  return run_on_workers(dp, vm, WorkerCommand::Kind::kDeleteVm, timeout_ms, removed);
+bool VmInstaller::delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t* removed,
+                            bool retire) {
+  return run_on_workers(dp, vm,
+                        retire ? WorkerCommand::Kind::kRetireVm : WorkerCommand::Kind::kDeleteVm,
+                        timeout_ms, removed);
 }
 
 bool VmInstaller::run_on_workers(Dataplane& dp, uint16_t vm, WorkerCommand::Kind kind,

@@ -228,8 +228,10 @@ class VmInstaller {
   // the destination FAILs the migration with CONFLICT and this detail.
   std::string conflict;
 
-  // Removes every entry of the VM on every worker (rollback, or the source after SUCCESS).
-  static bool delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t* removed);
+  // Removes every entry of the VM on every worker (a destination's rollback); retire: the VM
+  // then leaves the table (the source after SUCCESS), its traffic rows are zeroed too.
+  static bool delete_vm(Dataplane& dp, uint16_t vm, int timeout_ms, uint64_t* removed,
+                        bool retire = false);
   // Has every worker run a command of `kind` for the VM's entries and waits for them all.
   static bool run_on_workers(Dataplane& dp, uint16_t vm, WorkerCommand::Kind kind,
                              int timeout_ms, uint64_t* removed);
