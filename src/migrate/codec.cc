@@ -22,6 +22,7 @@ const char* msg_kind_name(MsgKind k) {
     case MsgKind::kAck: return "ACK";
     case MsgKind::kAbort: return "ABORT";
     case MsgKind::kResume: return "RESUME";
+    case MsgKind::kVmCounters: return "VM_COUNTERS";
   }
   return "UNKNOWN";
 }
@@ -986,6 +987,19 @@ bool HeldPacketsMsg::decode(Reader& r) {
 
 void AckMsg::encode(Writer& w) const { w.u64(acked_seq); }
 bool AckMsg::decode(Reader& r) { return r.u64(&acked_seq); }
+
+// from_vm packets, from_vm bytes, to_vm packets, to_vm bytes.
+void VmCountersMsg::encode(Writer& w) const {
+  for (int s = 0; s < 2; s++) {
+    w.u64(traffic.packets[s]);
+    w.u64(traffic.bytes[s]);
+  }
+}
+bool VmCountersMsg::decode(Reader& r) {
+  for (int s = 0; s < 2; s++)
+    if (!r.u64(&traffic.packets[s]) || !r.u64(&traffic.bytes[s])) return false;
+  return true;
+}
 
 void ResumeMsg::encode(Writer& w) const {
   w.u64(acked_seq);

@@ -31,6 +31,7 @@
 #include "common/net_types.h"
 #include "config/config.h"
 #include "conntrack/conn_entry.h"
+#include "dataplane/vm_traffic.h"
 #include "lb/l7_proxy.h"
 #include "migrate/feedback.h"
 #include "nat/conn_xlate.h"
@@ -41,7 +42,7 @@ constexpr uint32_t kMagic = 0x4241544e;  // "BATN"
 // Protocol versions this build speaks. A frame with a version outside this range is refused
 // (kBadVersion); HELLO negotiates the highest common one (negotiation.h).
 constexpr uint16_t kProtocolVersionMin = 1;
-constexpr uint16_t kProtocolVersionMax = 5;
+constexpr uint16_t kProtocolVersionMax = 6;
 // Version 2: a ConnRecord of a translated connection (flag 0x20) is followed by its translation
 // (XlateExt, kXlateExtSize bytes). Version 1 frames never carry one.
 constexpr uint16_t kProtocolVersionXlate = 2;
@@ -58,6 +59,9 @@ constexpr uint16_t kProtocolVersionL7 = 4;
 // that the destination checks each address family's table (conn_table.h keeps one per family)
 // before anything moves. Before it, only the total was checked, against both tables' room.
 constexpr uint16_t kProtocolVersionFamilies = 5;
+// Version 6: the VM's cumulative traffic travels (VM_COUNTERS, sent with the final delta), so
+// its packet and byte counts do not restart at the destination (dataplane/vm_traffic.h).
+constexpr uint16_t kProtocolVersionVmCounters = 6;
 constexpr size_t kHeaderSize = 28;
 constexpr size_t kMaxFrameSize = 16u << 20;  // header + body
 constexpr size_t kMaxBodySize = kMaxFrameSize - kHeaderSize;
@@ -101,8 +105,9 @@ enum class MsgKind : uint16_t {
   kAck = 11,
   kAbort = 12,
   kResume = 13,
+  kVmCounters = 14,  // version 6
 };
-constexpr uint16_t kMsgKindMax = 13;
+constexpr uint16_t kMsgKindMax = 14;
 const char* msg_kind_name(MsgKind k);
 bool msg_kind_known(uint16_t v);
 
@@ -527,6 +532,16 @@ struct AbortMsg {
   void encode(Writer& w) const;
   bool decode(Reader& r);
   bool operator==(const AbortMsg&) const = default;
+};
+
+// The VM's traffic as of the freeze: what the source forwarded and what it had been brought
+// (its lifetime counts). The destination adds it to what it was brought, at activation.
+struct VmCountersMsg {
+  static constexpr MsgKind kKind = MsgKind::kVmCounters;
+  VmTraffic traffic;
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const VmCountersMsg&) const = default;
 };
 
 // A source's first frame on a new connection after the old one dropped (docs/WIRE.md, "Sequence,

@@ -460,6 +460,8 @@ json MigrationReport::to_json() const {
           {"frames_sent", frames_sent},
           {"packets", {{"held", held_packets}, {"forwarded", forwarded_packets},
                        {"lost", lost_packets}}},
+          {"vm_traffic", {{"carried", traffic_carried}, {"packets", traffic_packets},
+                          {"bytes", traffic_bytes}}},
           {"ms", {{"prepare", prepare_ms}, {"precopy", precopy_ms},
                   {"final_delta", final_delta_ms}, {"activation", activation_ms},
                   {"freeze", freeze_ms}, {"baton_freeze", baton_freeze_ms}}}};
@@ -470,11 +472,12 @@ std::string MigrationReport::summary() const {
   std::snprintf(buf, sizeof buf,
                 "migration %lu vm=%s role=%s result=%s%s%s entries snapshot=%lu delta=%lu "
                 "final=%lu installed=%lu rounds=%u bytes=%lu freeze_ms=%.2f baton_ms=%.2f "
-                "held=%lu forwarded=%lu lost=%lu seq_moved_in_final=%lu",
+                "held=%lu forwarded=%lu lost=%lu seq_moved_in_final=%lu vm_traffic_bytes=%s",
                 id, vm.c_str(), role.c_str(), migrate::fail_reason_name(reason),
                 detail.empty() ? "" : " detail=", detail.c_str(), entries_snapshot, entries_delta,
                 entries_final, entries_installed, rounds, bytes_sent, freeze_ms, baton_freeze_ms,
-                held_packets, forwarded_packets, lost_packets, final_seq_moved);
+                held_packets, forwarded_packets, lost_packets, final_seq_moved,
+                traffic_carried ? std::to_string(traffic_bytes).c_str() : "not_carried");
   return buf;
 }
 
@@ -957,6 +960,20 @@ void MigrationEngine::run_out(OutSession& s) {
     migrate::VmReader::Counts fin;
     if (s.mode == MigrationMode::kFull)
       fin = reader.delta(migrate::VmReader::Drain::kAll, to_links(links, mid, round, tmo));
+    // The VM's lifetime traffic as of the freeze (no worker counts its packets any more), to
+    // the peers that keep it.
+    migrate::VmCountersMsg counters;
+    {
+      std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
+      counters.traffic = vs.carried;
+    }
+    counters.traffic += dp_.vm_traffic(s.vm);
+    bool counters_sent = false;
+    for (Link& l : links)
+      if (l.version >= migrate::kProtocolVersionVmCounters) {
+        l.send(counters, mid, tmo);
+        counters_sent = true;
+      }
     for (Link& l : links) l.send(migrate::FinalEndMsg{round, reader.live()}, mid, tmo);
     await_acks(links, tmo);
     double final_ms = ms_since(t_pause);
@@ -968,6 +985,9 @@ void MigrationEngine::run_out(OutSession& s) {
       r.rounds++;
       r.final_delta_ms = final_ms;
       r.phase = MigrationPhase::kFrozen;
+      r.traffic_carried = counters_sent;
+      r.traffic_packets = counters.traffic.packets[0] + counters.traffic.packets[1];
+      r.traffic_bytes = counters.traffic.bytes[0] + counters.traffic.bytes[1];
     });
 
     // ---- resume: ship parked packets, activate the peers --------------------------------
@@ -1420,6 +1440,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
       fail(FailReason::kResources, why);
     };
     bool final_seen = false, held_done = false;
+    VmTraffic carried;      // VM_COUNTERS, applied on activation
     uint64_t in_round = 0;  // records received since the last ROUND_END / FINAL_END
     Frame fr;            // reused: an ENTRIES body keeps its buffer from frame to frame
     for (;;) {
@@ -1459,6 +1480,20 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
           }
           session->ack(fr.header.seq);
           break;
+        case MsgKind::kVmCounters: {
+          // Kept aside until activation: a rolled-back migration leaves the VM's figures here
+          // as they were.
+          migrate::VmCountersMsg cm;
+          if (link.version < migrate::kProtocolVersionVmCounters ||
+              migrate::decode_body(fr, &cm) != migrate::CodecError::kOk)
+            fail(FailReason::kTransfer, "bad VM_COUNTERS");
+          carried = cm.traffic;
+          rep.traffic_carried = true;
+          rep.traffic_packets = carried.packets[0] + carried.packets[1];
+          rep.traffic_bytes = carried.bytes[0] + carried.bytes[1];
+          session->ack(fr.header.seq);
+          break;
+        }
         case MsgKind::kHeldPackets: {
           migrate::HeldPacketsMsg hm;
           if (migrate::decode_body(fr, &hm) != migrate::CodecError::kOk)
@@ -1501,6 +1536,12 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
           // a grace period, the few a worker parked while the store was landing. The source
           // hears ACTIVATED before that grace period: the VM is active from the store on, and
           // the wait only concerns packets already here.
+          {
+            // With the activation: from here on the workers count the VM's packets here. Added
+            // (n:1, several sources each bring what they counted).
+            std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
+            vs.carried += carried;
+          }
           vs.state.store(VmState::kLocal, std::memory_order_seq_cst);
           rep.forwarded_packets += from_source.size();
           rep.lost_packets += reinject(dp_, from_source);

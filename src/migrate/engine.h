@@ -85,6 +85,10 @@ struct MigrationReport {
   uint32_t resumes = 0;  // dropped connections this migration came back from (RESUME)
   uint64_t bytes_sent = 0, frames_sent = 0;
   uint64_t held_packets = 0, forwarded_packets = 0, lost_packets = 0;
+  // The VM's lifetime traffic that travelled (VM_COUNTERS, version 6), both directions; the
+  // source sends it to the peers that speak version 6, a destination applies it on activation.
+  bool traffic_carried = false;
+  uint64_t traffic_packets = 0, traffic_bytes = 0;
   double prepare_ms = 0, precopy_ms = 0, final_delta_ms = 0, activation_ms = 0;
   double freeze_ms = 0;        // pause signal to activation confirmed by the peer(s)
   double baton_freeze_ms = 0;  // the part of it Baton spent (final delta + activation)

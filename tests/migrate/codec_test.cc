@@ -225,6 +225,21 @@ TEST(Codec, RoundTripsEveryMessageKind) {
   expect_round_trip(h);
   expect_round_trip(AckMsg{77});
   expect_round_trip(AbortMsg{FailReason::kAborted, "operator"});
+  expect_round_trip(VmCountersMsg{VmTraffic{{1, 0xffffffffffull}, {1500, 0x0102030405060708ull}}});
+}
+
+// VM_COUNTERS (version 6): four u64, big-endian: from_vm packets and bytes, to_vm packets and
+// bytes (docs/WIRE.md).
+TEST(Codec, VmCountersHaveTheirDocumentedLayout) {
+  auto b = encode_frame(VmCountersMsg{VmTraffic{{1, 2}, {3, 0x0102030405060708ull}}}, 1, 1);
+  ASSERT_EQ(b.size(), kHeaderSize + 32);
+  EXPECT_EQ(b[7], 14);                                  // kind
+  EXPECT_EQ(b[kHeaderSize + 7], 1);                     // packets from the VM
+  EXPECT_EQ(b[kHeaderSize + 15], 3);                    // bytes from the VM
+  EXPECT_EQ(b[kHeaderSize + 23], 2);                    // packets to the VM
+  EXPECT_EQ(b[kHeaderSize + 24], 1);                    // bytes to the VM, high byte first
+  EXPECT_EQ(b[kHeaderSize + 31], 8);
+  EXPECT_STREQ(msg_kind_name(MsgKind::kVmCounters), "VM_COUNTERS");
 }
 
 TEST(Codec, LargestEntriesFrameFitsAndRoundTrips) {
@@ -350,6 +365,7 @@ TEST(Codec, RejectsTruncationAtEveryLength) {
       HeldPacketsMsg{{{Side::kVm, std::vector<uint8_t>(64, 1)}, {Side::kNetwork, {1, 2}}}});
   expect_every_truncation_rejected(AckMsg{5});
   expect_every_truncation_rejected(AbortMsg{FailReason::kAborted, "x"});
+  expect_every_truncation_rejected(VmCountersMsg{VmTraffic{{1, 2}, {3, 4}}});
 }
 
 class CodecCorrupt : public ::testing::Test {

@@ -433,6 +433,28 @@ class Resume : public ::testing::Test {
     ASSERT_EQ(code, 200) << r.dump();
   }
 
+  // The VM's cumulative traffic (vm_traffic.h) as migrations before this one brought it to the
+  // source: this one must hand it on (VM_COUNTERS) with what the source forwarded (nothing
+  // here: no packet runs through the source's workers).
+  void bring_traffic() {
+    std::lock_guard<std::mutex> lock(a_->vms().control_mutex());
+    a_->vms().slot(vm_a_).carried = kBrought;
+  }
+  // Both reports say the counts travelled; the destination holds them, as the VM's carried
+  // figures, from its activation on.
+  void expect_traffic_carried(const nlohmann::json& source, const nlohmann::json& dest) {
+    const uint64_t bytes = kBrought.bytes[0] + kBrought.bytes[1];
+    for (const nlohmann::json* r : {&source, &dest}) {
+      EXPECT_EQ((*r)["vm_traffic"]["carried"], true) << r->dump();
+      EXPECT_EQ((*r)["vm_traffic"]["bytes"].get<uint64_t>(), bytes) << r->dump();
+    }
+    std::lock_guard<std::mutex> lock(b_->vms().control_mutex());
+    auto vm = b_->vms().find_by_name("web1");
+    ASSERT_TRUE(vm);
+    EXPECT_EQ(b_->vms().slot(*vm).carried, kBrought);
+  }
+  static constexpr VmTraffic kBrought{{7, 11}, {9000, 0x1'0000'0005ull}};
+
   // The destination holds exactly the expected entries (key, version, moving fields), active.
   void expect_destination_holds_exactly_the_source() {
     auto vm = b_->vms().find_by_name("web1");
@@ -617,6 +639,7 @@ TEST_F(Resume, LinkCutInTheSnapshotResumesAndTheDestinationHoldsEveryEntry) {
 
 TEST_F(Resume, LinkCutInTheFinalDeltaResumesWithMovedAndDeletedEntries) {
   ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(bring_traffic());
   auto [code, body] = ea_->prepare("web1", {"b"}, MigrationMode::kFull);
   ASSERT_EQ(code, 202) << body.dump();
   nlohmann::json r = wait_source(precopy_acked);
@@ -637,6 +660,7 @@ TEST_F(Resume, LinkCutInTheFinalDeltaResumesWithMovedAndDeletedEntries) {
   nlohmann::json d = wait_destination_done();
   EXPECT_EQ(d["result"], "SUCCESS") << d.dump();
   expect_destination_holds_exactly_the_source();
+  expect_traffic_carried(r, d);
 }
 
 TEST_F(Resume, DestinationGoneLongerThanTheBudgetFailsTransferAndBothSidesRollBack) {

@@ -25,6 +25,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <optional>
 #include <vector>
 
 #include "config/config.h"
@@ -161,6 +162,9 @@ struct Case {
   std::vector<CounterExpect> counters;
   uint32_t capacity = 1024;
   const char* vms = "";  // a `vms:` section appended to the config
+  // What VM web1's traffic counters must say in the end (forwarded packets and frame bytes,
+  // from the VM / to it), for a case that checks them.
+  std::optional<VmTraffic> web1;
 };
 
 uint64_t counter(const WorkerStats& s, const std::string& name) {
@@ -332,7 +336,11 @@ std::vector<Case> cases() {
                  "  - name: web1\n"
                  "    mac: \"02:00:00:00:01:10\"\n"
                  "    ipv4: [10.1.0.10]\n"
-                 "    profile: {qos_rate_bps: 800}\n"});
+                 "    profile: {qos_rate_bps: 800}\n",
+                 // Forwarded only: from the VM its SYN-ACK (54 bytes) and two 1454-byte frames,
+                 // to it the SYN, the bare ACK and two 1454-byte frames; the other host's
+                 // datagrams are nobody's.
+                 VmTraffic{{3, 4}, {54 + 2 * 1454, 2 * 54 + 2 * 1454}}});
   }
   {
     // IPv6 connections live in a hash of their own (16-byte IPv4 keys, 40-byte IPv6 keys) with
@@ -409,6 +417,51 @@ TEST_P(PipelineTable, VerdictsAndCounters) {
   }
   for (const CounterExpect& ce : c.counters)
     EXPECT_EQ(counter(w.stats(), ce.name), ce.value) << c.description << ": counter " << ce.name;
+  if (c.web1) {
+    auto vm = dp->vms().find_by_name("web1");
+    ASSERT_TRUE(vm);
+    const VmTraffic got = dp->vm_traffic(*vm);
+    for (int side = 0; side < 2; side++) {
+      const char* way = side == 0 ? "from_vm" : "to_vm";
+      EXPECT_EQ(got.packets[side], c.web1->packets[side]) << c.description << ": packets " << way;
+      EXPECT_EQ(got.bytes[side], c.web1->bytes[side]) << c.description << ": bytes " << way;
+    }
+  }
+  w.set_tx_sink(nullptr);
+}
+
+// A VM's traffic counters outlive its entries (a destination's rollback deletes those), and
+// restart when the VM leaves the table (kRetireVm: its id may go to another VM).
+TEST(PipelineVmTraffic, DeletingTheEntriesKeepsTheCountsRetiringTheVmZeroesThem) {
+  auto dp = make_dp(config_yaml(unique_name("vt"), 1024, 1, true));
+  ASSERT_TRUE(dp);
+  Worker& w = *dp->workers()[0];
+  Capture cap;
+  w.set_tx_sink(&cap.sink);
+  w.set_now(1);
+  for (const Step& s : handshake()) {
+    rte_mbuf* m = to_mbuf(dp->pool(), s.pkt.build(), s.in_port);
+    ASSERT_NE(m, nullptr);
+    w.process_burst(&m, 1);
+    w.flush_tx();
+  }
+  const uint16_t vm = *dp->vms().find_by_name("web1");
+  const VmTraffic after_handshake{{1, 2}, {54, 2 * 54}};  // web1 is the server S
+  EXPECT_EQ(dp->vm_traffic(vm), after_handshake);
+  auto run = [&](WorkerCommand::Kind kind) {
+    WorkerCommand c;
+    c.kind = kind;
+    c.vm = vm;
+    ASSERT_TRUE(w.command(&c));
+    w.housekeeping();
+    ASSERT_TRUE(c.done.load());
+    EXPECT_EQ(c.removed, kind == WorkerCommand::Kind::kDeleteVm ? 1u : 0u);
+  };
+  ASSERT_NO_FATAL_FAILURE(run(WorkerCommand::Kind::kDeleteVm));
+  EXPECT_EQ(w.table().vm_count(vm), 0u);
+  EXPECT_EQ(dp->vm_traffic(vm), after_handshake);
+  ASSERT_NO_FATAL_FAILURE(run(WorkerCommand::Kind::kRetireVm));
+  EXPECT_EQ(dp->vm_traffic(vm), VmTraffic{});
   w.set_tx_sink(nullptr);
 }
 
