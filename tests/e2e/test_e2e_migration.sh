@@ -38,6 +38,10 @@ bg ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" hold $VM_IP 7000 20
 LATE=${PIDS[-1]}
 sleep 2
 
+# The VM's traffic so far, counted at A: it must reach B with the final delta (VM_COUNTERS).
+a_bytes=$(api_get "$A_API" /v1/vms | jq '.[] | select(.name == "vm1") | .lifetime | .from_vm.bytes + .to_vm.bytes')
+[ "${a_bytes:-0}" -gt 1000000 ] || die "A counted only '$a_bytes' bytes of vm1's traffic"
+
 log "pause"
 r=$(migrate_signal "$A_API" vm1 pause); echo "$r" | jq -c '{phase, result, entries}'
 [ "$(jq -r .phase <<<"$r")" = frozen ] || die "pause did not freeze: $r"
@@ -91,6 +95,18 @@ q=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1") | .qos.rate_bps'
 [ "$q" = 10000000000 ] || die "B polices vm1 at '$q' bit/s, not the 10 Gbit/s of its profile"
 api_get "$A_API" /v1/vms | jq -e '[.[] | select(.name == "vm1")] | length == 0' >/dev/null || die "A still holds vm1"
 rep=$(api_get "$A_API" /v1/vms/vm1/migration)
+# B carries A's count of the VM's traffic as of the freeze (at least what A said before the
+# pause), exactly as the report says, and counts on from there.
+carried=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1") | .carried | .from_vm.bytes + .to_vm.bytes')
+[ "$(jq .vm_traffic.carried <<<"$rep")" = true ] || die "the report says vm1's traffic stayed at A: $(jq -c .vm_traffic <<<"$rep")"
+[ "$carried" = "$(jq .vm_traffic.bytes <<<"$rep")" ] || die "B carries $carried bytes of vm1's traffic, the report $(jq -c .vm_traffic <<<"$rep")"
+[ "$carried" -ge "$a_bytes" ] || die "B carries $carried bytes of vm1's traffic, A had counted $a_bytes before the pause"
+here=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1") | .traffic | .from_vm.bytes + .to_vm.bytes')
+[ "$here" -gt 0 ] || die "B counted none of vm1's traffic after the move"
+n=$(metric_get "$B_MET" baton_vm_carried_bytes 'vm="vm1",direction="to_vm"')
+[ "$n" -gt 0 ] || die "B exports no carried bytes to vm1"
+log "vm1's traffic: $carried bytes carried from A ($a_bytes before the pause), $here counted at B since"
+"$BATONCTL" --api "$B_API" vms | grep -q vm1 || die "batonctl vms does not show vm1 at B"
 echo "$rep" | jq -c '{result, entries, rounds, bytes_sent, packets, ms}'
 "$BATONCTL" --api "$A_API" migrations >/dev/null || die "batonctl migrations failed"
 # Every series the shipped Grafana dashboard plots exists on a live instance.
