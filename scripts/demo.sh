@@ -53,7 +53,8 @@ api_get "$A_API" /v1/vms/vm1/migration | jq -r '
   "bytes to peer:     \(.bytes_sent)",
   "pre-copy:          \(.ms.precopy | floor) ms",
   "freeze:            \(.ms.freeze * 100 | floor / 100) ms pause->activation, of which Baton \(.ms.baton_freeze * 100 | floor / 100) ms",
-  "packets held:      \(.packets.held), forwarded to B \(.packets.forwarded), lost \(.packets.lost)"'
+  "packets held:      \(.packets.held), forwarded to B \(.packets.forwarded), lost \(.packets.lost)",
+  "VM traffic count:  \(if .vm_traffic.carried then "\(.vm_traffic.bytes) bytes carried to B" else "stayed at A" end)"'
 echo
 "$BATONCTL" --api "$B_API" vms
 stop_batond "$A_PID"; stop_batond "$B_PID"
