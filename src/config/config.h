@@ -84,6 +84,9 @@ struct VmProfile {  // static policy that travels with the VM
   std::vector<AclRule> acl;         // rules that apply to this VM's traffic, zone = vm name
   uint64_t qos_rate_bps = 0;        // 0 = unlimited
   std::optional<IpAddr> nat_public_ip;
+  // SYN-flood guard (seed 000 3.2.1.2.3): at most this many of the VM's TCP connections opened
+  // in one direction (by the VM, or to it) may be unfinished handshakes; 0 = no limit.
+  uint32_t max_half_open = 0;
 };
 
 struct VmConfig {

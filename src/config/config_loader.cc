@@ -613,8 +613,10 @@ class Loader {
     addresses("ipv6", Family::kV6, &vm.ipv6);
     if (auto* x = m.get("vlan")) vm.vlan = static_cast<uint16_t>(uint_in(*x, 0, 4095));
     if (auto* x = m.get("profile")) {
-      MapReader pm(*x, {"qos_rate_bps", "nat_public_ip", "acl"});
+      MapReader pm(*x, {"qos_rate_bps", "nat_public_ip", "acl", "max_half_open"});
       if (auto* q = pm.get("qos_rate_bps")) vm.profile.qos_rate_bps = uint_in(*q, 0, UINT64_MAX / 2);
+      if (auto* q = pm.get("max_half_open"))
+        vm.profile.max_half_open = static_cast<uint32_t>(uint_in(*q, 0, UINT32_MAX));
       if (auto* q = pm.get("nat_public_ip")) {
         Family f;
         vm.profile.nat_public_ip = ip_of(*q, &f);

@@ -173,6 +173,10 @@ json DaemonApi::vms_json() {
     VmTraffic lifetime = s.carried;
     lifetime += here;
     v["lifetime"] = traffic_json(lifetime);
+    v["half_open"] = {{"from_vm", dp_.vm_half_open(id, VmSide::kFromVm)},
+                      {"to_vm", dp_.vm_half_open(id, VmSide::kToVm)},
+                      {"limit", s.config.profile.max_half_open
+                                    ? json(s.config.profile.max_half_open) : json(nullptr)}};
     if (const VmPolicer* p = s.policer.load(std::memory_order_acquire))
       v["qos"] = {{"rate_bps", s.config.profile.qos_rate_bps},
                   {"burst_bytes", VmPolicer::burst_bytes(s.config.profile.qos_rate_bps)},
@@ -401,13 +405,16 @@ std::vector<prometheus::MetricFamily> DaemonApi::collect() {
 }
 
 // Per VM: its traffic through this instance (counters: they start when the VM arrives here),
-// what migrations brought with it (gauges: a dashboard adds them for the VM's lifetime), and
-// for a VM with a QoS rate the rate and the drops per direction.
+// what migrations brought with it (gauges: a dashboard adds them for the VM's lifetime), its
+// half-open connections (and limit), and for a VM with a QoS rate the rate and the drops per
+// direction.
 void DaemonApi::collect_vms(std::vector<prometheus::MetricFamily>& out) {
   auto packets = control::counter_family("baton_vm_packets_total", "Packets of a VM forwarded by this instance, by direction (from_vm, to_vm)");
   auto bytes = control::counter_family("baton_vm_bytes_total", "Frame bytes of a VM forwarded by this instance, by direction");
   auto carried_packets = control::gauge_family("baton_vm_carried_packets", "A VM's packets counted at the instances it migrated from, by direction");
   auto carried_bytes = control::gauge_family("baton_vm_carried_bytes", "A VM's frame bytes counted at the instances it migrated from, by direction");
+  auto half_open = control::gauge_family("baton_vm_half_open_connections", "A VM's TCP connections still in their handshake, by the direction of their SYN");
+  auto half_open_limit = control::gauge_family("baton_vm_half_open_limit", "A VM's profile max_half_open, per direction of the SYN");
   auto rate = control::gauge_family("baton_vm_qos_rate_bits_per_second", "A VM's profile rate, policed in each direction");
   auto dropped = control::counter_family("baton_vm_qos_dropped_packets_total", "Packets over a VM's rate, by direction (from_vm, to_vm)");
   VmTable& vms = dp_.vms();
@@ -423,6 +430,9 @@ void DaemonApi::collect_vms(std::vector<prometheus::MetricFamily>& out) {
       control::add_sample(bytes, l, static_cast<double>(here.bytes[i]));
       control::add_sample(carried_packets, l, static_cast<double>(s.carried.packets[i]));
       control::add_sample(carried_bytes, l, static_cast<double>(s.carried.bytes[i]));
+      control::add_sample(half_open, l, static_cast<double>(dp_.vm_half_open(id, side)));
+      if (s.config.profile.max_half_open)
+        control::add_sample(half_open_limit, l, static_cast<double>(s.config.profile.max_half_open));
       if (const VmPolicer* p = s.policer.load(std::memory_order_acquire))
         control::add_sample(dropped, l, static_cast<double>(p->dropped(side)));
     }
@@ -430,7 +440,8 @@ void DaemonApi::collect_vms(std::vector<prometheus::MetricFamily>& out) {
       control::add_sample(rate, {{"vm", s.config.name}},
                           static_cast<double>(s.config.profile.qos_rate_bps));
   }
-  for (auto* f : {&packets, &bytes, &carried_packets, &carried_bytes, &rate, &dropped})
+  for (auto* f : {&packets, &bytes, &carried_packets, &carried_bytes, &half_open, &half_open_limit,
+                  &rate, &dropped})
     out.push_back(std::move(*f));
 }
 

@@ -188,8 +188,14 @@ void Dataplane::grace_period() { rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_I
 
 VmTraffic Dataplane::vm_traffic(uint16_t vm) const {
   VmTraffic t;
-  for (const auto& w : workers_) t += w->vm_traffic(vm);
+  for (const auto& w : workers_) t += w->vm_row(vm).traffic;
   return t;
+}
+
+uint32_t Dataplane::vm_half_open(uint16_t vm, VmSide side) const {
+  int64_t n = 0;
+  for (const auto& w : workers_) n += w->vm_row(vm).half_open[static_cast<int>(side)];
+  return static_cast<uint32_t>(std::max<int64_t>(n, 0));
 }
 
 uint32_t Dataplane::now_s() const {

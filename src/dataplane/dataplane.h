@@ -66,6 +66,9 @@ class Dataplane {
   // What the workers forwarded of VM `vm` since it got its id here (vm_traffic.h); with the
   // VM's slot's `carried`, its lifetime traffic.
   VmTraffic vm_traffic(uint16_t vm) const;
+  // The VM's half-open TCP connections opened in direction `side`, over all workers (a worker
+  // asks for a new connection of a VM with max_half_open; a sum a few packets late is fine).
+  uint32_t vm_half_open(uint16_t vm, VmSide side) const;
 
   // Blocks until every worker has passed a quiescent point after this call: anything a
   // worker did before is visible, and any packet it reads after sees what was stored before.

@@ -20,6 +20,7 @@ namespace baton {
   X(kAclDeny, "acl_deny")                                                     \
   X(kProfileDeny, "profile_deny")        /* the VM's own profile rules */     \
   X(kQosExceeded, "qos_exceeded")        /* over the VM's profile rate */     \
+  X(kHalfOpenLimit, "half_open_limit")   /* SYN over the VM's max_half_open */\
   X(kNoConnection, "no_connection")      /* mid-stream, no entry: no pickup */\
   X(kTcpInvalid, "tcp_invalid")          /* flags or state transition */      \
   X(kTcpOutOfWindow, "tcp_out_of_window")                                     \

@@ -121,6 +121,7 @@ std::optional<uint16_t> VmTable::add(const VmConfig& vm, std::string* err) {
   s.profile_acl.store(profile.release(), std::memory_order_relaxed);
   s.policer.store(policer.release(), std::memory_order_relaxed);
   s.addresses.store(new VmAddresses(vm), std::memory_order_relaxed);
+  s.max_half_open.store(vm.profile.max_half_open, std::memory_order_relaxed);
   s.carried = VmTraffic{};
   s.state.store(VmState::kLocal, std::memory_order_release);
   auto put = [&](const IpAddr& a, Family f) {

@@ -55,6 +55,7 @@ struct alignas(64) VmSlot {
   // Which way a packet of the VM goes (vm_traffic.h); every used slot has one. Owned like
   // profile_acl.
   std::atomic<const VmAddresses*> addresses{nullptr};
+  std::atomic<uint32_t> max_half_open{0};  // the profile's; 0 = no limit
   // SP/SC per worker: slot numbers of changed entries, one ring per epoch parity. An entry is
   // queued once per epoch, so a delta round (which starts a new epoch) drains only the ring of
   // the epoch that ended: an entry already queued in the new epoch is not queued again when it

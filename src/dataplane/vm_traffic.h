@@ -8,7 +8,7 @@
 // it (replies to its translated connections arrive for the public address). The QoS policer
 // and the traffic counters both ask VmAddresses, so they cannot disagree.
 //
-// Counting: each worker adds the VM's forwarded packets to its own VmTraffic row (worker.h),
+// Counting: each worker adds the VM's forwarded packets to its own VmWorkerRow (worker.h),
 // zeroed when the VM's entries are deleted (the id may be given to another VM); the control
 // core sums the rows. What a migration brought (VM_COUNTERS, docs/WIRE.md) is kept apart in
 // VmSlot::carried, so this instance's own counters stay true Prometheus counters.
@@ -59,6 +59,15 @@ struct VmTraffic {
     return *this;
   }
   bool operator==(const VmTraffic&) const = default;
+};
+
+// What a worker keeps per VM: the traffic it forwarded, and the VM's TCP connections it owns
+// that are still in their handshake (SYN_SENT, SYN_SENT2, SYN_RECV), by the direction of the
+// opening SYN (the profile's max_half_open limits each; seed 000 3.2.1.2.3). Half-open
+// connections are entries, so their count travels with them when the VM migrates.
+struct VmWorkerRow {
+  VmTraffic traffic;
+  int32_t half_open[2] = {0, 0};
 };
 
 }  // namespace baton

@@ -514,6 +514,10 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     return drop(m, DropReason::kProfileDeny);
   }
   const VmSide side = vm ? vm_side(dp_.vms().slot(vm), pm) : VmSide::kToVm;
+  if (vm && proto == 6 && !half_open_admits(vm, side)) {  // the SYN would open one too many
+    if (translated) translator_->release(id_, x, proto, now_s_);
+    return drop(m, DropReason::kHalfOpenLimit);
+  }
   if (vm && !qos_admits(dp_.vms().slot(vm), side, m)) {  // a SYN over the rate opens nothing
     if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kQosExceeded);
@@ -545,10 +549,10 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     stats_.conn_translated++;
   }
   stats_.conn_created++;
-  stats_.conns[conn_kind(proto, e.l4_state)]++;
+  restate(proto, e, -1, e.l4_state, [&] { return side; });  // the packet is the SYN
   if (vm) {
     note_change(static_cast<uint32_t>(slot), table_->entry(slot));
-    vm_traffic_[vm].count(side, m->pkt_len);
+    vm_rows_[vm].traffic.count(side, m->pkt_len);
   }
   if (xv.kind == XlateVerdict::kTranslate) translate(m, pm, static_cast<uint32_t>(slot), true);
   if (unlikely(pm.first_fragment)) accept_first_fragment(m, pm, translated);
@@ -578,7 +582,7 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
     side = vm_side(vs, pm);
     // Before the tracker: a packet over the rate changes nothing, as if lost on the wire.
     if (unlikely(!qos_admits(vs, side, m))) return drop(m, DropReason::kQosExceeded);
-    vm_row = &vm_traffic_[e.vm_id];
+    vm_row = &vm_rows_[e.vm_id].traffic;
   }
   if (pm.icmp.is_error) {
     // Related traffic: passes for a known flow, changes nothing in it.
@@ -616,10 +620,10 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
       table_->end_write(slot);
       return drop(m, v.reason);
     }
-    if (v.state_changed) {
-      stats_.conns[conn_kind(6, old_state)]--;
-      stats_.conns[conn_kind(6, e.l4_state)]++;
-    }
+    if (v.state_changed)
+      restate(6, e, old_state, e.l4_state, [&] {
+        return d == e.orig_dir() ? side : side == VmSide::kFromVm ? VmSide::kToVm : VmSide::kFromVm;
+      });
     if (v.state_changed)
       e.age_class = static_cast<uint8_t>(
           age_class_of(6, static_cast<TcpState>(e.l4_state), false));
@@ -653,6 +657,17 @@ VmSide Worker::vm_side(const VmSlot& vs, const PacketMeta& pm) {
   return a ? a->side_of(pm.tuple.src, pm.tuple.family) : VmSide::kToVm;
 }
 
+VmSide Worker::initiator_side(const FlowKey& k, const ConnEntry& e) const {
+  const VmAddresses* a = dp_.vms().slot(e.vm_id).addresses.load(std::memory_order_acquire);
+  const IpAddr& from = (e.flags & connflag::kOrigIsHi) ? k.hi_addr : k.lo_addr;
+  return a ? a->side_of(from, k.family) : VmSide::kToVm;
+}
+
+bool Worker::half_open_admits(uint16_t vm, VmSide side) const {
+  const uint32_t limit = dp_.vms().slot(vm).max_half_open.load(std::memory_order_relaxed);
+  return !limit || dp_.vm_half_open(vm, side) < limit;
+}
+
 bool Worker::qos_admits(VmSlot& vs, VmSide side, const rte_mbuf* m) {
   VmPolicer* p = vs.policer.load(std::memory_order_acquire);
   return !p || p->admit(side, m->pkt_len, rte_rdtsc());
@@ -683,10 +698,10 @@ void Worker::queue_change(VmSlot& vs, uint16_t epoch, uint32_t slot) {
 
 void Worker::forget(uint32_t slot) {
   ConnEntry& e = table_->entry(slot);
-  stats_.conns[conn_kind(table_->key(slot).proto, e.l4_state)]--;
+  const FlowKey k = table_->key(slot);
+  restate(k.proto, e, e.l4_state, -1, [&] { return initiator_side(k, e); });
   if (l7_) l7_->forget(slot);
   if (e.flags & connflag::kXlate) {
-    const FlowKey k = table_->key(slot);
     const ConnXlate& x = xlate_->at(slot);
     Dir rd;
     xlate_->remove_reply(reply_key(x, k.proto, k.vlan, &rd));

@@ -111,9 +111,9 @@ class Worker {
   uint16_t id() const { return id_; }
   unsigned lcore() const { return lcore_; }
   const WorkerStats& stats() const { return stats_; }
-  // What this worker forwarded of VM `vm` since its entries were last deleted (vm_traffic.h);
-  // read by the control core like stats().
-  const VmTraffic& vm_traffic(uint16_t vm) const { return vm_traffic_[vm]; }
+  // Its figures for VM `vm` (vm_traffic.h), since the VM got its id here; read by the control
+  // core and the other workers like stats().
+  const VmWorkerRow& vm_row(uint16_t vm) const { return vm_rows_[vm]; }
   ConnTable& table() { return *table_; }
   const ConnTable& table() const { return *table_; }
   // L7 services' side table of this shard (phase, splice offsets per slot) and head buffers;
@@ -205,6 +205,27 @@ class Worker {
   bool hold(rte_mbuf* m, uint16_t vm);  // parks the packet on a frozen VM's hold ring
   bool profile_permits(uint16_t vm, const Tuple& seen) const;
   static VmSide vm_side(const VmSlot& vs, const PacketMeta& pm);
+  // Which way the SYN of VM connection (k, e) went: its initiator's address as the source.
+  VmSide initiator_side(const FlowKey& k, const ConnEntry& e) const;
+  // The profile's max_half_open lets the VM's new TCP connection in direction `side` open.
+  bool half_open_admits(uint16_t vm, VmSide side) const;
+  static bool half_open(int tcp_state) {
+    return tcp_state == static_cast<int>(TcpState::kSynSent) ||
+           tcp_state == static_cast<int>(TcpState::kSynSent2) ||
+           tcp_state == static_cast<int>(TcpState::kSynRecv);
+  }
+  // The live-connection gauges follow an entry's state from `from` to `to` (-1: the entry is
+  // new / removed): by kind and state, and a VM's half-open TCP connections by the direction
+  // of their SYN (`initiator()`, asked only when that count moves).
+  template <typename InitiatorFn>
+  void restate(uint8_t proto, const ConnEntry& e, int from, int to, InitiatorFn initiator) {
+    if (from >= 0) stats_.conns[conn_kind(proto, static_cast<uint8_t>(from))]--;
+    if (to >= 0) stats_.conns[conn_kind(proto, static_cast<uint8_t>(to))]++;
+    if (e.vm_id && proto == 6) {
+      const int delta = int{half_open(to)} - int{half_open(from)};
+      if (delta) vm_rows_[e.vm_id].half_open[static_cast<int>(initiator())] += delta;
+    }
+  }
   // The VM's QoS policer (vm_policer.h), if it has one, admits the packet.
   bool qos_admits(VmSlot& vs, VmSide side, const rte_mbuf* m);
   void note_change(uint32_t slot, ConnEntry& e);
@@ -257,7 +278,7 @@ class Worker {
   bool clock_pinned_ = false;
   bool removed_in_burst_ = false;  // handle_known replaced a closed translated connection
   WorkerStats stats_;
-  std::unique_ptr<VmTraffic[]> vm_traffic_{new VmTraffic[kMaxVms]};  // by VM id, owner-written
+  std::unique_ptr<VmWorkerRow[]> vm_rows_{new VmWorkerRow[kMaxVms]};  // by VM id, owner-written
   // Per-burst scratch of process_burst, indexed by owned packet. Members rather than locals:
   // a local array of PacketMeta (which has default member initialisers) would be
   // value-initialised on every burst, 64 x ~200 bytes, although parse_packet() resets each

@@ -184,8 +184,8 @@ void Worker::apply(WorkerCommand& c) {
           // it.key is the table's key (found by it); reading it back from rte_hash's key
           // store would build a whole FlowKey for one byte.
           const uint8_t proto = it.key.proto;
-          stats_.conns[conn_kind(proto, e.l4_state)]--;
-          stats_.conns[conn_kind(proto, it.entry.l4_state)]++;
+          restate(proto, e, e.l4_state, it.entry.l4_state,
+                  [&] { return initiator_side(it.key, e); });
           table_->begin_write(slot);
           e.l4_state = it.entry.l4_state;
           // A connection's translation is fixed at its creation: the installed one stays.
@@ -238,7 +238,7 @@ void Worker::apply(WorkerCommand& c) {
           c.failed++;
         } else {
           c.applied++;
-          stats_.conns[conn_kind(it.key.proto, e.l4_state)]++;
+          restate(it.key.proto, e, -1, e.l4_state, [&] { return initiator_side(it.key, e); });
         }
       }
       break;
@@ -258,7 +258,7 @@ void Worker::apply(WorkerCommand& c) {
       if (!held.empty()) translator_->drop_unused(id_, held, now_s_);
       c.removed = static_cast<uint32_t>(slots.size());
       stats_.conn_closed += slots.size();
-      if (c.kind == WorkerCommand::Kind::kRetireVm) vm_traffic_[c.vm] = VmTraffic{};
+      if (c.kind == WorkerCommand::Kind::kRetireVm) vm_rows_[c.vm] = VmWorkerRow{};
       break;
     }
     case WorkerCommand::Kind::kClearEpochs:

@@ -125,8 +125,7 @@ TcpVerdict Worker::l7_track(uint32_t slot, Dir d, const TcpInfo& seg, uint32_t l
   const TcpVerdict v = dp_.tracker().track(e, d, seg);
   if (v.accept) {
     if (v.state_changed) {
-      stats_.conns[conn_kind(6, old_state)]--;
-      stats_.conns[conn_kind(6, e.l4_state)]++;
+      restate(6, e, old_state, e.l4_state, [&] { return initiator_side(table_->key(slot), e); });
       e.age_class = static_cast<uint8_t>(age_class_of(6, static_cast<TcpState>(e.l4_state), false));
     }
     table_->count(slot, d, len);
@@ -174,7 +173,7 @@ bool Worker::l7_relink(uint32_t* slot, uint16_t vm) {
   const int32_t ns = table_->insert(k, e);
   if (ns < 0) {
     l7_->release(r.pending);
-    stats_.conns[conn_kind(6, e.l4_state)]--;
+    restate(6, e, e.l4_state, -1, [&] { return initiator_side(k, e); });
     stats_.conn_closed++;
     return false;
   }
@@ -232,7 +231,7 @@ void Worker::l7_unknown(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   r.pending = pending;
   table_->end_write(us);
   stats_.conn_created++;
-  stats_.conns[conn_kind(6, e.l4_state)]++;
+  restate(6, e, -1, e.l4_state, [&] { return initiator_side(k, e); });
   stats_.l7_accepted++;
   if (vm) note_change(us, table_->entry(us));
   l7_segment(m, pm, us, true);  // the ACK itself (and any data it carries)

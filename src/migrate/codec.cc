@@ -795,6 +795,7 @@ void PrepareMsg::encode(Writer& w) const {
     w.u32(n.local_addr.host());
   }
   if (protocol_version >= kProtocolVersionFamilies) w.u64(conn_v6);
+  if (protocol_version >= kProtocolVersionCumulative) w.u32(vm.profile.max_half_open);
 }
 
 namespace {
@@ -864,10 +865,12 @@ bool PrepareMsg::decode(Reader& r) {
   if (!read_counts(r, &counts)) return false;
   needs = HandoffNeeds{};
   conn_v6 = 0;
+  vm.profile.max_half_open = 0;
   if (protocol_version >= kProtocolVersionHandoff && !read_needs(r, &needs)) return false;
   if (protocol_version < kProtocolVersionFamilies) return true;
   if (!r.u64(&conn_v6)) return false;
-  return conn_v6 <= count_of(StateKind::kConn) || r.fail(CodecError::kBadValue);
+  if (conn_v6 > count_of(StateKind::kConn)) return r.fail(CodecError::kBadValue);
+  return protocol_version < kProtocolVersionCumulative || r.u32(&vm.profile.max_half_open);
 }
 
 bool operator==(const PrepareMsg& a, const PrepareMsg& b) {
@@ -875,6 +878,7 @@ bool operator==(const PrepareMsg& a, const PrepareMsg& b) {
       a.vm.name != b.vm.name || a.vm.mac != b.vm.mac || a.vm.ipv4 != b.vm.ipv4 ||
       a.vm.ipv6 != b.vm.ipv6 || a.vm.vlan != b.vm.vlan ||
       a.vm.profile.qos_rate_bps != b.vm.profile.qos_rate_bps ||
+      a.vm.profile.max_half_open != b.vm.profile.max_half_open ||
       a.vm.profile.nat_public_ip != b.vm.profile.nat_public_ip || a.nat_family != b.nat_family ||
       a.counts != b.counts || a.needs != b.needs || a.conn_v6 != b.conn_v6 ||
       a.vm.profile.acl.size() != b.vm.profile.acl.size())

@@ -60,8 +60,9 @@ constexpr uint16_t kProtocolVersionL7 = 4;
 // before anything moves. Before it, only the total was checked, against both tables' room.
 constexpr uint16_t kProtocolVersionFamilies = 5;
 // Version 6: the VM's cumulative traffic travels (VM_COUNTERS, sent with the final delta), so
-// its packet and byte counts do not restart at the destination (dataplane/vm_traffic.h).
-constexpr uint16_t kProtocolVersionVmCounters = 6;
+// its packet and byte counts do not restart at the destination (dataplane/vm_traffic.h); and
+// PREPARE's profile ends with the VM's max_half_open (u32).
+constexpr uint16_t kProtocolVersionCumulative = 6;
 constexpr size_t kHeaderSize = 28;
 constexpr size_t kMaxFrameSize = 16u << 20;  // header + body
 constexpr size_t kMaxBodySize = kMaxFrameSize - kHeaderSize;

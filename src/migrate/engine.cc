@@ -878,6 +878,9 @@ void MigrationEngine::run_out(OutSession& s) {
         fail(FailReason::kUnsupported,
              l.name + " speaks no protocol version that carries L7 spliced connections (" +
                  std::to_string(tally.carried_l7) + " here)");
+      if (vm_cfg.profile.max_half_open && v.value < migrate::kProtocolVersionCumulative)
+        fail(FailReason::kUnsupported,
+             l.name + " speaks no protocol version that carries the profile's max_half_open");
       l.version = v.value;
       migrate::PrepareMsg pm;
       pm.protocol_version = v.value;
@@ -970,7 +973,7 @@ void MigrationEngine::run_out(OutSession& s) {
     counters.traffic += dp_.vm_traffic(s.vm);
     bool counters_sent = false;
     for (Link& l : links)
-      if (l.version >= migrate::kProtocolVersionVmCounters) {
+      if (l.version >= migrate::kProtocolVersionCumulative) {
         l.send(counters, mid, tmo);
         counters_sent = true;
       }
@@ -1484,7 +1487,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
           // Kept aside until activation: a rolled-back migration leaves the VM's figures here
           // as they were.
           migrate::VmCountersMsg cm;
-          if (link.version < migrate::kProtocolVersionVmCounters ||
+          if (link.version < migrate::kProtocolVersionCumulative ||
               migrate::decode_body(fr, &cm) != migrate::CodecError::kOk)
             fail(FailReason::kTransfer, "bad VM_COUNTERS");
           carried = cm.traffic;

@@ -56,6 +56,8 @@ TEST(ConfigLoad, ExampleFileLoads) {
   ASSERT_EQ(c->vms[0].ipv6.size(), 1u);
   EXPECT_EQ(c->vms[0].ipv6[0].to_string(Family::kV6), "fd00::10");
   ASSERT_TRUE(c->vms[0].profile.nat_public_ip);
+  EXPECT_EQ(c->vms[0].profile.max_half_open, 256u);
+  EXPECT_EQ(c->vms[1].profile.max_half_open, 0u);  // no limit
   ASSERT_EQ(c->vms[0].profile.acl.size(), 3u);
   EXPECT_EQ(c->vms[0].profile.acl[0].zone, "web1");
   ASSERT_EQ(c->l3_addresses.size(), 2u);
@@ -371,6 +373,9 @@ const BadCase kBadCases[] = {
     {"unknown key in a vm profile",
      base_plus("vms:\n  - name: v\n    mac: 02:00:00:00:00:01\n    profile: {qos: 5}\n"), 10,
      "unknown key 'qos'"},
+    {"max_half_open negative",
+     base_plus("vms:\n  - name: v\n    mac: 02:00:00:00:00:01\n    profile: {max_half_open: -3}\n"),
+     10, "expected an integer"},
     {"duplicate key", base_plus("workers: 1\nworkers: 2\n"), 8, "duplicate key 'workers'"},
     {"wrong type: map where a scalar goes", base_plus("workers: {a: 1}\n"), 7,
      "expected an integer"},

@@ -971,5 +971,24 @@ TEST(Codec, PrepareCarriesItsIpv6ConnectionsFromVersion5Only) {
   EXPECT_EQ(reencoded(bad, &out), CodecError::kBadValue);
 }
 
+// Version 6 ends the profile with max_half_open (u32); a version-5 PREPARE has none (the source
+// refuses such a peer for a VM that has a limit: engine.cc).
+TEST(Codec, PrepareCarriesMaxHalfOpenFromVersion6Only) {
+  PrepareMsg m = sample_prepare();
+  m.protocol_version = kProtocolVersionCumulative;
+  m.vm.profile.max_half_open = 0x01020304;
+  expect_round_trip(m);
+  expect_every_truncation_rejected(m);
+  auto b = encode_frame(m, 1, 1);
+  EXPECT_EQ(std::vector<uint8_t>(b.end() - 4, b.end()), (std::vector<uint8_t>{1, 2, 3, 4}));
+
+  PrepareMsg old = m;
+  old.protocol_version = kProtocolVersionFamilies;
+  PrepareMsg out;
+  ASSERT_EQ(reencoded(old, &out), CodecError::kOk);
+  EXPECT_EQ(out.vm.profile.max_half_open, 0u);
+  EXPECT_EQ(encode_frame(old, 1, 1).size() + 4, b.size());
+}
+
 }  // namespace
 }  // namespace baton::migrate

@@ -165,6 +165,8 @@ struct Case {
   // What VM web1's traffic counters must say in the end (forwarded packets and frame bytes,
   // from the VM / to it), for a case that checks them.
   std::optional<VmTraffic> web1;
+  // web1's half-open TCP connections in the end, by the direction of their SYN (from, to).
+  std::optional<std::array<uint32_t, 2>> web1_half_open;
 };
 
 uint64_t counter(const WorkerStats& s, const std::string& name) {
@@ -343,6 +345,38 @@ std::vector<Case> cases() {
                  VmTraffic{{3, 4}, {54 + 2 * 1454, 2 * 54 + 2 * 1454}}});
   }
   {
+    // max_half_open 2: each direction may have two handshakes unfinished. A retransmitted SYN
+    // is the same connection; a finished handshake makes room.
+    auto x2s = [](uint16_t sp, uint8_t fl, uint32_t seq, uint32_t ack) {
+      return Pkt().ipv4(kX, kS).tcp(sp, 22).flags(fl).seq(seq).ack(ack);
+    };
+    auto s2x = [](uint16_t sp, uint8_t fl, uint32_t seq, uint32_t ack) {
+      return Pkt().ipv4(kS, kX).tcp(sp, 443).flags(fl).seq(seq).ack(ack);
+    };
+    v.push_back({"a VM's half-open connections are limited per direction, a finished one frees room",
+                 {{x2s(6001, kSyn, 1, 0), kOut, fwd(kIn)},
+                  {x2s(6002, kSyn, 1, 0), kOut, fwd(kIn)},
+                  {x2s(6003, kSyn, 1, 0), kOut, drop(DropReason::kHalfOpenLimit)},
+                  {x2s(6001, kSyn, 1, 0), kOut, fwd(kIn)},  // a retransmission
+                  {s2x(40001, kSyn, 1, 0), kIn, fwd(kOut)},  // the VM's own: counted apart
+                  {s2x(40002, kSyn, 1, 0), kIn, fwd(kOut)},
+                  {s2x(40003, kSyn, 1, 0), kIn, drop(DropReason::kHalfOpenLimit)},
+                  {Pkt().ipv4(kS, kX).tcp(22, 6001).flags(kSyn | kAck).seq(100).ack(2), kIn,
+                   fwd(kOut)},
+                  {x2s(6001, kAck, 2, 101), kOut, fwd(kIn)},  // established
+                  {x2s(6003, kSyn, 1, 0), kOut, fwd(kIn)},
+                  {x2s(6004, kSyn, 1, 0), kOut, drop(DropReason::kHalfOpenLimit)}},
+                 {{"conn_created", 5}, {"drop:half_open_limit", 3}},
+                 1024,
+                 "vms:\n"
+                 "  - name: web1\n"
+                 "    mac: \"02:00:00:00:01:10\"\n"
+                 "    ipv4: [10.1.0.10]\n"
+                 "    profile: {max_half_open: 2}\n",
+                 std::nullopt,
+                 std::array<uint32_t, 2>{2, 2}});
+  }
+  {
     // IPv6 connections live in a hash of their own (16-byte IPv4 keys, 40-byte IPv6 keys) with
     // their own capacity: a quarter of conntrack.capacity unless configured, here 8 / 4 = 2.
     const char* c6 = "2001:db8::1";
@@ -426,6 +460,12 @@ TEST_P(PipelineTable, VerdictsAndCounters) {
       EXPECT_EQ(got.packets[side], c.web1->packets[side]) << c.description << ": packets " << way;
       EXPECT_EQ(got.bytes[side], c.web1->bytes[side]) << c.description << ": bytes " << way;
     }
+  }
+  if (c.web1_half_open) {
+    auto vm = dp->vms().find_by_name("web1");
+    ASSERT_TRUE(vm);
+    EXPECT_EQ(dp->vm_half_open(*vm, VmSide::kFromVm), (*c.web1_half_open)[0]) << c.description;
+    EXPECT_EQ(dp->vm_half_open(*vm, VmSide::kToVm), (*c.web1_half_open)[1]) << c.description;
   }
   w.set_tx_sink(nullptr);
 }
@@ -747,6 +787,10 @@ class Migration : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string ya = config_yaml(unique_name("ma"), 4096, 1, true);
+    if (!profile.empty()) {
+      const std::string v4 = "ipv4: [10.1.0.10]";
+      ya.replace(ya.find(v4), v4.size(), v4 + ", profile: " + profile);
+    }
     if (v6) {  // web1 gets an IPv6 address too, and the flows use it
       const std::string v4 = "ipv4: [10.1.0.10]";
       ya.replace(ya.find(v4), v4.size(), v4 + ", ipv6: [\"fd00:1::10\"]");
@@ -829,7 +873,31 @@ class Migration : public ::testing::Test {
   pktgen::FlowgenConfig fc;
   bool b_accounting = true;  // conntrack.accounting at the destination
   bool v6 = false;           // the VM's flows are IPv6 (its connections in the IPv6 hash)
+  std::string profile;       // web1's profile (YAML flow map), if any
   void conversation_continues_at_destination();
+};
+
+// The seed's cumulative-data case (000 3.2.1.2.3): a VM under a half-open limit cannot get
+// a fresh allowance by moving.
+class MigrationHalfOpen : public Migration {
+ protected:
+  void SetUp() override {
+    profile = "{max_half_open: 3}";
+    Migration::SetUp();
+  }
+  // A client's SYN to web1 at site s; whether it was forwarded.
+  bool syn(Site& s, uint16_t sport) {
+    Worker& w = *s.dp->workers()[0];
+    const uint64_t before = s.cap.total.load();
+    rte_mbuf* m = to_mbuf(s.dp->pool(),
+                          Pkt().ipv4(kC, kS).tcp(sport, kSp).flags(kSyn).seq(7).win(65535).build(),
+                          kIn);
+    EXPECT_NE(m, nullptr);
+    if (!m) return false;
+    w.process_burst(&m, 1);
+    w.flush_tx();
+    return s.cap.total.load() > before;
+  }
 };
 
 // The same over IPv6: the VM's connections sit in the table's IPv6 hash on both sides.
@@ -892,6 +960,45 @@ TEST_F(MigrationV6, ConversationContinuesAtDestinationWithIdenticalState) {
   conversation_continues_at_destination();
   EXPECT_EQ(b.dp->shard(0).size(Family::kV4), 0u);
   EXPECT_GT(b.dp->shard(0).size(Family::kV6), 0u);
+}
+
+TEST_F(MigrationHalfOpen, TheVmsUnfinishedHandshakesCountAgainstItsLimitAtTheDestination) {
+  for (uint16_t p = 41001; p <= 41003; p++) ASSERT_TRUE(syn(a, p)) << "SYN " << p << " at A";
+  EXPECT_FALSE(syn(a, 41004)) << "a fourth half-open connection at A";
+  migrate::VmReader reader(*a.dp, vm_a);
+  migrate::VmInstaller inst(*b.dp, vm_b);
+  ship(start_tracking_and_snapshot(reader), 0, *b.dp, inst);
+  uint64_t moved = 0;
+  ship(freeze_and_final(reader, &moved), 1, *b.dp, inst);
+  activate_b();
+  EXPECT_EQ(b.dp->vm_half_open(vm_b, VmSide::kToVm), 3u);
+  EXPECT_EQ(b.dp->vm_half_open(vm_b, VmSide::kFromVm), 0u);
+  const uint64_t limited = b.dp->workers()[0]->stats().drops[static_cast<int>(DropReason::kHalfOpenLimit)];
+  EXPECT_FALSE(syn(b, 41005)) << "B gave the VM a fresh allowance";
+  EXPECT_EQ(b.dp->workers()[0]->stats().drops[static_cast<int>(DropReason::kHalfOpenLimit)],
+            limited + 1);
+  // One of the moved handshakes finishes at B: room for one more.
+  Worker& wb = *b.dp->workers()[0];
+  const std::pair<Pkt, uint16_t> finish[] = {
+      {Pkt().ipv4(kS, kC).tcp(kSp, 41001).flags(kSyn | kAck).seq(500).ack(8).win(65535), kOut},
+      {Pkt().ipv4(kC, kS).tcp(41001, kSp).flags(kAck).seq(8).ack(501).win(65535), kIn}};
+  for (const auto& [p, port] : finish) {
+    rte_mbuf* m = to_mbuf(b.dp->pool(), p.build(), port);
+    ASSERT_NE(m, nullptr);
+    wb.process_burst(&m, 1);
+  }
+  wb.flush_tx();
+  EXPECT_EQ(b.dp->vm_half_open(vm_b, VmSide::kToVm), 2u);
+  EXPECT_TRUE(syn(b, 41006));
+  // The VM leaves A (kRetireVm): its entries and their count go.
+  WorkerCommand retire;
+  retire.kind = WorkerCommand::Kind::kRetireVm;
+  retire.vm = vm_a;
+  ASSERT_TRUE(a.dp->workers()[0]->command(&retire));
+  a.dp->workers()[0]->housekeeping();
+  ASSERT_TRUE(retire.done.load());
+  EXPECT_EQ(retire.removed, 3u);
+  EXPECT_EQ(a.dp->vm_half_open(vm_a, VmSide::kToVm), 0u);
 }
 
 void Migration::conversation_continues_at_destination() {
