@@ -11,6 +11,7 @@
                                      every 100 ms; exit 1 on any error
   forge IFACE SRC SPORT DST DPORT SEQ ACK KIND   scapy: send one forged segment
                                      (KIND: oow = out-of-window data, rst = RST with that seq)
+  syn-flood SRC DST DPORT N          scapy: N SYNs from address SRC (ports 20000..), nothing else
   whoami PORT [NAME]                 HTTP/1.1 server (keep-alive): every response body is
                                      "NAME ip:port" of the peer it sees; GET /upload/N and
                                      POST echo a sha256 (for the L7 tests)
@@ -160,6 +161,14 @@ def forge(iface, src, sport, dst, dport, seq, ack, kind):
         pkt = ip / TCP(sport=sport, dport=dport, flags="R", seq=seq, window=0)
     from scapy.all import send  # noqa: PLC0415
     send(pkt, iface=iface)
+    return 0
+
+
+def syn_flood(src, dst, dport, n):
+    from scapy.all import IP, TCP, conf, send  # noqa: PLC0415
+    conf.verb = 0
+    send([IP(src=src, dst=dst) / TCP(sport=20000 + i, dport=dport, flags="S", seq=1000 + i)
+          for i in range(n)])
     return 0
 
 
@@ -370,6 +379,8 @@ def main(argv):
     if cmd == "forge":
         return forge(argv[2], argv[3], int(argv[4]), argv[5], int(argv[6]), int(argv[7]),
                      int(argv[8]), argv[9])
+    if cmd == "syn-flood":
+        return syn_flood(argv[2], argv[3], int(argv[4]), int(argv[5]))
     if cmd == "whoami":
         return whoami(int(argv[2]), argv[3] if len(argv) > 3 else "server")
     if cmd == "udp-reflect":

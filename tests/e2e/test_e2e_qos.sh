@@ -9,6 +9,10 @@
 #   the negative control: the same iperf3 to the address of no VM runs several times faster;
 #   batond counts the drops (baton_drops_total{reason="qos_exceeded"}), and GET /v1/vms and
 #   /metrics (baton_vm_qos_*) show the VM's rate and its drops per direction.
+# Then the profile's SYN-flood guard (max_half_open 20): 60 SYNs from a forged address that
+# never answers leave 20 handshakes to the VM unfinished and are dropped past them
+# (half_open_limit); a real client's connection to the VM is refused while they stand, and the
+# VM's own connections out (the other direction) are not.
 source "$(dirname "$0")/lib.sh"
 trap 'cleanup; rm -rf "/var/run/dpdk/${BT}qos"' EXIT
 
@@ -25,7 +29,7 @@ acl:
   - {zone: outside, proto: icmp, action: permit}
 conntrack: {capacity: 10000}
 vms:
-  - {name: srv, mac: "02:00:00:78:00:10", ipv4: [10.78.0.10], profile: {qos_rate_bps: $RATE}}
+  - {name: srv, mac: "02:00:00:78:00:10", ipv4: [10.78.0.10], profile: {qos_rate_bps: $RATE, max_half_open: 20}}
 YAML
 start_batond "$WORK/fw.yaml" "$API" fw; PID=$BATOND_PID
 for _ in $(seq 100); do grep -q "instance qos running" "$WORK/fw.log" && break; sleep 0.1; done
@@ -75,6 +79,26 @@ m_to=$(metric_get "$MET" baton_vm_qos_dropped_packets_total 'direction="to_vm"')
 m_rate=$(metric_get "$MET" baton_vm_qos_rate_bits_per_second 'vm="srv"')
 [ "$m_to" -eq "$(jq .dropped_to_vm <<<"$vm")" ] || die "/metrics shows $m_to drops to the VM, the API $vm"
 [ "${m_rate%.*}" -eq $RATE ] || die "/metrics shows the VM's rate as $m_rate"
+
+ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" syn-flood 10.78.0.99 10.78.0.10 5201 60 ||
+  die "scapy could not send the SYNs"
+half=$(api_get "$API" /v1/vms | jq -c '.[] | select(.name == "srv") | .half_open')
+limited=$(metric_get "$MET" baton_drops_total 'reason="half_open_limit"')
+log "after 60 forged SYNs: half-open $half, $limited dropped as half_open_limit"
+to=$(jq .to_vm <<<"$half")
+# Two workers read each other's count a little late: two SYNs arriving together may both pass.
+[ "$to" -ge 20 ] && [ "$to" -le 22 ] || die "the VM has $to half-open connections to it (limit 20)"
+[ $((to + limited)) -eq 60 ] || die "$to half-open + $limited dropped is not the 60 SYNs sent"
+[ "$(metric_get "$MET" baton_vm_half_open_connections 'vm="srv",direction="to_vm"')" -eq "$to" ] ||
+  die "/metrics disagrees with the API on the half-open count"
+bg ip netns exec "$SRV" iperf3 -s -p 5201 -1
+sleep 0.5
+if ip netns exec "$CLI" nc -z -w 2 10.78.0.10 5201; then die "a client connected past the half-open limit"; fi
+[ "$(metric_get "$MET" baton_drops_total 'reason="half_open_limit"')" -gt "$limited" ] ||
+  die "the client's SYN was not dropped as half_open_limit"
+bg ip netns exec "$CLI" "$PY" "$ROOT/tests/e2e/tcp_tools.py" serve 7777
+sleep 0.5
+ip netns exec "$SRV" nc -z -w 2 10.78.0.1 7777 || die "the VM's own connection out was refused"
 
 stop_batond "$PID"
 log "PASS"
