@@ -231,10 +231,11 @@ mig_config() {
   local vms="vms: []"
   if [ "$x" = a ]; then  # the VM starts behind A; B learns of it through the handoff
     # Its profile closes port 5202 to the client, which the zone ACL opens: the rule travels.
-    # Its QoS rate (10 Gbit/s, above what this machine forwards) travels too.
+    # Its QoS rate (10 Gbit/s, above what this machine forwards) and SYN-flood guard (1000
+    # unfinished handshakes per direction, above what the tests open at once) travel too.
     vms="vms:
   - {name: vm1, mac: \"$VM_MAC\", ipv4: [$VM_IP],
-     profile: {qos_rate_bps: 10000000000,
+     profile: {qos_rate_bps: 10000000000, max_half_open: 1000,
                acl: [{src: $CLI_IP/32, proto: tcp, dport: 5202, action: deny}]}}"
   fi
   cat >"$WORK/$x.yaml" <<YAML

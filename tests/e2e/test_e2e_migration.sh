@@ -93,6 +93,8 @@ n=$(metric_get "$B_MET" baton_drops_total 'reason="profile_deny"')
 log "B enforces the VM's profile: $n SYNs dropped as profile_deny"
 q=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1") | .qos.rate_bps')
 [ "$q" = 10000000000 ] || die "B polices vm1 at '$q' bit/s, not the 10 Gbit/s of its profile"
+h=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1") | .half_open.limit')
+[ "$h" = 1000 ] || die "B limits vm1's half-open connections to '$h', not the 1000 of its profile"
 api_get "$A_API" /v1/vms | jq -e '[.[] | select(.name == "vm1")] | length == 0' >/dev/null || die "A still holds vm1"
 rep=$(api_get "$A_API" /v1/vms/vm1/migration)
 # B carries A's count of the VM's traffic as of the freeze (at least what A said before the
@@ -109,11 +111,13 @@ log "vm1's traffic: $carried bytes carried from A ($a_bytes before the pause), $
 "$BATONCTL" --api "$B_API" vms | grep -q vm1 || die "batonctl vms does not show vm1 at B"
 echo "$rep" | jq -c '{result, entries, rounds, bytes_sent, packets, ms}'
 "$BATONCTL" --api "$A_API" migrations >/dev/null || die "batonctl migrations failed"
-# Every series the shipped Grafana dashboard plots exists on a live instance.
+# Every series the shipped Grafana dashboard plots exists on the live pair (the VM's own series
+# are B's now, the source's migration history A's).
 curl -sf "http://$A_MET/metrics" >"$WORK/a.metrics"
+curl -sf "http://$B_MET/metrics" >"$WORK/b.metrics"
 grep -q '^baton_migrations_total{.*result="SUCCESS"' "$WORK/a.metrics" || die "no SUCCESS in A's metrics"
 for m in $(grep -oE 'baton_[a-z_]+' "$ROOT/config/grafana-dashboard.json" | sort -u); do
-  grep -q "^$m" "$WORK/a.metrics" || die "dashboard series $m is not exported"
+  grep -q "^$m" "$WORK/a.metrics" "$WORK/b.metrics" || die "dashboard series $m is not exported"
 done
 stop_batond "$A_PID"; stop_batond "$B_PID"
 log "PASS"
