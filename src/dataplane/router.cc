@@ -180,18 +180,27 @@ std::unique_ptr<Router> Router::build(const std::vector<L3Interface>& ifs,
       r->routes_.push_back(RouteEntry{net, x.len, x.port, be32()});
   }
 
-  // LPM levels, longest prefix first.
-  std::map<uint8_t, std::vector<std::pair<uint32_t, uint16_t>>, std::greater<>> by_len;
-  for (size_t i = 0; i < r->routes_.size(); i++)
-    by_len[r->routes_[i].len].push_back({r->routes_[i].net.host(), uint16_t(i)});
-  for (auto& [len, v] : by_len) {
-    std::sort(v.begin(), v.end());
-    Level l{len, mask_of(len), {}, {}};
-    for (auto& [net, idx] : v) {
-      l.nets.push_back(net);
-      l.index.push_back(idx);
+  // LPM ranges: every prefix starts a range at its first address and at the one after its
+  // last; between two such boundaries the covering prefixes do not change, so a range takes
+  // the longest that covers its start. Neighbours with the same route are merged.
+  std::vector<uint32_t> cuts{0};
+  for (const RouteEntry& e : r->routes_) {
+    const uint64_t first = e.net.host(), end = first + (uint64_t{1} << (32 - e.len));
+    cuts.push_back(static_cast<uint32_t>(first));
+    if (end <= UINT32_MAX) cuts.push_back(static_cast<uint32_t>(end));
+  }
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  for (uint32_t c : cuts) {
+    int32_t best = -1;
+    for (size_t i = 0; i < r->routes_.size(); i++) {
+      const RouteEntry& e = r->routes_[i];
+      if ((c & mask_of(e.len)) == e.net.host() && (best < 0 || e.len > r->routes_[best].len))
+        best = static_cast<int32_t>(i);
     }
-    r->levels_.push_back(std::move(l));
+    if (!r->range_route_.empty() && r->range_route_.back() == best) continue;
+    r->range_start_.push_back(c);
+    r->range_route_.push_back(best);
   }
   r->slots_.reset(new Slot[kNeighborSlots]);
   return r;
@@ -200,13 +209,10 @@ std::unique_ptr<Router> Router::build(const std::vector<L3Interface>& ifs,
 // ---- read side --------------------------------------------------------------------------------
 
 const RouteEntry* Router::route(be32 dst) const {
-  const uint32_t h = dst.host();
-  for (const Level& l : levels_) {
-    const uint32_t key = h & l.mask;
-    auto it = std::lower_bound(l.nets.begin(), l.nets.end(), key);
-    if (it != l.nets.end() && *it == key) return &routes_[l.index[it - l.nets.begin()]];
-  }
-  return nullptr;
+  // The last range starting at or before dst (the first starts at 0).
+  const auto it = std::upper_bound(range_start_.begin(), range_start_.end(), dst.host());
+  const int32_t i = range_route_[static_cast<size_t>(it - range_start_.begin()) - 1];
+  return i < 0 ? nullptr : &routes_[static_cast<size_t>(i)];
 }
 
 void Router::set_service_addresses(std::vector<be32> addrs) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstring>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "config/config.h"
@@ -82,6 +83,45 @@ TEST(RouterLpm, ExplicitRouteReplacesConnectedOne) {
   auto r = make({{ip("10.1.2.0"), 24, 1, ip("10.1.2.254")}});
   EXPECT_EQ(r->routes().size(), 3u);
   EXPECT_EQ(r->route(ip("10.1.2.9"))->next_hop(ip("10.1.2.9")), ip("10.1.2.254"));
+}
+
+// Random tables (nested, overlapping, adjacent prefixes, with and without a default) against
+// a plain scan for the longest covering prefix: at every prefix's edges and at random
+// addresses.
+TEST(RouterLpm, AgreesWithAScanOverEveryPrefix) {
+  std::mt19937 rng(11);
+  for (int table = 0; table < 200; table++) {
+    std::vector<RouteEntry> routes;
+    std::set<std::pair<uint8_t, uint32_t>> seen;
+    const int n = 1 + static_cast<int>(rng() % 24);
+    for (int i = 0; i < n; i++) {
+      // Mostly inside 10.0.0.0/8 so that prefixes nest and touch; now and then anywhere.
+      const uint8_t len = static_cast<uint8_t>(rng() % 4 == 0 ? rng() % 33 : 8 + rng() % 25);
+      uint32_t a = rng() % 3 ? (10u << 24) | (rng() & 0xffffff) : rng();
+      a &= len ? ~0u << (32 - len) : 0;
+      if (!seen.insert({len, a}).second) continue;
+      routes.push_back({be32::from_host(a), len, 0, ip("192.0.2.254")});
+    }
+    auto r = make(routes);
+    ASSERT_TRUE(r);
+    auto scan = [&](uint32_t h) -> const RouteEntry* {
+      const RouteEntry* best = nullptr;
+      for (const RouteEntry& e : r->routes()) {
+        const uint32_t m = e.len ? ~0u << (32 - e.len) : 0;
+        if ((h & m) == e.net.host() && (!best || e.len > best->len)) best = &e;
+      }
+      return best;
+    };
+    std::vector<uint32_t> probes;
+    for (const RouteEntry& e : r->routes()) {
+      const uint64_t first = e.net.host(), end = first + (uint64_t{1} << (32 - e.len));
+      for (uint64_t p : {first - 1, first, first + 1, end - 1, end})
+        if (p <= UINT32_MAX) probes.push_back(static_cast<uint32_t>(p));
+    }
+    for (int i = 0; i < 200; i++) probes.push_back(rng() % 2 ? rng() : (10u << 24) | (rng() & 0xffffff));
+    for (uint32_t h : probes)
+      ASSERT_EQ(r->route(be32::from_host(h)), scan(h)) << "table " << table << ", address " << h;
+  }
 }
 
 TEST(RouterBuild, RefusesBadTables) {
