@@ -849,8 +849,8 @@ void Worker::FragSlot::accept(const PacketMeta& pm, uint16_t self, uint32_t unti
 // to its flow's owner or parked and re-injected runs it again unchanged. The route found is
 // stashed in the mbuf (hash.usr: the RSS hash is not used past RX; l2_len: where IPv4 starts)
 // for forward_l3, which is where the frame is rewritten. Per-packet LPM rather than a route
-// cached in the conntrack entry: the static table has a few prefix lengths, and a cache would
-// need a side table and invalidation for no measurable gain.
+// cached in the conntrack entry: a lookup is one binary search over a few ranges, and a cache
+// would need a side table and invalidation for no measurable gain.
 bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
   const int in = dp_.port_index(m->port);
   if (unlikely(in < 0)) return drop(m, DropReason::kNoRoute), false;
