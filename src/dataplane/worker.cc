@@ -363,10 +363,11 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
       if (slots[i] < 0 && may_open) lb->prefetch_choice(pm.tuple);
     }
   // The bulk lookup ran before this burst created anything. A miss looks again only if its
-  // signature is one of a key created earlier in the burst (a second packet of that flow); a
-  // translated connection also adds its reply key, and a removal frees a key: after either,
-  // every miss looks again.
-  hash_sig_t created_sigs[kMaxBurst];
+  // signature is one of a key created earlier in the burst: a second packet of that flow, or
+  // a reply to a translated one (whose reply key is added with it). A removal frees a key:
+  // after one, every miss looks again. (Every miss looked again after any translated
+  // connection was created until session 10: two lookups for each later SYN of a burst.)
+  hash_sig_t created_sigs[2 * kMaxBurst];
   uint32_t n_created = 0;
   uint64_t created_bits = 0;  // bit sig % 64 of each: most misses need no scan
   bool relook_all = false;
@@ -430,12 +431,15 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
     if (slots[i] >= 0) {
       handle_known(m, pm, static_cast<uint32_t>(slots[i]), dirs_[i]);
     } else {
-      uint64_t before = stats_.conn_created;
+      const uint64_t created = stats_.conn_created, translated = stats_.conn_translated;
       handle_new(m, pm, keys_[i], dirs_[i]);
-      if (stats_.conn_created != before) {
+      if (stats_.conn_created != created) {
         created_sigs[n_created++] = sigs_[i];
         created_bits |= uint64_t{1} << (sigs_[i] & 63);
-        relook_all |= xlate_ != nullptr;
+        if (stats_.conn_translated != translated) {
+          created_sigs[n_created++] = reply_sig_;
+          created_bits |= uint64_t{1} << (reply_sig_ & 63);
+        }
       }
     }
   }
@@ -753,6 +757,7 @@ bool Worker::reclaim_dead(const FlowKey& rk) {
   forget(static_cast<uint32_t>(other));
   table_->remove(static_cast<uint32_t>(other));
   stats_.conn_closed++;
+  removed_in_burst_ = true;  // later packets of this burst may hold its slot
   return true;
 }
 
@@ -765,6 +770,7 @@ bool Worker::attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint
   const FlowKey rk = reply_key(x, proto, vlan, &rd);
   *rc = -EEXIST;
   if (!reclaim_dead(rk) || !xlate_->add_reply(rk, slot, rc)) return false;
+  reply_sig_ = ConnTable::hash(rk);
   table_->begin_write(slot);
   table_->entry(slot).flags |= connflag::kXlate;
   table_->end_write(slot);

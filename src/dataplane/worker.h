@@ -276,7 +276,10 @@ class Worker {
   rte_ring* commands_ = nullptr;
   uint32_t now_s_ = 0;
   bool clock_pinned_ = false;
-  bool removed_in_burst_ = false;  // handle_known replaced a closed translated connection
+  // A connection was removed during the burst (handle_known replaced a closed translated one,
+  // attach_xlate reclaimed a dead one holding its reply key).
+  bool removed_in_burst_ = false;
+  hash_sig_t reply_sig_ = 0;  // ConnTable signature of the reply key attach_xlate last added
   WorkerStats stats_;
   std::unique_ptr<VmWorkerRow[]> vm_rows_{new VmWorkerRow[kMaxVms]};  // by VM id, owner-written
   // Per-burst scratch of process_burst, indexed by owned packet. Members rather than locals:

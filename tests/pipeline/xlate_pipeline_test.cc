@@ -276,6 +276,39 @@ TEST_F(XlatePipeline, SnatEndpointIndependentMappingAcrossDestinations) {
   EXPECT_NE(sport_of(c[0].frame), sport_of(a[0].frame));
 }
 
+// A reply in the burst that created its connection: the bulk lookup ran before the connection
+// existed, and the worker looks again for a miss whose key is a reply key added earlier in the
+// burst (Worker::process_owned), not for every miss.
+TEST_F(XlatePipeline, ReplyInTheBurstThatCreatedItsConnectionIsTranslated) {
+  start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
+  auto a = run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(5000, 3478).payload("a").build(), kIn);
+  ASSERT_EQ(a.size(), 1u);
+  const uint16_t p = sport_of(a[0].frame);  // the mapping a new destination reuses (REQ-1)
+  const std::pair<Bytes, uint16_t> burst[] = {
+      {from_host(0).ipv4("10.1.0.5", "203.0.113.19").udp(5000, 3479).payload("b").build(), kIn},
+      {from_remote().ipv4("203.0.113.19", "203.0.113.10").udp(3479, p).payload("r").build(), kOut},
+      {from_host(1).ipv4("10.1.0.6", "203.0.113.9").udp(6000, 3478).payload("c").build(), kIn}};
+  rte_mbuf* m[3];
+  for (int i = 0; i < 3; i++) {
+    m[i] = rte_pktmbuf_alloc(dp_->pool());
+    ASSERT_NE(m[i], nullptr);
+    const Bytes& b = burst[i].first;
+    std::memcpy(rte_pktmbuf_append(m[i], uint16_t(b.size())), b.data(), b.size());
+    m[i]->port = burst[i].second;
+  }
+  cap_.sent.clear();
+  w_->process_burst(m, 3);
+  w_->flush_tx();
+  ASSERT_EQ(cap_.sent.size(), 3u) << "dropped: xlate_conflict " << drops(DropReason::kXlateConflict)
+                                  << ", nat_filtered " << drops(DropReason::kNatFiltered);
+  const Sent* reply = nullptr;
+  for (const Sent& s : cap_.sent)
+    if (s.port == kIn) reply = &s;
+  ASSERT_NE(reply, nullptr);
+  EXPECT_EQ(reply->frame, to_host(0).ipv4("203.0.113.19", "10.1.0.5").ttl(63).udp(3479, 5000).payload("r").build());
+  EXPECT_EQ(w_->stats().conn_created, 3u);
+}
+
 // RFC 4787 REQ-8 (APDF, the default here): only the endpoint the mapping sent to gets in.
 TEST_F(XlatePipeline, SnatFilteringAddressAndPortDependent) {
   start([](Config& c) { c.nat.snat.push_back(snat_rule()); });
