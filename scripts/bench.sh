@@ -41,6 +41,11 @@ trap 'rm -rf "$out"' EXIT
 # runs. On a shared machine one run can land in a busy minute (the same code has measured 300
 # and 470 cycles per packet an hour apart); the median of three does not move with one such run.
 repeat=${BENCH_REPEAT:-1}
+machine() {  # CPU model, its TSC rate (the cycle figures' clock), CPUs, memory
+  local tsc
+  tsc=$(jq -r '.tsc_hz // empty' "$out"/*.json 2>/dev/null | head -1)
+  echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')${tsc:+, TSC $tsc Hz}, $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1048576)}' /proc/meminfo) GB"
+}
 median_json() {  # median_json <file>...: per key, the median of the numbers the files give
   python3 - "$@" <<'PY'
 import json, sys
@@ -156,14 +161,18 @@ fi
 
 if [ ${#steps[@]} -gt 0 ]; then  # a selection: merge its keys, leave the document alone
   compgen -G "$out/*.json" >/dev/null || { echo "bench: no step named ${steps[*]}" >&2; exit 2; }
-  stamp=$(for s in "${steps[@]}"; do echo "{\"${s}_date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\", \"${s}_git_revision\": \"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\"}"; done)
+  # Each step's date, revision and machine (a later session may run on other hardware).
+  stamp=$(for s in "${steps[@]}"; do
+    jq -n --arg s "$s" --arg d "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg m "$(machine)" \
+          --arg g "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+          '{($s + "_date"): $d, ($s + "_git_revision"): $g, ($s + "_machine"): $m}'
+  done)
   jq -s 'add | del(.callgrind_packets)' bench/results.json "$out"/*.json <(echo "$stamp") >"$out/merged"
   mv "$out/merged" bench/results.json
   echo "bench: merged the keys of ${steps[*]} into bench/results.json" >&2
   [ $regen -eq 1 ] || exit 0
 elif [ $regen -eq 0 ]; then  # every step: results.json anew
-  machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1048576)}' /proc/meminfo) GB"
-  jq -s --arg m "$machine" --arg d "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  jq -s --arg m "$(machine)" --arg d "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
         --arg g "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
      'add | del(.callgrind_packets) | . + {machine: $m, date: $d, git_revision: $g}' \
      "$out"/*.json >bench/results.json
