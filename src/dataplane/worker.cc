@@ -522,7 +522,7 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
     if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kHalfOpenLimit);
   }
-  if (vm && !qos_admits(dp_.vms().slot(vm), side, m)) {  // a SYN over the rate opens nothing
+  if (vm && !qos_admits(dp_.vms().slot(vm), pm, m)) {  // a SYN over the rate opens nothing
     if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kQosExceeded);
   }
@@ -583,21 +583,19 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
       e.flags &= ~connflag::kPending;
       table_->end_write(slot);
     }
-    side = vm_side(vs, pm);
     // Before the tracker: a packet over the rate changes nothing, as if lost on the wire.
-    if (unlikely(!qos_admits(vs, side, m))) return drop(m, DropReason::kQosExceeded);
-    vm_row = &vm_rows_[e.vm_id].traffic;
+    if (unlikely(!qos_admits(vs, pm, m))) return drop(m, DropReason::kQosExceeded);
   }
   if (pm.icmp.is_error) {
     // Related traffic: passes for a known flow, changes nothing in it.
     if ((e.flags & connflag::kXlate) && !translate(m, pm, slot, d == e.orig_dir()))
       return drop(m, DropReason::kIcmpNoFlow);
-    if (vm_row) vm_row->count(side, m->pkt_len);
+    if (e.vm_id) count_vm(e.vm_id, pm, m);
     return forward(m);
   }
   if (l7_ && l7_->is_l7(slot)) {
     // Counted as taken in: the proxy may hold a head's bytes before it sends them on.
-    if (vm_row) vm_row->count(side, m->pkt_len);
+    if (e.vm_id) count_vm(e.vm_id, pm, m);
     return l7_segment(m, pm, slot, d == e.orig_dir());
   }
   if (unlikely((e.flags & connflag::kXlate) && pm.tuple.proto == 6 &&
@@ -625,9 +623,7 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
       return drop(m, v.reason);
     }
     if (v.state_changed)
-      restate(6, e, old_state, e.l4_state, [&] {
-        return d == e.orig_dir() ? side : side == VmSide::kFromVm ? VmSide::kToVm : VmSide::kFromVm;
-      });
+      restate(6, e, old_state, e.l4_state, [&] { return initiator_side(table_->key(slot), e); });
     if (v.state_changed)
       e.age_class = static_cast<uint8_t>(
           age_class_of(6, static_cast<TcpState>(e.l4_state), false));
@@ -639,9 +635,9 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
   e.last_seen = now_s_;
   table_->end_write(slot);
   if (e.age_class != old_class) reclass(slot, old_class);
-  if (vm_row) {
+  if (e.vm_id) {
     note_change(slot, e);
-    vm_row->count(side, m->pkt_len);
+    count_vm(e.vm_id, pm, m);
   }
   const bool translated = e.flags & connflag::kXlate;
   if (translated) translate(m, pm, slot, d == e.orig_dir());
@@ -672,9 +668,13 @@ bool Worker::half_open_admits(uint16_t vm, VmSide side) const {
   return !limit || dp_.vm_half_open(vm, side) < limit;
 }
 
-bool Worker::qos_admits(VmSlot& vs, VmSide side, const rte_mbuf* m) {
+bool Worker::qos_admits(VmSlot& vs, const PacketMeta& pm, const rte_mbuf* m) {
   VmPolicer* p = vs.policer.load(std::memory_order_acquire);
-  return !p || p->admit(side, m->pkt_len, rte_rdtsc());
+  return !p || p->admit(vm_side(vs, pm), m->pkt_len, rte_rdtsc());
+}
+
+void Worker::count_vm(uint16_t vm, const PacketMeta& pm, const rte_mbuf* m) {
+  vm_rows_[vm].traffic.count(vm_side(dp_.vms().slot(vm), pm), m->pkt_len);
 }
 
 // Change tracking for a VM under migration. The VM's epoch is bumped by the control core at

@@ -227,7 +227,11 @@ class Worker {
     }
   }
   // The VM's QoS policer (vm_policer.h), if it has one, admits the packet.
-  bool qos_admits(VmSlot& vs, VmSide side, const rte_mbuf* m);
+  bool qos_admits(VmSlot& vs, const PacketMeta& pm, const rte_mbuf* m);
+  // Adds a packet the worker passes to the VM's traffic row, by its direction. The direction
+  // is asked where it is needed (here, the policer, a half-open count that moves) rather than
+  // kept in a local across the tracker: that cost every packet of no VM 7 instructions.
+  void count_vm(uint16_t vm, const PacketMeta& pm, const rte_mbuf* m);
   void note_change(uint32_t slot, ConnEntry& e);
   void queue_change(VmSlot& vs, uint16_t epoch, uint32_t slot);  // on the epoch's dirty ring
   void forget(uint32_t slot);  // state gauge bookkeeping before a removal
