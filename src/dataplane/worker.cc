@@ -565,8 +565,6 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
 
 void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir d) {
   ConnEntry& e = table_->entry(slot);
-  VmTraffic* vm_row = nullptr;  // the VM's traffic counters, counted once the packet passes
-  VmSide side = VmSide::kToVm;
   if (e.vm_id) {
     VmSlot& vs = dp_.vms().slot(e.vm_id);
     VmState st = vs.state.load(std::memory_order_acquire);
