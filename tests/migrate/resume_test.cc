@@ -676,6 +676,89 @@ TEST_F(Resume, DestinationGoneLongerThanTheBudgetFailsTransferAndBothSidesRollBa
   expect_failed_and_rolled_back(r, "TRANSFER", "did not resume");
 }
 
+// A destination of protocol version 5 (session 9's builds): answers HELLO, then notes the
+// header version and kind of the next frame it gets and closes. The source under test speaks
+// version 6.
+class Version5Peer {
+ public:
+  Version5Peer() {
+    Pki& p = Pki::get();
+    std::string err;
+    ctx_ = TlsContext::create(TlsContext::Role::kServer, p.path("b.pem"), p.path("b.key"),
+                              p.path("ca.pem"), &err);
+    EXPECT_TRUE(ctx_) << err;
+    Error e;
+    if (ctx_) listener_ = PeerListener::listen(*ctx_, "127.0.0.1:0", &e);
+    EXPECT_TRUE(listener_) << e.detail;
+    if (!listener_) return;
+    thread_ = std::thread([this] {
+      Error err;
+      auto link = listener_->accept(8000, &err);
+      if (!link) return;
+      Frame f;
+      if (link->recv(&f, 5000).code != LinkError::kNone) return;
+      HelloMsg h;
+      h.version_max = kProtocolVersionFamilies;
+      h.instance = "b";
+      link->send(encode_frame(h, f.header.migration_id, 1, kProtocolVersionMin), 5000);
+      if (link->recv(&f, 5000).code == LinkError::kNone) {
+        next_version = f.header.version;
+        next_kind = static_cast<int>(f.header.kind);
+      }
+      link->close();
+    });
+  }
+  ~Version5Peer() {
+    if (thread_.joinable()) thread_.join();
+  }
+  uint16_t port() const { return listener_ ? listener_->port() : 0; }
+  void join() { thread_.join(); }
+  std::atomic<int> next_version{0}, next_kind{0};
+
+ private:
+  std::unique_ptr<TlsContext> ctx_;
+  std::unique_ptr<PeerListener> listener_;
+  std::thread thread_;
+};
+
+// Version 6 carries the profile's max_half_open: a source does not hand a VM with a limit to a
+// version-5 peer (its guard would drop silently) and says why before PREPARE; a VM without one
+// still goes, its PREPARE encoded at version 5.
+TEST(Version5Destination, GetsNoVmWithAHalfOpenLimitButOneWithout) {
+  ASSERT_TRUE(Pki::get().ok()) << "openssl CLI failed to make the test PKI";
+  for (bool limited : {true, false}) {
+    Version5Peer peer;
+    ASSERT_NE(peer.port(), 0);
+    std::string y = yaml(std::string("v5a") + (limited ? "1" : "0"), true, 0, peer.port(), 1000, 1000);
+    if (limited) {
+      const std::string v4 = "ipv4: [10.1.0.10]";
+      y.replace(y.find(v4), v4.size(), v4 + ", profile: {max_half_open: 50}");
+    }
+    auto a = make_dp(y);
+    ASSERT_TRUE(a);
+    MigrationEngine ea(*a);
+    std::string err;
+    ASSERT_TRUE(ea.start(&err)) << err;
+    auto [code, body] = ea.prepare("web1", {"b"}, MigrationMode::kFull);
+    ASSERT_EQ(code, 202) << body.dump();
+    peer.join();
+    nlohmann::json r;
+    for (int i = 0; i < 400; i++, usleep(10000))
+      if ((r = ea.status("web1").second)["phase"] == "failed") break;
+    if (limited) {
+      EXPECT_EQ(r["result"], "UNSUPPORTED") << r.dump();
+      EXPECT_NE(r["detail"].get<std::string>().find("max_half_open"), std::string::npos) << r.dump();
+      EXPECT_NE(peer.next_kind.load(), static_cast<int>(MsgKind::kPrepare));
+    } else {
+      EXPECT_EQ(peer.next_kind.load(), static_cast<int>(MsgKind::kPrepare));
+      EXPECT_EQ(peer.next_version.load(), kProtocolVersionFamilies);
+      EXPECT_EQ(r["phase"], "failed") << r.dump();  // the peer closed after PREPARE
+    }
+    EXPECT_EQ(a->vms().slot(*a->vms().find_by_name("web1")).state.load(), VmState::kLocal);
+    ea.stop();
+  }
+}
+
 // PREPARE says how many of the VM's 3,000 connections are IPv6 (none): the destination, with
 // 1,000 free IPv4 slots and 20,000 IPv6 ones, refuses before anything moves, naming the table.
 TEST_F(Resume, EntriesWithoutRoomInTheirFamilyAreRefusedAtPrepare) {
