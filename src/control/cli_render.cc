@@ -252,6 +252,14 @@ std::string lifetime_bytes_text(const json& v) {
   if (!t.is_object()) return "-";
   return field_text(get(t, "from_vm"), "bytes") + "/" + field_text(get(t, "to_vm"), "bytes");
 }
+// Its unfinished handshakes, opened by the VM / to it, and the profile's limit if any.
+std::string half_open_text(const json& v) {
+  const json& h = get(v, "half_open");
+  if (!h.is_object()) return "-";
+  std::string t = field_text(h, "from_vm") + "/" + field_text(h, "to_vm");
+  if (get(h, "limit").is_number()) t += " max " + field_text(h, "limit");
+  return t;
+}
 }  // namespace
 
 std::string render_vms(const nlohmann::json& vms) {
@@ -261,10 +269,12 @@ std::string render_vms(const nlohmann::json& vms) {
       rows.push_back({field_text(v, "id"), field_text(v, "name"), field_text(v, "mac"),
                       field_text(v, "ipv4"), field_text(v, "ipv6"), field_text(v, "vlan"),
                       field_text(v, "state"), field_text(v, "connections"),
-                      lifetime_bytes_text(v), qos_rate_text(v), qos_drops_text(v)});
+                      lifetime_bytes_text(v), half_open_text(v), qos_rate_text(v),
+                      qos_drops_text(v)});
   return render_table({"ID", "NAME", "MAC", "IPV4", "IPV6", "VLAN", "STATE", "CONNS",
-                       "BYTES_FROM/TO", "QOS", "QOS_DROPS"},
-                      rows, {true, false, false, false, false, true, false, true, true, true, true});
+                       "BYTES_FROM/TO", "HALF_OPEN", "QOS", "QOS_DROPS"},
+                      rows,
+                      {true, false, false, false, false, true, false, true, true, true, true, true});
 }
 
 std::string render_nat_mappings(const nlohmann::json& mappings) {

@@ -92,13 +92,14 @@ TEST(RenderVms, AddressesJoinedAndEmptyAsDash) {
     {"id": 2, "name": "db", "mac": "52:54:00:00:00:02", "ipv4": ["10.1.0.12"], "ipv6": [],
      "vlan": 0, "state": "local", "connections": 3,
      "lifetime": {"from_vm": {"packets": 40, "bytes": 5120}, "to_vm": {"packets": 30, "bytes": 1800}},
+     "half_open": {"from_vm": 2, "to_vm": 11, "limit": 256},
      "qos": {"rate_bps": 40000000, "burst_bytes": 500000, "dropped_from_vm": 12,
              "dropped_to_vm": 7}}
   ])");
   EXPECT_EQ(render_vms(vms),
-            "ID  NAME  MAC                IPV4                 IPV6  VLAN  STATE   CONNS  BYTES_FROM/TO  QOS  QOS_DROPS\n"
-            " 1  web1  52:54:00:00:00:01  10.1.0.10,10.1.0.11  -      100  active     17              -    -          -\n"
-            " 2  db    52:54:00:00:00:02  10.1.0.12            -        0  local       3      5120/1800  40M       12/7\n");
+            "ID  NAME  MAC                IPV4                 IPV6  VLAN  STATE   CONNS  BYTES_FROM/TO     HALF_OPEN  QOS  QOS_DROPS\n"
+            " 1  web1  52:54:00:00:00:01  10.1.0.10,10.1.0.11  -      100  active     17              -             -    -          -\n"
+            " 2  db    52:54:00:00:00:02  10.1.0.12            -        0  local       3      5120/1800  2/11 max 256  40M       12/7\n");
 }
 
 TEST(RenderNat, MappingsOneRowEach) {
