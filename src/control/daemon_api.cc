@@ -140,7 +140,7 @@ json traffic_json(const VmTraffic& t) {
   json out = json::object();
   for (VmSide side : {VmSide::kFromVm, VmSide::kToVm}) {
     const int i = static_cast<int>(side);
-    out[side == VmSide::kFromVm ? "from_vm" : "to_vm"] = {{"packets", t.packets[i]},
+    out[vm_side_name(side)] = {{"packets", t.packets[i]},
                                                           {"bytes", t.bytes[i]}};
   }
   return out;
@@ -424,8 +424,7 @@ void DaemonApi::collect_vms(std::vector<prometheus::MetricFamily>& out) {
     const VmTraffic here = dp_.vm_traffic(id);
     for (VmSide side : {VmSide::kFromVm, VmSide::kToVm}) {
       const int i = static_cast<int>(side);
-      const control::MetricLabels l{
-          {"vm", s.config.name}, {"direction", side == VmSide::kFromVm ? "from_vm" : "to_vm"}};
+      const control::MetricLabels l{{"vm", s.config.name}, {"direction", vm_side_name(side)}};
       control::add_sample(packets, l, static_cast<double>(here.packets[i]));
       control::add_sample(bytes, l, static_cast<double>(here.bytes[i]));
       control::add_sample(carried_packets, l, static_cast<double>(s.carried.packets[i]));

@@ -23,6 +23,8 @@
 namespace baton {
 
 enum class VmSide : int { kFromVm = 0, kToVm = 1 };
+// The label the API and the metrics give a direction.
+inline const char* vm_side_name(VmSide s) { return s == VmSide::kFromVm ? "from_vm" : "to_vm"; }
 
 class VmAddresses {
  public:
@@ -54,6 +56,8 @@ struct VmTraffic {
     packets[static_cast<int>(s)]++;
     bytes[static_cast<int>(s)] += len;
   }
+  uint64_t total_packets() const { return packets[0] + packets[1]; }
+  uint64_t total_bytes() const { return bytes[0] + bytes[1]; }
   VmTraffic& operator+=(const VmTraffic& o) {
     for (int s = 0; s < 2; s++) packets[s] += o.packets[s], bytes[s] += o.bytes[s];
     return *this;

@@ -460,8 +460,8 @@ json MigrationReport::to_json() const {
           {"frames_sent", frames_sent},
           {"packets", {{"held", held_packets}, {"forwarded", forwarded_packets},
                        {"lost", lost_packets}}},
-          {"vm_traffic", {{"carried", traffic_carried}, {"packets", traffic_packets},
-                          {"bytes", traffic_bytes}}},
+          {"vm_traffic", {{"carried", traffic_carried}, {"packets", traffic.total_packets()},
+                          {"bytes", traffic.total_bytes()}}},
           {"ms", {{"prepare", prepare_ms}, {"precopy", precopy_ms},
                   {"final_delta", final_delta_ms}, {"activation", activation_ms},
                   {"freeze", freeze_ms}, {"baton_freeze", baton_freeze_ms}}}};
@@ -477,7 +477,7 @@ std::string MigrationReport::summary() const {
                 detail.empty() ? "" : " detail=", detail.c_str(), entries_snapshot, entries_delta,
                 entries_final, entries_installed, rounds, bytes_sent, freeze_ms, baton_freeze_ms,
                 held_packets, forwarded_packets, lost_packets, final_seq_moved,
-                traffic_carried ? std::to_string(traffic_bytes).c_str() : "not_carried");
+                traffic_carried ? std::to_string(traffic.total_bytes()).c_str() : "not_carried");
   return buf;
 }
 
@@ -989,8 +989,7 @@ void MigrationEngine::run_out(OutSession& s) {
       r.final_delta_ms = final_ms;
       r.phase = MigrationPhase::kFrozen;
       r.traffic_carried = counters_sent;
-      r.traffic_packets = counters.traffic.packets[0] + counters.traffic.packets[1];
-      r.traffic_bytes = counters.traffic.bytes[0] + counters.traffic.bytes[1];
+      r.traffic = counters.traffic;
     });
 
     // ---- resume: ship parked packets, activate the peers --------------------------------
@@ -1443,7 +1442,6 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
       fail(FailReason::kResources, why);
     };
     bool final_seen = false, held_done = false;
-    VmTraffic carried;      // VM_COUNTERS, applied on activation
     uint64_t in_round = 0;  // records received since the last ROUND_END / FINAL_END
     Frame fr;            // reused: an ENTRIES body keeps its buffer from frame to frame
     for (;;) {
@@ -1490,10 +1488,8 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
           if (link.version < migrate::kProtocolVersionCumulative ||
               migrate::decode_body(fr, &cm) != migrate::CodecError::kOk)
             fail(FailReason::kTransfer, "bad VM_COUNTERS");
-          carried = cm.traffic;
           rep.traffic_carried = true;
-          rep.traffic_packets = carried.packets[0] + carried.packets[1];
-          rep.traffic_bytes = carried.bytes[0] + carried.bytes[1];
+          rep.traffic = cm.traffic;  // applied on activation
           session->ack(fr.header.seq);
           break;
         }
@@ -1543,7 +1539,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
             // With the activation: from here on the workers count the VM's packets here. Added
             // (n:1, several sources each bring what they counted).
             std::lock_guard<std::mutex> lock(dp_.vms().control_mutex());
-            vs.carried += carried;
+            vs.carried += rep.traffic;  // zero without VM_COUNTERS
           }
           vs.state.store(VmState::kLocal, std::memory_order_seq_cst);
           rep.forwarded_packets += from_source.size();

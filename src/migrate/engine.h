@@ -44,6 +44,7 @@
 #include <nlohmann/json.hpp>
 #include <prometheus/metric_family.h>
 
+#include "dataplane/vm_traffic.h"
 #include "migrate/feedback.h"
 
 namespace baton {
@@ -88,7 +89,7 @@ struct MigrationReport {
   // The VM's lifetime traffic that travelled (VM_COUNTERS, version 6), both directions; the
   // source sends it to the peers that speak version 6, a destination applies it on activation.
   bool traffic_carried = false;
-  uint64_t traffic_packets = 0, traffic_bytes = 0;
+  VmTraffic traffic;
   double prepare_ms = 0, precopy_ms = 0, final_delta_ms = 0, activation_ms = 0;
   double freeze_ms = 0;        // pause signal to activation confirmed by the peer(s)
   double baton_freeze_ms = 0;  // the part of it Baton spent (final delta + activation)
