@@ -101,6 +101,9 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   if (p.capacity == 0 && p.capacity_v6 == 0) return fail("capacity must not be 0 for both families");
   if (p.rcu == nullptr) return fail("no RCU QSBR variable");
   if (p.age_classes == 0) return fail("at least one age class is needed");
+  if (p.ext_bytes > kMaxExtBytes || p.ext_bytes % 8 != 0)
+    return fail("extension record must be a multiple of 8 bytes, at most " +
+                std::to_string(kMaxExtBytes));
 
   std::unique_ptr<ConnTable> t(new ConnTable());
   t->name_ = p.name;
@@ -120,7 +123,9 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   t->rcu_ = p.rcu;
   t->limbo_q_.resize(kLimboQueue);
   t->accounting_ = p.accounting;
-  t->stride_ = sizeof(ConnEntry) + (p.accounting ? sizeof(ConnCounters) : 0);
+  t->ext_offset_ = sizeof(ConnEntry) + (p.accounting ? sizeof(ConnCounters) : 0);
+  t->ext_bytes_ = p.ext_bytes;
+  t->stride_ = t->ext_offset_ + p.ext_bytes;
   t->rows_ = zalloc_array<uint8_t>("conn_rows", size_t{t->slots_} * t->stride_, p.socket_id);
   t->live_ = zalloc_array<uint8_t>("conn_live", t->slots_ + 8, p.socket_id);
   t->vm_head_ = zalloc_array<uint32_t>("conn_vm_head", size_t{p.max_vms} + 1, p.socket_id);
@@ -159,7 +164,9 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   const size_t heap_after = heap_allocated_bytes();
   t->memory_split_.hash = heap_hash - heap_before;
   t->memory_split_.counters = p.accounting ? size_t{t->slots_} * sizeof(ConnCounters) : 0;
-  t->memory_split_.entries = heap_after - heap_hash - t->memory_split_.counters;
+  t->memory_split_.ext = size_t{t->slots_} * p.ext_bytes;
+  t->memory_split_.entries =
+      heap_after - heap_hash - t->memory_split_.counters - t->memory_split_.ext;
   t->memory_bytes_ = (heap_after - heap_before) + sizeof(ConnTable) +
                      2 * p.age_classes * sizeof(uint32_t) + kLimboQueue * sizeof(Limbo);
   return t;

@@ -127,12 +127,19 @@ class ConnTable {
     // Per-connection packet/byte counters (conntrack.accounting): 32 bytes per position, and
     // a second cache line for every packet to touch.
     bool accounting = true;
+    // Bytes of another module's per-connection record kept in each row after the entry and its
+    // counters (ext(slot)); 0 = none. The translation record (nat/conn_xlate.h) lives here, as
+    // Linux conntrack keeps its NAT extension with the connection: a translated packet reads one
+    // row, its record on the entry's page and in the counters' line, instead of a line of a
+    // second slot-indexed array (a page walk more per packet on 4 KiB pages).
+    uint32_t ext_bytes = 0;
   };
 
   // rte_hash names its rings "HT_<name>"; ring names are limited to 28 characters, so longer
   // names would be truncated into collisions. The two hashes are <name>4 and <name>6.
   static constexpr size_t kMaxNameLen = 18;
   static constexpr uint32_t kMaxCapacity = 1u << 28;
+  static constexpr uint32_t kMaxExtBytes = 256;
 
   static std::unique_ptr<ConnTable> create(const Params& p, std::string* err);
   ~ConnTable();
@@ -227,7 +234,12 @@ class ConnTable {
     if (accounting_) ctr(slot) = c;
   }
   bool accounting() const { return accounting_; }
-  // Asks for what a packet of the slot touches: the entry's line, and its counters'.
+  // The slot's extension record (Params::ext_bytes bytes; its owner constructs it). Owner and,
+  // under the owner's publication rules for that record, any core.
+  uint8_t* ext(uint32_t slot) const { return rows_ + size_t{slot} * stride_ + ext_offset_; }
+  uint32_t ext_bytes() const { return ext_bytes_; }
+  // Asks for what a packet of the slot touches: the entry's line, and its counters' and
+  // extension's.
   void prefetch(uint32_t slot) const {
     const uint8_t* r = rows_ + size_t{slot} * stride_;
     rte_prefetch0(r);
@@ -281,7 +293,8 @@ class ConnTable {
   struct MemorySplit {
     size_t hash = 0;     // both rte_hash: buckets, ext buckets, key store, free rings
     size_t entries = 0;  // ConnEntry array, live flags, VM heads and counts
-    size_t counters = 0; // ConnCounters array (accounting)
+    size_t counters = 0; // ConnCounters in the rows (accounting)
+    size_t ext = 0;      // extension records in the rows (Params::ext_bytes)
   };
   // Removed slots still waiting for their grace period (owner's view).
   uint32_t limbo() const { return limbo_count_; }
@@ -343,7 +356,8 @@ class ConnTable {
   }
 
   uint8_t* rows_ = nullptr;             // slots_ rows of stride_ bytes
-  uint32_t stride_ = sizeof(ConnEntry);
+  uint32_t stride_ = sizeof(ConnEntry);  // entry [+ counters] [+ extension]
+  uint32_t ext_offset_ = 0, ext_bytes_ = 0;
   bool accounting_ = false;
   uint8_t* live_ = nullptr;             // slots_ flags, accessed through atomic_ref
   uint32_t* vm_head_ = nullptr;         // max_vms_ + 1, atomic_ref (readers walk from here)

@@ -59,6 +59,13 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
   }
   dp->reader_used_.assign(kControlReaders, false);
 
+  dp->translator_ = Translator::create(cfg, workers, dp->rcu_, err);
+  if (!dp->translator_) return nullptr;
+  if (LoadBalancer* lb = dp->translator_->lb()) {
+    Dataplane* self = dp.get();
+    lb->set_clock([self] { return self->now_s(); });
+  }
+
   dp->capacity_per_worker_ = std::max<uint32_t>(1, (cfg.conntrack.capacity + workers - 1) / workers);
   const uint32_t v6_per_worker = (cfg.conntrack.v6_capacity() + workers - 1) / workers;
   static std::atomic<int> seq{0};
@@ -72,22 +79,17 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
     p.rcu = dp->rcu_;
     p.age_classes = kAgeClassCount;
     p.accounting = cfg.conntrack.accounting;
+    if (dp->translator_->enabled()) p.ext_bytes = sizeof(ConnXlate);
     auto t = ConnTable::create(p, err);
     if (!t) return nullptr;
     dp->shards_.push_back(std::move(t));
   }
 
-  dp->translator_ = Translator::create(cfg, workers, dp->rcu_, err);
-  if (!dp->translator_) return nullptr;
-  if (LoadBalancer* lb = dp->translator_->lb()) {
-    Dataplane* self = dp.get();
-    lb->set_clock([self] { return self->now_s(); });
-  }
   if (dp->translator_->enabled()) {
     for (uint16_t w = 0; w < workers; w++) {
       auto x = ConnXlateTable::create(std::to_string(n) + "_" + std::to_string(w),
-                                      dp->shards_[w]->slots(), dp->capacity_per_worker_,
-                                      SOCKET_ID_ANY, err);
+                                      *dp->shards_[w], dp->capacity_per_worker_, SOCKET_ID_ANY,
+                                      err);
       if (!x) return nullptr;
       dp->xlates_.push_back(std::move(x));
     }

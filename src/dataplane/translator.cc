@@ -89,6 +89,12 @@ std::unique_ptr<Translator> Translator::create(const Config& cfg, uint16_t worke
   std::sort(t->service_addrs_.begin(), t->service_addrs_.end(), raw_less);
   t->service_addrs_.erase(std::unique(t->service_addrs_.begin(), t->service_addrs_.end()),
                           t->service_addrs_.end());
+  for (be32 a : t->service_addrs_) t->roles_.add(a, AddressRoles::kService);
+  for (const SnatState& r : t->snat_)
+    for (be32 a : r.pool) t->roles_.add(a, AddressRoles::kReplyDst);
+  for (be32 a : t->lb_->local_addresses()) t->roles_.add(a, AddressRoles::kReplyDst);
+  for (be32 a : t->lb_->nat_backend_addresses()) t->roles_.add(a, AddressRoles::kReplySrc);
+  for (const ForwardKey& f : t->forward_targets_) t->roles_.add(be32::from_raw(f.addr), AddressRoles::kReplySrc);
   t->enabled_ = cfg.nat.enabled() || cfg.lb.enabled();
   return t;
 }
@@ -96,10 +102,6 @@ std::unique_ptr<Translator> Translator::create(const Config& cfg, uint16_t worke
 Translator::~Translator() {
   // Tables before the allocators they hand ports back to.
   for (SnatState& r : snat_) r.maps.clear();
-}
-
-bool Translator::is_service_address(be32 a) const {
-  return std::binary_search(service_addrs_.begin(), service_addrs_.end(), a, raw_less);
 }
 
 int Translator::pool_rule(be32 a) const {

@@ -45,6 +45,7 @@
 #include "config/config.h"
 #include "dataplane/drop_reason.h"
 #include "lb/load_balancer.h"
+#include "nat/address_roles.h"
 #include "nat/conn_xlate.h"
 #include "nat/nat_mapping_table.h"
 #include "nat/port_allocator.h"
@@ -73,7 +74,16 @@ class Translator {
   // full-NAT local addresses): the router answers ARP for them and routes their packets after
   // translation.
   const std::vector<be32>& service_addresses() const { return service_addrs_; }
-  bool is_service_address(be32 a) const;
+  bool is_service_address(be32 a) const { return roles_.has(a, AddressRoles::kService); }
+  // Whether a packet with tuple t is probably the reply direction of a translated connection:
+  // sent to an SNAT pool or full-NAT local address, or by a mode-nat backend or port-forward
+  // target. The worker then looks it up in the translation index first. A hint only: a
+  // backend's own connections and static NAT are looked up the other way round first, and
+  // either order finds the same connection.
+  bool expects_reply(const Tuple& t) const {
+    return t.family == Family::kV4 && ((roles_.roles(t.dst.as_v4()) & AddressRoles::kReplyDst) ||
+                                       (roles_.roles(t.src.as_v4()) & AddressRoles::kReplySrc));
+  }
 
   // The worker that owns tuple t's connection (see the header comment), or -1 when the
   // default symmetric owner applies.
@@ -154,6 +164,7 @@ class Translator {
   bool enabled_ = false;
   bool hairpinning_ = true;
   std::vector<be32> service_addrs_;  // sorted by raw value
+  AddressRoles roles_;               // the same and more, for lookups
   std::unordered_map<ForwardKey, Endpoint, ForwardHash> forwards_;
   std::unordered_set<ForwardKey, ForwardHash> forward_targets_;  // (proto, inside, port)
   std::unordered_map<uint32_t, be32> static_out_;  // outside raw -> inside

@@ -320,37 +320,16 @@ void Worker::process_burst(rte_mbuf** pkts, uint32_t n) {
 }
 
 void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
-  const FlowKey* kp[kMaxBurst] = {};  // zeroed only to quiet GCC 12's -Wmaybe-uninitialized
   int32_t slots[kMaxBurst];
-  for (uint32_t i = 0; i < n; i++) kp[i] = &keys_[i];
-  table_->lookup_bulk(kp, sigs_, n, slots);
   uint64_t reply_hits = 0;  // bit i: slots[i] was found by packet i's reply tuple
-  if (xlate_) {
-    // A miss may be the reply direction of a translated connection, keyed by its reply tuple
-    // in the translation index: one bulk lookup for all of them.
-    const FlowKey* mk[kMaxBurst];
-    uint32_t at[kMaxBurst], nm = 0;
-    for (uint32_t i = 0; i < n; i++)
-      if (slots[i] < 0) {
-        mk[nm] = kp[i];
-        at[nm++] = i;
-      }
-    if (nm) {
-      int32_t rs[kMaxBurst];
-      xlate_->lookup_reply_bulk(mk, nm, rs);
-      for (uint32_t j = 0; j < nm; j++)
-        if (rs[j] >= 0) {
-          slots[at[j]] = rs[j];
-          reply_hits |= uint64_t{1} << at[j];
-        }
-    }
-  }
+  lookup_burst(n, slots, &reply_hits);
   // Every entry's lines requested at once: with a large table each is a cache (and TLB) miss,
-  // and issuing them together overlaps them. A translated connection's record too.
+  // and issuing them together overlaps them. A translated connection's record is in its row;
+  // a reply rewrites to the connection's key, which the lookup by the reply key did not read.
   for (uint32_t i = 0; i < n; i++)
     if (slots[i] >= 0) {
       table_->prefetch(static_cast<uint32_t>(slots[i]));
-      if (xlate_) rte_prefetch0(&xlate_->at(static_cast<uint32_t>(slots[i])));
+      if (reply_hits >> i & 1) table_->prefetch_key(static_cast<uint32_t>(slots[i]));
     }
   // A new connection to a load-balanced service reads one slot of its pool's Maglev table
   // (65,537 slots, rarely in cache: that line's miss was 84 % of BackendPool::pick's samples
@@ -442,6 +421,64 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
         }
       }
     }
+  }
+}
+
+// The burst's keys in the connection table and, for a translated connection's reply direction,
+// in the translation index. The two key sets are disjoint (a translated connection is refused
+// when its reply key is taken, worker.cc xlate_conflict), so the order of the two lookups
+// decides only what a packet pays: a packet the translator expects to be a reply (addressed to
+// an SNAT pool or a full-NAT local address, or sent by a backend) looks in the index first and
+// spares the connection table's miss (two bucket lines), the others the other way round. Both
+// rounds are bulk lookups; only a packet missing both pays two.
+void Worker::lookup_burst(uint32_t n, int32_t* slots, uint64_t* reply_hits) {
+  const FlowKey* kp[kMaxBurst] = {};  // zeroed only to quiet GCC 12's -Wmaybe-uninitialized
+  for (uint32_t i = 0; i < n; i++) kp[i] = &keys_[i];
+  if (!xlate_) return table_->lookup_bulk(kp, sigs_, n, slots);
+  uint64_t reply_first = 0;
+  for (uint32_t i = 0; i < n; i++)
+    if (translator_->expects_reply(metas_[i].tuple)) reply_first |= uint64_t{1} << i;
+  // Round r: the connection table for packets whose turn it is (round 0: not reply_first;
+  // round 1: reply_first ones that missed the index), the index for the others.
+  uint64_t missed = n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+  for (int round = 0; round < 2; round++) {
+    const FlowKey* ck[kMaxBurst];
+    const FlowKey* rk[kMaxBurst];
+    hash_sig_t cs[kMaxBurst], rs[kMaxBurst];
+    uint8_t cat[kMaxBurst], rat[kMaxBurst];
+    uint32_t nc = 0, nr = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      if (!(missed >> i & 1)) continue;
+      const bool to_conns = (reply_first >> i & 1) == static_cast<uint64_t>(round);
+      if (to_conns) {
+        ck[nc] = kp[i];
+        cs[nc] = sigs_[i];
+        cat[nc++] = static_cast<uint8_t>(i);
+      } else {
+        rk[nr] = kp[i];
+        rs[nr] = sigs_[i];
+        rat[nr++] = static_cast<uint8_t>(i);
+      }
+    }
+    int32_t got[kMaxBurst];
+    if (nc) {
+      table_->lookup_bulk(ck, cs, nc, got);
+      for (uint32_t j = 0; j < nc; j++) {
+        slots[cat[j]] = got[j];
+        if (got[j] >= 0) missed &= ~(uint64_t{1} << cat[j]);
+      }
+    }
+    if (nr) {
+      xlate_->lookup_reply_bulk(rk, rs, nr, got, table_->hash_is_inline());
+      for (uint32_t j = 0; j < nr; j++) {
+        slots[rat[j]] = got[j];
+        if (got[j] >= 0) {
+          missed &= ~(uint64_t{1} << rat[j]);
+          *reply_hits |= uint64_t{1} << rat[j];
+        }
+      }
+    }
+    if (!missed) break;
   }
 }
 

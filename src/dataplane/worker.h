@@ -174,6 +174,7 @@ class Worker {
   static constexpr uint32_t kFragSlots = 1024;
 
   void process_owned(rte_mbuf** pkts, uint32_t n);
+  void lookup_burst(uint32_t n, int32_t* slots, uint64_t* reply_hits);
   void handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir d);
   void handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir d);
   void forward(rte_mbuf* m);

@@ -264,6 +264,12 @@ std::vector<be32> LoadBalancer::addresses() const {
   return a;
 }
 
+std::vector<be32> LoadBalancer::nat_backend_addresses() const {
+  std::vector<be32> a;
+  for (const Key& k : nat_backends_) a.push_back(be32::from_raw(k.addr));
+  return a;
+}
+
 int LoadBalancer::owner(const Tuple& t) const {
   if (services_.empty() || workers_ < 2 || t.family != Family::kV4) return -1;
   const be32 s = t.src.as_v4(), d = t.dst.as_v4();

@@ -81,6 +81,9 @@ class LoadBalancer {
 
   // VIPs and full-NAT local addresses.
   std::vector<be32> addresses() const;
+  const std::vector<be32>& local_addresses() const { return local_addrs_; }
+  // Addresses of the backends of mode nat services (their answers are translated replies).
+  std::vector<be32> nat_backend_addresses() const;
   int owner(const Tuple& t) const;
 
   enum class Verdict : uint8_t { kNotMine, kTranslate, kNoBackend };

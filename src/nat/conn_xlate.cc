@@ -32,9 +32,13 @@ Tuple reply_tuple(const ConnXlate& x, uint8_t proto, uint16_t vlan) {
   return t;
 }
 
-std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name, uint32_t slots,
-                                                       uint32_t capacity, int socket,
-                                                       std::string* err) {
+std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name,
+                                                       const ConnTable& table, uint32_t capacity,
+                                                       int socket, std::string* err) {
+  if (table.ext_bytes() != sizeof(ConnXlate)) {
+    *err = "connection table " + table.name() + " has no room for translation records";
+    return nullptr;
+  }
   std::unique_ptr<ConnXlateTable> t(new ConnXlateTable());
   rte_hash_parameters hp{};
   std::string hname = "xl_" + name;
@@ -51,7 +55,8 @@ std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name, 
     *err = "rte_hash_create(" + hname + "): " + rte_strerror(rte_errno);
     return nullptr;
   }
-  t->records_.resize(slots);
+  t->table_ = &table;
+  for (uint32_t s = 0; s < table.slots(); s++) new (table.ext(s)) ConnXlate();
   return t;
 }
 
@@ -70,6 +75,11 @@ int32_t ConnXlateTable::lookup_reply(const FlowKey& k) const {
 
 void ConnXlateTable::lookup_reply_bulk(const FlowKey* const* keys, uint32_t n,
                                        int32_t* slots) const {
+  lookup_reply_bulk(keys, nullptr, n, slots, false);
+}
+
+void ConnXlateTable::lookup_reply_bulk(const FlowKey* const* keys, const hash_sig_t* sigs,
+                                       uint32_t n, int32_t* slots, bool with_sigs) const {
   FlowKeyV4 v[RTE_HASH_LOOKUP_BULK_MAX];
   const void* p[RTE_HASH_LOOKUP_BULK_MAX];
   for (uint32_t i = 0; i < n; i++) {
@@ -78,7 +88,10 @@ void ConnXlateTable::lookup_reply_bulk(const FlowKey* const* keys, uint32_t n,
   }
   void* data[RTE_HASH_LOOKUP_BULK_MAX];
   uint64_t hits = 0;
-  rte_hash_lookup_bulk_data(index_, p, n, &hits, data);
+  if (with_sigs)
+    rte_hash_lookup_with_hash_bulk_data(index_, p, const_cast<hash_sig_t*>(sigs), n, &hits, data);
+  else
+    rte_hash_lookup_bulk_data(index_, p, n, &hits, data);
   for (uint32_t i = 0; i < n; i++)
     slots[i] = (hits >> i & 1) ? static_cast<int32_t>(reinterpret_cast<uintptr_t>(data[i])) : -1;
 }

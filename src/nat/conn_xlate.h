@@ -8,7 +8,8 @@
 // responder sends it, after translation). Linux conntrack keeps both in one hash; here the
 // reply tuple lives in this table's own index, which maps its canonical FlowKey to the
 // connection's slot. A packet whose key misses the connection table is looked up here; a hit is
-// the reply direction of a translated connection. The record at the connection's slot holds the
+// the reply direction of a translated connection. The record, kept in the connection's row of
+// the connection table (ConnTable::ext: the entry's page, the counters' line), holds the
 // reply tuple, from which both rewrites follow (decide once on the slow path, apply on the fast
 // path):
 //   orig direction:  (src, dst) := (reply.dst, reply.src)
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "common/net_types.h"
+#include "conntrack/conn_table.h"
 
 namespace baton {
 
@@ -105,22 +107,28 @@ Tuple reply_tuple(const ConnXlate& x, uint8_t proto, uint16_t vlan);
 
 class ConnXlateTable {
  public:
-  // slots: size of the connection table's slot space (ConnTable::slots()); capacity: reply
-  // keys held at most (translated connections live at once).
-  static std::unique_ptr<ConnXlateTable> create(const std::string& name, uint32_t slots,
+  // Records live in table's rows (created with ext_bytes = sizeof(ConnXlate)), one per slot;
+  // capacity: reply keys held at most (translated connections live at once).
+  static std::unique_ptr<ConnXlateTable> create(const std::string& name, const ConnTable& table,
                                                 uint32_t capacity, int socket, std::string* err);
   ~ConnXlateTable();
   ConnXlateTable(const ConnXlateTable&) = delete;
   ConnXlateTable& operator=(const ConnXlateTable&) = delete;
 
-  ConnXlate& at(uint32_t slot) { return records_[slot]; }
-  const ConnXlate& at(uint32_t slot) const { return records_[slot]; }
-  uint32_t slots() const { return static_cast<uint32_t>(records_.size()); }
+  ConnXlate& at(uint32_t slot) { return *reinterpret_cast<ConnXlate*>(table_->ext(slot)); }
+  const ConnXlate& at(uint32_t slot) const {
+    return *reinterpret_cast<const ConnXlate*>(table_->ext(slot));
+  }
+  uint32_t slots() const { return table_->slots(); }
 
   // Connection slot whose reply tuple has key k, or -1.
   int32_t lookup_reply(const FlowKey& k) const;
   // The same for n <= RTE_HASH_LOOKUP_BULK_MAX keys: slots[i] = slot or -1.
   void lookup_reply_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const;
+  // The same with each key's ConnTable::hash() given, when with_sigs (the index hashes the
+  // stored FlowKeyV4 with rte_hash_crc, which is ConnTable::hash() when hash_is_inline()).
+  void lookup_reply_bulk(const FlowKey* const* keys, const hash_sig_t* sigs, uint32_t n,
+                         int32_t* slots, bool with_sigs) const;
   // Registers the reply key of the connection at slot (an IPv4 key: reply tuples are). false:
   // index full (-ENOSPC), the key already taken by another connection (-EEXIST), or not IPv4
   // (-EINVAL); *rc says which.
@@ -131,7 +139,7 @@ class ConnXlateTable {
  private:
   ConnXlateTable() = default;
   rte_hash* index_ = nullptr;
-  std::vector<ConnXlate> records_;
+  const ConnTable* table_ = nullptr;
 };
 
 }  // namespace baton

@@ -42,9 +42,16 @@ using NatMappingTableTest = NatTableTest;
 // The translation index keeps reply keys in their 16-byte IPv4 form: a key finds its slot alone
 // and in a bulk lookup, an IPv6 key with the same bytes finds nothing and cannot be added, and
 // a removed key is gone.
-TEST(ConnXlateTable, ReplyKeysInTheirIpv4Form) {
+TEST_F(NatTableTest, ReplyKeysInTheirIpv4Form) {
   std::string err;
-  auto t = ConnXlateTable::create("xt_test", 128, 64, SOCKET_ID_ANY, &err);
+  ConnTable::Params tp;
+  tp.name = "xt_conns";
+  tp.capacity = 64;
+  tp.rcu = rcu_;
+  tp.ext_bytes = sizeof(ConnXlate);
+  auto conns = ConnTable::create(tp, &err);
+  ASSERT_TRUE(conns) << err;
+  auto t = ConnXlateTable::create("xt_test", *conns, 64, SOCKET_ID_ANY, &err);
   ASSERT_TRUE(t) << err;
   auto key = [](uint32_t i, Family f) {
     Tuple tu;

@@ -131,6 +131,20 @@ class XlatePipeline : public ::testing::Test {
     w_->flush_tx();
     return cap_.sent;
   }
+  // The frames as one burst (one process_burst call), each from its port.
+  std::vector<Sent> run_burst(const std::vector<std::pair<Bytes, uint16_t>>& burst) {
+    std::vector<rte_mbuf*> m;
+    for (const auto& [b, port] : burst) {
+      m.push_back(rte_pktmbuf_alloc(dp_->pool()));
+      EXPECT_NE(m.back(), nullptr);
+      std::memcpy(rte_pktmbuf_append(m.back(), uint16_t(b.size())), b.data(), b.size());
+      m.back()->port = port;
+    }
+    cap_.sent.clear();
+    w_->process_burst(m.data(), static_cast<uint32_t>(m.size()));
+    w_->flush_tx();
+    return cap_.sent;
+  }
   uint64_t drops(DropReason r) const { return w_->stats().drops[int(r)]; }
 
   // Sends `in` on port `from`; expects exactly one frame out of port `to` equal to `want`
@@ -284,28 +298,65 @@ TEST_F(XlatePipeline, ReplyInTheBurstThatCreatedItsConnectionIsTranslated) {
   auto a = run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(5000, 3478).payload("a").build(), kIn);
   ASSERT_EQ(a.size(), 1u);
   const uint16_t p = sport_of(a[0].frame);  // the mapping a new destination reuses (REQ-1)
-  const std::pair<Bytes, uint16_t> burst[] = {
-      {from_host(0).ipv4("10.1.0.5", "203.0.113.19").udp(5000, 3479).payload("b").build(), kIn},
-      {from_remote().ipv4("203.0.113.19", "203.0.113.10").udp(3479, p).payload("r").build(), kOut},
-      {from_host(1).ipv4("10.1.0.6", "203.0.113.9").udp(6000, 3478).payload("c").build(), kIn}};
-  rte_mbuf* m[3];
-  for (int i = 0; i < 3; i++) {
-    m[i] = rte_pktmbuf_alloc(dp_->pool());
-    ASSERT_NE(m[i], nullptr);
-    const Bytes& b = burst[i].first;
-    std::memcpy(rte_pktmbuf_append(m[i], uint16_t(b.size())), b.data(), b.size());
-    m[i]->port = burst[i].second;
-  }
-  cap_.sent.clear();
-  w_->process_burst(m, 3);
-  w_->flush_tx();
-  ASSERT_EQ(cap_.sent.size(), 3u) << "dropped: xlate_conflict " << drops(DropReason::kXlateConflict)
-                                  << ", nat_filtered " << drops(DropReason::kNatFiltered);
+  auto sent = run_burst(
+      {{from_host(0).ipv4("10.1.0.5", "203.0.113.19").udp(5000, 3479).payload("b").build(), kIn},
+       {from_remote().ipv4("203.0.113.19", "203.0.113.10").udp(3479, p).payload("r").build(), kOut},
+       {from_host(1).ipv4("10.1.0.6", "203.0.113.9").udp(6000, 3478).payload("c").build(), kIn}});
+  ASSERT_EQ(sent.size(), 3u) << "dropped: xlate_conflict " << drops(DropReason::kXlateConflict)
+                             << ", nat_filtered " << drops(DropReason::kNatFiltered);
   const Sent* reply = nullptr;
-  for (const Sent& s : cap_.sent)
+  for (const Sent& s : sent)
     if (s.port == kIn) reply = &s;
   ASSERT_NE(reply, nullptr);
   EXPECT_EQ(reply->frame, to_host(0).ipv4("203.0.113.19", "10.1.0.5").ttl(63).udp(3479, 5000).payload("r").build());
+  EXPECT_EQ(w_->stats().conn_created, 3u);
+}
+
+// The worker looks a packet up in the translation index first when the translator expects a
+// reply (sent to a pool address, or by a port-forward target or mode-nat backend), else in the
+// connection table first (Worker::lookup_burst). The guess only orders the lookups: a burst
+// with replies and originals, one of them sent by a port-forward target on a connection of its
+// own (guessed wrong), finds every connection and translates each packet its way.
+TEST_F(XlatePipeline, ReplyGuessOrdersLookupsButFindsEveryConnection) {
+  start([](Config& c) {
+    c.nat.snat.push_back(snat_rule());
+    PortForward f;
+    f.proto = 17;
+    f.outside = v4("203.0.113.11");
+    f.outside_port = 5353;
+    f.inside = v4("10.1.0.6");
+    f.inside_port = 53;
+    c.nat.port_forward.push_back(f);
+  });
+  auto a = run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(5000, 3478).payload("a").build(), kIn);
+  auto q = run(from_remote().ipv4("203.0.113.9", "203.0.113.11").udp(7000, 5353).payload("q").build(), kOut);
+  auto o = run(from_host(1).ipv4("10.1.0.6", "203.0.113.9").udp(4000, 3478).payload("o").build(), kIn);
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(q.size(), 1u);
+  ASSERT_EQ(o.size(), 1u);
+  const uint16_t pa = sport_of(a[0].frame), po = sport_of(o[0].frame);
+  Tuple own;
+  own.family = Family::kV4;
+  own.proto = 17;
+  own.src = v4("10.1.0.6");
+  own.dst = v4("203.0.113.9");
+  own.sport = be16::from_host(4000);
+  own.dport = be16::from_host(3478);
+  ASSERT_TRUE(dp_->translator()->expects_reply(own)) << "the case this test is about";
+
+  auto sent = run_burst(
+      {{from_remote().ipv4("203.0.113.9", "203.0.113.10").udp(3478, pa).payload("r1").build(), kOut},
+       {from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(5000, 3478).payload("a2").build(), kIn},
+       {from_host(1).ipv4("10.1.0.6", "203.0.113.9").udp(4000, 3478).payload("o2").build(), kIn},
+       {from_host(1).ipv4("10.1.0.6", "203.0.113.9").udp(53, 7000).payload("ans").build(), kIn}});
+  const std::vector<Bytes> want = {
+      to_host(0).ipv4("203.0.113.9", "10.1.0.5").ttl(63).udp(3478, 5000).payload("r1").build(),
+      to_remote().ipv4("203.0.113.10", "203.0.113.9").ttl(63).udp(pa, 3478).payload("a2").build(),
+      to_remote().ipv4("203.0.113.10", "203.0.113.9").ttl(63).udp(po, 3478).payload("o2").build(),
+      to_remote().ipv4("203.0.113.11", "203.0.113.9").ttl(63).udp(5353, 7000).payload("ans").build()};
+  ASSERT_EQ(sent.size(), want.size());
+  for (const Bytes& w : want)
+    EXPECT_TRUE(std::any_of(sent.begin(), sent.end(), [&](const Sent& s) { return s.frame == w; }));
   EXPECT_EQ(w_->stats().conn_created, 3u);
 }
 

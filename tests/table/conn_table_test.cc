@@ -814,6 +814,51 @@ TEST_F(ConnTableTest, CountersFollowTheSlotWithAccountingOnly) {
   }
 }
 
+// A module's record in the row (Params::ext_bytes, the translation record): its own bytes per
+// slot, after the counters, untouched by the entry's and counters' writes, in the memory split;
+// a size that is not a multiple of 8 or too large is refused.
+TEST_F(ConnTableTest, ExtensionRecordLivesInItsSlotsRow) {
+  for (bool acct : {true, false}) {
+    SCOPED_TRACE(acct ? "accounting" : "no accounting");
+    ConnTable::Params p;
+    static int seq = 0;
+    p.name = "ext" + std::to_string(seq++);
+    p.capacity = 64;
+    p.rcu = rcu_;
+    p.accounting = acct;
+    p.ext_bytes = 32;
+    std::string err;
+    auto t = ConnTable::create(p, &err);
+    ASSERT_TRUE(t) << err;
+    EXPECT_EQ(t->ext_bytes(), 32u);
+    EXPECT_EQ(t->memory_split().ext, size_t{t->slots()} * 32);
+    for (uint32_t s = 0; s < t->slots(); s++) std::memset(t->ext(s), static_cast<int>(s & 0xff), 32);
+    std::vector<int32_t> slots;
+    for (uint32_t i = 0; i < 40; i++) {
+      slots.push_back(t->insert(make_key(i, 1), make_entry(0)));
+      ASSERT_GE(slots.back(), 0);
+      t->begin_write(slots.back());
+      t->count(slots.back(), Dir::kHiToLo, 1500);
+      t->end_write(slots.back());
+    }
+    for (uint32_t s = 0; s < t->slots(); s++) {
+      const uint8_t* x = t->ext(s);
+      ASSERT_EQ(std::count(x, x + 32, static_cast<uint8_t>(s & 0xff)), 32) << "slot " << s;
+      if (s + 1 < t->slots()) EXPECT_GE(t->ext(s + 1) - x, acct ? 128 : 96);
+    }
+  }
+  ConnTable::Params bad;
+  bad.name = "extbad";
+  bad.capacity = 8;
+  bad.rcu = rcu_;
+  std::string err;
+  for (uint32_t b : {12u, ConnTable::kMaxExtBytes + 8}) {
+    bad.ext_bytes = b;
+    EXPECT_EQ(ConnTable::create(bad, &err), nullptr) << b;
+    EXPECT_NE(err.find("extension"), std::string::npos) << err;
+  }
+}
+
 TEST_F(ConnTableTest, ReportsMemoryAtOneMillion) {
   for (bool acct : {true, false}) {
     auto t = make(1'000'000, 1024, 4, acct, 0);  // IPv4 only
