@@ -631,6 +631,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  g_results["tsc_hz"] = static_cast<double>(rte_get_tsc_hz());  // the cycle figures' clock
   std::printf("{");
   bool first = true;
   for (auto& [k, v] : g_results) {
