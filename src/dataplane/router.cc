@@ -341,6 +341,7 @@ void Router::write(Slot& s, uint32_t ip, const MacAddr& mac, Stored st, uint32_t
   s.mac_state.store(pack(mac, uint8_t(st)), std::memory_order_relaxed);
   s.since.store(since, std::memory_order_relaxed);
   s.seq.store(q + 2, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 Router::Slot* Router::find(be32 ip) {

@@ -926,7 +926,7 @@ void Worker::transmit_l3(rte_mbuf* m) {
   std::memcpy(&dst_raw, ip + 16, 4);
   const be32 nh = r.next_hop(be32::from_raw(dst_raw));
   NeighborLookup nb;  // filled in place, then read field by field (router.h)
-  router_->neighbor(nh, now_s_, &nb);
+  neighbors_.lookup(*router_, nh, now_s_, &nb);
   if (nb.solicit) ask_neighbor(r.port, nh);
   // A VM served here is reachable at its declared MAC before ARP has resolved it. Otherwise a
   // VM that just arrived by migration would lose every packet parked during the freeze (they

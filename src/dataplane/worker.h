@@ -30,6 +30,7 @@
 #include "conntrack/conn_entry.h"
 #include "conntrack/tcp_tracker.h"
 #include "dataplane/packet_meta.h"
+#include "dataplane/router.h"
 #include "dataplane/translator.h"
 #include "lb/l7_proxy.h"
 #include "nat/conn_xlate.h"
@@ -42,7 +43,6 @@ namespace baton {
 class Dataplane;
 struct VmSlot;
 class ConnTable;
-class Router;
 
 // What a translated connection brings besides its entry (InstallItem::xlate indexes it), kept
 // apart so that the items of the many untranslated ones stay small (they are written by the
@@ -308,6 +308,7 @@ class Worker {
   bool l3_ = false;
   const Router* router_ = nullptr;
   Router* neighbor_owner_ = nullptr;
+  NeighborCache neighbors_;  // this worker's memo of resolved next hops
   rte_ring* resolve_ = nullptr;
   struct AskMemo {
     uint32_t ip = 0, when = UINT32_MAX;

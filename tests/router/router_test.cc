@@ -308,6 +308,47 @@ TEST(RouterNeighbor, TableIsBoundedAndKeepsRecentNeighbours) {
   EXPECT_EQ(l.mac.b[5], uint8_t(n - 1));
 }
 
+// A worker's NeighborCache answers what the table answers, whatever happens between two
+// lookups: a neighbour learned, moved to another MAC within the same second, gone stale (a
+// refresh request on every use, so not kept), failed, forgotten, evicted. Random events over a
+// few addresses, each lookup compared with the table's own answer at that moment.
+TEST(RouterNeighbor, CacheAnswersAsTheTable) {
+  auto r = make();
+  NeighborCache cache;
+  std::mt19937 rng(11);
+  std::vector<be32> hosts;
+  for (int i = 0; i < 12; i++) hosts.push_back(be32::from_host(ip("192.0.2.10").host() + i));
+  uint8_t out[kArpFrameLen];
+  uint32_t now = 1000;
+  uint64_t hits_possible = 0;
+  for (int step = 0; step < 20000; step++) {
+    const be32 h = hosts[rng() % hosts.size()];
+    switch (rng() % 8) {
+      case 0: {  // an ARP reply (learn, confirm, or a new MAC for the same address)
+        MacAddr m = mac("02:00:00:00:00:00");
+        m.b[5] = uint8_t(rng() % 3);
+        r->on_arp(0, {2, m, h, ip("192.0.2.1")}, now, out);
+        break;
+      }
+      case 1:
+        r->solicit(0, h, now, out);
+        break;
+      case 2:  // time passes: sometimes a second, sometimes into stale or past the lifetime
+        now += (rng() % 4 == 0) ? Router::kReachableS : (rng() % 16 == 0 ? Router::kStaleLifetimeS : 1);
+        break;
+      default: {
+        NeighborLookup want = r->neighbor(h, now), got;
+        cache.lookup(*r, h, now, &got);
+        ASSERT_EQ(got.usable, want.usable) << "step " << step;
+        ASSERT_EQ(got.solicit, want.solicit) << "step " << step;
+        if (want.usable) ASSERT_EQ(got.mac, want.mac) << "step " << step;
+        hits_possible += want.usable && !want.solicit;
+      }
+    }
+  }
+  EXPECT_GT(hits_possible, 1000u);  // the cache had answers to keep
+}
+
 // One writer, one reader: the reader never sees a torn MAC (seqlock).
 TEST(RouterNeighbor, ReadersNeverSeeTornEntries) {
   auto r = make();
