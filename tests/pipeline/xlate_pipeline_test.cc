@@ -100,6 +100,17 @@ IpAddr v4(const char* s) {
   return *IpAddr::parse(s, &f);
 }
 
+PortForward port_forward(uint8_t proto, const char* outside, uint16_t outside_port,
+                         const char* inside, uint16_t inside_port) {
+  PortForward f;
+  f.proto = proto;
+  f.outside = v4(outside);
+  f.outside_port = outside_port;
+  f.inside = v4(inside);
+  f.inside_port = inside_port;
+  return f;
+}
+
 class XlatePipeline : public ::testing::Test {
  protected:
   // Builds the dataplane from the base config edited by `edit`, then lets every host announce
@@ -193,13 +204,7 @@ TEST_F(XlatePipeline, AnswersArpForTranslatedAddresses) {
 
 TEST_F(XlatePipeline, PortForwardRewritesDestinationAndReplySource) {
   start([](Config& c) {
-    PortForward f;
-    f.proto = 6;
-    f.outside = v4("203.0.113.10");
-    f.outside_port = 8080;
-    f.inside = v4("10.1.0.6");
-    f.inside_port = 80;
-    c.nat.port_forward.push_back(f);
+    c.nat.port_forward.push_back(port_forward(6, "203.0.113.10", 8080, "10.1.0.6", 80));
   });
   expect_forwarded(from_remote().ipv4("203.0.113.9", "203.0.113.10").tcp(5555, 8080).seq(7).flags(kSyn).win(1000).build(), kOut,
                    to_host(1).ipv4("203.0.113.9", "10.1.0.6").ttl(63).tcp(5555, 80).seq(7).flags(kSyn).win(1000).build(), kIn);
@@ -320,13 +325,7 @@ TEST_F(XlatePipeline, ReplyInTheBurstThatCreatedItsConnectionIsTranslated) {
 TEST_F(XlatePipeline, ReplyGuessOrdersLookupsButFindsEveryConnection) {
   start([](Config& c) {
     c.nat.snat.push_back(snat_rule());
-    PortForward f;
-    f.proto = 17;
-    f.outside = v4("203.0.113.11");
-    f.outside_port = 5353;
-    f.inside = v4("10.1.0.6");
-    f.inside_port = 53;
-    c.nat.port_forward.push_back(f);
+    c.nat.port_forward.push_back(port_forward(17, "203.0.113.11", 5353, "10.1.0.6", 53));
   });
   auto a = run(from_host(0).ipv4("10.1.0.5", "203.0.113.9").udp(5000, 3478).payload("a").build(), kIn);
   auto q = run(from_remote().ipv4("203.0.113.9", "203.0.113.11").udp(7000, 5353).payload("q").build(), kOut);
@@ -397,13 +396,7 @@ TEST_F(XlatePipeline, SnatIcmpEchoIdentifierTranslated) {
 TEST_F(XlatePipeline, SnatHairpinning) {
   start([](Config& c) {
     c.nat.snat.push_back(snat_rule());
-    PortForward f;
-    f.proto = 17;
-    f.outside = v4("203.0.113.10");
-    f.outside_port = 53;
-    f.inside = v4("10.1.0.6");
-    f.inside_port = 5353;
-    c.nat.port_forward.push_back(f);
+    c.nat.port_forward.push_back(port_forward(17, "203.0.113.10", 53, "10.1.0.6", 5353));
   });
   auto out = run(from_host(0).ipv4("10.1.0.5", "203.0.113.10").udp(5000, 53).payload("h").build(), kIn);
   ASSERT_EQ(out.size(), 1u);
@@ -1065,13 +1058,7 @@ TEST_F(XlateFragments, StaticNatTranslatesInboundFragmentsToTheInsideHost) {
 
 TEST_F(XlateFragments, PortForwardTranslatesFragmentsToTheInsideHost) {
   start([](Config& c) {
-    PortForward f;
-    f.proto = 17;
-    f.outside = v4("203.0.113.10");
-    f.outside_port = 53;
-    f.inside = v4("10.1.0.6");
-    f.inside_port = 5353;
-    c.nat.port_forward.push_back(f);
+    c.nat.port_forward.push_back(port_forward(17, "203.0.113.10", 53, "10.1.0.6", 5353));
   });
   const Bytes q = pattern(1800, 6), r = pattern(2500, 7);
   auto in = send(from_remote().ipv4("203.0.113.9", "203.0.113.10").ip_id(21).udp(4000, 53).payload(q).build(), kOut, kIn);
