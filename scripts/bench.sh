@@ -84,7 +84,11 @@ hugepages_ready() {
     echo "$want" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
     have=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
   fi
-  [ "$have" -ge "$want" ]
+  # EAL finds hugepages through a hugetlbfs mount; a machine without systemd's has none.
+  if [ "$have" -ge "$want" ] && ! grep -q '^[^ ]* [^ ]* hugetlbfs ' /proc/mounts; then
+    mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null || true
+  fi
+  [ "$have" -ge "$want" ] && grep -q '^[^ ]* [^ ]* hugetlbfs ' /proc/mounts
 }
 run fw64k fw64k
 run fw1m -m 4096 fw1m
