@@ -428,7 +428,8 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
 // in the translation index. The two key sets are disjoint (a translated connection is refused
 // when its reply key is taken, worker.cc xlate_conflict), so the order of the two lookups
 // decides only what a packet pays: a packet the translator expects to be a reply (addressed to
-// an SNAT pool or a full-NAT local address, or sent by a backend) looks in the index first and
+// an SNAT pool or a full-NAT local address, or sent by a mode-nat backend or a port-forward
+// target: Translator::expects_reply) looks in the index first and
 // spares the connection table's miss (two bucket lines), the others the other way round. Both
 // rounds are bulk lookups; only a packet missing both pays two.
 void Worker::lookup_burst(uint32_t n, int32_t* slots, uint64_t* reply_hits) {
@@ -469,7 +470,7 @@ void Worker::lookup_burst(uint32_t n, int32_t* slots, uint64_t* reply_hits) {
       }
     }
     if (nr) {
-      xlate_->lookup_reply_bulk(rk, rs, nr, got, table_->hash_is_inline());
+      xlate_->lookup_reply_bulk(rk, rs, nr, got);
       for (uint32_t j = 0; j < nr; j++) {
         slots[rat[j]] = got[j];
         if (got[j] >= 0) {

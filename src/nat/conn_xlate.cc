@@ -55,6 +55,22 @@ std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name,
     *err = "rte_hash_create(" + hname + "): " + rte_strerror(rte_errno);
     return nullptr;
   }
+  // The index hashes the stored FlowKeyV4 with rte_hash_crc, as ConnTable's IPv4 hash does;
+  // the worker's signatures are used only if that holds here.
+  t->sigs_ok_ = true;
+  for (uint32_t i = 0; i < 64; i++) {
+    FlowKey k;
+    k.family = Family::kV4;
+    for (size_t j = 0; j < 4; j++) {
+      k.lo_addr.b[j] = static_cast<uint8_t>(i * 31 + j * 7);
+      k.hi_addr.b[j] = static_cast<uint8_t>(i * 17 + j * 13 + 1);
+    }
+    k.lo_port = be16::from_host(static_cast<uint16_t>(i * 1000 + 1));
+    k.proto = static_cast<uint8_t>(i);
+    k.vlan = static_cast<uint16_t>(i * 3);
+    const FlowKeyV4 v = FlowKeyV4::of(k);
+    if (ConnTable::hash(k) != rte_hash_hash(t->index_, &v)) t->sigs_ok_ = false;
+  }
   t->table_ = &table;
   for (uint32_t s = 0; s < table.slots(); s++) new (table.ext(s)) ConnXlate();
   return t;
@@ -75,11 +91,11 @@ int32_t ConnXlateTable::lookup_reply(const FlowKey& k) const {
 
 void ConnXlateTable::lookup_reply_bulk(const FlowKey* const* keys, uint32_t n,
                                        int32_t* slots) const {
-  lookup_reply_bulk(keys, nullptr, n, slots, false);
+  lookup_reply_bulk(keys, nullptr, n, slots);
 }
 
 void ConnXlateTable::lookup_reply_bulk(const FlowKey* const* keys, const hash_sig_t* sigs,
-                                       uint32_t n, int32_t* slots, bool with_sigs) const {
+                                       uint32_t n, int32_t* slots) const {
   FlowKeyV4 v[RTE_HASH_LOOKUP_BULK_MAX];
   const void* p[RTE_HASH_LOOKUP_BULK_MAX];
   for (uint32_t i = 0; i < n; i++) {
@@ -88,7 +104,7 @@ void ConnXlateTable::lookup_reply_bulk(const FlowKey* const* keys, const hash_si
   }
   void* data[RTE_HASH_LOOKUP_BULK_MAX];
   uint64_t hits = 0;
-  if (with_sigs)
+  if (sigs && sigs_ok_)
     rte_hash_lookup_with_hash_bulk_data(index_, p, const_cast<hash_sig_t*>(sigs), n, &hits, data);
   else
     rte_hash_lookup_bulk_data(index_, p, n, &hits, data);

@@ -125,10 +125,10 @@ class ConnXlateTable {
   int32_t lookup_reply(const FlowKey& k) const;
   // The same for n <= RTE_HASH_LOOKUP_BULK_MAX keys: slots[i] = slot or -1.
   void lookup_reply_bulk(const FlowKey* const* keys, uint32_t n, int32_t* slots) const;
-  // The same with each key's ConnTable::hash() given, when with_sigs (the index hashes the
-  // stored FlowKeyV4 with rte_hash_crc, which is ConnTable::hash() when hash_is_inline()).
+  // The same with each key's ConnTable::hash() given (the worker has it already; or nullptr):
+  // used as the index's signature when create() found the two hash functions equal.
   void lookup_reply_bulk(const FlowKey* const* keys, const hash_sig_t* sigs, uint32_t n,
-                         int32_t* slots, bool with_sigs) const;
+                         int32_t* slots) const;
   // Registers the reply key of the connection at slot (an IPv4 key: reply tuples are). false:
   // index full (-ENOSPC), the key already taken by another connection (-EEXIST), or not IPv4
   // (-EINVAL); *rc says which.
@@ -140,6 +140,7 @@ class ConnXlateTable {
   ConnXlateTable() = default;
   rte_hash* index_ = nullptr;
   const ConnTable* table_ = nullptr;
+  bool sigs_ok_ = false;  // ConnTable::hash() == the index's hash (checked in create())
 };
 
 }  // namespace baton
