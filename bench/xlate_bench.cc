@@ -3,7 +3,7 @@
 // baton-xlate-bench: NAT and load-balancer figures of docs/PERFORMANCE.md, printed as one JSON
 // object (metric -> number); scripts/bench.sh runs each group in its own process.
 //
-//   baton-xlate-bench [-m MB] GROUP...   GROUP: l3fw1m nat1m lb1m natlbnew l7new
+//   baton-xlate-bench [-m MB] GROUP...   GROUP: l3fw1m nat1m lb1m lbl71m natlbnew l7new
 //
 // Theory of operation, as baton-bench's: Dataplane::create(cfg, with_ports = false) in mode l3,
 // Worker::process_burst timed with rte_rdtsc, a TxSink counting what leaves. Unlike the
@@ -412,6 +412,10 @@ std::string lb_yaml(const char* mode, int backends) {
   return y;
 }
 
+const char* kL7Service =
+    "    - {name: site, vip: 11.0.0.101, port: 80, proto: tcp, mode: l7, pool: web,"
+    " local_addresses: [198.18.2.1], max_request_head: 8192}\n";
+
 // Whole connections through a full-NAT VIP: SYN, SYN|ACK, ACK, FIN|ACK, FIN|ACK, ACK, in bursts
 // of 32 connections per phase, then the TIME_WAIT entries removed by aging (the same expire the
 // worker runs). The backend's frames must carry what the pipeline chose (local address and
@@ -624,6 +628,11 @@ int main(int argc, char** argv) {
     if (g == "l3fw1m") bench_steady("l3fw", "", n, server, 80, "l3_fw_cycles_per_packet_1m");
     else if (g == "nat1m") bench_steady("nat", kSnat, n, server, 80, "nat_cycles_per_packet_1m");
     else if (g == "lb1m") bench_steady("lb", lb_yaml("nat", 16), n, vip, 80, "lb_cycles_per_packet_1m");
+    // The same L4 traffic with an L7 service configured beside it (its proxy and side table
+    // exist; no packet goes to it): what an L7 service costs the connections that are not L7.
+    else if (g == "lbl71m")
+      bench_steady("lbl7", lb_yaml("nat", 16) + kL7Service, n, vip, 80,
+                   "lb_cycles_per_packet_1m_l7_configured");
     else if (g == "natlbnew") bench_natlbnew();
     else if (g == "l7new") bench_l7new();
     else {

@@ -132,6 +132,7 @@ xrun() {  # xrun <name> <baton-xlate-bench args...>
 xrun l3fw1m -m 4096 l3fw1m
 xrun nat1m -m 6144 nat1m
 xrun lb1m -m 4096 lb1m
+xrun lbl71m -m 4096 lbl71m   # lb1m with an L7 service configured beside it
 xrun natlbnew -m 2048 natlbnew
 if want xlatehuge && hugepages_ready; then  # the three 1M figures on hugepages (keys end in _huge)
   xrun xlatehuge --huge -m 5800 l3fw1m nat1m lb1m

@@ -62,6 +62,11 @@ constexpr uint8_t kDataSeen = 0x10;     // end/maxend valid (first segment seen)
 namespace connflag {
 constexpr uint8_t kOrigIsHi = 0x01;   // the initiator is the key's hi endpoint
 constexpr uint8_t kPending = 0x02;    // installed by a migration, not yet active
+// Has an L7 proxy record (lb/l7_proxy.h), so that the packet path asks the proxy only for these:
+// the proxy's side table is another line (and page walk) per packet, never prefetched, and with
+// an L7 service configured it doubled an L4 LB packet's cost at 1M flows. Host-local (not a
+// wire flag): set where the record is made (a cookie's ACK, a migration's install).
+constexpr uint8_t kL7 = 0x04;
 constexpr uint8_t kReplied = 0x08;    // UDP/ICMP: the responder has answered
 constexpr uint8_t kFromPeer = 0x10;   // arrived through a migration (never loosely picked up)
 constexpr uint8_t kXlate = 0x20;      // translated: its ConnXlate record is valid (nat/conn_xlate.h)

@@ -629,7 +629,7 @@ void Worker::handle_known(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, Dir 
     if (e.vm_id) count_vm(e.vm_id, pm, m);
     return forward(m);
   }
-  if (l7_ && l7_->is_l7(slot)) {
+  if (e.flags & connflag::kL7) {
     // Counted as taken in: the proxy may hold a head's bytes before it sends them on.
     if (e.vm_id) count_vm(e.vm_id, pm, m);
     return l7_segment(m, pm, slot, d == e.orig_dir());

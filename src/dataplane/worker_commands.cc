@@ -110,6 +110,7 @@ void Worker::install_l7(uint32_t slot, const L7Handoff& h, uint16_t service) {
   r.phase = h.phase;
   r.service = service;
   r.offsets = h.offsets;
+  table_->entry(slot).flags |= connflag::kL7;
   table_->end_write(slot);
 }
 
@@ -188,10 +189,11 @@ void Worker::apply(WorkerCommand& c) {
                   [&] { return initiator_side(it.key, e); });
           table_->begin_write(slot);
           e.l4_state = it.entry.l4_state;
-          // A connection's translation is fixed at its creation: the installed one stays.
+          // A connection's translation (and L7 record) is fixed at its creation: the installed
+          // one stays.
           e.flags = static_cast<uint8_t>((it.entry.flags & ~connflag::kXlate) |
-                                         (e.flags & connflag::kXlate) | connflag::kPending |
-                                         connflag::kFromPeer);
+                                         (e.flags & (connflag::kXlate | connflag::kL7)) |
+                                         connflag::kPending | connflag::kFromPeer);
           e.zone = it.entry.zone;
           e.peer[0] = it.entry.peer[0];
           e.peer[1] = it.entry.peer[1];

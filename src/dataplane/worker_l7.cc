@@ -219,6 +219,7 @@ void Worker::l7_unknown(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   dp_.tracker().init(e, d, syn);
   if (!dp_.tracker().track(e, opposite(d), syn_ack).accept) return drop(m, DropReason::kTcpInvalid);
   e.age_class = static_cast<uint8_t>(age_class_of(6, static_cast<TcpState>(e.l4_state), false));
+  e.flags |= connflag::kL7;
   const int32_t slot = table_->insert(k, e);
   if (slot < 0) return drop(m, DropReason::kTableFull);
   const uint32_t us = static_cast<uint32_t>(slot);
