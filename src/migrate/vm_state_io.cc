@@ -157,7 +157,8 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   // An L7 connection travels with its splice state (l7_proxy.h L7Handoff), and only when it
   // holds no head buffer: until then it is not sent (a tombstone if it was), as if absent.
   L7Handoff l7;
-  if (const L7Proxy* lp = live ? dp_.workers()[shard]->l7() : nullptr; lp && lp->is_l7(slot)) {
+  const L7Proxy* lp = live && (e.flags & connflag::kL7) ? dp_.workers()[shard]->l7() : nullptr;
+  if (lp) {
     L7ConnRecord rec;
     live = out.version >= kProtocolVersionL7 && lp->read(slot, t.entry(slot).version, &rec) &&
            l7_carried(rec, e.flags & connflag::kXlate);
@@ -357,7 +358,7 @@ VmReader::KindTally VmReader::tally(Dataplane& dp, uint16_t vm) {
       if (!table.read(slot, &e, &k) || e.vm_id != vm) return;
       n[static_cast<int>(StateKind::kConn)]++;
       if (k.family == Family::kV6) t.conn_v6++;
-      if (l7 && l7->is_l7(slot)) {
+      if (l7 && (e.flags & connflag::kL7)) {
         n[static_cast<int>(StateKind::kL7Conn)]++;
         L7ConnRecord rec;
         if (!l7->read(slot, table.entry(slot).version, &rec) ||
