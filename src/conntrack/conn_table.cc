@@ -143,23 +143,9 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   // The worker hashes keys itself (hash()); make sure it is rte_hash's function for both
   // stored forms.
   t->hash_inline_ok_ = true;
-  for (uint32_t i = 0; i < 64; ++i) {
-    FlowKey k;
-    k.family = (i & 1) ? Family::kV6 : Family::kV4;
-    for (size_t j = 0; j < (k.family == Family::kV4 ? 4 : k.lo_addr.b.size()); ++j) {
-      k.lo_addr.b[j] = static_cast<uint8_t>(i * 31 + j * 7);
-      k.hi_addr.b[j] = static_cast<uint8_t>(i * 17 + j * 13 + 1);
-    }
-    k.lo_port = be16::from_host(static_cast<uint16_t>(i * 1000 + 1));
-    k.hi_port = be16::from_host(static_cast<uint16_t>(i * 7 + 80));
-    k.proto = static_cast<uint8_t>(i);
-    k.vlan = static_cast<uint16_t>(i * 3);
-    const FamilyHash& f = t->fam_of(k.family);
-    if (f.hash == nullptr) continue;
-    const FlowKeyV4 v = FlowKeyV4::of(k);
-    const void* stored = k.family == Family::kV4 ? static_cast<const void*>(&v) : &k;
-    if (hash(k) != rte_hash_hash(f.hash, stored)) t->hash_inline_ok_ = false;
-  }
+  for (const FamilyHash& f : t->fam_)
+    if (f.hash && !hash_agrees(f.hash, &f == &t->fam_[0] ? Family::kV4 : Family::kV6))
+      t->hash_inline_ok_ = false;
 
   const size_t heap_after = heap_allocated_bytes();
   t->memory_split_.hash = heap_hash - heap_before;
@@ -170,6 +156,25 @@ std::unique_ptr<ConnTable> ConnTable::create(const Params& p, std::string* err) 
   t->memory_bytes_ = (heap_after - heap_before) + sizeof(ConnTable) +
                      2 * p.age_classes * sizeof(uint32_t) + kLimboQueue * sizeof(Limbo);
   return t;
+}
+
+bool ConnTable::hash_agrees(const rte_hash* h, Family f) {
+  for (uint32_t i = 0; i < 32; ++i) {
+    FlowKey k;
+    k.family = f;
+    for (size_t j = 0; j < (f == Family::kV4 ? 4 : k.lo_addr.b.size()); ++j) {
+      k.lo_addr.b[j] = static_cast<uint8_t>(i * 31 + j * 7);
+      k.hi_addr.b[j] = static_cast<uint8_t>(i * 17 + j * 13 + 1);
+    }
+    k.lo_port = be16::from_host(static_cast<uint16_t>(i * 1000 + 1));
+    k.hi_port = be16::from_host(static_cast<uint16_t>(i * 7 + 80));
+    k.proto = static_cast<uint8_t>(i);
+    k.vlan = static_cast<uint16_t>(i * 3);
+    const FlowKeyV4 v = FlowKeyV4::of(k);
+    const void* stored = f == Family::kV4 ? static_cast<const void*>(&v) : &k;
+    if (hash(k) != rte_hash_hash(h, stored)) return false;
+  }
+  return true;
 }
 
 ConnTable::~ConnTable() {

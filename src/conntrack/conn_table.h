@@ -181,6 +181,10 @@ class ConnTable {
 #endif
   }
   bool hash_is_inline() const { return hash_inline_ok_; }
+  // Whether hash() is h's own hash of keys of family f in their stored form (FlowKeyV4 for
+  // IPv4, the FlowKey for IPv6): any rte_hash of such keys may then be given hash()'s
+  // signatures (checked on sample keys; create() and the translation index ask it).
+  static bool hash_agrees(const rte_hash* h, Family f);
 
   // Links the new entry into VM init.vm_id's index (0 = none) and at the tail of aging list
   // init.age_class. Returns the slot, -EEXIST, -ENOSPC (at capacity, or no slot out of its

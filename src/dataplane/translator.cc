@@ -94,7 +94,8 @@ std::unique_ptr<Translator> Translator::create(const Config& cfg, uint16_t worke
     for (be32 a : r.pool) t->roles_.add(a, AddressRoles::kReplyDst);
   for (be32 a : t->lb_->local_addresses()) t->roles_.add(a, AddressRoles::kReplyDst);
   for (be32 a : t->lb_->nat_backend_addresses()) t->roles_.add(a, AddressRoles::kReplySrc);
-  for (const ForwardKey& f : t->forward_targets_) t->roles_.add(be32::from_raw(f.addr), AddressRoles::kReplySrc);
+  for (const ForwardKey& f : t->forward_targets_)
+    t->roles_.add(be32::from_raw(f.addr), AddressRoles::kReplySrc);
   t->enabled_ = cfg.nat.enabled() || cfg.lb.enabled();
   return t;
 }

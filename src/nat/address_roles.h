@@ -31,7 +31,7 @@ class AddressRoles {
   // Adds roles to address a (ORed with any it has).
   void add(be32 a, uint8_t roles) {
     if (2 * (used_ + 1) > slots_.size()) grow();
-    Slot& s = find(a.raw());
+    Slot& s = slots_[find(a.raw())];
     if (s.roles == 0) {
       s.addr = a.raw();
       used_++;
@@ -39,8 +39,7 @@ class AddressRoles {
     s.roles |= roles;
   }
   uint8_t roles(be32 a) const {
-    if (slots_.empty()) return 0;
-    return const_cast<AddressRoles*>(this)->find(a.raw()).roles;
+    return slots_.empty() ? 0 : slots_[find(a.raw())].roles;
   }
   bool has(be32 a, Role r) const { return roles(a) & r; }
   size_t size() const { return used_; }
@@ -50,12 +49,12 @@ class AddressRoles {
     uint32_t addr = 0;  // raw (network order)
     uint8_t roles = 0;  // 0 = empty
   };
-  // The slot holding addr, or the empty slot where it would go.
-  Slot& find(uint32_t addr) {
+  // The index of the slot holding addr, or of the empty slot where it would go.
+  size_t find(uint32_t addr) const {
     const size_t mask = slots_.size() - 1;
     size_t i = (addr * 0x9e3779b1u) >> shift_;
     while (slots_[i].roles && slots_[i].addr != addr) i = (i + 1) & mask;
-    return slots_[i];
+    return i;
   }
   void grow() {
     std::vector<Slot> old = std::move(slots_);

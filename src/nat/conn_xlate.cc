@@ -57,20 +57,7 @@ std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name,
   }
   // The index hashes the stored FlowKeyV4 with rte_hash_crc, as ConnTable's IPv4 hash does;
   // the worker's signatures are used only if that holds here.
-  t->sigs_ok_ = true;
-  for (uint32_t i = 0; i < 64; i++) {
-    FlowKey k;
-    k.family = Family::kV4;
-    for (size_t j = 0; j < 4; j++) {
-      k.lo_addr.b[j] = static_cast<uint8_t>(i * 31 + j * 7);
-      k.hi_addr.b[j] = static_cast<uint8_t>(i * 17 + j * 13 + 1);
-    }
-    k.lo_port = be16::from_host(static_cast<uint16_t>(i * 1000 + 1));
-    k.proto = static_cast<uint8_t>(i);
-    k.vlan = static_cast<uint16_t>(i * 3);
-    const FlowKeyV4 v = FlowKeyV4::of(k);
-    if (ConnTable::hash(k) != rte_hash_hash(t->index_, &v)) t->sigs_ok_ = false;
-  }
+  t->sigs_ok_ = ConnTable::hash_agrees(t->index_, Family::kV4);
   t->table_ = &table;
   for (uint32_t s = 0; s < table.slots(); s++) new (table.ext(s)) ConnXlate();
   return t;

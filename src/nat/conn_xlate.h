@@ -129,6 +129,7 @@ class ConnXlateTable {
   // used as the index's signature when create() found the two hash functions equal.
   void lookup_reply_bulk(const FlowKey* const* keys, const hash_sig_t* sigs, uint32_t n,
                          int32_t* slots) const;
+  bool takes_signatures() const { return sigs_ok_; }
   // Registers the reply key of the connection at slot (an IPv4 key: reply tuples are). false:
   // index full (-ENOSPC), the key already taken by another connection (-EEXIST), or not IPv4
   // (-EINVAL); *rc says which.

@@ -77,9 +77,17 @@ TEST_F(NatTableTest, ReplyKeysInTheirIpv4Form) {
   for (auto& k : ks) ps.push_back(&k);
   std::vector<int32_t> slots(ks.size(), -2);
   t->lookup_reply_bulk(ps.data(), static_cast<uint32_t>(ps.size()), slots.data());
+  // The worker's form: its own signatures (ConnTable::hash), which the index takes here.
+  EXPECT_TRUE(t->takes_signatures());
+  std::vector<hash_sig_t> sigs;
+  for (auto& k : ks) sigs.push_back(ConnTable::hash(k));
+  std::vector<int32_t> signed_slots(ks.size(), -2);
+  t->lookup_reply_bulk(ps.data(), sigs.data(), static_cast<uint32_t>(ps.size()),
+                       signed_slots.data());
   for (uint32_t i = 0; i < ks.size(); i++) {
     const int32_t want = (i < 40 && i % 4 != 3) ? static_cast<int32_t>(100 - i) : -1;
     EXPECT_EQ(slots[i], want) << i;
+    EXPECT_EQ(signed_slots[i], want) << i;
     EXPECT_EQ(t->lookup_reply(ks[i]), want) << i;
   }
   t->remove_reply(key(0, Family::kV4));
