@@ -202,7 +202,7 @@ void Worker::apply(WorkerCommand& c) {
           // An L7 connection's offsets are fixed at the splice; its phase may have moved on
           // (spliced -> closed).
           const InstallXlate* ix = c.xlate_of(it);
-          if (ix && ix->l7.has && l7_ && l7_->is_l7(slot)) l7_->record(slot).phase = ix->l7.phase;
+          if (ix && ix->l7.has && (e.flags & connflag::kL7)) l7_->record(slot).phase = ix->l7.phase;
           uint8_t cls = static_cast<uint8_t>(age_class_of(
               proto, static_cast<TcpState>(e.l4_state),
               e.flags & connflag::kReplied));
