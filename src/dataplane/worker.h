@@ -56,6 +56,9 @@ struct InstallXlate {
 // One entry to install or delete at the destination of a migration.
 struct InstallItem {
   static constexpr uint32_t kNoXlate = UINT32_MAX;
+  // User-provided, so that emplace_back() runs the members' initialisers only and does not
+  // zero the whole item first (a `rep stos` per item before the installer fills it in).
+  InstallItem() {}
   FlowKey key;
   ConnEntry entry;      // version = the source's version; links ignored
   ConnCounters counters;

@@ -251,7 +251,6 @@ class VmInstaller {
   Dataplane& dp_;
   uint16_t vm_;
   std::unique_ptr<WorkerCommand> building_[kMaxWorkers];  // per owner, during a submit
-  InstallItem scratch_;  // add()'s item under construction
   std::vector<std::unique_ptr<WorkerCommand>> pending_;
   // Finished install commands kept with their item capacity: a round's chunks reuse the
   // memory of the previous round's instead of faulting in fresh pages.
