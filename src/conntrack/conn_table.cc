@@ -268,7 +268,8 @@ void ConnTable::lookup_family_bulk(const FlowKey* const* keys, const hash_sig_t*
     for (uint32_t j = 0; j < cnt[f]; ++j) slots[idx[f][j]] = pos[f][j];
 }
 
-int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCounters* c) {
+int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCounters* c,
+                          Version vmode) {
   if (init.vm_id > max_vms_ || init.age_class >= age_classes_) return -EINVAL;
   FamilyHash& f = fam_of(k.family);
   if (f.size.load(std::memory_order_relaxed) >= f.capacity) {
@@ -296,8 +297,12 @@ int32_t ConnTable::insert(const FlowKey& k, const ConnEntry& init, const ConnCou
   if (live(slot)) return -EEXIST;
   ConnEntry& e = row(slot);
   // The slot is not live: readers look at live_ before the content, so plain stores suffice.
+  // (A never used row is zero: its "previous version" is 0.)
+  uint32_t version = init.version.load(std::memory_order_relaxed) & ~1u;
+  if (vmode == Version::kAfterSlot)
+    version = std::max(version, (e.version.load(std::memory_order_relaxed) + 2) & ~1u);
   e = init;
-  e.version.store(init.version.load(std::memory_order_relaxed) & ~1u, std::memory_order_relaxed);
+  e.version.store(version, std::memory_order_relaxed);
   e.vm_prev = e.vm_next = e.age_prev = e.age_next = kNoSlot;
   if (accounting_) ctr(slot) = c ? *c : ConnCounters{};
   age_link_tail(slot, init.age_class);

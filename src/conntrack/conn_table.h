@@ -190,7 +190,14 @@ class ConnTable {
   // init.age_class. Returns the slot, -EEXIST, -ENOSPC (at capacity, or no slot out of its
   // grace period yet), -EINVAL (vm_id > max_vms or age_class >= age_classes).
   // c: the first counters (none: zero); ignored without accounting.
-  int32_t insert(const FlowKey& k, const ConnEntry& init, const ConnCounters* c = nullptr);
+  // Version: kGiven stores init.version (rounded down to even) as it is: an entry copied from
+  // a peer keeps the peer's wire version. kAfterSlot (the owner's own new entries) stores at
+  // least the slot's previous version + 2, so that a slot's versions never go back: a
+  // migration reader that sent the slot's previous occupant then always sees a change, even
+  // when the new entry has the same key (a flow closed and opened again, kept in one slot).
+  enum class Version : uint8_t { kGiven, kAfterSlot };
+  int32_t insert(const FlowKey& k, const ConnEntry& init, const ConnCounters* c = nullptr,
+                 Version v = Version::kGiven);
   // Unlinks from the VM index and the aging list and deletes the key; the slot is handed out
   // again only after an RCU grace period.
   void remove(uint32_t slot);

@@ -576,7 +576,7 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   ConnCounters first;
   first.packets[static_cast<int>(d)] = 1;
   first.bytes[static_cast<int>(d)] = m->pkt_len;
-  int32_t slot = table_->insert(k, e, &first);
+  int32_t slot = table_->insert(k, e, &first, ConnTable::Version::kAfterSlot);
   if (slot < 0) {
     if (translated) translator_->release(id_, x, proto, now_s_);
     return drop(m, DropReason::kTableFull);

@@ -170,7 +170,7 @@ bool Worker::l7_relink(uint32_t* slot, uint16_t vm) {
   removed_in_burst_ = true;  // later packets of this burst may hold the old slot
   e.vm_id = vm;
   e.mig_epoch = 0;
-  const int32_t ns = table_->insert(k, e);
+  const int32_t ns = table_->insert(k, e, nullptr, ConnTable::Version::kAfterSlot);
   if (ns < 0) {
     l7_->release(r.pending);
     restate(6, e, e.l4_state, -1, [&] { return initiator_side(k, e); });
@@ -220,7 +220,7 @@ void Worker::l7_unknown(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
   if (!dp_.tracker().track(e, opposite(d), syn_ack).accept) return drop(m, DropReason::kTcpInvalid);
   e.age_class = static_cast<uint8_t>(age_class_of(6, static_cast<TcpState>(e.l4_state), false));
   e.flags |= connflag::kL7;
-  const int32_t slot = table_->insert(k, e);
+  const int32_t slot = table_->insert(k, e, nullptr, ConnTable::Version::kAfterSlot);
   if (slot < 0) return drop(m, DropReason::kTableFull);
   const uint32_t us = static_cast<uint32_t>(slot);
   const uint32_t pending = l7_->open(us, tcp, *opts, now_s_);

@@ -295,8 +295,13 @@ void VmReader::delta_into(Drain which, Out& out, uint64_t* moved) {
             gone_.push_back(s.slot);
         });
       }
-      read_all(w, slots_);
+      // Tombstones first: a key may have vanished from one slot and come back in another
+      // (a flow closed and opened again). Its new entry starts at a version unrelated to the
+      // old one's, so after the new record the old one's tombstone would remove it at the
+      // destination; before it, the tombstone removes the old entry and the record installs
+      // the new one. (The rings keep that order by themselves: removal queued first.)
       read_all(w, gone_);
+      read_all(w, slots_);
     }
   }
 }

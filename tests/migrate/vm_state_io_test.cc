@@ -276,6 +276,36 @@ TEST_F(VmStateIo, FramesInstallAtTheOwnersExactlyAndTwiceIsANoOp) {
   }
 }
 
+// A flow closed and opened again with the same key, in another slot, while the VM's ring
+// overflowed: the delta walks the VM instead of the ring, and must send the old entry's
+// tombstone before the new entry, whose version (a new entry's) is below the old one's.
+TEST_F(VmStateIo, AKeyBackInAnotherSlotAfterARingOverflowArrivesAsTheNewEntry) {
+  for (uint32_t i = 0; i < 40; i++) add(i);
+  VmReader r(*a, vm_a);
+  VmInstaller inst(*b, vm_b);
+  ASSERT_TRUE(inst.submit(r.snapshot(), 1000));
+  advance(5, 100);
+  advance(5, 100);
+  ASSERT_TRUE(inst.submit(r.delta(VmReader::Drain::kAll, nullptr), 1000));
+  apply_at_b(inst);
+  const FlowKey k = key_of(5);
+  const uint16_t wb = b->owner_of(k);
+  ASSERT_GE(b->shard(wb).lookup(k), 0);
+  ASSERT_EQ(b->shard(wb).entry(b->shard(wb).lookup(k)).peer[0].end, 1205u);
+
+  const uint32_t old_slot = slots[5];
+  a->shard(a->owner_of(k)).remove(old_slot);  // neither change queued: the ring lost them
+  add(5);
+  ASSERT_NE(slots[5], old_slot);
+  a->vms().slot(vm_a).dirty_overflow[0].store(true);
+  ASSERT_TRUE(inst.submit(r.delta(VmReader::Drain::kAll, nullptr), 1000));
+  apply_at_b(inst);
+  const int32_t s = b->shard(wb).lookup(k);
+  ASSERT_GE(s, 0) << "the old entry's tombstone removed the new one";
+  EXPECT_EQ(b->shard(wb).entry(s).peer[0].end, 1005u) << "the new entry's state";
+  EXPECT_EQ(inst.failed, 0u);
+}
+
 // The owner looks keys up a batch (32) ahead: a later record of the same key, in the same batch
 // or the next, must see what an earlier one inserted or removed.
 TEST_F(VmStateIo, RepeatedKeyWithinABatchSeesTheEarlierRecord) {

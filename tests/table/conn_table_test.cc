@@ -681,6 +681,44 @@ TEST_F(ConnTableTest, RemovedSlotNotReusedWhileReaderOnline) {
   EXPECT_TRUE(reused);
 }
 
+// The owner's own new entries (kAfterSlot) never give a slot a lower version than its last
+// occupant had, even for the same key: a migration reader that sent the old one compares by
+// version. A copied entry (kGiven, a peer's) keeps the version it brings.
+TEST_F(ConnTableTest, ANewEntryContinuesItsSlotsVersionsACopyKeepsItsOwn) {
+  auto t = make(64);
+  ASSERT_TRUE(t);
+  const FlowKey k = make_key(7, 1);
+  for (uint32_t i = 0; i < 5; i++) ASSERT_GE(t->insert(make_key(100 + i, 1), make_entry(1)), 0);
+  const int32_t first = t->insert(k, make_entry(1), nullptr, ConnTable::Version::kAfterSlot);
+  ASSERT_GE(first, 0);
+  EXPECT_EQ(t->entry(first).version.load(), 2u) << "a never used row's previous version is 0";
+  for (int i = 0; i < 3; i++) {
+    t->begin_write(first);
+    t->end_write(first);
+  }
+  const uint32_t old_version = t->entry(first).version.load();
+  ASSERT_EQ(old_version, 8u);
+  // The same key again until it lands in the same slot (positions come back after reclaim).
+  auto reinsert = [&](ConnTable::Version v, uint32_t given) {
+    t->remove(static_cast<uint32_t>(first));
+    for (uint32_t id = 1000; id < 1000 + 4 * t->slots(); id++) {
+      ConnEntry e = make_entry(1);
+      e.version.store(given);
+      const int32_t s = t->insert(k, e, nullptr, v);
+      EXPECT_GE(s, 0);
+      if (s == first) return true;
+      t->remove(static_cast<uint32_t>(s));
+    }
+    return false;
+  };
+  ASSERT_TRUE(reinsert(ConnTable::Version::kAfterSlot, 0));
+  EXPECT_EQ(t->entry(first).version.load(), old_version + 2);
+  ASSERT_TRUE(reinsert(ConnTable::Version::kAfterSlot, 100));
+  EXPECT_EQ(t->entry(first).version.load(), 100u) << "a higher given version stands";
+  ASSERT_TRUE(reinsert(ConnTable::Version::kGiven, 4));
+  EXPECT_EQ(t->entry(first).version.load(), 4u) << "a copy keeps the version it brings";
+}
+
 TEST_F(ConnTableTest, ConcurrentVmWalkSeesOnlyThatVm) {
   constexpr uint32_t kCap = 4096, kKeys = 8000;
   auto t = make(kCap, 4);
