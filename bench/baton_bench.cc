@@ -685,6 +685,7 @@ class Destination {
     for (auto& w : p_.b->workers()) w->housekeeping();  // a command the queue left behind
     if (!inst_.wait(5000)) die("install timed out");
     if (inst_.failed) die("install failed for " + std::to_string(inst_.failed));
+    if (inst_.unmatched) die(std::to_string(inst_.unmatched) + " compact updates unmatched");
     times.apply += ms(t0, clk::now());
     if (activate_) {
       p_.b->vms().slot(p_.vm_b).state.store(VmState::kLocal, std::memory_order_seq_cst);

@@ -172,6 +172,26 @@ struct FlowKey {
     }
     return static_cast<uint32_t>(h);
   }
+
+  // A 64-bit fingerprint of the whole key under `seed`, never 0: how a migration's compact
+  // update names a connection both ends already hold (migrate/codec.h). Keyed, so that
+  // without the seed nobody picks a key to collide with another's; wyhash's folded 128-bit
+  // multiply (mum), chained over the five words so that no word cancels another.
+  uint64_t fingerprint(uint64_t seed) const {
+    uint64_t w[5];
+    std::memcpy(w, this, sizeof w);
+    const uint64_t s0 = seed ^ 0xa0761d6478bd642full, s1 = mum(seed, 0xe7037ed1a0b428dbull) ^ seed;
+    uint64_t h = mum(w[0] ^ s0, w[1] ^ s1);
+    h = mum(h ^ w[2] ^ 0x8ebc6af09c88c6e3ull, w[3] ^ s1);
+    h = mum(h ^ w[4] ^ s0, 0x589965cc75374cc3ull ^ s1);
+    return h ? h : 1;
+  }
+
+ private:
+  static uint64_t mum(uint64_t a, uint64_t b) {
+    const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
+    return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+  }
 };
 static_assert(sizeof(FlowKey) == 40, "FlowKey is hashed as raw bytes; no padding allowed");
 

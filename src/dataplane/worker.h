@@ -59,12 +59,20 @@ struct InstallItem {
   // User-provided, so that emplace_back() runs the members' initialisers only and does not
   // zero the whole item first (a `rep stos` per item before the installer fills it in).
   InstallItem() {}
-  FlowKey key;
+  FlowKey key;          // by_slot: only key.proto
   ConnEntry entry;      // version = the source's version; links ignored
   ConnCounters counters;
   uint32_t idle_s = 0;  // age at the source; last_seen = now - idle_s
   bool deleted = false;
   uint32_t xlate = kNoXlate;  // entry.flags & kXlate: its InstallXlate in WorkerCommand::xlates
+  // A compact update (migrate/codec.h): the slot the installer's earlier items left the key
+  // in, and the key's fingerprint under WorkerCommand::fp_seed, which the slot's key must
+  // still have. kNoSlot: the item names its key.
+  uint32_t by_slot = kNoSlot;
+  uint64_t fingerprint = 0;
+  // Result: the slot holding the item's key once the item is done (inserted, updated, or
+  // already newer), or -1 (removed, refused, or no such entry).
+  int32_t installed = -1;
 };
 
 struct WorkerCommand {
@@ -76,14 +84,16 @@ struct WorkerCommand {
   };
   Kind kind = Kind::kInstall;
   uint16_t vm = 0;
+  uint64_t fp_seed = 0;  // by_slot items' fingerprints are under it
   std::vector<InstallItem> items;
   std::vector<InstallXlate> xlates;  // indexed by InstallItem::xlate
   // The translation item `it` brings, or nullptr (untranslated).
   const InstallXlate* xlate_of(const InstallItem& it) const {
     return it.xlate < xlates.size() ? &xlates[it.xlate] : nullptr;
   }
-  // Results, written by the worker before `done` is released.
-  uint32_t applied = 0, stale = 0, failed = 0, removed = 0;
+  // Results, written by the worker before `done` is released. unmatched: by_slot items whose
+  // slot no longer holds their key (the destination FAILs: it cannot place the update).
+  uint32_t applied = 0, stale = 0, failed = 0, removed = 0, unmatched = 0;
   // Why the first translated item could not be installed (this instance cannot hold its
   // mapping, service, backend or sticky entry): the migration FAILs with CONFLICT and this.
   std::string conflict;

@@ -126,22 +126,46 @@ void Worker::apply(WorkerCommand& c) {
       // changes no key and never looks again.
       constexpr uint32_t kBatch = 32;
       struct Batch {
-        const FlowKey* keys[kBatch];
-        hash_sig_t sigs[kBatch];
-        int32_t found[kBatch];
+        hash_sig_t sigs[kBatch];  // per item (a compact update's: unused)
+        int32_t found[kBatch];    // per item: the slot its key is in, or -1
         uint32_t n = 0;
       } batch[2];
       SigSet changed[2];  // by the batch whose items inserted or removed them
       auto look_up = [&](Batch& b, size_t first) {
         b.n = static_cast<uint32_t>(std::min<size_t>(kBatch, c.items.size() - first));
+        // Keyed items in one bulk lookup; a compact update names its slot (its key checked
+        // when it is applied).
+        const FlowKey* keys[kBatch];
+        hash_sig_t sigs[kBatch];
+        int32_t found[kBatch];
+        uint32_t at[kBatch], m = 0;
         for (uint32_t k = 0; k < b.n; k++) {
-          b.keys[k] = &c.items[first + k].key;
-          b.sigs[k] = ConnTable::hash(*b.keys[k]);
+          const InstallItem& it = c.items[first + k];
+          if (it.by_slot != kNoSlot) {
+            b.found[k] = static_cast<int32_t>(it.by_slot);
+            if (it.by_slot < table_->slots()) {
+              table_->prefetch(it.by_slot);
+              table_->prefetch_key(it.by_slot);
+            }
+            continue;
+          }
+          keys[m] = &it.key;
+          sigs[m] = b.sigs[k] = ConnTable::hash(it.key);
+          at[m++] = k;
         }
-        table_->lookup_bulk(b.keys, b.sigs, b.n, b.found);
-        for (uint32_t k = 0; k < b.n; k++) {
-          if (b.found[k] >= 0) table_->prefetch(static_cast<uint32_t>(b.found[k]));
+        if (m) table_->lookup_bulk(keys, sigs, m, found);
+        for (uint32_t q = 0; q < m; q++) {
+          b.found[at[q]] = found[q];
+          if (found[q] >= 0) table_->prefetch(static_cast<uint32_t>(found[q]));
         }
+      };
+      // A compact update's slot must still hold its key, as one of this migration's entries.
+      auto holds = [&](const InstallItem& it) {
+        const uint32_t s = it.by_slot;
+        if (!table_->live(s)) return false;
+        const ConnEntry& e = table_->entry(s);
+        return e.vm_id == c.vm && (e.flags & connflag::kFromPeer) &&
+               table_->key(s).fingerprint(c.fp_seed) == it.fingerprint;
       };
       if (!c.items.empty()) look_up(batch[0], 0);
       for (size_t i = 0; i < c.items.size(); i++) {
@@ -154,9 +178,20 @@ void Worker::apply(WorkerCommand& c) {
           changing.clear();  // batch bi - 2's: it was applied before this batch was looked up
           if (i + kBatch < c.items.size()) look_up(batch[(bi + 1) % 2], i + kBatch);
         }
-        const hash_sig_t sig = cur.sigs[j];
-        int32_t slot = changed[0].has(sig) || changed[1].has(sig) ? table_->lookup(it.key)
-                                                                  : cur.found[j];
+        it.installed = -1;
+        const bool by_slot = it.by_slot != kNoSlot;
+        const hash_sig_t sig = by_slot ? 0 : cur.sigs[j];
+        int32_t slot;
+        if (by_slot) {
+          if (!holds(it)) {
+            c.unmatched++;
+            continue;
+          }
+          slot = static_cast<int32_t>(it.by_slot);
+        } else {
+          slot = changed[0].has(sig) || changed[1].has(sig) ? table_->lookup(it.key)
+                                                             : cur.found[j];
+        }
         if (slot >= 0 && !(table_->entry(slot).flags & connflag::kFromPeer)) {
           // An entry this instance made itself for the arriving VM's address (a frame flooded
           // here before the VM came) lives in another version space: the source's wins.
@@ -171,6 +206,7 @@ void Worker::apply(WorkerCommand& c) {
           if (it.entry.version.load(std::memory_order_relaxed) <=
               e.version.load(std::memory_order_relaxed)) {
             c.stale++;
+            if (!it.deleted) it.installed = slot;
             continue;
           }
           if (it.deleted) {
@@ -182,11 +218,12 @@ void Worker::apply(WorkerCommand& c) {
           }
           // The entry stays: only the state gauge moves (forget() would also drop what the
           // entry owns elsewhere: its translation, its L7 state).
-          // it.key is the table's key (found by it); reading it back from rte_hash's key
-          // store would build a whole FlowKey for one byte.
+          // it.key is the table's key (found by it), or has its protocol (a compact update);
+          // reading it back from rte_hash's key store would build a whole FlowKey for one byte.
           const uint8_t proto = it.key.proto;
-          restate(proto, e, e.l4_state, it.entry.l4_state,
-                  [&] { return initiator_side(it.key, e); });
+          restate(proto, e, e.l4_state, it.entry.l4_state, [&] {
+            return initiator_side(by_slot ? table_->key(static_cast<uint32_t>(slot)) : it.key, e);
+          });
           table_->begin_write(slot);
           e.l4_state = it.entry.l4_state;
           // A connection's translation (and L7 record) is fixed at its creation: the installed
@@ -212,6 +249,7 @@ void Worker::apply(WorkerCommand& c) {
                           std::memory_order_release);
           if (cls != e.age_class) table_->set_age_class(slot, cls);
           c.applied++;
+          it.installed = slot;
           continue;
         }
         if (it.deleted) {
@@ -240,6 +278,7 @@ void Worker::apply(WorkerCommand& c) {
           c.failed++;
         } else {
           c.applied++;
+          it.installed = slot;
           restate(it.key.proto, e, -1, e.l4_state, [&] { return initiator_side(it.key, e); });
         }
       }

@@ -595,6 +595,16 @@ void ConnRecord::encode(Writer& w, uint16_t wire_version) const {
 }
 
 size_t ConnRecord::encode_to(uint8_t* out, uint16_t wire_version) const {
+  if (compact) {
+    ConnEntry e;  // the fields encode_compact reads; last_seen 0 at "now" idle_s
+    e.version.store(version, std::memory_order_relaxed);
+    e.l4_state = l4_state;
+    e.flags = flags;
+    e.zone = zone;
+    e.peer[0] = peer[0];
+    e.peer[1] = peer[1];
+    return encode_compact(fingerprint, key.proto, e, counters(), idle_s, out);
+  }
   const bool x = !deleted && (flags & connflag::kXlate);
   return put_record(out, key, {version, deleted, l4_state, flags, zone, idle_s, peer, packets,
                                bytes, x ? &xlate : nullptr,
@@ -621,7 +631,72 @@ size_t ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_
   return put_record(out, key, {version, true, 0, 0, 0, 0, nullptr, nullptr, nullptr, nullptr});
 }
 
+size_t ConnRecord::encode_compact(uint64_t fp, uint8_t proto, const ConnEntry& e,
+                                  const ConnCounters& c, uint32_t now_s, uint8_t* out) {
+  uint8_t* p = put32(out, e.version.load(std::memory_order_relaxed));
+  p[0] = kRecordCompact;
+  p[1] = proto;
+  p[2] = e.l4_state;
+  p[3] = static_cast<uint8_t>(e.flags & kWireFlags);
+  p[4] = e.zone;
+  p[5] = p[6] = p[7] = 0;
+  p = put64(p + 8, fp);
+  p = put32(p, now_s >= e.last_seen ? now_s - e.last_seen : 0);
+  for (const TcpPeer& pr : e.peer) {
+    p = put32(p, pr.end);
+    p = put32(p, pr.maxend);
+    p = put32(p, pr.maxwin);
+    *p++ = pr.wscale;
+    *p++ = pr.flags;
+  }
+  for (int d = 0; d < 2; d++) p = put64(p, c.packets[d]);
+  for (int d = 0; d < 2; d++) p = put64(p, c.bytes[d]);
+  assert(p == out + kCompactRecordSize);
+  return kCompactRecordSize;
+}
+
+bool ConnRecord::decode_compact(Reader& r) {
+  const uint8_t* p = r.take(kCompactRecordSize);
+  if (!p) return false;
+  version = get32(p);
+  key = FlowKey{};
+  key.proto = p[5];
+  l4_state = p[6];
+  flags = p[7];
+  zone = p[8];
+  fingerprint = get64(p + 12);
+  idle_s = get32(p + 20);
+  p += 24;
+  for (auto& pr : peer) {
+    pr = TcpPeer{};
+    pr.end = get32(p);
+    pr.maxend = get32(p + 4);
+    pr.maxwin = get32(p + 8);
+    pr.wscale = p[12];
+    pr.flags = p[13];
+    p += 14;
+    if (pr.wscale > 14 || (pr.flags & ~kKnownPeerFlags)) return r.fail(CodecError::kBadValue);
+  }
+  for (auto& v : packets) v = get64(p), p += 8;
+  for (auto& v : bytes) v = get64(p), p += 8;
+  p -= kCompactRecordSize;
+  if (p[9] || p[10] || p[11] || fingerprint == 0 || (flags & ~kWireFlags))
+    return r.fail(CodecError::kBadValue);
+  if (key.proto == static_cast<uint8_t>(IpProto::kTcp) &&
+      l4_state >= static_cast<uint8_t>(TcpState::kCount))
+    return r.fail(CodecError::kBadValue);
+  deleted = false;
+  compact = true;
+  return true;
+}
+
 bool ConnRecord::decode(Reader& r, uint16_t wire_version) {
+  if (const uint8_t* p = r.peek(5); p && p[4] == kRecordCompact) {
+    if (wire_version < kProtocolVersionCompact) return r.fail(CodecError::kBadValue);
+    return decode_compact(r);
+  }
+  compact = false;
+  fingerprint = 0;
   if (!decode_fixed(r)) return false;
   if (!(flags & connflag::kXlate)) return true;
   // Only version 2 defines the flag; a tombstone never carries a translation.
@@ -745,7 +820,7 @@ bool ConnRecord::decode_fixed(Reader& r) {
 }
 
 bool ConnRecord::operator==(const ConnRecord& o) const {
-  return key == o.key && version == o.version && deleted == o.deleted && l4_state == o.l4_state &&
+  return compact == o.compact && fingerprint == o.fingerprint && key == o.key && version == o.version && deleted == o.deleted && l4_state == o.l4_state &&
          flags == o.flags && zone == o.zone && idle_s == o.idle_s && peer_equal(peer[0], o.peer[0]) &&
          peer_equal(peer[1], o.peer[1]) && packets[0] == o.packets[0] &&
          packets[1] == o.packets[1] && bytes[0] == o.bytes[0] && bytes[1] == o.bytes[1] &&
@@ -926,7 +1001,7 @@ void EntriesMsg::encode(Writer& w) const {
 }
 bool EntriesMsg::decode(Reader& r) {
   uint32_t n;
-  if (!r.u32(&round) || !r.count(&n, 4, kConnRecordSize)) return false;
+  if (!r.u32(&round) || !r.count(&n, 4, kCompactRecordSize)) return false;
   records.assign(n, ConnRecord{});
   for (auto& rec : records)
     if (!rec.decode(r)) return false;

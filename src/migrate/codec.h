@@ -42,7 +42,7 @@ constexpr uint32_t kMagic = 0x4241544e;  // "BATN"
 // Protocol versions this build speaks. A frame with a version outside this range is refused
 // (kBadVersion); HELLO negotiates the highest common one (negotiation.h).
 constexpr uint16_t kProtocolVersionMin = 1;
-constexpr uint16_t kProtocolVersionMax = 6;
+constexpr uint16_t kProtocolVersionMax = 7;
 // Version 2: a ConnRecord of a translated connection (flag 0x20) is followed by its translation
 // (XlateExt, kXlateExtSize bytes). Version 1 frames never carry one.
 constexpr uint16_t kProtocolVersionXlate = 2;
@@ -63,6 +63,10 @@ constexpr uint16_t kProtocolVersionFamilies = 5;
 // its packet and byte counts do not restart at the destination (dataplane/vm_traffic.h); and
 // PREPARE's profile ends with the VM's max_half_open (u32).
 constexpr uint16_t kProtocolVersionCumulative = 6;
+// Version 7: a record may be a compact update (kind byte 2, kCompactRecordSize bytes) of an
+// entry the destination holds already from an earlier round: named by its key's fingerprint
+// under the migration's seed (FlowKey::fingerprint), with the fields that move and no key.
+constexpr uint16_t kProtocolVersionCompact = 7;
 constexpr size_t kHeaderSize = 28;
 constexpr size_t kMaxFrameSize = 16u << 20;  // header + body
 constexpr size_t kMaxBodySize = kMaxFrameSize - kHeaderSize;
@@ -70,6 +74,9 @@ constexpr size_t kMaxNameLen = 255;      // instance, VM and zone names
 constexpr size_t kMaxDetailLen = 4096;   // FAIL / ABORT detail text
 constexpr size_t kMaxHeldFrameLen = 16384;
 constexpr size_t kConnRecordSize = 112;  // fixed part; docs/WIRE.md gives the layout
+constexpr size_t kCompactRecordSize = 84;  // a compact update (version 7), docs/WIRE.md
+// The kind byte (offset 4) of a record: version 1 called it "deleted".
+constexpr uint8_t kRecordEntry = 0, kRecordTombstone = 1, kRecordCompact = 2;
 constexpr size_t kXlateExtSize = 16;     // the translation after a record with flag 0x20
 // Version 3 parts after the extension, present when its parts byte (offset 13) says so.
 constexpr size_t kMappingPartSize = 16;
@@ -189,6 +196,8 @@ class Reader {
     off_ += n;
     return at;
   }
+  // The next n bytes without consuming them; nullptr if fewer are left (not an error).
+  const uint8_t* peek(size_t n) const { return ok() && n_ - off_ >= n ? p_ + off_ : nullptr; }
   bool str(std::string* s, size_t max_len);
   bool ip(IpAddr* a) { return bytes(a->b.data(), a->b.size()); }
   // Reads a count of the given wire width (1, 2 or 4 bytes) and checks that `count` elements of
@@ -286,6 +295,11 @@ struct ConnRecord {
   uint64_t packets[2] = {0, 0};
   uint64_t bytes[2] = {0, 0};
   XlateExt xlate;  // valid when flags & connflag::kXlate
+  // A compact update (version 7): the key is not carried but for its protocol (key.proto);
+  // fingerprint names it (FlowKey::fingerprint under the migration's seed). deleted is false,
+  // flags has no kXlate meaning (the destination keeps the translation it installed).
+  bool compact = false;
+  uint64_t fingerprint = 0;
 
   // x: the connection's translation record when e has kXlate; without one the flag is dropped.
   static ConnRecord from_entry(const FlowKey& key, const ConnEntry& e, const ConnCounters& c,
@@ -320,9 +334,14 @@ struct ConnRecord {
                              uint16_t version = kProtocolVersionMax,
                              const L7Handoff* l7 = nullptr);
   static size_t encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out);
+  // A compact update of entry e (kCompactRecordSize bytes): fingerprint names its key, proto
+  // is the key's.
+  static size_t encode_compact(uint64_t fingerprint, uint8_t proto, const ConnEntry& e,
+                               const ConnCounters& c, uint32_t now_s, uint8_t* out);
   // Length of the encoded record at p (its flags byte says whether an extension follows, the
   // extension's parts byte what follows that).
   static size_t wire_size(const uint8_t* p) {
+    if (p[4] == kRecordCompact) return kCompactRecordSize;
     return (p[46] & connflag::kXlate)
                ? kConnRecordSize + kXlateExtSize + xlate_parts_size(p[kConnRecordSize + 13])
                : kConnRecordSize;
@@ -331,6 +350,7 @@ struct ConnRecord {
 
  private:
   bool decode_fixed(Reader& r);  // the 112 bytes
+  bool decode_compact(Reader& r);  // the 84 bytes of a compact update
 };
 
 struct KindCount {

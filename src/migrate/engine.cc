@@ -452,6 +452,7 @@ json MigrationReport::to_json() const {
           {"detail", detail},
           {"entries", {{"snapshot", entries_snapshot}, {"delta", entries_delta},
                        {"final", entries_final}, {"tombstones", tombstones},
+                       {"compact", compact},
                        {"installed", entries_installed}, {"stale", entries_stale}}},
           {"final_seq_moved", final_seq_moved},
           {"rounds", rounds},
@@ -909,7 +910,7 @@ void MigrationEngine::run_out(OutSession& s) {
                                           std::max<uint32_t>(4096, tally.counts[0].count * 2), &err))
         fail(FailReason::kResources, "local: " + err);
     }
-    migrate::VmReader reader(dp_, s.vm);
+    migrate::VmReader reader(dp_, s.vm, mid);  // the migration id seeds the fingerprints
     auto t_precopy = Clock::now();
     if (s.mode == MigrationMode::kFull) {
       if (!migrate::begin_epoch(dp_, s.vm, tmo))
@@ -947,6 +948,7 @@ void MigrationEngine::run_out(OutSession& s) {
       update([&](MigrationReport& r) {
         r.entries_delta += d.records;
         r.tombstones += d.tombstones;
+        r.compact += d.compact;
         r.rounds++;
       });
       round++;
@@ -984,6 +986,7 @@ void MigrationEngine::run_out(OutSession& s) {
       r.precopy_ms = std::chrono::duration<double, std::milli>(t_pause - t_precopy).count();
       r.entries_final = fin.records;
       r.tombstones += fin.tombstones;
+      r.compact += fin.compact;
       r.final_seq_moved = fin.seq_moved;
       r.rounds++;
       r.final_delta_ms = final_ms;
@@ -1419,7 +1422,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
     BLOG_INFO("migrate", "accepted vm=%s from %s (migration %lu)", rep.vm.c_str(),
               link.name.c_str(), mid);
 
-    migrate::VmInstaller inst(dp_, vm);
+    migrate::VmInstaller inst(dp_, vm, mid);  // fingerprints under the source's seed
     // A translated record this instance could not hold (its mapping's port taken here, its
     // backend unknown ...): the source hears FAIL(CONFLICT) instead of the ACK and rolls back,
     // and so do we (catch below).
@@ -1440,6 +1443,16 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
                               "for its address family)";
       link.send(migrate::FailMsg{FailReason::kResources, why}, mid, tmo);
       fail(FailReason::kResources, why);
+    };
+    // A compact update of an entry this migration did not install here (or that is gone):
+    // this instance cannot place it, and a connection left behind would be cut. TRANSFER: a
+    // retry starts from whole records.
+    auto refuse_unmatched = [&](const migrate::VmInstaller& in) {
+      if (in.unmatched == 0) return;
+      const std::string why = "vm " + rep.vm + ": " + std::to_string(in.unmatched) +
+                              " compact updates name entries this instance does not hold";
+      link.send(migrate::FailMsg{FailReason::kTransfer, why}, mid, tmo);
+      fail(FailReason::kTransfer, why);
     };
     bool final_seen = false, held_done = false;
     uint64_t in_round = 0;  // records received since the last ROUND_END / FINAL_END
@@ -1468,6 +1481,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
           if (!inst.wait(tmo)) fail(FailReason::kTimeout, "workers did not install entries");
           refuse_conflict(inst);
           refuse_full(inst);
+          refuse_unmatched(inst);
           if (fr.header.kind == MsgKind::kFinalEnd)
             rep.entries_final += in_round;
           else
@@ -1527,6 +1541,7 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
           if (!inst.wait(tmo)) fail(FailReason::kTimeout, "workers did not install entries");
           refuse_conflict(inst);
           refuse_full(inst);
+          refuse_unmatched(inst);
           auto t_act = Clock::now();
           // One store makes every pending entry of the VM usable at once (all tables).
           VmSlot& vs = dp_.vms().slot(vm);

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <rte_byteorder.h>
 #include <rte_pause.h>
 #include <rte_prefetch.h>
 
@@ -25,18 +26,10 @@ int64_t now_ms() {
       .count();
 }
 
-// FlowKey's operator== is a memcmp call; five words compare in a few instructions.
-bool same_key(const FlowKey& a, const FlowKey& b) {
-  static_assert(sizeof(FlowKey) == 40);
-  uint64_t x[5], y[5];
-  std::memcpy(x, &a, sizeof x);
-  std::memcpy(y, &b, sizeof y);
-  return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
-}
-
 }  // namespace
 
-VmReader::VmReader(Dataplane& dp, uint16_t vm) : dp_(dp), vm_(vm), sent_(dp.worker_count()) {}
+VmReader::VmReader(Dataplane& dp, uint16_t vm, uint64_t fp_seed)
+    : dp_(dp), vm_(vm), fp_seed_(fp_seed), sent_(dp.worker_count()) {}
 
 // ---- SentMap ----------------------------------------------------------------------------------
 
@@ -49,13 +42,14 @@ VmReader::Sent* VmReader::SentMap::find(uint32_t slot) {
   }
 }
 
-void VmReader::SentMap::put(const Sent& s) {
+void VmReader::SentMap::put(const Sent& s, const FlowKey& key) {
   if ((size_ + 1) * 2 > cells_.size()) grow();
   for (size_t i = home(s.slot);; i = (i + 1) & mask_) {
     Sent& c = cells_[i];
     if (c.slot == kEmpty) size_++;
     if (c.slot == kEmpty || c.slot == s.slot) {
       c = s;
+      keys_[i] = key;
       return;
     }
   }
@@ -70,6 +64,7 @@ void VmReader::SentMap::erase(Sent* s) {
     bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
     if (!stays) {
       cells_[i] = cells_[j];
+      keys_[i] = keys_[j];
       i = j;
     }
   }
@@ -80,11 +75,13 @@ void VmReader::SentMap::erase(Sent* s) {
 void VmReader::SentMap::reset(size_t n) {
   size_t cap = 16;
   while (cap < 2 * n) cap *= 2;
-  const Sent empty{kEmpty, 0, {0, 0}, FlowKey{}};
-  if (cells_.size() >= cap && cells_.size() <= 4 * cap)
+  const Sent empty{kEmpty, 0, {0, 0}, 0, 0};
+  if (cells_.size() >= cap && cells_.size() <= 4 * cap) {
     std::fill(cells_.begin(), cells_.end(), empty);
-  else
+  } else {
     cells_.assign(cap, empty);
+    keys_.assign(cap, FlowKey{});  // a key is written with its cell, never read before
+  }
   mask_ = cells_.size() - 1;
   shift_ = 64 - std::countr_zero(cells_.size());
   size_ = 0;
@@ -92,10 +89,11 @@ void VmReader::SentMap::reset(size_t n) {
 
 void VmReader::SentMap::grow() {
   std::vector<Sent, HugePageAllocator<Sent>> old = std::move(cells_);
+  std::vector<FlowKey, HugePageAllocator<FlowKey>> old_keys = std::move(keys_);
   cells_.clear();
   reset(std::max<size_t>(16, old.size()));  // twice the cells: reset sizes for 2 * n
-  for (const Sent& c : old)
-    if (c.slot != kEmpty) put(c);
+  for (size_t i = 0; i < old.size(); i++)
+    if (old[i].slot != kEmpty) put(old[i], old_keys[i]);
 }
 
 // ---- VmReader ---------------------------------------------------------------------------------
@@ -110,6 +108,9 @@ struct VmReader::VectorOut {
   void tombstone(const FlowKey& k, uint32_t version) {
     v->push_back(ConnRecord::tombstone(k, version));
   }
+  uint32_t round() const { return 0; }
+  bool compact_ok(uint32_t) const { return false; }  // records only
+  void compact(uint64_t, uint8_t, const ConnEntry&, const ConnCounters&, uint32_t) {}
 };
 
 struct VmReader::WireOut {
@@ -134,6 +135,18 @@ struct VmReader::WireOut {
     ConnRecord::encode_tombstone(k, version, next());
     c.tombstones++;
   }
+  uint32_t round() const { return fo.round; }
+  // An entry first sent in an earlier round is installed at the destination (a round ends
+  // with the peers' ACK of everything in it): a peer that speaks version 7 takes its update
+  // as a compact record.
+  bool compact_ok(uint32_t first_round) const {
+    return version >= kProtocolVersionCompact && first_round < fo.round;
+  }
+  void compact(uint64_t fp, uint8_t proto, const ConnEntry& e, const ConnCounters& ctr,
+               uint32_t now_s) {
+    ConnRecord::encode_compact(fp, proto, e, ctr, now_s, next());
+    c.compact++;
+  }
   // Hands over the records gathered so far (if any) and starts the next frame.
   void flush() {
     if (w.records()) {
@@ -154,6 +167,7 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   FlowKey k;
   ConnCounters ctr;
   bool live = t.read(slot, &e, &k, &ctr) && e.vm_id == vm_;
+  const uint64_t fp = live ? k.fingerprint(fp_seed_) : 0;
   // An L7 connection travels with its splice state (l7_proxy.h L7Handoff), and only when it
   // holds no head buffer: until then it is not sent (a tombstone if it was), as if absent.
   L7Handoff l7;
@@ -164,9 +178,9 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
            l7_carried(rec, e.flags & connflag::kXlate);
     l7 = {true, rec.phase, rec.offsets};
   }
-  if (it && (!live || !same_key(it->key, k))) {
+  if (it && (!live || it->fp != fp)) {
     // Gone, or the slot now holds another flow: the destination must forget the old one.
-    out.tombstone(it->key, it->version + 2);
+    out.tombstone(sent.key(it), it->version + 2);
     sent.erase(it);
     it = nullptr;
   }
@@ -184,8 +198,13 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
     it->version = version;
     it->end[0] = e.peer[0].end;
     it->end[1] = e.peer[1].end;
+    // An L7 connection's phase travels in its translation's l7 part: whole records only.
+    if (out.compact_ok(it->round) && !(e.flags & connflag::kL7)) {
+      out.compact(fp, k.proto, e, ctr, now_s);
+      return;
+    }
   } else {
-    sent.put({slot, version, {e.peer[0].end, e.peer[1].end}, k});
+    sent.put({slot, version, {e.peer[0].end, e.peer[1].end}, fp, out.round()}, k);
   }
   // A translated connection's record is fixed while its flag is set and its slot is not reused
   // before a grace period (conn_xlate.h): we are online, so it is stable here.
@@ -205,10 +224,7 @@ namespace {
 constexpr size_t kAhead = 16;
 template <class Cell>
 void prefetch_slot(const ConnTable& t, const Cell* sent_cell, uint32_t slot) {
-  if (sent_cell) {  // a cell most often spans two lines, and the key is in the second
-    rte_prefetch0(sent_cell);
-    rte_prefetch0(reinterpret_cast<const char*>(sent_cell) + sizeof(Cell) - 1);
-  }
+  if (sent_cell) rte_prefetch0(sent_cell);  // half a line, aligned
   t.prefetch(slot);
   t.prefetch_key(slot);
 }
@@ -291,7 +307,8 @@ void VmReader::delta_into(Drain which, Out& out, uint64_t* moved) {
         sent_[w].for_each([&](const Sent& s) {
           ConnEntry e;
           FlowKey k;
-          if (!dp_.shard(w).read(s.slot, &e, &k) || !same_key(k, s.key) || e.vm_id != vm_)
+          if (!dp_.shard(w).read(s.slot, &e, &k) || k.fingerprint(fp_seed_) != s.fp ||
+              e.vm_id != vm_)
             gone_.push_back(s.slot);
         });
       }
@@ -420,22 +437,94 @@ VmInstaller::~VmInstaller() {
   // A worker still holds a command we could not wait for (it stopped): leaking it is safer
   // than freeing memory a worker may yet write.
   if (!wait(10000))
-    for (auto& c : pending_) c.release();
+    for (Pending& p : pending_) p.c.release();
 }
+
+// ---- FingerprintSlots -------------------------------------------------------------------------
+
+const FingerprintSlots::Cell* FingerprintSlots::find(uint64_t fp) const {
+  if (cells_.empty()) return nullptr;
+  for (size_t i = home(fp);; i = (i + 1) & mask_) {
+    const Cell& c = cells_[i];
+    if (c.fp == fp) return &c;
+    if (c.fp == 0) return nullptr;
+  }
+}
+
+void FingerprintSlots::put(uint64_t fp, uint16_t worker, uint32_t slot) {
+  if ((size_ + 1) * 2 > cells_.size()) grow();
+  for (size_t i = home(fp);; i = (i + 1) & mask_) {
+    Cell& c = cells_[i];
+    if (c.fp == 0) size_++;
+    if (c.fp == 0) {
+      c = {fp, slot, worker};
+      return;
+    }
+    if (c.fp == fp) {
+      // Another slot for the same fingerprint: two keys of the migration collide (a key that
+      // moves is erased first). Neither may take the other's updates: ambiguous for good.
+      if (c.slot != slot || c.worker != worker) c.slot = kNoSlot;
+      return;
+    }
+  }
+}
+
+void FingerprintSlots::erase(uint64_t fp) {
+  if (cells_.empty()) return;
+  size_t i = home(fp);
+  for (; cells_[i].fp != fp; i = (i + 1) & mask_)
+    if (cells_[i].fp == 0) return;
+  // Backward-shift deletion, as SentMap::erase.
+  for (size_t j = (i + 1) & mask_; cells_[j].fp != 0; j = (j + 1) & mask_) {
+    const size_t k = home(cells_[j].fp);
+    const bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    if (!stays) {
+      cells_[i] = cells_[j];
+      i = j;
+    }
+  }
+  cells_[i].fp = 0;
+  size_--;
+}
+
+void FingerprintSlots::grow() {
+  std::vector<Cell, HugePageAllocator<Cell>> old = std::move(cells_);
+  const size_t cap = std::max<size_t>(16, old.size() * 2);
+  cells_.assign(cap, Cell{0, 0, 0});
+  mask_ = cap - 1;
+  shift_ = 64 - std::countr_zero(cap);
+  size_ = 0;
+  for (const Cell& c : old)
+    if (c.fp) put(c.fp, c.worker, c.slot);
+}
+
+// ---- VmInstaller ------------------------------------------------------------------------------
 
 void VmInstaller::add(const ConnRecord& r, size_t n) {
   const uint16_t workers = dp_.worker_count();
-  // The owner rule of the packet path (translator.h), which for a translated connection is
-  // not the symmetric hash.
-  const uint16_t w = conn_owner(dp_.xlate(0) ? dp_.translator() : nullptr,
-                                r.key.tuple((r.flags & connflag::kOrigIsHi) ? Dir::kHiToLo
-                                                                             : Dir::kLoToHi),
-                                r.key, workers);
+  // A compact update goes where this migration's entry with its key is; a record to its key's
+  // owner by the packet path's rule (translator.h), which for a translated connection is not
+  // the symmetric hash.
+  const FingerprintSlots::Cell* at = nullptr;
+  uint16_t w;
+  if (r.compact) {
+    at = slots_.find(r.fingerprint);
+    if (!at || at->slot == kNoSlot) {
+      unmatched++;
+      return;
+    }
+    w = at->worker;
+  } else {
+    w = conn_owner(dp_.xlate(0) ? dp_.translator() : nullptr,
+                   r.key.tuple((r.flags & connflag::kOrigIsHi) ? Dir::kHiToLo : Dir::kLoToHi),
+                   r.key, workers);
+  }
   std::unique_ptr<WorkerCommand>& c = building_[w];
   if (!c) {
     c = take_command();
     c->kind = WorkerCommand::Kind::kInstall;
     c->vm = vm_;
+    c->fp_seed = fp_seed_;
     // Room for this owner's share of the n records and some: a pooled command has it already,
     // and few commands ever regrow (each regrowth copies every item).
     c->items.reserve(workers == 1 ? n : n / workers + n / 4 + 16);
@@ -448,9 +537,15 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
   it.deleted = r.deleted;
   it.idle_s = r.idle_s;
   it.xlate = InstallItem::kNoXlate;
-  if (r.flags & connflag::kXlate) {
-    it.xlate = static_cast<uint32_t>(c->xlates.size());
-    c->xlates.push_back({r.xlate.to_xlate(), r.xlate.handoff, r.xlate.l7});
+  if (at) {
+    it.by_slot = at->slot;
+    it.fingerprint = r.fingerprint;
+  } else {
+    building_keyed_[w]++;
+    if (r.flags & connflag::kXlate) {
+      it.xlate = static_cast<uint32_t>(c->xlates.size());
+      c->xlates.push_back({r.xlate.to_xlate(), r.xlate.handoff, r.xlate.l7});
+    }
   }
   r.to_entry(&it.entry, 0);
   it.counters = r.counters();
@@ -467,10 +562,12 @@ bool VmInstaller::queue(int timeout_ms) {
       if (now_ms() > deadline) ok = false;
       usleep(100);
     }
-    if (ok)
-      pending_.push_back(std::move(c));
-    else
+    if (ok) {
+      pending_.push_back({std::move(c), w, building_keyed_[w]});
+      building_keyed_[w] = 0;
+    } else {
       discard(w);
+    }
   }
   return ok;
 }
@@ -478,6 +575,7 @@ bool VmInstaller::queue(int timeout_ms) {
 void VmInstaller::discard(uint16_t w) {
   if (free_.size() < kMaxFree) free_.push_back(std::move(building_[w]));
   building_[w].reset();
+  building_keyed_[w] = 0;
 }
 
 bool VmInstaller::submit(const std::vector<ConnRecord>& records, int timeout_ms) {
@@ -492,10 +590,34 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
   // EntriesMsg::decode's checks, one record at a time straight into the commands.
   Reader r(f.body.data(), f.body.size());
   uint32_t round, n;
-  if (!r.u32(&round) || !r.count(&n, 4, kConnRecordSize)) return r.error();
+  const size_t smallest =
+      f.header.version >= kProtocolVersionCompact ? kCompactRecordSize : kConnRecordSize;
+  if (!r.u32(&round) || !r.count(&n, 4, smallest)) return r.error();
+  // The map cell of a compact update a few records on is asked for ahead: the map is read at
+  // random, a miss per update otherwise. Records differ in size, so a second cursor walks
+  // ahead; it stops where a record would not fit (decode() reports that one).
+  const uint8_t* ahead = f.body.data() + 8;
+  size_t left = f.body.size() - 8;
+  auto look_ahead = [&] {
+    size_t size = 0;
+    if (left >= kCompactRecordSize && ahead[4] == kRecordCompact) {
+      uint64_t fp;
+      std::memcpy(&fp, ahead + 12, sizeof fp);
+      if (const FingerprintSlots::Cell* cell = slots_.home_cell(rte_be_to_cpu_64(fp))) rte_prefetch0(cell);
+      size = kCompactRecordSize;
+    } else if (left >= kConnRecordSize + kXlateExtSize) {
+      size = ConnRecord::wire_size(ahead);
+    }
+    if (size == 0 || size > left) size = left;  // the end, or a record decode() will refuse
+    ahead += size;
+    left -= size;
+  };
+  constexpr uint32_t kAhead = 8;
+  for (uint32_t i = 0; i < kAhead && left; i++) look_ahead();
   ConnRecord rec;  // decode() sets every field: one record reused (no zeroing per record)
   bool ok = true;
   for (uint32_t i = 0; ok && i < n; i++) {
+    if (left) look_ahead();
     ok = rec.decode(r, f.header.version);
     if (ok) add(rec, n);
   }
@@ -511,10 +633,10 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
 
 bool VmInstaller::wait(int timeout_ms) {
   const int64_t start = now_ms(), deadline = start + timeout_ms;
-  for (auto& c : pending_) {
+  for (Pending& p : pending_) {
     // The last command of a round is what the freeze waits for: spin on it for a while
     // before sleeping (a usleep is 50-100 us, the whole budget of a small round).
-    while (!c->done.load(std::memory_order_acquire)) {
+    while (!p.c->done.load(std::memory_order_acquire)) {
       const int64_t now = now_ms();
       if (now > deadline) {
         reap();
@@ -532,15 +654,28 @@ bool VmInstaller::wait(int timeout_ms) {
 
 void VmInstaller::reap() {
   size_t k = 0;
-  for (; k < pending_.size() && pending_[k]->done.load(std::memory_order_acquire); k++) {
-    WorkerCommand& c = *pending_[k];
+  for (; k < pending_.size() && pending_[k].c->done.load(std::memory_order_acquire); k++) {
+    Pending& p = pending_[k];
+    WorkerCommand& c = *p.c;
     applied += c.applied;
     stale += c.stale;
     failed += c.failed;
     removed += c.removed;
+    unmatched += c.unmatched;
     if (conflict.empty()) conflict = c.conflict;
+    // Where each key now is (or that it is gone), for the compact updates of later rounds.
+    if (c.kind == WorkerCommand::Kind::kInstall && p.keyed) {
+      for (const InstallItem& it : c.items) {
+        if (it.by_slot != kNoSlot) continue;
+        const uint64_t fp = it.key.fingerprint(fp_seed_);
+        if (it.installed >= 0)
+          slots_.put(fp, p.worker, static_cast<uint32_t>(it.installed));
+        else
+          slots_.erase(fp);
+      }
+    }
     if (c.kind == WorkerCommand::Kind::kInstall && free_.size() < kMaxFree)
-      free_.push_back(std::move(pending_[k]));
+      free_.push_back(std::move(p.c));
   }
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(k));
 }
@@ -554,7 +689,7 @@ std::unique_ptr<WorkerCommand> VmInstaller::take_command() {
   free_.pop_back();
   c->items.clear();
   c->xlates.clear();
-  c->applied = c->stale = c->failed = c->removed = 0;
+  c->applied = c->stale = c->failed = c->removed = c->unmatched = 0;
   c->conflict.clear();
   c->done.store(false, std::memory_order_relaxed);
   return c;
@@ -579,7 +714,7 @@ bool VmInstaller::run_on_workers(Dataplane& dp, uint16_t vm, WorkerCommand::Kind
       if (now_ms() > deadline) return false;
       usleep(100);
     }
-    inst.pending_.push_back(std::move(c));
+    inst.pending_.push_back({std::move(c), 0, 0});
   }
   bool ok = inst.wait(static_cast<int>(std::max<int64_t>(0, deadline - now_ms())));
   if (removed) *removed = inst.removed;

@@ -78,7 +78,9 @@ struct HugePageAllocator {
 
 class VmReader {
  public:
-  VmReader(Dataplane& dp, uint16_t vm);
+  // fp_seed: the migration's fingerprint seed (FlowKey::fingerprint), the destination's
+  // VmInstaller's; it names keys in compact updates.
+  VmReader(Dataplane& dp, uint16_t vm, uint64_t fp_seed = 0);
 
   // Every live entry of the VM. Resets what was sent.
   std::vector<ConnRecord> snapshot();
@@ -102,7 +104,8 @@ class VmReader {
     std::function<void(uint8_t* frame, size_t len, uint32_t records)> emit;
   };
   struct Counts {
-    uint64_t records = 0, tombstones = 0, seq_moved = 0;
+    // records counts every record; tombstones and compact (version 7 updates) are among them.
+    uint64_t records = 0, tombstones = 0, seq_moved = 0, compact = 0;
   };
   // snapshot() and delta() as frames; same records in the same order.
   Counts snapshot(const FrameOut& out);
@@ -140,13 +143,17 @@ class VmReader {
   static KindTally tally(Dataplane& dp, uint16_t vm);
 
  private:
-  // What was last sent from one slot.
-  struct Sent {
+  // What was last sent from one slot: 32 bytes, half a line, so that a probe reads one line.
+  // The key itself, needed only for a tombstone, is kept aside (SentMap::key); the key's
+  // fingerprint tells whether the slot still holds it.
+  struct alignas(32) Sent {
     uint32_t slot;  // kEmpty = unused cell
     uint32_t version;
     uint32_t end[2];
-    FlowKey key;
+    uint64_t fp;     // the key's fingerprint
+    uint32_t round;  // in which the key was first sent from this slot
   };
+  static_assert(sizeof(Sent) == 32);
   // slot -> Sent, one per shard: open addressing (linear probing, power-of-two size, at most
   // half full, backward-shift deletion), so a lookup is about one cache miss and nothing is
   // allocated per entry. Sized by the VM's entries, not the table's slots, so a small VM on a
@@ -156,8 +163,9 @@ class VmReader {
     static constexpr uint32_t kEmpty = 0xffffffffu;
     Sent* find(uint32_t slot);
     // Inserts or overwrites.
-    void put(const Sent& s);
+    void put(const Sent& s, const FlowKey& key);
     void erase(Sent* s);
+    const FlowKey& key(const Sent* s) const { return keys_[static_cast<size_t>(s - cells_.data())]; }
     // Forgets everything and makes room for n entries without growing.
     void reset(size_t n);
     size_t size() const { return size_; }
@@ -177,6 +185,7 @@ class VmReader {
     }
     void grow();
     std::vector<Sent, HugePageAllocator<Sent>> cells_;
+    std::vector<FlowKey, HugePageAllocator<FlowKey>> keys_;  // per cell
     size_t mask_ = 0;
     int shift_ = 64;
     size_t size_ = 0;
@@ -202,15 +211,48 @@ class VmReader {
 
   Dataplane& dp_;
   uint16_t vm_;
+  uint64_t fp_seed_;
   std::vector<SentMap> sent_;  // per shard
   // Kept from round to round, so a round allocates nothing once they have their size.
   std::vector<uint32_t> slots_, gone_;
   EntriesFrameWriter writer_;
 };
 
+// fingerprint -> where a migration's entry with that key is at the destination (owner worker,
+// slot), learnt by VmInstaller from the workers' results (InstallItem::installed): how a
+// compact update finds its entry with no key. Open addressing as VmReader's sent map, keyed by
+// the fingerprint itself (well mixed, never 0). A fingerprint put for two places (two keys
+// that collide; a key that moves is erased first) is ambiguous from then on: find() gives its
+// cell with slot kNoSlot, and it places nothing.
+class FingerprintSlots {
+ public:
+  struct Cell {
+    uint64_t fp;  // 0 = empty
+    uint32_t slot;  // kNoSlot: two keys of the migration have this fingerprint
+    uint16_t worker;
+  };
+  const Cell* find(uint64_t fp) const;
+  void put(uint64_t fp, uint16_t worker, uint32_t slot);
+  void erase(uint64_t fp);
+  size_t size() const { return size_; }
+  const Cell* home_cell(uint64_t fp) const {
+    return cells_.empty() ? nullptr : &cells_[home(fp)];
+  }
+
+ private:
+  size_t home(uint64_t fp) const { return static_cast<size_t>(fp >> shift_); }
+  void grow();
+  std::vector<Cell, HugePageAllocator<Cell>> cells_;
+  size_t mask_ = 0;
+  int shift_ = 64;
+  size_t size_ = 0;
+};
+
 class VmInstaller {
  public:
-  VmInstaller(Dataplane& dp, uint16_t vm) : dp_(dp), vm_(vm) {}
+  // fp_seed: the migration's fingerprint seed, the source's VmReader's (compact updates).
+  VmInstaller(Dataplane& dp, uint16_t vm, uint64_t fp_seed = 0)
+      : dp_(dp), vm_(vm), fp_seed_(fp_seed) {}
   ~VmInstaller();
 
   // Splits records by owner and queues one command per owner. False if a command ring stayed
@@ -224,6 +266,9 @@ class VmInstaller {
   bool wait(int timeout_ms);
 
   uint64_t applied = 0, stale = 0, failed = 0, removed = 0;
+  // Compact updates this instance could not place: no entry of this migration has their key
+  // (never installed here, or gone). The destination FAILs (TRANSFER): a retry sends records.
+  uint64_t unmatched = 0;
   // The first translated record this instance could not hold, and why (Worker::install_xlate):
   // the destination FAILs the migration with CONFLICT and this detail.
   std::string conflict;
@@ -248,10 +293,21 @@ class VmInstaller {
   bool queue(int timeout_ms);
   void discard(uint16_t worker);  // building_[worker] back to the pool
 
+  // A command on a worker's ring: which worker, and how many of its items name their key
+  // (their results update slots_; a final delta of compact updates has none to look at).
+  struct Pending {
+    std::unique_ptr<WorkerCommand> c;
+    uint16_t worker = 0;
+    uint32_t keyed = 0;
+  };
+
   Dataplane& dp_;
   uint16_t vm_;
+  uint64_t fp_seed_;
   std::unique_ptr<WorkerCommand> building_[kMaxWorkers];  // per owner, during a submit
-  std::vector<std::unique_ptr<WorkerCommand>> pending_;
+  uint32_t building_keyed_[kMaxWorkers] = {};
+  std::vector<Pending> pending_;
+  FingerprintSlots slots_;
   // Finished install commands kept with their item capacity: a round's chunks reuse the
   // memory of the previous round's instead of faulting in fresh pages.
   std::vector<std::unique_ptr<WorkerCommand>> free_;

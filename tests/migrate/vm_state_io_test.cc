@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,59 @@ FlowKey key_of(uint32_t i) {
 
 // Source A with `n` established entries of VM web1 spread over both shards, tracked; the
 // destination B knows the VM as arriving.
+// The destination's fingerprint -> (worker, slot) map against a std::map model, through
+// growth and backward-shift deletions; fingerprints share their high bits in clusters so that
+// probe runs form (the home cell is taken from the high bits).
+TEST(FingerprintSlotsTest, MatchesAModelAndAFingerprintPutForTwoPlacesIsAmbiguous) {
+  std::mt19937_64 rng(11);
+  FingerprintSlots m;
+  struct Where {
+    uint16_t worker;
+    uint32_t slot;
+  };
+  std::map<uint64_t, Where> model;
+  auto fp_of = [&] {
+    const uint64_t cluster = rng() % 64;
+    return (cluster << 58) | (rng() % 512) | 1;
+  };
+  for (int op = 0; op < 200000; op++) {
+    const uint64_t fp = fp_of();
+    if (rng() % 3) {
+      const Where w{static_cast<uint16_t>(rng() % 4), static_cast<uint32_t>(rng() % 1000)};
+      auto it = model.find(fp);
+      if (it == model.end())
+        model[fp] = w;
+      else if (it->second.slot != w.slot || it->second.worker != w.worker)
+        it->second.slot = kNoSlot;  // ambiguous from now on
+      m.put(fp, w.worker, w.slot);
+    } else {
+      model.erase(fp);
+      m.erase(fp);
+    }
+    if (op % 1000 == 0) {
+      ASSERT_EQ(m.size(), model.size()) << "op " << op;
+      for (auto& [f, w] : model) {
+        const FingerprintSlots::Cell* c = m.find(f);
+        ASSERT_TRUE(c) << "op " << op;
+        ASSERT_EQ(c->slot, w.slot);
+        if (w.slot != kNoSlot) ASSERT_EQ(c->worker, w.worker);
+      }
+      for (int k = 0; k < 100; k++) {
+        const uint64_t f = fp_of();
+        ASSERT_EQ(m.find(f) != nullptr, model.count(f) == 1);
+      }
+    }
+  }
+  // The same place again is no ambiguity (a stale or repeated record of one key).
+  FingerprintSlots one;
+  one.put(5, 1, 77);
+  one.put(5, 1, 77);
+  ASSERT_TRUE(one.find(5));
+  EXPECT_EQ(one.find(5)->slot, 77u);
+  one.put(5, 0, 77);
+  EXPECT_EQ(one.find(5)->slot, kNoSlot) << "another worker's slot 77 is another place";
+}
+
 class VmStateIo : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -205,7 +259,8 @@ TEST_F(VmStateIo, StreamedSnapshotCarriesTheVectorSnapshotInFramesOfAtMostPerFra
 
 TEST_F(VmStateIo, StreamedDeltaSendsChangedEntriesAndTombstonesOnly) {
   for (uint32_t i = 0; i < 40; i++) add(i);
-  VmReader r(*a, vm_a);
+  constexpr uint64_t kSeed = 99;
+  VmReader r(*a, vm_a, kSeed);
   Captured snap;
   r.snapshot(capture(&snap, 0, kRecordsPerFrame));
   for (uint32_t i = 0; i < 10; i++) advance(i, 100);
@@ -216,15 +271,22 @@ TEST_F(VmStateIo, StreamedDeltaSendsChangedEntriesAndTombstonesOnly) {
   VmReader::Counts n = r.delta(VmReader::Drain::kAll, capture(&d, 1, 4));
   EXPECT_EQ(n.records, 12u);
   EXPECT_EQ(n.tombstones, 2u);
+  EXPECT_EQ(n.compact, 10u) << "entries sent in an earlier round travel as compact updates";
   EXPECT_EQ(n.seq_moved, 10u);
   ASSERT_EQ(d.msgs.size(), 3u);
-  std::map<uint32_t, ConnRecord> got;  // by hi port
-  for (const ConnRecord& rec : d.all()) got[rec.key.hi_port.host() - 10000] = rec;
+  std::map<uint64_t, uint32_t> flow_of;  // fingerprint -> flow
+  for (uint32_t i = 0; i < 40; i++) flow_of[key_of(i).fingerprint(kSeed)] = i;
+  std::map<uint32_t, ConnRecord> got;  // by flow
+  for (const ConnRecord& rec : d.all())
+    got[rec.compact ? flow_of.at(rec.fingerprint) : rec.key.hi_port.host() - 10000] = rec;
   ASSERT_EQ(got.size(), 12u);
   for (uint32_t i = 0; i < 10; i++) {
     ASSERT_TRUE(got.count(i));
+    EXPECT_TRUE(got[i].compact);
     EXPECT_FALSE(got[i].deleted);
+    EXPECT_EQ(got[i].key.proto, key_of(i).proto);
     EXPECT_EQ(got[i].peer[0].end, 1000 + i + (i == 3 ? 200 : 100));
+    EXPECT_EQ(got[i].bytes[0], i == 3 ? 200u : 100u);
   }
   EXPECT_TRUE(got[20].deleted && got[21].deleted);
   EXPECT_EQ(r.live(), 38u);
@@ -232,6 +294,83 @@ TEST_F(VmStateIo, StreamedDeltaSendsChangedEntriesAndTombstonesOnly) {
   Captured none;
   EXPECT_EQ(r.delta(VmReader::Drain::kAll, capture(&none, 2, 4)).records, 0u);
   EXPECT_TRUE(none.msgs.empty());
+}
+
+// A peer before version 7 takes whole records only.
+TEST_F(VmStateIo, AnOlderPeerGetsWholeRecordsForUpdates) {
+  for (uint32_t i = 0; i < 20; i++) add(i);
+  VmReader r(*a, vm_a, 5);
+  Captured snap, d;
+  VmReader::FrameOut o = capture(&snap, 0, kRecordsPerFrame);
+  o.version = kProtocolVersionCumulative;
+  r.snapshot(o);
+  for (uint32_t i = 0; i < 5; i++) advance(i, 10);
+  o = capture(&d, 1, kRecordsPerFrame);
+  o.version = kProtocolVersionCumulative;
+  VmReader::Counts n = r.delta(VmReader::Drain::kAll, o);
+  EXPECT_EQ(n.records, 5u);
+  EXPECT_EQ(n.compact, 0u);
+  for (const ConnRecord& rec : d.all()) EXPECT_FALSE(rec.compact);
+}
+
+// Frames through the installer: the snapshot's records teach it where each key is, the next
+// round's compact updates land there exactly (per owner), and one whose entry is gone at the
+// destination is counted unmatched, not applied elsewhere.
+TEST_F(VmStateIo, CompactUpdatesLandOnTheEntriesTheSnapshotInstalled) {
+  for (uint32_t i = 0; i < 300; i++) add(i);
+  constexpr uint64_t kSeed = 0x5eed;
+  VmReader r(*a, vm_a, kSeed);
+  VmInstaller inst(*b, vm_b, kSeed);
+  auto ship = [&](uint32_t round, bool snapshot) {
+    std::vector<std::vector<uint8_t>> frames;
+    VmReader::FrameOut o;
+    o.migration_id = 5;
+    o.round = round;
+    o.per_frame = 64;
+    o.emit = [&](uint8_t* p, size_t n, uint32_t) { frames.emplace_back(p, p + n); };
+    VmReader::Counts c = snapshot ? r.snapshot(o) : r.delta(VmReader::Drain::kAll, o);
+    Frame f;
+    for (auto& fr : frames) {
+      EXPECT_EQ(decode_frame(fr.data(), fr.size(), &f), CodecError::kOk);
+      bool queued = false;
+      uint32_t n = 0;
+      EXPECT_EQ(inst.submit(f, 1000, &queued, &n), CodecError::kOk);
+      EXPECT_TRUE(queued);
+    }
+    apply_at_b(inst);
+    return c;
+  };
+  ship(0, true);
+  ASSERT_EQ(inst.applied, 300u);
+  for (uint32_t i = 0; i < 300; i += 3) advance(i, 7);
+  VmReader::Counts c = ship(1, false);
+  EXPECT_EQ(c.compact, 100u);
+  EXPECT_EQ(inst.applied, 400u);
+  EXPECT_EQ(inst.unmatched, 0u);
+  auto state_at_b = [&](uint32_t i, ConnEntry* e, ConnCounters* ctr) {
+    const FlowKey k = key_of(i);
+    const int32_t s = b->shard(b->owner_of(k)).lookup(k);
+    return s >= 0 && b->shard(b->owner_of(k)).read(s, e, nullptr, ctr);
+  };
+  for (uint32_t i = 0; i < 300; i++) {
+    ConnEntry e;
+    ConnCounters ctr;
+    ASSERT_TRUE(state_at_b(i, &e, &ctr)) << "flow " << i;
+    EXPECT_EQ(e.peer[0].end, 1000 + i + (i % 3 == 0 ? 7 : 0)) << "flow " << i;
+    EXPECT_EQ(ctr.bytes[0], i % 3 == 0 ? 7u : 0u) << "flow " << i;
+    EXPECT_TRUE(e.flags & connflag::kPending);
+  }
+  // Flow 6's entry vanishes at the destination: its next compact update finds no entry.
+  const FlowKey k6 = key_of(6);
+  ConnTable& t6 = b->shard(b->owner_of(k6));
+  t6.remove(static_cast<uint32_t>(t6.lookup(k6)));
+  advance(6, 1);
+  advance(9, 1);
+  c = ship(2, false);
+  EXPECT_EQ(c.compact, 2u);
+  EXPECT_EQ(inst.unmatched, 1u);
+  EXPECT_EQ(inst.applied, 401u);
+  EXPECT_LT(t6.lookup(k6), 0) << "an update without its key does not bring the entry back";
 }
 
 TEST_F(VmStateIo, FramesInstallAtTheOwnersExactlyAndTwiceIsANoOp) {
@@ -392,15 +531,20 @@ TEST_F(VmStateIo, ABadFrameQueuesNothing) {
   bad[kHeaderSize + 8 + 3 * kConnRecordSize + 5] = 5;  // record 3: family 5
   EXPECT_EQ(submit(bad, false), CodecError::kBadValue);
   bad = good;
-  bad.pop_back();  // last record one byte short: the count no longer fits
-  EXPECT_EQ(submit(bad, true), CodecError::kBadCount);
+  bad.pop_back();  // last record one byte short
+  EXPECT_EQ(submit(bad, true), CodecError::kTruncated);
   bad.resize(kHeaderSize + 6);  // not even round and count
   EXPECT_EQ(submit(bad, true), CodecError::kTruncated);
   bad = good;
   bad.push_back(0);
   EXPECT_EQ(submit(bad, true), CodecError::kTrailingBytes);
   bad = good;
-  bad[kHeaderSize + 7] = 11;  // count 11, room for 10
+  bad[kHeaderSize + 7] = 11;  // count 11, room for 10 records of 112 bytes
+  EXPECT_EQ(submit(bad, false), CodecError::kTruncated);
+  bad[kHeaderSize + 7] = 14;  // room for 13 compact updates (84 bytes), the smallest record
+  EXPECT_EQ(submit(bad, false), CodecError::kBadCount);
+  bad = encode_frame(m, 1, 1, kProtocolVersionCumulative);
+  bad[kHeaderSize + 7] = 11;  // before version 7 every record has 112 bytes at least
   EXPECT_EQ(submit(bad, false), CodecError::kBadCount);
   std::vector<uint8_t> hello = encode_frame(HelloMsg{}, 1, 1);
   Frame hf;
