@@ -631,6 +631,27 @@ size_t ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_
   return put_record(out, key, {version, true, 0, 0, 0, 0, nullptr, nullptr, nullptr, nullptr});
 }
 
+namespace {
+// What moves on an established entry, as a record and a compact update both carry it: both
+// peers' windows (14 bytes each), then packets and bytes per direction (60 bytes in all).
+// False on a window scale over 14 (RFC 7323 2.3) or an unknown peer flag.
+bool get_moving(const uint8_t* p, ConnRecord& r) {
+  for (TcpPeer& pr : r.peer) {
+    pr = TcpPeer{};
+    pr.end = get32(p);
+    pr.maxend = get32(p + 4);
+    pr.maxwin = get32(p + 8);
+    pr.wscale = p[12];
+    pr.flags = p[13];
+    p += 14;
+    if (pr.wscale > 14 || (pr.flags & ~kKnownPeerFlags)) return false;
+  }
+  for (uint64_t& v : r.packets) v = get64(p), p += 8;
+  for (uint64_t& v : r.bytes) v = get64(p), p += 8;
+  return true;
+}
+}  // namespace
+
 size_t ConnRecord::encode_compact(uint64_t fp, uint8_t proto, const ConnEntry& e,
                                   const ConnCounters& c, uint32_t now_s, uint8_t* out) {
   uint8_t* p = put32(out, e.version.load(std::memory_order_relaxed));
@@ -666,20 +687,7 @@ bool ConnRecord::decode_compact(Reader& r) {
   zone = p[8];
   fingerprint = get64(p + 12);
   idle_s = get32(p + 20);
-  p += 24;
-  for (auto& pr : peer) {
-    pr = TcpPeer{};
-    pr.end = get32(p);
-    pr.maxend = get32(p + 4);
-    pr.maxwin = get32(p + 8);
-    pr.wscale = p[12];
-    pr.flags = p[13];
-    p += 14;
-    if (pr.wscale > 14 || (pr.flags & ~kKnownPeerFlags)) return r.fail(CodecError::kBadValue);
-  }
-  for (auto& v : packets) v = get64(p), p += 8;
-  for (auto& v : bytes) v = get64(p), p += 8;
-  p -= kCompactRecordSize;
+  if (!get_moving(p + 24, *this)) return r.fail(CodecError::kBadValue);
   if (p[9] || p[10] || p[11] || fingerprint == 0 || (flags & ~kWireFlags))
     return r.fail(CodecError::kBadValue);
   if (key.proto == static_cast<uint8_t>(IpProto::kTcp) &&
@@ -746,25 +754,7 @@ bool ConnRecord::decode_fixed(Reader& r) {
     flags = p[46];
     zone = p[47];
     idle_s = get32(p + 48);
-    p += 52;
-    for (auto& pr : peer) {
-      pr = TcpPeer{};
-      pr.end = get32(p);
-      pr.maxend = get32(p + 4);
-      pr.maxwin = get32(p + 8);
-      pr.wscale = p[12];
-      pr.flags = p[13];
-      p += 14;
-      if (pr.wscale > 14 || (pr.flags & ~kKnownPeerFlags)) return r.fail(CodecError::kBadValue);
-    }
-    for (auto& v : packets) {
-      v = get64(p);
-      p += 8;
-    }
-    for (auto& v : bytes) {
-      v = get64(p);
-      p += 8;
-    }
+    if (!get_moving(p + 52, *this)) return r.fail(CodecError::kBadValue);
     if (del > 1 || vlan > 4095 || (flags & ~kWireFlags)) return r.fail(CodecError::kBadValue);
     if (proto == static_cast<uint8_t>(IpProto::kTcp) &&
         l4_state >= static_cast<uint8_t>(TcpState::kCount))

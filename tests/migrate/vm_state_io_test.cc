@@ -220,6 +220,29 @@ class VmStateIo : public ::testing::Test {
     return o;
   }
 
+  // A streamed read's frames, kept as bytes.
+  using Frames = std::vector<std::vector<uint8_t>>;
+  VmReader::FrameOut keep(Frames* frames, uint32_t round) {
+    VmReader::FrameOut o;
+    o.migration_id = 5;
+    o.round = round;
+    o.per_frame = 64;
+    o.emit = [frames](uint8_t* p, size_t n, uint32_t) { frames->emplace_back(p, p + n); };
+    return o;
+  }
+  // Hands the frames to B's installer, as the destination's session does, and applies them.
+  void install(VmInstaller& inst, const Frames& frames) {
+    Frame f;
+    for (auto& fr : frames) {
+      ASSERT_EQ(decode_frame(fr.data(), fr.size(), &f), CodecError::kOk);
+      bool queued = false;
+      uint32_t n = 0;
+      ASSERT_EQ(inst.submit(f, 1000, &queued, &n), CodecError::kOk);
+      EXPECT_TRUE(queued);
+    }
+    apply_at_b(inst);
+  }
+
   // Applies B's queued commands on its workers' (this) thread and waits for them.
   void apply_at_b(VmInstaller& inst) {
     for (int i = 0; i < 64; i++)
@@ -322,22 +345,10 @@ TEST_F(VmStateIo, CompactUpdatesLandOnTheEntriesTheSnapshotInstalled) {
   VmReader r(*a, vm_a, kSeed);
   VmInstaller inst(*b, vm_b, kSeed);
   auto ship = [&](uint32_t round, bool snapshot) {
-    std::vector<std::vector<uint8_t>> frames;
-    VmReader::FrameOut o;
-    o.migration_id = 5;
-    o.round = round;
-    o.per_frame = 64;
-    o.emit = [&](uint8_t* p, size_t n, uint32_t) { frames.emplace_back(p, p + n); };
-    VmReader::Counts c = snapshot ? r.snapshot(o) : r.delta(VmReader::Drain::kAll, o);
-    Frame f;
-    for (auto& fr : frames) {
-      EXPECT_EQ(decode_frame(fr.data(), fr.size(), &f), CodecError::kOk);
-      bool queued = false;
-      uint32_t n = 0;
-      EXPECT_EQ(inst.submit(f, 1000, &queued, &n), CodecError::kOk);
-      EXPECT_TRUE(queued);
-    }
-    apply_at_b(inst);
+    Frames frames;
+    VmReader::Counts c = snapshot ? r.snapshot(keep(&frames, round))
+                                  : r.delta(VmReader::Drain::kAll, keep(&frames, round));
+    install(inst, frames);
     return c;
   };
   ship(0, true);
@@ -377,23 +388,11 @@ TEST_F(VmStateIo, FramesInstallAtTheOwnersExactlyAndTwiceIsANoOp) {
   for (uint32_t i = 0; i < 300; i++) add(i);
   VmReader r(*a, vm_a);
   VmInstaller inst(*b, vm_b);
-  std::vector<std::vector<uint8_t>> frames;
-  VmReader::FrameOut o;
-  o.migration_id = 5;
-  o.per_frame = 64;
-  o.emit = [&](uint8_t* p, size_t n, uint32_t) { frames.emplace_back(p, p + n); };
-  r.snapshot(o);
+  Frames frames;
+  r.snapshot(keep(&frames, 0));
   ASSERT_EQ(frames.size(), 5u);
-  Frame f;
   for (int pass = 0; pass < 2; pass++) {
-    for (auto& fr : frames) {
-      ASSERT_EQ(decode_frame(fr.data(), fr.size(), &f), CodecError::kOk);
-      bool queued = false;
-      uint32_t n = 0;
-      ASSERT_EQ(inst.submit(f, 1000, &queued, &n), CodecError::kOk);
-      EXPECT_TRUE(queued);
-    }
-    apply_at_b(inst);
+    install(inst, frames);
     EXPECT_EQ(inst.applied, 300u) << "pass " << pass;
     EXPECT_EQ(inst.stale, pass == 0 ? 0u : 300u);
   }
