@@ -174,16 +174,19 @@ struct FlowKey {
   }
 
   // A 64-bit fingerprint of the whole key under `seed`, never 0: how a migration's compact
-  // update names a connection both ends already hold (migrate/codec.h). Keyed, so that
-  // without the seed nobody picks a key to collide with another's; wyhash's folded 128-bit
-  // multiply (mum), chained over the five words so that no word cancels another.
+  // update names a connection both ends already hold (migrate/codec.h). wyhash (final v4) for
+  // 40 bytes: keyed, so that without the seed nobody picks a key to collide with another's, and
+  // each 128-bit multiply takes the chained state as one operand, so that the zero words of an
+  // IPv4 key (addresses are 16-byte fields) cannot zero a product.
   uint64_t fingerprint(uint64_t seed) const {
+    constexpr uint64_t s0 = 0xa0761d6478bd642full, s1 = 0xe7037ed1a0b428dbull;
     uint64_t w[5];
     std::memcpy(w, this, sizeof w);
-    const uint64_t s0 = seed ^ 0xa0761d6478bd642full, s1 = mum(seed, 0xe7037ed1a0b428dbull) ^ seed;
-    uint64_t h = mum(w[0] ^ s0, w[1] ^ s1);
-    h = mum(h ^ w[2] ^ 0x8ebc6af09c88c6e3ull, w[3] ^ s1);
-    h = mum(h ^ w[4] ^ s0, 0x589965cc75374cc3ull ^ s1);
+    seed ^= mum(seed ^ s0, s1);
+    seed = mum(w[0] ^ s1, w[1] ^ seed);
+    seed = mum(w[2] ^ s1, w[3] ^ seed);
+    const unsigned __int128 r = static_cast<unsigned __int128>(w[3] ^ s1) * (w[4] ^ seed);
+    const uint64_t h = mum(static_cast<uint64_t>(r) ^ s0 ^ sizeof w, static_cast<uint64_t>(r >> 64) ^ s1);
     return h ? h : 1;
   }
 

@@ -419,22 +419,39 @@ TEST(Codec, CompactUpdateIsRefusedBeforeVersion7AndWithGarbage) {
   }
 }
 
-// The key a compact update names: every byte of the key and the seed count.
+// The key a compact update names: every byte of the key and the seed count, for any seed
+// (0 too) and for keys that differ in one field only, as a host's connections do.
 TEST(Codec, FingerprintSeesEveryByteOfTheKeyAndTheSeed) {
   std::mt19937_64 rng(3);
-  std::set<uint64_t> seen;
-  for (int i = 0; i < 2000; i++) {
-    const FlowKey k = random_record(rng).key;
-    const uint64_t fp = k.fingerprint(7);
-    EXPECT_NE(fp, 0u);
-    EXPECT_EQ(fp, k.fingerprint(7)) << "a function of key and seed";
-    EXPECT_NE(fp, k.fingerprint(8));
-    EXPECT_TRUE(seen.insert(fp).second);
-    for (size_t byte = 0; byte < sizeof(FlowKey); byte++) {
-      FlowKey m = k;
-      reinterpret_cast<uint8_t*>(&m)[byte] ^= static_cast<uint8_t>(1 + rng() % 255);
-      EXPECT_NE(m.fingerprint(7), fp) << "byte " << byte;
+  for (const uint64_t seed : {uint64_t{0}, uint64_t{7}, uint64_t{1} << 63, ~uint64_t{0}}) {
+    std::set<uint64_t> seen;
+    for (int i = 0; i < 2000; i++) {
+      const FlowKey k = random_record(rng).key;
+      const uint64_t fp = k.fingerprint(seed);
+      EXPECT_NE(fp, 0u);
+      EXPECT_EQ(fp, k.fingerprint(seed)) << "a function of key and seed";
+      EXPECT_NE(fp, k.fingerprint(seed + 1));
+      EXPECT_TRUE(seen.insert(fp).second);
+      for (size_t byte = 0; byte < sizeof(FlowKey); byte++) {
+        FlowKey m = k;
+        reinterpret_cast<uint8_t*>(&m)[byte] ^= static_cast<uint8_t>(1 + rng() % 255);
+        ASSERT_NE(m.fingerprint(seed), fp) << "byte " << byte << " seed " << seed;
+      }
     }
+    // One client's connections to one server: IPv4 keys apart in the source port and the
+    // last address byte only.
+    seen.clear();
+    FlowKey k;
+    k.family = Family::kV4;
+    k.proto = 6;
+    k.hi_addr.b[0] = 10;
+    k.lo_addr.b[0] = 10;
+    for (uint32_t port = 0; port < 65536; port++)
+      for (uint8_t host : {1, 2}) {
+        k.lo_addr.b[3] = host;
+        k.lo_port = be16::from_host(static_cast<uint16_t>(port));
+        ASSERT_TRUE(seen.insert(k.fingerprint(seed)).second) << "port " << port << " seed " << seed;
+      }
   }
 }
 
