@@ -533,7 +533,12 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
   // words the record's decode and to_entry had written in smaller pieces (store-forwarding
   // stalls, two thirds of this function's time).
   InstallItem& it = c->items.emplace_back();
-  it.key = r.key;
+  // A compact update's key is its protocol alone (the rest default, as emplace_back left it):
+  // copying the whole key would load it in words its decode stored in pieces.
+  if (r.compact)
+    it.key.proto = r.key.proto;
+  else
+    it.key = r.key;
   it.deleted = r.deleted;
   it.idle_s = r.idle_s;
   it.xlate = InstallItem::kNoXlate;
