@@ -845,8 +845,10 @@ void migfreeze(uint32_t changed, const char* tag, int reps = 20, bool tls = fals
   vs.epoch.fetch_add(1);
   vs.state.store(VmState::kTracking);
   p.a->grace_period();
-  // One installer for the whole migration, as the destination's session has.
+  // One installer for the whole migration, as the destination's session has, sized by
+  // PREPARE's count as there.
   migrate::VmInstaller inst(*p.b, p.vm_b);
+  inst.expect(total);
   Destination b(p, inst, destination_mode(tls));
   // The packets that change entries are built before the snapshot round: building them (tens
   // of MB of fresh mbufs) between it and the first freeze evicted both tables from the cache,
@@ -907,6 +909,7 @@ double migtotal(uint32_t n, size_t* bytes, bool tls = false) {
   migrate::VmReader reader(*p.a, p.vm_a);
   VmSlot& vs = p.a->vms().slot(p.vm_a);
   migrate::VmInstaller inst(*p.b, p.vm_b);
+  inst.expect(n);  // PREPARE's count, as the destination's session does
   Destination b(p, inst, destination_mode(tls));
   auto t0 = std::chrono::steady_clock::now();
   vs.epoch.fetch_add(1);

@@ -1423,6 +1423,9 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
               link.name.c_str(), mid);
 
     migrate::VmInstaller inst(dp_, vm, mid);  // fingerprints under the source's seed
+    for (const migrate::KindCount& kc : prep.counts)
+      if (kc.kind == static_cast<uint8_t>(migrate::StateKind::kConn))
+        inst.expect(std::min<uint64_t>(kc.count, free_by_family[0] + free_by_family[1]));
     // A translated record this instance could not hold (its mapping's port taken here, its
     // backend unknown ...): the source hears FAIL(CONFLICT) instead of the ACK and rolls back,
     // and so do we (catch below).

@@ -199,10 +199,11 @@ class VmReader {
   // nothing (unchanged). now_s: the dataplane clock, read once per call of snapshot/delta.
   template <class Out>
   void read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out, uint64_t* moved);
-  // read_slot over a list, prefetching ahead.
+  // read_slot over a list, prefetching ahead; filling: the slots are new to the sent map (a
+  // snapshot), which will write their keys.
   template <class Out>
   void read_slots(uint16_t shard, const uint32_t* slots, size_t n, uint32_t now_s, Out& out,
-                  uint64_t* moved);
+                  uint64_t* moved, bool filling = false);
   // The bodies of snapshot() and delta() for either sink.
   template <class Out>
   void snapshot_into(Out& out);
@@ -235,13 +236,18 @@ class FingerprintSlots {
   void put(uint64_t fp, uint16_t worker, uint32_t slot);
   void erase(uint64_t fp);
   size_t size() const { return size_; }
+  // Room for n fingerprints without growing.
+  void reserve(size_t n);
+  void prefetch(uint64_t fp) const {
+    if (!cells_.empty()) __builtin_prefetch(&cells_[home(fp)], 1, 3);
+  }
   const Cell* home_cell(uint64_t fp) const {
     return cells_.empty() ? nullptr : &cells_[home(fp)];
   }
 
  private:
   size_t home(uint64_t fp) const { return static_cast<size_t>(fp >> shift_); }
-  void grow();
+  void grow(size_t at_least = 0);
   std::vector<Cell, HugePageAllocator<Cell>> cells_;
   size_t mask_ = 0;
   int shift_ = 64;
@@ -264,6 +270,9 @@ class VmInstaller {
   CodecError submit(const Frame& entries, int timeout_ms, bool* queued, uint32_t* records);
   // Waits for every queued command; false on timeout (commands stay owned until done).
   bool wait(int timeout_ms);
+  // Sizes what the installer learns per entry for n entries (PREPARE's count), so that a
+  // snapshot does not grow it step by step.
+  void expect(uint64_t n) { slots_.reserve(n); }
 
   uint64_t applied = 0, stale = 0, failed = 0, removed = 0;
   // Compact updates this instance could not place: no entry of this migration has their key
@@ -286,6 +295,8 @@ class VmInstaller {
   std::unique_ptr<WorkerCommand> take_command();
   // Takes the finished commands at the front of pending_: results added up, back to the pool.
   void reap();
+  // Where a command's keyed items left their keys (InstallItem::installed), into slots_.
+  void learn(uint16_t worker, const WorkerCommand& c);
   // Appends r to its owner's command in building_ (taken with room for `hint` items).
   void add(const ConnRecord& r, size_t hint);
   // Queues building_'s commands on their owners' rings; false if one stayed full (that one and
