@@ -635,19 +635,19 @@ namespace {
 // What moves on an established entry, as a record and a compact update both carry it: both
 // peers' windows (14 bytes each), then packets and bytes per direction (60 bytes in all).
 // False on a window scale over 14 (RFC 7323 2.3) or an unknown peer flag.
-bool get_moving(const uint8_t* p, ConnRecord& r) {
-  for (TcpPeer& pr : r.peer) {
+bool get_moving(const uint8_t* p, TcpPeer* peer, uint64_t* packets, uint64_t* bytes) {
+  for (int d = 0; d < 2; d++, p += 14) {
+    TcpPeer& pr = peer[d];
     pr = TcpPeer{};
     pr.end = get32(p);
     pr.maxend = get32(p + 4);
     pr.maxwin = get32(p + 8);
     pr.wscale = p[12];
     pr.flags = p[13];
-    p += 14;
     if (pr.wscale > 14 || (pr.flags & ~kKnownPeerFlags)) return false;
   }
-  for (uint64_t& v : r.packets) v = get64(p), p += 8;
-  for (uint64_t& v : r.bytes) v = get64(p), p += 8;
+  for (int d = 0; d < 2; d++, p += 8) packets[d] = get64(p);
+  for (int d = 0; d < 2; d++, p += 8) bytes[d] = get64(p);
   return true;
 }
 }  // namespace
@@ -676,23 +676,34 @@ size_t ConnRecord::encode_compact(uint64_t fp, uint8_t proto, const ConnEntry& e
   return kCompactRecordSize;
 }
 
+bool ConnRecord::parse_compact(const uint8_t* p, CompactFields* f, TcpPeer* peer,
+                               uint64_t* packets, uint64_t* bytes) {
+  f->version = get32(p);
+  f->proto = p[5];
+  f->l4_state = p[6];
+  f->flags = p[7];
+  f->zone = p[8];
+  f->fingerprint = get64(p + 12);
+  f->idle_s = get32(p + 20);
+  return get_moving(p + 24, peer, packets, bytes) && !(p[9] | p[10] | p[11]) &&
+         f->fingerprint != 0 && !(f->flags & ~kWireFlags) &&
+         (f->proto != static_cast<uint8_t>(IpProto::kTcp) ||
+          f->l4_state < static_cast<uint8_t>(TcpState::kCount));
+}
+
 bool ConnRecord::decode_compact(Reader& r) {
   const uint8_t* p = r.take(kCompactRecordSize);
   if (!p) return false;
-  version = get32(p);
+  CompactFields f;
+  if (!parse_compact(p, &f, peer, packets, bytes)) return r.fail(CodecError::kBadValue);
+  version = f.version;
   key = FlowKey{};
-  key.proto = p[5];
-  l4_state = p[6];
-  flags = p[7];
-  zone = p[8];
-  fingerprint = get64(p + 12);
-  idle_s = get32(p + 20);
-  if (!get_moving(p + 24, *this)) return r.fail(CodecError::kBadValue);
-  if (p[9] || p[10] || p[11] || fingerprint == 0 || (flags & ~kWireFlags))
-    return r.fail(CodecError::kBadValue);
-  if (key.proto == static_cast<uint8_t>(IpProto::kTcp) &&
-      l4_state >= static_cast<uint8_t>(TcpState::kCount))
-    return r.fail(CodecError::kBadValue);
+  key.proto = f.proto;
+  l4_state = f.l4_state;
+  flags = f.flags;
+  zone = f.zone;
+  fingerprint = f.fingerprint;
+  idle_s = f.idle_s;
   deleted = false;
   compact = true;
   return true;
@@ -754,7 +765,7 @@ bool ConnRecord::decode_fixed(Reader& r) {
     flags = p[46];
     zone = p[47];
     idle_s = get32(p + 48);
-    if (!get_moving(p + 52, *this)) return r.fail(CodecError::kBadValue);
+    if (!get_moving(p + 52, peer, packets, bytes)) return r.fail(CodecError::kBadValue);
     if (del > 1 || vlan > 4095 || (flags & ~kWireFlags)) return r.fail(CodecError::kBadValue);
     if (proto == static_cast<uint8_t>(IpProto::kTcp) &&
         l4_state >= static_cast<uint8_t>(TcpState::kCount))

@@ -338,6 +338,16 @@ struct ConnRecord {
   // is the key's.
   static size_t encode_compact(uint64_t fingerprint, uint8_t proto, const ConnEntry& e,
                                const ConnCounters& c, uint32_t now_s, uint8_t* out);
+  // The kCompactRecordSize bytes of a compact update at p (its kind byte checked by the
+  // caller), straight into where they go: decode_compact's record, or the destination's
+  // install item. False on a value outside its domain (decode's checks).
+  struct CompactFields {
+    uint64_t fingerprint;
+    uint32_t version, idle_s;
+    uint8_t proto, l4_state, flags, zone;
+  };
+  static bool parse_compact(const uint8_t* p, CompactFields* f, TcpPeer* peer,
+                            uint64_t* packets, uint64_t* bytes);
   // Length of the encoded record at p (its flags byte says whether an extension follows, the
   // extension's parts byte what follows that).
   static size_t wire_size(const uint8_t* p) {

@@ -512,25 +512,7 @@ void FingerprintSlots::grow(size_t at_least) {
 
 // ---- VmInstaller ------------------------------------------------------------------------------
 
-void VmInstaller::add(const ConnRecord& r, size_t n) {
-  const uint16_t workers = dp_.worker_count();
-  // A compact update goes where this migration's entry with its key is; a record to its key's
-  // owner by the packet path's rule (translator.h), which for a translated connection is not
-  // the symmetric hash.
-  const FingerprintSlots::Cell* at = nullptr;
-  uint16_t w;
-  if (r.compact) {
-    at = slots_.find(r.fingerprint);
-    if (!at || at->slot == kNoSlot) {
-      unmatched++;
-      return;
-    }
-    w = at->worker;
-  } else {
-    w = conn_owner(dp_.xlate(0) ? dp_.translator() : nullptr,
-                   r.key.tuple((r.flags & connflag::kOrigIsHi) ? Dir::kHiToLo : Dir::kLoToHi),
-                   r.key, workers);
-  }
+WorkerCommand& VmInstaller::command_for(uint16_t w, size_t n) {
   std::unique_ptr<WorkerCommand>& c = building_[w];
   if (!c) {
     c = take_command();
@@ -539,30 +521,78 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
     c->fp_seed = fp_seed_;
     // Room for this owner's share of the n records and some: a pooled command has it already,
     // and few commands ever regrow (each regrowth copies every item).
+    const uint16_t workers = dp_.worker_count();
     c->items.reserve(workers == 1 ? n : n / workers + n / 4 + 16);
   }
+  return *c;
+}
+
+InstallItem* VmInstaller::compact_item(uint64_t fp, size_t n) {
+  // It goes where this migration's entry with its key is.
+  const FingerprintSlots::Cell* at = slots_.find(fp);
+  if (!at || at->slot == kNoSlot) {
+    unmatched++;
+    return nullptr;
+  }
+  // Filled in place (the key, but for its protocol, left as emplace_back made it).
+  InstallItem& it = command_for(at->worker, n).items.emplace_back();
+  it.by_slot = at->slot;
+  it.fingerprint = fp;
+  return &it;
+}
+
+bool VmInstaller::add_compact(const uint8_t* p, size_t n) {
+  uint64_t fp;
+  std::memcpy(&fp, p + 12, sizeof fp);
+  ConnRecord::CompactFields f;
+  InstallItem* it = compact_item(rte_be_to_cpu_64(fp), n);
+  if (!it) {  // placed nowhere (counted); its bytes are checked all the same
+    TcpPeer peer[2];
+    uint64_t packets[2], bytes[2];
+    return ConnRecord::parse_compact(p, &f, peer, packets, bytes);
+  }
+  // On a bad value the caller discards the frame's commands, this item with them.
+  if (!ConnRecord::parse_compact(p, &f, it->entry.peer, it->counters.packets,
+                                 it->counters.bytes))
+    return false;
+  it->key.proto = f.proto;
+  it->entry.l4_state = f.l4_state;
+  it->entry.flags = f.flags;
+  it->entry.zone = f.zone;
+  it->entry.version.store(f.version, std::memory_order_relaxed);
+  it->idle_s = f.idle_s;
+  return true;
+}
+
+void VmInstaller::add(const ConnRecord& r, size_t n) {
+  if (r.compact) {  // a decoded one (the vector path); frames take add_compact
+    InstallItem* it = compact_item(r.fingerprint, n);
+    if (!it) return;
+    it->key.proto = r.key.proto;
+    r.to_entry(&it->entry, 0);
+    it->counters = r.counters();
+    it->idle_s = r.idle_s;
+    it->entry.version.store(r.version, std::memory_order_relaxed);
+    return;
+  }
+  // To its key's owner by the packet path's rule (translator.h), which for a translated
+  // connection is not the symmetric hash.
+  const uint16_t w =
+      conn_owner(dp_.xlate(0) ? dp_.translator() : nullptr,
+                 r.key.tuple((r.flags & connflag::kOrigIsHi) ? Dir::kHiToLo : Dir::kLoToHi),
+                 r.key, dp_.worker_count());
+  WorkerCommand& c = command_for(w, n);
+  building_keyed_[w]++;
   // Filled in place. It was filled in a scratch item and copied in, which read back whole
   // words the record's decode and to_entry had written in smaller pieces (store-forwarding
   // stalls, two thirds of this function's time).
-  InstallItem& it = c->items.emplace_back();
-  // A compact update's key is its protocol alone (the rest default, as emplace_back left it):
-  // copying the whole key would load it in words its decode stored in pieces.
-  if (r.compact)
-    it.key.proto = r.key.proto;
-  else
-    it.key = r.key;
+  InstallItem& it = c.items.emplace_back();
+  it.key = r.key;
   it.deleted = r.deleted;
   it.idle_s = r.idle_s;
-  it.xlate = InstallItem::kNoXlate;
-  if (at) {
-    it.by_slot = at->slot;
-    it.fingerprint = r.fingerprint;
-  } else {
-    building_keyed_[w]++;
-    if (r.flags & connflag::kXlate) {
-      it.xlate = static_cast<uint32_t>(c->xlates.size());
-      c->xlates.push_back({r.xlate.to_xlate(), r.xlate.handoff, r.xlate.l7});
-    }
+  if (r.flags & connflag::kXlate) {
+    it.xlate = static_cast<uint32_t>(c.xlates.size());
+    c.xlates.push_back({r.xlate.to_xlate(), r.xlate.handoff, r.xlate.l7});
   }
   r.to_entry(&it.entry, 0);
   it.counters = r.counters();
@@ -632,9 +662,18 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
   constexpr uint32_t kAhead = 8;
   for (uint32_t i = 0; i < kAhead && left; i++) look_ahead();
   ConnRecord rec;  // decode() sets every field: one record reused (no zeroing per record)
+  const bool compact = f.header.version >= kProtocolVersionCompact;
   bool ok = true;
   for (uint32_t i = 0; ok && i < n; i++) {
     if (left) look_ahead();
+    // A compact update goes from its bytes into its item: most of a final delta, where a
+    // decoded record copied into the item was a third of the destination's instructions.
+    const uint8_t* p = compact ? r.peek(kCompactRecordSize) : nullptr;
+    if (p && p[4] == kRecordCompact) {
+      r.take(kCompactRecordSize);
+      ok = add_compact(p, n) || r.fail(CodecError::kBadValue);
+      continue;
+    }
     ok = rec.decode(r, f.header.version);
     if (ok) add(rec, n);
   }

@@ -299,6 +299,13 @@ class VmInstaller {
   void learn(uint16_t worker, const WorkerCommand& c);
   // Appends r to its owner's command in building_ (taken with room for `hint` items).
   void add(const ConnRecord& r, size_t hint);
+  // The same for the compact update at p (kCompactRecordSize bytes); false on a bad value.
+  bool add_compact(const uint8_t* p, size_t hint);
+  // building_[w], taken from the pool if there is none yet.
+  WorkerCommand& command_for(uint16_t w, size_t hint);
+  // A compact update's item, appended to the command of the owner its key is with; nullptr
+  // (counted in unmatched) when this migration holds no entry of that fingerprint.
+  InstallItem* compact_item(uint64_t fp, size_t hint);
   // Queues building_'s commands on their owners' rings; false if one stayed full (that one and
   // those after it go back to the pool).
   bool queue(int timeout_ms);

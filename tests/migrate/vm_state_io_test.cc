@@ -382,6 +382,32 @@ TEST_F(VmStateIo, CompactUpdatesLandOnTheEntriesTheSnapshotInstalled) {
   EXPECT_EQ(inst.unmatched, 1u);
   EXPECT_EQ(inst.applied, 401u);
   EXPECT_LT(t6.lookup(k6), 0) << "an update without its key does not bring the entry back";
+
+  // A frame with a bad compact update queues nothing, the good ones before it included.
+  EntriesMsg m;
+  for (uint32_t i : {3u, 12u, 15u}) {
+    ConnRecord u;
+    u.compact = true;
+    u.fingerprint = key_of(i).fingerprint(kSeed);
+    u.key.proto = key_of(i).proto;
+    u.version = 1000;
+    u.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
+    m.records.push_back(u);
+  }
+  std::vector<uint8_t> bad = encode_frame(m, 5, 1);
+  bad[kHeaderSize + 8 + 2 * kCompactRecordSize + 10] = 1;  // the third's reserved byte
+  Frame f;
+  ASSERT_EQ(decode_frame(bad.data(), bad.size(), &f), CodecError::kOk);
+  bool queued = true;
+  uint32_t n = 1;
+  EXPECT_EQ(inst.submit(f, 1000, &queued, &n), CodecError::kBadValue);
+  EXPECT_FALSE(queued);
+  apply_at_b(inst);
+  EXPECT_EQ(inst.applied, 401u);
+  ConnEntry e;
+  ConnCounters ctr;
+  ASSERT_TRUE(state_at_b(3, &e, &ctr));
+  EXPECT_NE(e.version.load(), 1000u);
 }
 
 TEST_F(VmStateIo, FramesInstallAtTheOwnersExactlyAndTwiceIsANoOp) {
