@@ -186,7 +186,8 @@ struct FlowKey {
     seed = mum(w[0] ^ s1, w[1] ^ seed);
     seed = mum(w[2] ^ s1, w[3] ^ seed);
     const unsigned __int128 r = static_cast<unsigned __int128>(w[3] ^ s1) * (w[4] ^ seed);
-    const uint64_t h = mum(static_cast<uint64_t>(r) ^ s0 ^ sizeof w, static_cast<uint64_t>(r >> 64) ^ s1);
+    const uint64_t h =
+        mum(static_cast<uint64_t>(r) ^ s0 ^ sizeof w, static_cast<uint64_t>(r >> 64) ^ s1);
     return h ? h : 1;
   }
 

@@ -782,7 +782,8 @@ bool ConnRecord::decode_fixed(Reader& r) {
       Family family;
       uint16_t vlan;
     } tail{be16::from_host(lo_port), be16::from_host(hi_port), proto, key.family, vlan};
-    static_assert(sizeof(Tail) == 8 && offsetof(FlowKey, vlan) + 2 - offsetof(FlowKey, lo_port) == 8);
+    static_assert(sizeof(Tail) == 8 &&
+                  offsetof(FlowKey, vlan) + 2 - offsetof(FlowKey, lo_port) == 8);
     uint64_t word;
     std::memcpy(&word, &tail, sizeof word);
     std::memcpy(&key.lo_port, &word, sizeof word);
@@ -821,7 +822,8 @@ bool ConnRecord::decode_fixed(Reader& r) {
 }
 
 bool ConnRecord::operator==(const ConnRecord& o) const {
-  return compact == o.compact && fingerprint == o.fingerprint && key == o.key && version == o.version && deleted == o.deleted && l4_state == o.l4_state &&
+  return compact == o.compact && fingerprint == o.fingerprint && key == o.key &&
+         version == o.version && deleted == o.deleted && l4_state == o.l4_state &&
          flags == o.flags && zone == o.zone && idle_s == o.idle_s && peer_equal(peer[0], o.peer[0]) &&
          peer_equal(peer[1], o.peer[1]) && packets[0] == o.packets[0] &&
          packets[1] == o.packets[1] && bytes[0] == o.bytes[0] && bytes[1] == o.bytes[1] &&

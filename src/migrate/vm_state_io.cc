@@ -650,7 +650,8 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
     if (left >= kCompactRecordSize && ahead[4] == kRecordCompact) {
       uint64_t fp;
       std::memcpy(&fp, ahead + 12, sizeof fp);
-      if (const FingerprintSlots::Cell* cell = slots_.home_cell(rte_be_to_cpu_64(fp))) rte_prefetch0(cell);
+      if (const FingerprintSlots::Cell* cell = slots_.home_cell(rte_be_to_cpu_64(fp)))
+        rte_prefetch0(cell);
       size = kCompactRecordSize;
     } else if (left >= kConnRecordSize + kXlateExtSize) {
       size = ConnRecord::wire_size(ahead);

@@ -165,7 +165,9 @@ class VmReader {
     // Inserts or overwrites.
     void put(const Sent& s, const FlowKey& key);
     void erase(Sent* s);
-    const FlowKey& key(const Sent* s) const { return keys_[static_cast<size_t>(s - cells_.data())]; }
+    const FlowKey& key(const Sent* s) const {
+      return keys_[static_cast<size_t>(s - cells_.data())];
+    }
     // Forgets everything and makes room for n entries without growing.
     void reset(size_t n);
     size_t size() const { return size_; }
@@ -228,7 +230,7 @@ class VmReader {
 class FingerprintSlots {
  public:
   struct Cell {
-    uint64_t fp;  // 0 = empty
+    uint64_t fp;    // 0 = empty
     uint32_t slot;  // kNoSlot: two keys of the migration have this fingerprint
     uint16_t worker;
   };

@@ -331,7 +331,8 @@ TEST(Codec, CompactUpdateHasItsDocumentedLayoutAndRoundTrips) {
     ConnEntry e;
     e.version.store(src.version);
     e.l4_state = src.l4_state;
-    e.flags = static_cast<uint8_t>(src.flags | connflag::kPending | connflag::kL7);  // host bits stay
+    // host-local bits too: they stay home
+    e.flags = static_cast<uint8_t>(src.flags | connflag::kPending | connflag::kL7);
     e.zone = src.zone;
     e.last_seen = 100;
     e.peer[0] = src.peer[0];
@@ -391,7 +392,8 @@ TEST(Codec, CompactUpdateIsRefusedBeforeVersion7AndWithGarbage) {
     ConnRecord out;
     const bool ok = out.decode(r, version);
     // kind 3 is read as a whole record (kind byte 3 refused there), which 84 bytes cannot hold
-    EXPECT_TRUE(ok || r.error() == CodecError::kBadValue || (b[4] == 3 && r.error() == CodecError::kTruncated))
+    EXPECT_TRUE(ok || r.error() == CodecError::kBadValue ||
+                (b[4] == 3 && r.error() == CodecError::kTruncated))
         << codec_error_name(r.error());
     return ok;
   };
