@@ -178,7 +178,6 @@ void Worker::apply(WorkerCommand& c) {
           changing.clear();  // batch bi - 2's: it was applied before this batch was looked up
           if (i + kBatch < c.items.size()) look_up(batch[(bi + 1) % 2], i + kBatch);
         }
-        it.installed = -1;
         const bool by_slot = it.by_slot != kNoSlot;
         const hash_sig_t sig = by_slot ? 0 : cur.sigs[j];
         int32_t slot;

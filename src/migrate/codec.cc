@@ -457,6 +457,44 @@ uint8_t* put_parts(uint8_t* p, const XlateHandoff& h) {
   return p;
 }
 
+// What moves on an established entry, as a record and a compact update both carry it: both
+// peers' windows (14 bytes each), then packets and bytes per direction (60 bytes in all).
+inline uint8_t* put_moving(uint8_t* p, const TcpPeer* peer, const uint64_t* packets,
+                           const uint64_t* bytes) {
+  for (int d = 0; d < 2; d++) {
+    p = put32(p, peer[d].end);
+    p = put32(p, peer[d].maxend);
+    p = put32(p, peer[d].maxwin);
+    *p++ = peer[d].wscale;
+    *p++ = peer[d].flags;
+  }
+  for (int d = 0; d < 2; d++) p = put64(p, packets[d]);
+  for (int d = 0; d < 2; d++) p = put64(p, bytes[d]);
+  return p;
+}
+// put_moving's bytes back; false on a window scale over 14 (RFC 7323 2.3) or an unknown peer flag.
+bool get_moving(const uint8_t* p, TcpPeer* peer, uint64_t* packets, uint64_t* bytes) {
+  for (int d = 0; d < 2; d++, p += 14) {
+    TcpPeer& pr = peer[d];
+    pr = TcpPeer{};
+    pr.end = get32(p);
+    pr.maxend = get32(p + 4);
+    pr.maxwin = get32(p + 8);
+    pr.wscale = p[12];
+    pr.flags = p[13];
+    if (pr.wscale > 14 || (pr.flags & ~kKnownPeerFlags)) return false;
+  }
+  for (int d = 0; d < 2; d++, p += 8) packets[d] = get64(p);
+  for (int d = 0; d < 2; d++, p += 8) bytes[d] = get64(p);
+  return true;
+}
+
+// A TCP entry's state is a TcpState; other protocols leave the byte unused.
+bool state_fits(uint8_t proto, uint8_t l4_state) {
+  return proto != static_cast<uint8_t>(IpProto::kTcp) ||
+         l4_state < static_cast<uint8_t>(TcpState::kCount);
+}
+
 inline size_t put_record(uint8_t* out, const FlowKey& key, const RecordFields& f) {
   uint8_t* p = put32(out, f.version);
   *p++ = f.deleted ? 1 : 0;
@@ -474,15 +512,7 @@ inline size_t put_record(uint8_t* out, const FlowKey& key, const RecordFields& f
   *p++ = f.zone;
   p = put32(p, f.idle_s);
   if (f.peer) {
-    for (int d = 0; d < 2; d++) {
-      p = put32(p, f.peer[d].end);
-      p = put32(p, f.peer[d].maxend);
-      p = put32(p, f.peer[d].maxwin);
-      *p++ = f.peer[d].wscale;
-      *p++ = f.peer[d].flags;
-    }
-    for (int d = 0; d < 2; d++) p = put64(p, f.packets[d]);
-    for (int d = 0; d < 2; d++) p = put64(p, f.bytes[d]);
+    p = put_moving(p, f.peer, f.packets, f.bytes);
   } else {
     std::memset(p, 0, 2 * 14 + 4 * 8);
     p += 2 * 14 + 4 * 8;
@@ -631,26 +661,7 @@ size_t ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_
   return put_record(out, key, {version, true, 0, 0, 0, 0, nullptr, nullptr, nullptr, nullptr});
 }
 
-namespace {
-// What moves on an established entry, as a record and a compact update both carry it: both
-// peers' windows (14 bytes each), then packets and bytes per direction (60 bytes in all).
-// False on a window scale over 14 (RFC 7323 2.3) or an unknown peer flag.
-bool get_moving(const uint8_t* p, TcpPeer* peer, uint64_t* packets, uint64_t* bytes) {
-  for (int d = 0; d < 2; d++, p += 14) {
-    TcpPeer& pr = peer[d];
-    pr = TcpPeer{};
-    pr.end = get32(p);
-    pr.maxend = get32(p + 4);
-    pr.maxwin = get32(p + 8);
-    pr.wscale = p[12];
-    pr.flags = p[13];
-    if (pr.wscale > 14 || (pr.flags & ~kKnownPeerFlags)) return false;
-  }
-  for (int d = 0; d < 2; d++, p += 8) packets[d] = get64(p);
-  for (int d = 0; d < 2; d++, p += 8) bytes[d] = get64(p);
-  return true;
-}
-}  // namespace
+uint64_t ConnRecord::compact_fingerprint(const uint8_t* p) { return get64(p + 12); }
 
 size_t ConnRecord::encode_compact(uint64_t fp, uint8_t proto, const ConnEntry& e,
                                   const ConnCounters& c, uint32_t now_s, uint8_t* out) {
@@ -663,15 +674,7 @@ size_t ConnRecord::encode_compact(uint64_t fp, uint8_t proto, const ConnEntry& e
   p[5] = p[6] = p[7] = 0;
   p = put64(p + 8, fp);
   p = put32(p, now_s >= e.last_seen ? now_s - e.last_seen : 0);
-  for (const TcpPeer& pr : e.peer) {
-    p = put32(p, pr.end);
-    p = put32(p, pr.maxend);
-    p = put32(p, pr.maxwin);
-    *p++ = pr.wscale;
-    *p++ = pr.flags;
-  }
-  for (int d = 0; d < 2; d++) p = put64(p, c.packets[d]);
-  for (int d = 0; d < 2; d++) p = put64(p, c.bytes[d]);
+  p = put_moving(p, e.peer, c.packets, c.bytes);
   assert(p == out + kCompactRecordSize);
   return kCompactRecordSize;
 }
@@ -683,12 +686,10 @@ bool ConnRecord::parse_compact(const uint8_t* p, CompactFields* f, TcpPeer* peer
   f->l4_state = p[6];
   f->flags = p[7];
   f->zone = p[8];
-  f->fingerprint = get64(p + 12);
+  f->fingerprint = compact_fingerprint(p);
   f->idle_s = get32(p + 20);
   return get_moving(p + 24, peer, packets, bytes) && !(p[9] | p[10] | p[11]) &&
-         f->fingerprint != 0 && !(f->flags & ~kWireFlags) &&
-         (f->proto != static_cast<uint8_t>(IpProto::kTcp) ||
-          f->l4_state < static_cast<uint8_t>(TcpState::kCount));
+         f->fingerprint != 0 && !(f->flags & ~kWireFlags) && state_fits(f->proto, f->l4_state);
 }
 
 bool ConnRecord::decode_compact(Reader& r) {
@@ -767,9 +768,7 @@ bool ConnRecord::decode_fixed(Reader& r) {
     idle_s = get32(p + 48);
     if (!get_moving(p + 52, peer, packets, bytes)) return r.fail(CodecError::kBadValue);
     if (del > 1 || vlan > 4095 || (flags & ~kWireFlags)) return r.fail(CodecError::kBadValue);
-    if (proto == static_cast<uint8_t>(IpProto::kTcp) &&
-        l4_state >= static_cast<uint8_t>(TcpState::kCount))
-      return r.fail(CodecError::kBadValue);
+    if (!state_fits(proto, l4_state)) return r.fail(CodecError::kBadValue);
     if (key.family == Family::kV4 && !(key.lo_addr.is_v4_form() && key.hi_addr.is_v4_form()))
       return r.fail(CodecError::kBadValue);
     deleted = del;
@@ -809,9 +808,7 @@ bool ConnRecord::decode_fixed(Reader& r) {
   for (auto& v : bytes)
     if (!r.u64(&v)) return false;
   if (del > 1 || key.vlan > 4095 || (flags & ~kWireFlags)) return r.fail(CodecError::kBadValue);
-  if (key.proto == static_cast<uint8_t>(IpProto::kTcp) &&
-      l4_state >= static_cast<uint8_t>(TcpState::kCount))
-    return r.fail(CodecError::kBadValue);
+  if (!state_fits(key.proto, l4_state)) return r.fail(CodecError::kBadValue);
   // An IPv4 key keeps bytes 4..15 zero: the table keeps only the first four (FlowKeyV4).
   if (key.family == Family::kV4 && !(key.lo_addr.is_v4_form() && key.hi_addr.is_v4_form()))
     return r.fail(CodecError::kBadValue);

@@ -348,6 +348,9 @@ struct ConnRecord {
   };
   static bool parse_compact(const uint8_t* p, CompactFields* f, TcpPeer* peer,
                             uint64_t* packets, uint64_t* bytes);
+  // The fingerprint a compact update at p names (its 84 bytes there), for the destination to
+  // find the entry before it parses the rest.
+  static uint64_t compact_fingerprint(const uint8_t* p);
   // Length of the encoded record at p (its flags byte says whether an extension follows, the
   // extension's parts byte what follows that).
   static size_t wire_size(const uint8_t* p) {

@@ -3,7 +3,6 @@
 
 #include <unistd.h>
 
-#include <rte_byteorder.h>
 #include <rte_pause.h>
 #include <rte_prefetch.h>
 
@@ -19,6 +18,13 @@
 
 namespace baton::migrate {
 namespace {
+
+// Backward-shift deletion in a linear-probing table (the sent map, FingerprintSlots): the
+// member at j, whose home is k, stays where it is over the hole at i only if its home lies
+// in (i, j] going round the table; otherwise it moves into the hole.
+bool stays_in_run(size_t i, size_t j, size_t k) {
+  return i <= j ? (i < k && k <= j) : (i < k || k <= j);
+}
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -61,7 +67,7 @@ void VmReader::SentMap::erase(Sent* s) {
   size_t i = static_cast<size_t>(s - cells_.data());
   for (size_t j = (i + 1) & mask_; cells_[j].slot != kEmpty; j = (j + 1) & mask_) {
     size_t k = home(cells_[j].slot);
-    bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    const bool stays = stays_in_run(i, j, k);
     if (!stays) {
       cells_[i] = cells_[j];
       keys_[i] = keys_[j];
@@ -462,9 +468,9 @@ void FingerprintSlots::put(uint64_t fp, uint16_t worker, uint32_t slot) {
   if ((size_ + 1) * 2 > cells_.size()) grow();
   for (size_t i = home(fp);; i = (i + 1) & mask_) {
     Cell& c = cells_[i];
-    if (c.fp == 0) size_++;
     if (c.fp == 0) {
       c = {fp, slot, worker};
+      size_++;
       return;
     }
     if (c.fp == fp) {
@@ -484,7 +490,7 @@ void FingerprintSlots::erase(uint64_t fp) {
   // Backward-shift deletion, as SentMap::erase.
   for (size_t j = (i + 1) & mask_; cells_[j].fp != 0; j = (j + 1) & mask_) {
     const size_t k = home(cells_[j].fp);
-    const bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    const bool stays = stays_in_run(i, j, k);
     if (!stays) {
       cells_[i] = cells_[j];
       i = j;
@@ -542,10 +548,8 @@ InstallItem* VmInstaller::compact_item(uint64_t fp, size_t n) {
 }
 
 bool VmInstaller::add_compact(const uint8_t* p, size_t n) {
-  uint64_t fp;
-  std::memcpy(&fp, p + 12, sizeof fp);
   ConnRecord::CompactFields f;
-  InstallItem* it = compact_item(rte_be_to_cpu_64(fp), n);
+  InstallItem* it = compact_item(ConnRecord::compact_fingerprint(p), n);
   if (!it) {  // placed nowhere (counted); its bytes are checked all the same
     TcpPeer peer[2];
     uint64_t packets[2], bytes[2];
@@ -648,10 +652,7 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
   auto look_ahead = [&] {
     size_t size = 0;
     if (left >= kCompactRecordSize && ahead[4] == kRecordCompact) {
-      uint64_t fp;
-      std::memcpy(&fp, ahead + 12, sizeof fp);
-      if (const FingerprintSlots::Cell* cell = slots_.home_cell(rte_be_to_cpu_64(fp)))
-        rte_prefetch0(cell);
+      slots_.prefetch(ConnRecord::compact_fingerprint(ahead));
       size = kCompactRecordSize;
     } else if (left >= kConnRecordSize + kXlateExtSize) {
       size = ConnRecord::wire_size(ahead);

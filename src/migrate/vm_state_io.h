@@ -240,11 +240,9 @@ class FingerprintSlots {
   size_t size() const { return size_; }
   // Room for n fingerprints without growing.
   void reserve(size_t n);
+  // Asks for the line fp's lookup starts at (to read or write it).
   void prefetch(uint64_t fp) const {
     if (!cells_.empty()) __builtin_prefetch(&cells_[home(fp)], 1, 3);
-  }
-  const Cell* home_cell(uint64_t fp) const {
-    return cells_.empty() ? nullptr : &cells_[home(fp)];
   }
 
  private:
