@@ -118,4 +118,18 @@ struct ConnEntry {
 };
 static_assert(sizeof(ConnEntry) == 64);
 
+// What moves on an established entry, addressed by slot: a migration's compact update
+// (migrate/codec.h) as the destination's owner writes it into the entry its installer learned
+// holds the key. Trivially constructible: filled in place, field by field.
+struct ConnUpdate {
+  ConnUpdate() {}  // no zeroing: every field is written where it is made
+  uint32_t slot;         // at the destination
+  uint32_t version;      // the source's entry version
+  uint64_t fingerprint;  // of the key the slot must still hold (FlowKey::fingerprint)
+  uint32_t idle_s;       // age at the source; last_seen = now - idle_s
+  uint8_t proto, l4_state, flags, zone;
+  TcpPeer peer[2];
+  ConnCounters counters;
+};
+
 }  // namespace baton

@@ -59,17 +59,12 @@ struct InstallItem {
   // User-provided, so that emplace_back() runs the members' initialisers only and does not
   // zero the whole item first (a `rep stos` per item before the installer fills it in).
   InstallItem() {}
-  FlowKey key;          // by_slot: only key.proto
+  FlowKey key;
   ConnEntry entry;      // version = the source's version; links ignored
   ConnCounters counters;
   uint32_t idle_s = 0;  // age at the source; last_seen = now - idle_s
   bool deleted = false;
   uint32_t xlate = kNoXlate;  // entry.flags & kXlate: its InstallXlate in WorkerCommand::xlates
-  // A compact update (migrate/codec.h): the slot the installer's earlier items left the key
-  // in, and the key's fingerprint under WorkerCommand::fp_seed, which the slot's key must
-  // still have. kNoSlot: the item names its key.
-  uint32_t by_slot = kNoSlot;
-  uint64_t fingerprint = 0;
   // Result: the slot holding the item's key once the item is done (inserted, updated, or
   // already newer), or -1 (removed, refused, or no such entry).
   int32_t installed = -1;
@@ -84,15 +79,20 @@ struct WorkerCommand {
   };
   Kind kind = Kind::kInstall;
   uint16_t vm = 0;
-  uint64_t fp_seed = 0;  // by_slot items' fingerprints are under it
+  uint64_t fp_seed = 0;  // updates' fingerprints are under it
   std::vector<InstallItem> items;
+  // Compact updates (migrate/codec.h) of entries earlier commands installed, each naming the
+  // slot the installer learned its key is in; applied after items. The two never concern one
+  // key in one round (a slot is read once a round, and an update goes only to a key sent in
+  // an earlier one), so the order between them carries nothing.
+  std::vector<ConnUpdate> updates;
   std::vector<InstallXlate> xlates;  // indexed by InstallItem::xlate
   // The translation item `it` brings, or nullptr (untranslated).
   const InstallXlate* xlate_of(const InstallItem& it) const {
     return it.xlate < xlates.size() ? &xlates[it.xlate] : nullptr;
   }
-  // Results, written by the worker before `done` is released. unmatched: by_slot items whose
-  // slot no longer holds their key (the destination FAILs: it cannot place the update).
+  // Results, written by the worker before `done` is released. unmatched: updates whose slot
+  // no longer holds their key (the destination FAILs: it cannot place the update).
   uint32_t applied = 0, stale = 0, failed = 0, removed = 0, unmatched = 0;
   // Why the first translated item could not be installed (this instance cannot hold its
   // mapping, service, backend or sticky entry): the migration FAILs with CONFLICT and this.
@@ -250,6 +250,12 @@ class Worker {
   void queue_change(VmSlot& vs, uint16_t epoch, uint32_t slot);  // on the epoch's dirty ring
   void forget(uint32_t slot);  // state gauge bookkeeping before a removal
   void apply(WorkerCommand& c);
+  void apply_updates(WorkerCommand& c);  // c.updates, after c.items
+  // An installed entry of the peer's brought up to date in place from u: the slot's key and
+  // what the entry owns elsewhere (translation, L7 offsets) stay; ends at the source's version.
+  // key: the slot's key if the caller has it (read back only if a half-open count moves);
+  // l7: an L7 connection's handoff, whose phase may have moved on (or nullptr).
+  void update_in_place(const ConnUpdate& u, const FlowKey* key, const L7Handoff* l7);
   void reclass(uint32_t slot, uint8_t old_class);  // after a class change (worker.cc)
   void age();
   FragSlot& frag_slot(const PacketMeta& pm);

@@ -114,6 +114,80 @@ void Worker::install_l7(uint32_t slot, const L7Handoff& h, uint16_t service) {
   table_->end_write(slot);
 }
 
+void Worker::update_in_place(const ConnUpdate& u, const FlowKey* key, const L7Handoff* l7) {
+  ConnEntry& e = table_->entry(u.slot);
+  // Only the state gauge moves, if the state did (forget() would also drop what the entry owns
+  // elsewhere: its translation, its L7 state). The key is read back only if a half-open count
+  // moves.
+  if (u.l4_state != e.l4_state)
+    restate(u.proto, e, e.l4_state, u.l4_state, [&] {
+      return initiator_side(key ? *key : table_->key(u.slot), e);
+    });
+  table_->begin_write(u.slot);
+  e.l4_state = u.l4_state;
+  // A connection's translation (and L7 record) is fixed at its creation: the installed one
+  // stays.
+  e.flags = static_cast<uint8_t>((u.flags & ~connflag::kXlate) |
+                                 (e.flags & (connflag::kXlate | connflag::kL7)) |
+                                 connflag::kPending | connflag::kFromPeer);
+  e.zone = u.zone;
+  e.peer[0] = u.peer[0];
+  e.peer[1] = u.peer[1];
+  table_->set_counters(u.slot, u.counters);
+  e.last_seen = now_s_ - std::min(now_s_, u.idle_s);
+  // An L7 connection's offsets are fixed at the splice; its phase may have moved on
+  // (spliced -> closed).
+  if (l7 && l7->has && (e.flags & connflag::kL7)) l7_->record(u.slot).phase = l7->phase;
+  const uint8_t cls = static_cast<uint8_t>(
+      age_class_of(u.proto, static_cast<TcpState>(e.l4_state), e.flags & connflag::kReplied));
+  // end_write leaves version even; set it to the source's version afterwards.
+  table_->end_write(u.slot);
+  e.version.store(u.version, std::memory_order_release);
+  if (cls != e.age_class) table_->set_age_class(u.slot, cls);
+}
+
+void Worker::apply_updates(WorkerCommand& c) {
+  // The slots are known up front: each entry's line and its key's are asked for a few updates
+  // ahead (the key for the check below).
+  constexpr size_t kAhead = 8;
+  const size_t n = c.updates.size();
+  auto ask = [&](size_t i) {
+    const uint32_t s = c.updates[i].slot;
+    if (s < table_->slots()) {
+      table_->prefetch(s);
+      table_->prefetch_key(s);
+    }
+  };
+  for (size_t i = 0; i < std::min(n, kAhead); i++) ask(i);
+  for (size_t i = 0; i < n; i++) {
+    if (i + kAhead < n) ask(i + kAhead);
+    const ConnUpdate& u = c.updates[i];
+    // The slot must still hold the key, as one of this migration's entries; an update placed
+    // nowhere is counted, never applied elsewhere.
+    if (!table_->live(u.slot)) {
+      c.unmatched++;
+      continue;
+    }
+    const ConnEntry& e = table_->entry(u.slot);
+    if (e.vm_id != c.vm || !(e.flags & connflag::kFromPeer)) {
+      c.unmatched++;
+      continue;
+    }
+    const FlowKey key = table_->key(u.slot);
+    if (key.fingerprint(c.fp_seed) != u.fingerprint) {
+      c.unmatched++;
+      continue;
+    }
+    // Versions make a duplicated or reordered delta harmless.
+    if (u.version <= e.version.load(std::memory_order_relaxed)) {
+      c.stale++;
+      continue;
+    }
+    update_in_place(u, &key, nullptr);
+    c.applied++;
+  }
+}
+
 void Worker::apply(WorkerCommand& c) {
   switch (c.kind) {
     case WorkerCommand::Kind::kInstall: {
@@ -122,50 +196,25 @@ void Worker::apply(WorkerCommand& c) {
       // the misses of one overlap the work on the other. A batch's lookups ran before the batch
       // ahead of it and its own earlier items were applied: an item looks again when one of
       // those inserted or removed a key of its signature (in practice a tombstone and the flow
-      // that took its slot). A round of updates only (a final delta of moved sequence numbers)
-      // changes no key and never looks again.
+      // that took its slot).
       constexpr uint32_t kBatch = 32;
       struct Batch {
-        hash_sig_t sigs[kBatch];  // per item (a compact update's: unused)
+        hash_sig_t sigs[kBatch];  // per item
         int32_t found[kBatch];    // per item: the slot its key is in, or -1
         uint32_t n = 0;
       } batch[2];
       SigSet changed[2];  // by the batch whose items inserted or removed them
       auto look_up = [&](Batch& b, size_t first) {
         b.n = static_cast<uint32_t>(std::min<size_t>(kBatch, c.items.size() - first));
-        // Keyed items in one bulk lookup; a compact update names its slot (its key checked
-        // when it is applied).
         const FlowKey* keys[kBatch];
-        hash_sig_t sigs[kBatch];
-        int32_t found[kBatch];
-        uint32_t at[kBatch], m = 0;
         for (uint32_t k = 0; k < b.n; k++) {
           const InstallItem& it = c.items[first + k];
-          if (it.by_slot != kNoSlot) {
-            b.found[k] = static_cast<int32_t>(it.by_slot);
-            if (it.by_slot < table_->slots()) {
-              table_->prefetch(it.by_slot);
-              table_->prefetch_key(it.by_slot);
-            }
-            continue;
-          }
-          keys[m] = &it.key;
-          sigs[m] = b.sigs[k] = ConnTable::hash(it.key);
-          at[m++] = k;
+          keys[k] = &it.key;
+          b.sigs[k] = ConnTable::hash(it.key);
         }
-        if (m) table_->lookup_bulk(keys, sigs, m, found);
-        for (uint32_t q = 0; q < m; q++) {
-          b.found[at[q]] = found[q];
-          if (found[q] >= 0) table_->prefetch(static_cast<uint32_t>(found[q]));
-        }
-      };
-      // A compact update's slot must still hold its key, as one of this migration's entries.
-      auto holds = [&](const InstallItem& it) {
-        const uint32_t s = it.by_slot;
-        if (!table_->live(s)) return false;
-        const ConnEntry& e = table_->entry(s);
-        return e.vm_id == c.vm && (e.flags & connflag::kFromPeer) &&
-               table_->key(s).fingerprint(c.fp_seed) == it.fingerprint;
+        table_->lookup_bulk(keys, b.sigs, b.n, b.found);
+        for (uint32_t k = 0; k < b.n; k++)
+          if (b.found[k] >= 0) table_->prefetch(static_cast<uint32_t>(b.found[k]));
       };
       if (!c.items.empty()) look_up(batch[0], 0);
       for (size_t i = 0; i < c.items.size(); i++) {
@@ -178,19 +227,9 @@ void Worker::apply(WorkerCommand& c) {
           changing.clear();  // batch bi - 2's: it was applied before this batch was looked up
           if (i + kBatch < c.items.size()) look_up(batch[(bi + 1) % 2], i + kBatch);
         }
-        const bool by_slot = it.by_slot != kNoSlot;
-        const hash_sig_t sig = by_slot ? 0 : cur.sigs[j];
-        int32_t slot;
-        if (by_slot) {
-          if (!holds(it)) {
-            c.unmatched++;
-            continue;
-          }
-          slot = static_cast<int32_t>(it.by_slot);
-        } else {
-          slot = changed[0].has(sig) || changed[1].has(sig) ? table_->lookup(it.key)
-                                                             : cur.found[j];
-        }
+        const hash_sig_t sig = cur.sigs[j];
+        int32_t slot = changed[0].has(sig) || changed[1].has(sig) ? table_->lookup(it.key)
+                                                                  : cur.found[j];
         if (slot >= 0 && !(table_->entry(slot).flags & connflag::kFromPeer)) {
           // An entry this instance made itself for the arriving VM's address (a frame flooded
           // here before the VM came) lives in another version space: the source's wins.
@@ -215,38 +254,20 @@ void Worker::apply(WorkerCommand& c) {
             c.removed++;
             continue;
           }
-          // The entry stays: only the state gauge moves (forget() would also drop what the
-          // entry owns elsewhere: its translation, its L7 state).
-          // it.key is the table's key (found by it), or has its protocol (a compact update);
-          // reading it back from rte_hash's key store would build a whole FlowKey for one byte.
-          const uint8_t proto = it.key.proto;
-          restate(proto, e, e.l4_state, it.entry.l4_state, [&] {
-            return initiator_side(by_slot ? table_->key(static_cast<uint32_t>(slot)) : it.key, e);
-          });
-          table_->begin_write(slot);
-          e.l4_state = it.entry.l4_state;
-          // A connection's translation (and L7 record) is fixed at its creation: the installed
-          // one stays.
-          e.flags = static_cast<uint8_t>((it.entry.flags & ~connflag::kXlate) |
-                                         (e.flags & (connflag::kXlate | connflag::kL7)) |
-                                         connflag::kPending | connflag::kFromPeer);
-          e.zone = it.entry.zone;
-          e.peer[0] = it.entry.peer[0];
-          e.peer[1] = it.entry.peer[1];
-          table_->set_counters(slot, it.counters);
-          e.last_seen = now_s_ - std::min(now_s_, it.idle_s);
-          // An L7 connection's offsets are fixed at the splice; its phase may have moved on
-          // (spliced -> closed).
+          // The entry stays. it.key is the table's key (found by it).
+          ConnUpdate u;
+          u.slot = static_cast<uint32_t>(slot);
+          u.version = it.entry.version.load(std::memory_order_relaxed);
+          u.idle_s = it.idle_s;
+          u.proto = it.key.proto;
+          u.l4_state = it.entry.l4_state;
+          u.flags = it.entry.flags;
+          u.zone = it.entry.zone;
+          u.peer[0] = it.entry.peer[0];
+          u.peer[1] = it.entry.peer[1];
+          u.counters = it.counters;
           const InstallXlate* ix = c.xlate_of(it);
-          if (ix && ix->l7.has && (e.flags & connflag::kL7)) l7_->record(slot).phase = ix->l7.phase;
-          uint8_t cls = static_cast<uint8_t>(age_class_of(
-              proto, static_cast<TcpState>(e.l4_state),
-              e.flags & connflag::kReplied));
-          // end_write leaves version even; set it to the source's version afterwards.
-          table_->end_write(slot);
-          e.version.store(it.entry.version.load(std::memory_order_relaxed),
-                          std::memory_order_release);
-          if (cls != e.age_class) table_->set_age_class(slot, cls);
+          update_in_place(u, &it.key, ix ? &ix->l7 : nullptr);
           c.applied++;
           it.installed = slot;
           continue;
@@ -281,6 +302,7 @@ void Worker::apply(WorkerCommand& c) {
           restate(it.key.proto, e, -1, e.l4_state, [&] { return initiator_side(it.key, e); });
         }
       }
+      apply_updates(c);
       break;
     }
     case WorkerCommand::Kind::kDeleteVm:

@@ -661,8 +661,6 @@ size_t ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_
   return put_record(out, key, {version, true, 0, 0, 0, 0, nullptr, nullptr, nullptr, nullptr});
 }
 
-uint64_t ConnRecord::compact_fingerprint(const uint8_t* p) { return get64(p + 12); }
-
 size_t ConnRecord::encode_compact(uint64_t fp, uint8_t proto, const ConnEntry& e,
                                   const ConnCounters& c, uint32_t now_s, uint8_t* out) {
   uint8_t* p = put32(out, e.version.load(std::memory_order_relaxed));
@@ -679,32 +677,36 @@ size_t ConnRecord::encode_compact(uint64_t fp, uint8_t proto, const ConnEntry& e
   return kCompactRecordSize;
 }
 
-bool ConnRecord::parse_compact(const uint8_t* p, CompactFields* f, TcpPeer* peer,
-                               uint64_t* packets, uint64_t* bytes) {
-  f->version = get32(p);
-  f->proto = p[5];
-  f->l4_state = p[6];
-  f->flags = p[7];
-  f->zone = p[8];
-  f->fingerprint = compact_fingerprint(p);
-  f->idle_s = get32(p + 20);
-  return get_moving(p + 24, peer, packets, bytes) && !(p[9] | p[10] | p[11]) &&
-         f->fingerprint != 0 && !(f->flags & ~kWireFlags) && state_fits(f->proto, f->l4_state);
+bool ConnRecord::parse_compact(const uint8_t* p, ConnUpdate* u) {
+  u->version = get32(p);
+  u->proto = p[5];
+  u->l4_state = p[6];
+  u->flags = p[7];
+  u->zone = p[8];
+  u->fingerprint = compact_fingerprint(p);
+  u->idle_s = get32(p + 20);
+  return get_moving(p + 24, u->peer, u->counters.packets, u->counters.bytes) && !(p[9] | p[10] | p[11]) &&
+         u->fingerprint != 0 && !(u->flags & ~kWireFlags) && state_fits(u->proto, u->l4_state);
 }
 
 bool ConnRecord::decode_compact(Reader& r) {
   const uint8_t* p = r.take(kCompactRecordSize);
   if (!p) return false;
-  CompactFields f;
-  if (!parse_compact(p, &f, peer, packets, bytes)) return r.fail(CodecError::kBadValue);
-  version = f.version;
+  ConnUpdate u;
+  if (!parse_compact(p, &u)) return r.fail(CodecError::kBadValue);
+  version = u.version;
   key = FlowKey{};
-  key.proto = f.proto;
-  l4_state = f.l4_state;
-  flags = f.flags;
-  zone = f.zone;
-  fingerprint = f.fingerprint;
-  idle_s = f.idle_s;
+  key.proto = u.proto;
+  l4_state = u.l4_state;
+  flags = u.flags;
+  zone = u.zone;
+  fingerprint = u.fingerprint;
+  idle_s = u.idle_s;
+  for (int d = 0; d < 2; d++) {
+    peer[d] = u.peer[d];
+    packets[d] = u.counters.packets[d];
+    bytes[d] = u.counters.bytes[d];
+  }
   deleted = false;
   compact = true;
   return true;

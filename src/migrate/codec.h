@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <utility>
 #include <string>
@@ -340,17 +341,16 @@ struct ConnRecord {
                                const ConnCounters& c, uint32_t now_s, uint8_t* out);
   // The kCompactRecordSize bytes of a compact update at p (its kind byte checked by the
   // caller), straight into where they go: decode_compact's record, or the destination's
-  // install item. False on a value outside its domain (decode's checks).
-  struct CompactFields {
-    uint64_t fingerprint;
-    uint32_t version, idle_s;
-    uint8_t proto, l4_state, flags, zone;
-  };
-  static bool parse_compact(const uint8_t* p, CompactFields* f, TcpPeer* peer,
-                            uint64_t* packets, uint64_t* bytes);
+  // update for its owner (all of *u but the slot). False on a value outside its domain
+  // (decode's checks).
+  static bool parse_compact(const uint8_t* p, ConnUpdate* u);
   // The fingerprint a compact update at p names (its 84 bytes there), for the destination to
   // find the entry before it parses the rest.
-  static uint64_t compact_fingerprint(const uint8_t* p);
+  static uint64_t compact_fingerprint(const uint8_t* p) {
+    uint64_t be;  // big-endian at offset 12, as every wire field
+    std::memcpy(&be, p + 12, sizeof be);
+    return __builtin_bswap64(be);
+  }
   // Length of the encoded record at p (its flags byte says whether an extension follows, the
   // extension's parts byte what follows that).
   static size_t wire_size(const uint8_t* p) {

@@ -455,15 +455,6 @@ VmInstaller::~VmInstaller() {
 
 // ---- FingerprintSlots -------------------------------------------------------------------------
 
-const FingerprintSlots::Cell* FingerprintSlots::find(uint64_t fp) const {
-  if (cells_.empty()) return nullptr;
-  for (size_t i = home(fp);; i = (i + 1) & mask_) {
-    const Cell& c = cells_[i];
-    if (c.fp == fp) return &c;
-    if (c.fp == 0) return nullptr;
-  }
-}
-
 void FingerprintSlots::put(uint64_t fp, uint16_t worker, uint32_t slot) {
   if ((size_ + 1) * 2 > cells_.size()) grow();
   for (size_t i = home(fp);; i = (i + 1) & mask_) {
@@ -518,65 +509,62 @@ void FingerprintSlots::grow(size_t at_least) {
 
 // ---- VmInstaller ------------------------------------------------------------------------------
 
-WorkerCommand& VmInstaller::command_for(uint16_t w, size_t n) {
+WorkerCommand& VmInstaller::start(uint16_t w) {
   std::unique_ptr<WorkerCommand>& c = building_[w];
-  if (!c) {
-    c = take_command();
-    c->kind = WorkerCommand::Kind::kInstall;
-    c->vm = vm_;
-    c->fp_seed = fp_seed_;
-    // Room for this owner's share of the n records and some: a pooled command has it already,
-    // and few commands ever regrow (each regrowth copies every item).
-    const uint16_t workers = dp_.worker_count();
-    c->items.reserve(workers == 1 ? n : n / workers + n / 4 + 16);
-  }
+  c = take_command();
+  c->kind = WorkerCommand::Kind::kInstall;
+  c->vm = vm_;
+  c->fp_seed = fp_seed_;
   return *c;
 }
 
-InstallItem* VmInstaller::compact_item(uint64_t fp, size_t n) {
+template <class T>
+T& VmInstaller::append(std::vector<T>& v, size_t n) {
+  // Room for this owner's share of the n records and some: a pooled command has it already,
+  // and few commands ever regrow (each regrowth copies every element).
+  if (v.size() == v.capacity()) {
+    const uint16_t workers = dp_.worker_count();
+    v.reserve(std::max(2 * v.capacity(), workers == 1 ? n : n / workers + n / 4 + 16));
+  }
+  return v.emplace_back();
+}
+
+ConnUpdate* VmInstaller::compact_update(uint64_t fp, size_t n) {
   // It goes where this migration's entry with its key is.
   const FingerprintSlots::Cell* at = slots_.find(fp);
   if (!at || at->slot == kNoSlot) {
     unmatched++;
     return nullptr;
   }
-  // Filled in place (the key, but for its protocol, left as emplace_back made it).
-  InstallItem& it = command_for(at->worker, n).items.emplace_back();
-  it.by_slot = at->slot;
-  it.fingerprint = fp;
-  return &it;
+  ConnUpdate& u = append(command_for(at->worker).updates, n);
+  u.slot = at->slot;
+  return &u;
 }
 
 bool VmInstaller::add_compact(const uint8_t* p, size_t n) {
-  ConnRecord::CompactFields f;
-  InstallItem* it = compact_item(ConnRecord::compact_fingerprint(p), n);
-  if (!it) {  // placed nowhere (counted); its bytes are checked all the same
-    TcpPeer peer[2];
-    uint64_t packets[2], bytes[2];
-    return ConnRecord::parse_compact(p, &f, peer, packets, bytes);
+  ConnUpdate* u = compact_update(ConnRecord::compact_fingerprint(p), n);
+  if (!u) {  // placed nowhere (counted); its bytes are checked all the same
+    ConnUpdate scratch;
+    return ConnRecord::parse_compact(p, &scratch);
   }
-  // On a bad value the caller discards the frame's commands, this item with them.
-  if (!ConnRecord::parse_compact(p, &f, it->entry.peer, it->counters.packets,
-                                 it->counters.bytes))
-    return false;
-  it->key.proto = f.proto;
-  it->entry.l4_state = f.l4_state;
-  it->entry.flags = f.flags;
-  it->entry.zone = f.zone;
-  it->entry.version.store(f.version, std::memory_order_relaxed);
-  it->idle_s = f.idle_s;
-  return true;
+  // On a bad value the caller discards the frame's commands, this update with them.
+  return ConnRecord::parse_compact(p, u);
 }
 
 void VmInstaller::add(const ConnRecord& r, size_t n) {
   if (r.compact) {  // a decoded one (the vector path); frames take add_compact
-    InstallItem* it = compact_item(r.fingerprint, n);
-    if (!it) return;
-    it->key.proto = r.key.proto;
-    r.to_entry(&it->entry, 0);
-    it->counters = r.counters();
-    it->idle_s = r.idle_s;
-    it->entry.version.store(r.version, std::memory_order_relaxed);
+    ConnUpdate* u = compact_update(r.fingerprint, n);
+    if (!u) return;
+    u->version = r.version;
+    u->fingerprint = r.fingerprint;
+    u->idle_s = r.idle_s;
+    u->proto = r.key.proto;
+    u->l4_state = r.l4_state;
+    u->flags = r.flags;
+    u->zone = r.zone;
+    u->peer[0] = r.peer[0];
+    u->peer[1] = r.peer[1];
+    u->counters = r.counters();
     return;
   }
   // To its key's owner by the packet path's rule (translator.h), which for a translated
@@ -585,12 +573,11 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
       conn_owner(dp_.xlate(0) ? dp_.translator() : nullptr,
                  r.key.tuple((r.flags & connflag::kOrigIsHi) ? Dir::kHiToLo : Dir::kLoToHi),
                  r.key, dp_.worker_count());
-  WorkerCommand& c = command_for(w, n);
-  building_keyed_[w]++;
+  WorkerCommand& c = command_for(w);
   // Filled in place. It was filled in a scratch item and copied in, which read back whole
   // words the record's decode and to_entry had written in smaller pieces (store-forwarding
   // stalls, two thirds of this function's time).
-  InstallItem& it = c.items.emplace_back();
+  InstallItem& it = append(c.items, n);
   it.key = r.key;
   it.deleted = r.deleted;
   it.idle_s = r.idle_s;
@@ -614,8 +601,7 @@ bool VmInstaller::queue(int timeout_ms) {
       usleep(100);
     }
     if (ok) {
-      pending_.push_back({std::move(c), w, building_keyed_[w]});
-      building_keyed_[w] = 0;
+      pending_.push_back({std::move(c), w});
     } else {
       discard(w);
     }
@@ -626,7 +612,6 @@ bool VmInstaller::queue(int timeout_ms) {
 void VmInstaller::discard(uint16_t w) {
   if (free_.size() < kMaxFree) free_.push_back(std::move(building_[w]));
   building_[w].reset();
-  building_keyed_[w] = 0;
 }
 
 bool VmInstaller::submit(const std::vector<ConnRecord>& records, int timeout_ms) {
@@ -722,7 +707,7 @@ void VmInstaller::reap() {
     unmatched += c.unmatched;
     if (conflict.empty()) conflict = c.conflict;
     // Where each key now is (or that it is gone), for the compact updates of later rounds.
-    if (c.kind == WorkerCommand::Kind::kInstall && p.keyed) learn(p.worker, c);
+    if (c.kind == WorkerCommand::Kind::kInstall) learn(p.worker, c);
     if (c.kind == WorkerCommand::Kind::kInstall && free_.size() < kMaxFree)
       free_.push_back(std::move(p.c));
   }
@@ -736,9 +721,8 @@ void VmInstaller::learn(uint16_t worker, const WorkerCommand& c) {
   uint64_t fps[kAhead];
   const size_t n = c.items.size();
   auto fp_at = [&](size_t i) {
-    const InstallItem& it = c.items[i];
-    const uint64_t fp = it.by_slot == kNoSlot ? it.key.fingerprint(fp_seed_) : 0;
-    if (fp) slots_.prefetch(fp);
+    const uint64_t fp = c.items[i].key.fingerprint(fp_seed_);
+    slots_.prefetch(fp);
     fps[i % kAhead] = fp;
   };
   for (size_t i = 0; i < std::min(n, kAhead); i++) fp_at(i);
@@ -746,7 +730,6 @@ void VmInstaller::learn(uint16_t worker, const WorkerCommand& c) {
     const uint64_t fp = fps[i % kAhead];
     const int32_t installed = c.items[i].installed;
     if (i + kAhead < n) fp_at(i + kAhead);
-    if (!fp) continue;  // a compact update: its key's place is known
     if (installed >= 0)
       slots_.put(fp, worker, static_cast<uint32_t>(installed));
     else
@@ -762,6 +745,7 @@ std::unique_ptr<WorkerCommand> VmInstaller::take_command() {
   std::unique_ptr<WorkerCommand> c = std::move(free_.back());
   free_.pop_back();
   c->items.clear();
+  c->updates.clear();
   c->xlates.clear();
   c->applied = c->stale = c->failed = c->removed = c->unmatched = 0;
   c->conflict.clear();
@@ -788,7 +772,7 @@ bool VmInstaller::run_on_workers(Dataplane& dp, uint16_t vm, WorkerCommand::Kind
       if (now_ms() > deadline) return false;
       usleep(100);
     }
-    inst.pending_.push_back({std::move(c), 0, 0});
+    inst.pending_.push_back({std::move(c), 0});
   }
   bool ok = inst.wait(static_cast<int>(std::max<int64_t>(0, deadline - now_ms())));
   if (removed) *removed = inst.removed;

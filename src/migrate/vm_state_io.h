@@ -234,7 +234,14 @@ class FingerprintSlots {
     uint32_t slot;  // kNoSlot: two keys of the migration have this fingerprint
     uint16_t worker;
   };
-  const Cell* find(uint64_t fp) const;
+  const Cell* find(uint64_t fp) const {  // inline: once per compact update
+    if (cells_.empty()) return nullptr;
+    for (size_t i = home(fp);; i = (i + 1) & mask_) {
+      const Cell& c = cells_[i];
+      if (c.fp == fp) return &c;
+      if (c.fp == 0) return nullptr;
+    }
+  }
   void put(uint64_t fp, uint16_t worker, uint32_t slot);
   void erase(uint64_t fp);
   size_t size() const { return size_; }
@@ -295,35 +302,36 @@ class VmInstaller {
   std::unique_ptr<WorkerCommand> take_command();
   // Takes the finished commands at the front of pending_: results added up, back to the pool.
   void reap();
-  // Where a command's keyed items left their keys (InstallItem::installed), into slots_.
+  // Where a command's items left their keys (InstallItem::installed), into slots_.
   void learn(uint16_t worker, const WorkerCommand& c);
   // Appends r to its owner's command in building_ (taken with room for `hint` items).
   void add(const ConnRecord& r, size_t hint);
   // The same for the compact update at p (kCompactRecordSize bytes); false on a bad value.
   bool add_compact(const uint8_t* p, size_t hint);
   // building_[w], taken from the pool if there is none yet.
-  WorkerCommand& command_for(uint16_t w, size_t hint);
-  // A compact update's item, appended to the command of the owner its key is with; nullptr
-  // (counted in unmatched) when this migration holds no entry of that fingerprint.
-  InstallItem* compact_item(uint64_t fp, size_t hint);
+  WorkerCommand& command_for(uint16_t w) { return building_[w] ? *building_[w] : start(w); }
+  WorkerCommand& start(uint16_t w);
+  // A new element at v's end, v given room for its owner's share of `hint` records first.
+  template <class T>
+  T& append(std::vector<T>& v, size_t hint);
+  // A compact update for the owner its key is with, its slot filled in; nullptr (counted in
+  // unmatched) when this migration holds no entry of that fingerprint.
+  ConnUpdate* compact_update(uint64_t fp, size_t hint);
   // Queues building_'s commands on their owners' rings; false if one stayed full (that one and
   // those after it go back to the pool).
   bool queue(int timeout_ms);
   void discard(uint16_t worker);  // building_[worker] back to the pool
 
-  // A command on a worker's ring: which worker, and how many of its items name their key
-  // (their results update slots_; a final delta of compact updates has none to look at).
+  // A command on a worker's ring, and which worker.
   struct Pending {
     std::unique_ptr<WorkerCommand> c;
     uint16_t worker = 0;
-    uint32_t keyed = 0;
   };
 
   Dataplane& dp_;
   uint16_t vm_;
   uint64_t fp_seed_;
   std::unique_ptr<WorkerCommand> building_[kMaxWorkers];  // per owner, during a submit
-  uint32_t building_keyed_[kMaxWorkers] = {};
   std::vector<Pending> pending_;
   FingerprintSlots slots_;
   // Finished install commands kept with their item capacity: a round's chunks reuse the

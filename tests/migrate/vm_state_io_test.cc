@@ -410,6 +410,72 @@ TEST_F(VmStateIo, CompactUpdatesLandOnTheEntriesTheSnapshotInstalled) {
   EXPECT_NE(e.version.load(), 1000u);
 }
 
+// The owner's side of a compact update: it lands only on a live entry of the command's VM,
+// installed from the peer, whose key has the update's fingerprint; anything else is counted
+// unmatched and changes nothing, and an older version is stale.
+TEST_F(VmStateIo, AnUpdateLandsOnlyWhereItsSlotStillHoldsItsKey) {
+  for (uint32_t i = 0; i < 8; i++) add(i);
+  constexpr uint64_t kSeed = 0x77;
+  VmReader r(*a, vm_a, kSeed);
+  VmInstaller inst(*b, vm_b, kSeed);
+  Frames frames;
+  r.snapshot(keep(&frames, 0));
+  install(inst, frames);
+  ASSERT_EQ(inst.applied, 8u);
+  const FlowKey k3 = key_of(3), k4 = key_of(4);
+  const uint16_t w = b->owner_of(k3);
+  ConnTable& t = b->shard(w);
+  const int32_t s3 = t.lookup(k3);
+  ASSERT_GE(s3, 0);
+  auto update = [&](uint64_t fp, uint32_t version) {
+    ConnUpdate u;
+    u.slot = static_cast<uint32_t>(s3);
+    u.version = version;
+    u.fingerprint = fp;
+    u.idle_s = 0;
+    u.proto = k3.proto;
+    u.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
+    u.flags = 0;
+    u.zone = 0;
+    u.peer[0] = TcpPeer{};
+    u.peer[0].end = 9000 + version;
+    u.peer[1] = TcpPeer{};
+    u.counters = ConnCounters{};
+    return u;
+  };
+  auto run = [&](uint16_t vm, const ConnUpdate& u) {
+    WorkerCommand c;
+    c.vm = vm;
+    c.fp_seed = kSeed;
+    c.updates.push_back(u);
+    ASSERT_TRUE(b->workers()[w]->command(&c));
+    while (!c.done.load()) b->workers()[w]->housekeeping();
+    EXPECT_EQ(c.applied + c.stale + c.unmatched, 1u);
+    inst.applied += c.applied;
+    inst.stale += c.stale;
+    inst.unmatched += c.unmatched;
+  };
+  auto end_at_b = [&] {
+    ConnEntry e;
+    EXPECT_TRUE(t.read(static_cast<uint32_t>(s3), &e, nullptr, nullptr));
+    return e.peer[0].end;
+  };
+  const uint32_t before = end_at_b();
+  run(vm_b, update(k4.fingerprint(kSeed), 100));  // another key's fingerprint
+  EXPECT_EQ(inst.unmatched, 1u);
+  run(vm_b, update(k3.fingerprint(kSeed + 1), 100));  // another migration's
+  EXPECT_EQ(inst.unmatched, 2u);
+  run(static_cast<uint16_t>(vm_b + 1), update(k3.fingerprint(kSeed), 100));  // another VM
+  EXPECT_EQ(inst.unmatched, 3u);
+  EXPECT_EQ(end_at_b(), before);
+  run(vm_b, update(k3.fingerprint(kSeed), 100));
+  EXPECT_EQ(inst.applied, 9u);
+  EXPECT_EQ(end_at_b(), 9100u);
+  run(vm_b, update(k3.fingerprint(kSeed), 50));  // an older copy
+  EXPECT_EQ(inst.stale, 1u);
+  EXPECT_EQ(end_at_b(), 9100u);
+}
+
 TEST_F(VmStateIo, FramesInstallAtTheOwnersExactlyAndTwiceIsANoOp) {
   for (uint32_t i = 0; i < 300; i++) add(i);
   VmReader r(*a, vm_a);
