@@ -217,6 +217,18 @@ class ConnTable {
     }
     return k;
   }
+  // key(slot).fingerprint(seed), without building the FlowKey of an IPv4 key.
+  uint64_t key_fingerprint(uint32_t slot, uint64_t seed) const {
+    const uint8_t* p = stored_key(slot);
+    if (slot < fam_[1].first) {
+      FlowKeyV4 v;
+      std::memcpy(&v, p, sizeof v);
+      return v.fingerprint(seed);
+    }
+    FlowKey k;
+    std::memcpy(static_cast<void*>(&k), p, sizeof k);
+    return k.fingerprint(seed);
+  }
   void prefetch_key(uint32_t slot) const {
     const uint8_t* p = stored_key(slot);
     rte_prefetch0(p);

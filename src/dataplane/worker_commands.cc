@@ -114,7 +114,9 @@ void Worker::install_l7(uint32_t slot, const L7Handoff& h, uint16_t service) {
   table_->end_write(slot);
 }
 
-void Worker::update_in_place(const ConnUpdate& u, const FlowKey* key, const L7Handoff* l7) {
+// Inline: the final delta's every update (a call was a fifth of its instructions).
+[[gnu::always_inline]] inline void Worker::update_in_place(const ConnUpdate& u, const FlowKey* key,
+                                                        const L7Handoff* l7) {
   ConnEntry& e = table_->entry(u.slot);
   // Only the state gauge moves, if the state did (forget() would also drop what the entry owns
   // elsewhere: its translation, its L7 state). The key is read back only if a half-open count
@@ -173,8 +175,7 @@ void Worker::apply_updates(WorkerCommand& c) {
       c.unmatched++;
       continue;
     }
-    const FlowKey key = table_->key(u.slot);
-    if (key.fingerprint(c.fp_seed) != u.fingerprint) {
+    if (table_->key_fingerprint(u.slot, c.fp_seed) != u.fingerprint) {
       c.unmatched++;
       continue;
     }
@@ -183,7 +184,7 @@ void Worker::apply_updates(WorkerCommand& c) {
       c.stale++;
       continue;
     }
-    update_in_place(u, &key, nullptr);
+    update_in_place(u, nullptr, nullptr);
     c.applied++;
   }
 }

@@ -519,14 +519,11 @@ WorkerCommand& VmInstaller::start(uint16_t w) {
 }
 
 template <class T>
-T& VmInstaller::append(std::vector<T>& v, size_t n) {
+void VmInstaller::make_room(std::vector<T>& v, size_t n) {
   // Room for this owner's share of the n records and some: a pooled command has it already,
   // and few commands ever regrow (each regrowth copies every element).
-  if (v.size() == v.capacity()) {
-    const uint16_t workers = dp_.worker_count();
-    v.reserve(std::max(2 * v.capacity(), workers == 1 ? n : n / workers + n / 4 + 16));
-  }
-  return v.emplace_back();
+  const uint16_t workers = dp_.worker_count();
+  v.reserve(std::max(2 * v.capacity(), workers == 1 ? n : n / workers + n / 4 + 16));
 }
 
 ConnUpdate* VmInstaller::compact_update(uint64_t fp, size_t n) {
@@ -632,9 +629,14 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
   // The map cell of a compact update a few records on is asked for ahead: the map is read at
   // random, a miss per update otherwise. Records differ in size, so a second cursor walks
   // ahead; it stops where a record would not fit (decode() reports that one).
+  constexpr size_t kBodyAhead = 2048;
   const uint8_t* ahead = f.body.data() + 8;
   size_t left = f.body.size() - 8;
   auto look_ahead = [&] {
+    // The frame's own bytes a little further on: another core wrote them (the socket's copy,
+    // or here the bench's sender), and the hardware's stream prefetch stops at each page.
+    rte_prefetch0(ahead + kBodyAhead);
+    rte_prefetch0(ahead + kBodyAhead + kCompactRecordSize - 1);  // a record is 84 bytes or more
     size_t size = 0;
     if (left >= kCompactRecordSize && ahead[4] == kRecordCompact) {
       slots_.prefetch(ConnRecord::compact_fingerprint(ahead));
@@ -646,7 +648,7 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
     ahead += size;
     left -= size;
   };
-  constexpr uint32_t kAhead = 8;
+  constexpr uint32_t kAhead = 16;
   for (uint32_t i = 0; i < kAhead && left; i++) look_ahead();
   ConnRecord rec;  // decode() sets every field: one record reused (no zeroing per record)
   const bool compact = f.header.version >= kProtocolVersionCompact;

@@ -313,7 +313,13 @@ class VmInstaller {
   WorkerCommand& start(uint16_t w);
   // A new element at v's end, v given room for its owner's share of `hint` records first.
   template <class T>
-  T& append(std::vector<T>& v, size_t hint);
+  T& append(std::vector<T>& v, size_t hint) {
+    if (v.size() == v.capacity()) [[unlikely]]
+      make_room(v, hint);
+    return v.emplace_back();
+  }
+  template <class T>
+  void make_room(std::vector<T>& v, size_t hint);
   // A compact update for the owner its key is with, its slot filled in; nullptr (counted in
   // unmatched) when this migration holds no entry of that fingerprint.
   ConnUpdate* compact_update(uint64_t fp, size_t hint);

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 namespace baton {
 namespace {
 
@@ -56,6 +58,31 @@ TEST(Address, ParsesAndPrints) {
   EXPECT_EQ(MacAddr::parse("02:00:00:00:00:0a")->to_string(), "02:00:00:00:00:0a");
   EXPECT_FALSE(MacAddr::parse("02:00:00:00:00"));
   EXPECT_FALSE(MacAddr::parse("02:00:00:00:00:0a:ff"));
+}
+
+// The IPv4 store's 16 bytes give the same fingerprint as the whole key they expand to (the
+// destination checks a compact update's key from the store).
+TEST(FlowKey, AnIpv4KeysStoredFormHasItsFingerprint) {
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  auto next = [&] {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    return x;
+  };
+  for (int i = 0; i < 1000; i++) {
+    FlowKey k;
+    k.family = Family::kV4;
+    k.proto = static_cast<uint8_t>(next());
+    k.vlan = static_cast<uint16_t>(next() & 0xfff);
+    const uint64_t a = next();
+    std::memcpy(k.lo_addr.b.data(), &a, 4);
+    std::memcpy(k.hi_addr.b.data(), reinterpret_cast<const uint8_t*>(&a) + 4, 4);
+    k.lo_port = be16::from_host(static_cast<uint16_t>(next()));
+    k.hi_port = be16::from_host(static_cast<uint16_t>(next()));
+    const uint64_t seed = i % 7 == 0 ? 0 : next();
+    const FlowKeyV4 v = FlowKeyV4::of(k);
+    ASSERT_EQ(v.fingerprint(seed), k.fingerprint(seed)) << i;
+    ASSERT_EQ(v.expand(), k) << i;
+  }
 }
 
 }  // namespace
