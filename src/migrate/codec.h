@@ -199,6 +199,8 @@ class Reader {
   }
   // The next n bytes without consuming them; nullptr if fewer are left (not an error).
   const uint8_t* peek(size_t n) const { return ok() && n_ - off_ >= n ? p_ + off_ : nullptr; }
+  // Consumes n bytes a peek(n) just gave.
+  void skip(size_t n) { off_ += n; }
   bool str(std::string* s, size_t max_len);
   bool ip(IpAddr* a) { return bytes(a->b.data(), a->b.size()); }
   // Reads a count of the given wire width (1, 2 or 4 bytes) and checks that `count` elements of

@@ -659,7 +659,7 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
     // decoded record copied into the item was a third of the destination's instructions.
     const uint8_t* p = compact ? r.peek(kCompactRecordSize) : nullptr;
     if (p && p[4] == kRecordCompact) {
-      r.take(kCompactRecordSize);
+      r.skip(kCompactRecordSize);
       ok = add_compact(p, n) || r.fail(CodecError::kBadValue);
       continue;
     }
