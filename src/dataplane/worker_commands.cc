@@ -151,7 +151,7 @@ void Worker::install_l7(uint32_t slot, const L7Handoff& h, uint16_t service) {
 void Worker::apply_updates(WorkerCommand& c) {
   // The slots are known up front: each entry's line and its key's are asked for a few updates
   // ahead (the key for the check below).
-  constexpr size_t kAhead = 8;
+  constexpr size_t kAhead = 24;
   const size_t n = c.updates.size();
   auto ask = [&](size_t i) {
     const uint32_t s = c.updates[i].slot;
