@@ -120,9 +120,10 @@ static_assert(sizeof(ConnEntry) == 64);
 
 // What moves on an established entry, addressed by slot: a migration's compact update
 // (migrate/codec.h) as the destination's owner writes it into the entry its installer learned
-// holds the key. Trivially constructible: filled in place, field by field.
+// holds the key. Filled in place, field by field: its own fields start unset (peer and
+// counters zeroed by their types), and whoever makes one writes every field.
 struct ConnUpdate {
-  ConnUpdate() {}  // no zeroing: every field is written where it is made
+  ConnUpdate() {}
   uint32_t slot;         // at the destination
   uint32_t version;      // the source's entry version
   uint64_t fingerprint;  // of the key the slot must still hold (FlowKey::fingerprint)
