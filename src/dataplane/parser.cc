@@ -506,9 +506,15 @@ DropReason parse(const uint8_t* d, uint32_t len, PacketMeta* m, Ipv4Csum csum) {
 
 bool parse_packet(const uint8_t* data, uint32_t len, PacketMeta* m, DropReason* reason,
                   Ipv4Csum csum) {
-  // The same as *m = PacketMeta{}, in a few wide stores instead of one per member.
+  // The same as *m = PacketMeta{}, in seven vector stores. A memset of the struct became
+  // `rep stos` (GCC's choice for this size when tuned for recent cores): a microcoded start
+  // of some 30 cycles per packet.
   static_assert(std::is_trivially_copyable_v<PacketMeta>);
-  std::memset(static_cast<void*>(m), 0, sizeof *m);
+  using Zeros = uint8_t __attribute__((vector_size(32), may_alias));
+  static_assert(sizeof(PacketMeta) % sizeof(Zeros) == 0 && alignof(PacketMeta) >= sizeof(Zeros));
+  Zeros* z = reinterpret_cast<Zeros*>(m);
+#pragma GCC unroll 8
+  for (size_t i = 0; i < sizeof *m / sizeof(Zeros); i++) z[i] = Zeros{};
   m->tcp.wscale = TcpInfo{}.wscale;
   DropReason r = parse(data, len, m, csum);
   if (r == kOk) [[likely]]
