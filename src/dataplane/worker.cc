@@ -119,7 +119,9 @@ bool declared_vm_mac(const VmTable& vms, be32 ip, MacAddr* mac) {
 
 }  // namespace
 
-Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore) : dp_(dp), id_(id), lcore_(lcore) {}
+Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore) : dp_(dp), id_(id), lcore_(lcore) {
+  for (uint32_t i = 0; i < kMaxBurst; i++) key_ptrs_[i] = &keys_[i];
+}
 
 Worker::~Worker() {
   for (rte_ring* r : {handoff_, inject_}) {
@@ -433,8 +435,7 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
 // spares the connection table's miss (two bucket lines), the others the other way round. Both
 // rounds are bulk lookups; only a packet missing both pays two.
 void Worker::lookup_burst(uint32_t n, int32_t* slots, uint64_t* reply_hits) {
-  const FlowKey* kp[kMaxBurst] = {};  // zeroed only to quiet GCC 12's -Wmaybe-uninitialized
-  for (uint32_t i = 0; i < n; i++) kp[i] = &keys_[i];
+  const FlowKey* const* kp = key_ptrs_;
   if (!xlate_) return table_->lookup_bulk(kp, sigs_, n, slots);
   uint64_t reply_first = 0;
   for (uint32_t i = 0; i < n; i++)

@@ -116,6 +116,8 @@ class Worker {
   static constexpr uint32_t kMaxInjectPerLoop = 4096;
 
   Worker(Dataplane& dp, uint16_t id, unsigned lcore);
+  Worker(const Worker&) = delete;  // key_ptrs_ points into the object itself
+  Worker& operator=(const Worker&) = delete;
   ~Worker();
   bool init(std::string* err);
 
@@ -312,6 +314,9 @@ class Worker {
   // meta it fills anyway. Only process_burst/process_owned use them (never re-entered).
   PacketMeta metas_[kMaxBurst];
   FlowKey keys_[kMaxBurst];
+  // &keys_[i], for the bulk lookups' key arrays: set once (a Worker never moves) rather than
+  // built, and zeroed (rep stos) to quiet GCC, on every burst.
+  const FlowKey* key_ptrs_[kMaxBurst];
   hash_sig_t sigs_[kMaxBurst];
   Dir dirs_[kMaxBurst];
   // TX staging per port index.
