@@ -161,6 +161,11 @@ struct FlowKey {
   // Symmetric 32-bit hash that picks the owning worker. It covers the two addresses and the
   // VLAN but not the ports, so a non-first fragment (no ports) lands on the owner of its flow.
   // Independent of rte_hash's hash, so owner choice and bucket choice do not correlate.
+  // The owning worker of `workers`: owner_hash() scaled onto [0, workers) by a multiply, not a
+  // division (a `div` per packet with two workers or more).
+  uint16_t owner(uint16_t workers) const {
+    return static_cast<uint16_t>((uint64_t{owner_hash()} * workers) >> 32);
+  }
   uint32_t owner_hash() const {
     uint64_t h = 0x9e3779b97f4a7c15ull ^ vlan;
     const uint8_t* p = lo_addr.b.data();

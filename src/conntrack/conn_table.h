@@ -5,7 +5,7 @@
 // Theory of operation
 //
 // The table is sharded per worker: each worker owns one ConnTable and is its only writer (the
-// owner of a flow is FlowKey::owner_hash() % workers; other workers hand packets to it). Other
+// owner of a flow is FlowKey::owner(workers); other workers hand packets to it). Other
 // cores (the control core taking a snapshot or listing, the migration engine) only read.
 //
 //   FlowKey --rte_hash of its family (RW_CONCURRENCY_LF, EXT_TABLE)--> position

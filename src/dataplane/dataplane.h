@@ -60,7 +60,7 @@ class Dataplane {
   Translator* translator() { return translator_.get(); }
   ConnXlateTable* xlate(uint16_t w) { return xlates_.empty() ? nullptr : xlates_[w].get(); }
   uint16_t worker_count() const { return static_cast<uint16_t>(workers_.size()); }
-  uint16_t owner_of(const FlowKey& k) const { return k.owner_hash() % worker_count(); }
+  uint16_t owner_of(const FlowKey& k) const { return k.owner(worker_count()); }
   int port_index(uint16_t port_id) const { return port_index_[port_id]; }
   uint32_t capacity_per_worker() const { return capacity_per_worker_; }
   // What the workers forwarded of VM `vm` since it got its id here (vm_traffic.h); with the

@@ -24,7 +24,7 @@
 //   a static NAT inside or outside address          -> inside_owner(inside address)
 //   a port-forward outside endpoint or its target   -> inside_owner(inside address)
 //   S or D an SNAT source, the other end not excluded -> inside_owner(that source)
-//   anything else                                    -> FlowKey::owner_hash() (symmetric)
+//   anything else                                    -> FlowKey::owner(workers) (symmetric)
 // A dynamic mapping is thus always made on inside_owner(S), whose allocator hands out only
 // ports p with port_owner(p) == inside_owner(S): replies find the same worker.
 //
@@ -180,7 +180,7 @@ inline uint16_t conn_owner(const Translator* tr, const Tuple& t, const FlowKey& 
                            uint16_t workers) {
   if (workers < 2) return 0;
   const int xo = tr ? tr->owner(t) : -1;
-  return xo >= 0 ? static_cast<uint16_t>(xo) : static_cast<uint16_t>(k.owner_hash() % workers);
+  return xo >= 0 ? static_cast<uint16_t>(xo) : k.owner(workers);
 }
 
 // ---- inline ------------------------------------------------------------------------------

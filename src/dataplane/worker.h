@@ -3,7 +3,7 @@
 // A worker lcore: polls its RX queue of every port, runs the pipeline over each burst, and owns
 // one shard of the connection table.
 //
-// Theory of operation. The owner of a flow is FlowKey::owner_hash() % workers (symmetric, over
+// Theory of operation. The owner of a flow is FlowKey::owner(workers) (symmetric, over
 // the address pair). A packet read by another worker is handed to the owner on the owner's
 // handoff ring, so the state of a flow has exactly one writer and both directions of a flow
 // are seen by that writer, whatever the NIC's RSS does. The control core never writes an entry:
