@@ -508,7 +508,7 @@ bool parse_packet(const uint8_t* data, uint32_t len, PacketMeta* m, DropReason* 
                   Ipv4Csum csum) {
   // The same as *m = PacketMeta{}, in seven vector stores. A memset of the struct became
   // `rep stos` (GCC's choice for this size when tuned for recent cores): a microcoded start
-  // of some 30 cycles per packet.
+  // of some 20 cycles per packet (fw 64k: 157 -> 136 cycles with the vector stores).
   static_assert(std::is_trivially_copyable_v<PacketMeta>);
   using Zeros = uint8_t __attribute__((vector_size(32), may_alias));
   static_assert(sizeof(PacketMeta) % sizeof(Zeros) == 0 && alignof(PacketMeta) >= sizeof(Zeros));
