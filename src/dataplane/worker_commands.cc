@@ -160,25 +160,23 @@ void Worker::apply_updates(WorkerCommand& c) {
       table_->prefetch_key(s);
     }
   };
+  auto holds = [&](const ConnUpdate& u) {
+    if (!table_->live(u.slot)) return false;
+    const ConnEntry& e = table_->entry(u.slot);
+    return e.vm_id == c.vm && (e.flags & connflag::kFromPeer) &&
+           table_->key_fingerprint(u.slot, c.fp_seed) == u.fingerprint;
+  };
   for (size_t i = 0; i < std::min(n, kAhead); i++) ask(i);
   for (size_t i = 0; i < n; i++) {
     if (i + kAhead < n) ask(i + kAhead);
     const ConnUpdate& u = c.updates[i];
     // The slot must still hold the key, as one of this migration's entries; an update placed
     // nowhere is counted, never applied elsewhere.
-    if (!table_->live(u.slot)) {
+    if (!holds(u)) {
       c.unmatched++;
       continue;
     }
     const ConnEntry& e = table_->entry(u.slot);
-    if (e.vm_id != c.vm || !(e.flags & connflag::kFromPeer)) {
-      c.unmatched++;
-      continue;
-    }
-    if (table_->key_fingerprint(u.slot, c.fp_seed) != u.fingerprint) {
-      c.unmatched++;
-      continue;
-    }
     // Versions make a duplicated or reordered delta harmless.
     if (u.version <= e.version.load(std::memory_order_relaxed)) {
       c.stale++;
