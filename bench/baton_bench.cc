@@ -564,7 +564,9 @@ MigPair mig_pair(uint32_t entries) {
 // frame's bytes land in B's receive Frame, B's VmInstaller decodes them into commands and B's
 // worker applies them (Worker::housekeeping: no lcore runs it); end_round() waits for every
 // command, as B does at ROUND_END / FINAL_END, and with `activate` makes the VM active at B (one
-// store and a grace period, as at ACTIVATE). Three ways to get the frames there:
+// store and a grace period, as at ACTIVATE). After a round that does not activate, B's PLACED
+// goes back to A's reader (before the ACK, as in the engine), so that the next round's updates
+// name their places. Three ways to get the frames there:
 // * kThreaded (the figures): B runs on a thread of its own, since it is another host; frames
 //   cross through a queue of kDepth frames (the socket's buffers; the sender blocks when it is
 //   full), so B installs frame k while A reads frame k+1, as the engine's sessions do. B's
@@ -579,7 +581,8 @@ class Destination {
   struct Times {
     double submit = 0, apply = 0;  // ms of B's work (submit includes decoding)
   };
-  Destination(MigPair& p, migrate::VmInstaller& inst, Mode mode) : p_(p), inst_(inst), mode_(mode) {
+  Destination(MigPair& p, migrate::VmReader& reader, migrate::VmInstaller& inst, Mode mode)
+      : p_(p), reader_(reader), inst_(inst), mode_(mode) {
     // B's thread gets the second CPU: it would inherit the main thread's, which EAL pinned
     // to lcore 0's, and the two "hosts" would take turns on one core.
     if (mode == Mode::kTls) {
@@ -617,15 +620,21 @@ class Destination {
     if (mode_ == Mode::kSerial) take(slots_[h % kDepth]);
   }
   // A's side: the round is over; returns when B installed it all (and is active if asked).
-  void end_round(bool activate) {
+  void end_round(bool activate, uint32_t round) {
     if (mode_ == Mode::kTls) {
-      std::vector<uint8_t> f = activate ? migrate::encode_frame(migrate::FinalEndMsg{}, 1, ++seq_)
-                                        : migrate::encode_frame(migrate::RoundEndMsg{}, 1, ++seq_);
+      std::vector<uint8_t> f =
+          activate ? migrate::encode_frame(migrate::FinalEndMsg{round, 0}, 1, ++seq_)
+                   : migrate::encode_frame(migrate::RoundEndMsg{round, 0}, 1, ++seq_);
       if (!a_->send(f, 5000)) die("send: " + a_->last_error().detail);
       migrate::Frame ack;
-      if (a_->recv(&ack, 5000).code != migrate::LinkError::kNone ||
-          ack.header.kind != migrate::MsgKind::kAck)
-        die("no ACK");
+      for (;;) {
+        if (a_->recv(&ack, 5000).code != migrate::LinkError::kNone) die("no ACK");
+        if (ack.header.kind != migrate::MsgKind::kPlaced) break;
+        migrate::PlacedMsg m;
+        if (migrate::decode_body(ack, &m) != migrate::CodecError::kOk || !reader_.apply_placed(m))
+          die("bad PLACED");
+      }
+      if (ack.header.kind != migrate::MsgKind::kAck) die("no ACK");
       return;
     }
     activate_ = activate;
@@ -633,6 +642,8 @@ class Destination {
     if (mode_ == Mode::kSerial) finish();
     wait_until([&] { return done_.load(std::memory_order_acquire); });
     done_.store(false, std::memory_order_relaxed);
+    if (!activate && !reader_.apply_placed(migrate::PlacedMsg{round, std::move(places_)}))
+      die("PLACED refused");
   }
   migrate::VmReader::FrameOut out(uint32_t round) {
     migrate::VmReader::FrameOut o;
@@ -690,6 +701,8 @@ class Destination {
     if (activate_) {
       p_.b->vms().slot(p_.vm_b).state.store(VmState::kLocal, std::memory_order_seq_cst);
       p_.b->grace_period();
+    } else {
+      places_ = inst_.take_places();
     }
     done_.store(true, std::memory_order_release);
   }
@@ -722,6 +735,14 @@ class Destination {
       }
       activate_ = f.header.kind == migrate::MsgKind::kFinalEnd;
       finish();
+      if (!activate_) {
+        migrate::RoundEndMsg re;
+        if (migrate::decode_body(f, &re) != migrate::CodecError::kOk) die("bad ROUND_END");
+        if (!b->send(migrate::encode_frame(migrate::PlacedMsg{re.round, std::move(places_)}, 1,
+                                           f.header.seq),
+                     5000))
+          die("placed");
+      }
       migrate::AckMsg a;
       a.acked_seq = f.header.seq;
       if (!b->send(migrate::encode_frame(a, 1, f.header.seq), 5000)) die("ack");
@@ -763,7 +784,9 @@ class Destination {
 
  private:
   MigPair& p_;
+  migrate::VmReader& reader_;  // A's: takes B's PLACED
   migrate::VmInstaller& inst_;
+  std::vector<uint32_t> places_;  // B's, after a round that did not activate
   Mode mode_;
   migrate::Frame slots_[kDepth];
   std::atomic<uint64_t> head_{0}, tail_{0};
@@ -849,7 +872,7 @@ void migfreeze(uint32_t changed, const char* tag, int reps = 20, bool tls = fals
   // PREPARE's count as there.
   migrate::VmInstaller inst(*p.b, p.vm_b);
   inst.expect(total);
-  Destination b(p, inst, destination_mode(tls));
+  Destination b(p, reader, inst, destination_mode(tls));
   // The packets that change entries are built before the snapshot round: building them (tens
   // of MB of fresh mbufs) between it and the first freeze evicted both tables from the cache,
   // and made the first repetition the slowest of every run.
@@ -858,7 +881,7 @@ void migfreeze(uint32_t changed, const char* tag, int reps = 20, bool tls = fals
   for (uint32_t i = 0; i < changed; i++)
     touch.push_back(to_mbuf(pool, ack_c2s(flow(i)), kIn));
   reader.snapshot(b.out(0));
-  b.end_round(false);
+  b.end_round(false, 0);
   Worker& w = *p.a->workers()[0];
   std::vector<double> ms;
   if (const char* e = std::getenv("BATON_BENCH_REPS")) reps = std::max(1, std::atoi(e));
@@ -877,7 +900,7 @@ void migfreeze(uint32_t changed, const char* tag, int reps = 20, bool tls = fals
     auto t1 = clk::now();
     uint64_t n = reader.delta(migrate::VmReader::Drain::kAll, b.out(1 + rep)).records;
     auto t2 = clk::now();
-    b.end_round(true);
+    b.end_round(true, 1 + rep);
     auto t3 = clk::now();
     const double cpu = thread_cpu_ms() - cpu0;
     auto msd = [](clk::time_point a, clk::time_point b) {
@@ -910,17 +933,17 @@ double migtotal(uint32_t n, size_t* bytes, bool tls = false) {
   VmSlot& vs = p.a->vms().slot(p.vm_a);
   migrate::VmInstaller inst(*p.b, p.vm_b);
   inst.expect(n);  // PREPARE's count, as the destination's session does
-  Destination b(p, inst, destination_mode(tls));
+  Destination b(p, reader, inst, destination_mode(tls));
   auto t0 = std::chrono::steady_clock::now();
   vs.epoch.fetch_add(1);
   vs.state.store(VmState::kTracking);
   p.a->grace_period();
   reader.snapshot(b.out(0));
-  b.end_round(false);
+  b.end_round(false, 0);
   vs.state.store(VmState::kFrozen);
   p.a->grace_period();
   reader.delta(migrate::VmReader::Drain::kAll, b.out(1));
-  b.end_round(true);
+  b.end_round(true, 1);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (p.b->shard(0).vm_count(p.vm_b) != n) {
     std::fprintf(stderr, "B holds %u entries\n", p.b->shard(0).vm_count(p.vm_b));

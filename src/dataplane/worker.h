@@ -65,6 +65,7 @@ struct InstallItem {
   uint32_t idle_s = 0;  // age at the source; last_seen = now - idle_s
   bool deleted = false;
   uint32_t xlate = kNoXlate;  // entry.flags & kXlate: its InstallXlate in WorkerCommand::xlates
+  uint32_t order = UINT32_MAX;  // the installer's: which entry record of its round (PLACED)
   // Result: the slot holding the item's key once the item is done (inserted, updated, or
   // already newer), or -1 (removed, refused, or no such entry).
   int32_t installed = -1;

@@ -23,6 +23,7 @@ const char* msg_kind_name(MsgKind k) {
     case MsgKind::kAbort: return "ABORT";
     case MsgKind::kResume: return "RESUME";
     case MsgKind::kVmCounters: return "VM_COUNTERS";
+    case MsgKind::kPlaced: return "PLACED";
   }
   return "UNKNOWN";
 }
@@ -636,7 +637,7 @@ size_t ConnRecord::encode_to(uint8_t* out, uint16_t wire_version) const {
     e.zone = zone;
     e.peer[0] = peer[0];
     e.peer[1] = peer[1];
-    return encode_compact(fingerprint, key.proto, e, counters(), idle_s, out);
+    return encode_compact(fingerprint, key.proto, e, counters(), idle_s, out, place);
   }
   const bool x = !deleted && (flags & connflag::kXlate);
   return put_record(out, key, {version, deleted, l4_state, flags, zone, idle_s, peer, packets,
@@ -665,9 +666,10 @@ size_t ConnRecord::encode_tombstone(const FlowKey& key, uint32_t version, uint8_
 }
 
 size_t ConnRecord::encode_compact(uint64_t fp, uint8_t proto, const ConnEntry& e,
-                                  const ConnCounters& c, uint32_t now_s, uint8_t* out) {
+                                  const ConnCounters& c, uint32_t now_s, uint8_t* out,
+                                  uint32_t place) {
   uint8_t* p = put32(out, e.version.load(std::memory_order_relaxed));
-  p[0] = kRecordCompact;
+  p[0] = place == kNoPlace ? kRecordCompact : kRecordPlaced;
   p[1] = proto;
   p[2] = e.l4_state;
   p[3] = static_cast<uint8_t>(e.flags & kWireFlags);
@@ -677,7 +679,9 @@ size_t ConnRecord::encode_compact(uint64_t fp, uint8_t proto, const ConnEntry& e
   p = put32(p, now_s >= e.last_seen ? now_s - e.last_seen : 0);
   p = put_moving(p, e.peer, c.packets, c.bytes);
   assert(p == out + kCompactRecordSize);
-  return kCompactRecordSize;
+  if (place == kNoPlace) return kCompactRecordSize;
+  put32(p, place);
+  return kPlacedRecordSize;
 }
 
 bool ConnRecord::parse_compact(const uint8_t* p, ConnUpdate* u) {
@@ -692,11 +696,13 @@ bool ConnRecord::parse_compact(const uint8_t* p, ConnUpdate* u) {
          u->fingerprint != 0 && !(u->flags & ~kWireFlags) && state_fits(u->proto, u->l4_state);
 }
 
-bool ConnRecord::decode_compact(Reader& r) {
-  const uint8_t* p = r.take(kCompactRecordSize);
+bool ConnRecord::decode_compact(Reader& r, bool placed) {
+  const uint8_t* p = r.take(placed ? kPlacedRecordSize : kCompactRecordSize);
   if (!p) return false;
   ConnUpdate u;
   if (!parse_compact(p, &u)) return r.fail(CodecError::kBadValue);
+  place = placed ? placed_place(p) : kNoPlace;
+  if (placed && place == kNoPlace) return r.fail(CodecError::kBadValue);
   version = u.version;
   key = FlowKey{};
   key.proto = u.proto;
@@ -716,12 +722,15 @@ bool ConnRecord::decode_compact(Reader& r) {
 }
 
 bool ConnRecord::decode(Reader& r, uint16_t wire_version) {
-  if (const uint8_t* p = r.peek(5); p && p[4] == kRecordCompact) {
-    if (wire_version < kProtocolVersionCompact) return r.fail(CodecError::kBadValue);
-    return decode_compact(r);
+  if (const uint8_t* p = r.peek(5); p && (p[4] == kRecordCompact || p[4] == kRecordPlaced)) {
+    const bool placed = p[4] == kRecordPlaced;
+    if (wire_version < (placed ? kProtocolVersionPlaced : kProtocolVersionCompact))
+      return r.fail(CodecError::kBadValue);
+    return decode_compact(r, placed);
   }
   compact = false;
   fingerprint = 0;
+  place = kNoPlace;
   if (!decode_fixed(r)) return false;
   if (!(flags & connflag::kXlate)) return true;
   // Only version 2 defines the flag; a tombstone never carries a translation.
@@ -824,7 +833,7 @@ bool ConnRecord::decode_fixed(Reader& r) {
 }
 
 bool ConnRecord::operator==(const ConnRecord& o) const {
-  return compact == o.compact && fingerprint == o.fingerprint && key == o.key &&
+  return compact == o.compact && fingerprint == o.fingerprint && place == o.place && key == o.key &&
          version == o.version && deleted == o.deleted && l4_state == o.l4_state &&
          flags == o.flags && zone == o.zone && idle_s == o.idle_s && peer_equal(peer[0], o.peer[0]) &&
          peer_equal(peer[1], o.peer[1]) && packets[0] == o.packets[0] &&
@@ -1087,6 +1096,20 @@ bool HeldPacketsMsg::decode(Reader& r) {
 }
 
 void AckMsg::encode(Writer& w) const { w.u64(acked_seq); }
+
+void PlacedMsg::encode(Writer& w) const {
+  w.u32(round);
+  w.u32(static_cast<uint32_t>(places.size()));
+  for (uint32_t p : places) w.u32(p);
+}
+bool PlacedMsg::decode(Reader& r) {
+  uint32_t n;
+  if (!r.u32(&round) || !r.count(&n, 4, 4)) return false;
+  places.resize(n);
+  for (uint32_t& p : places)
+    if (!r.u32(&p)) return false;
+  return true;
+}
 bool AckMsg::decode(Reader& r) { return r.u64(&acked_seq); }
 
 // from_vm packets, from_vm bytes, to_vm packets, to_vm bytes.

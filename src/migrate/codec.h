@@ -43,7 +43,7 @@ constexpr uint32_t kMagic = 0x4241544e;  // "BATN"
 // Protocol versions this build speaks. A frame with a version outside this range is refused
 // (kBadVersion); HELLO negotiates the highest common one (negotiation.h).
 constexpr uint16_t kProtocolVersionMin = 1;
-constexpr uint16_t kProtocolVersionMax = 7;
+constexpr uint16_t kProtocolVersionMax = 8;
 // Version 2: a ConnRecord of a translated connection (flag 0x20) is followed by its translation
 // (XlateExt, kXlateExtSize bytes). Version 1 frames never carry one.
 constexpr uint16_t kProtocolVersionXlate = 2;
@@ -68,6 +68,11 @@ constexpr uint16_t kProtocolVersionCumulative = 6;
 // entry the destination holds already from an earlier round: named by its key's fingerprint
 // under the migration's seed (FlowKey::fingerprint), with the fields that move and no key.
 constexpr uint16_t kProtocolVersionCompact = 7;
+// Version 8: the destination tells the source where each entry record of a round went
+// (PLACED, a placement per record, before the round's ACK), and an update may then name that
+// place (kind byte 3, kPlacedRecordSize bytes: a compact update and the placement), so that the
+// destination puts it where it goes without looking its fingerprint up.
+constexpr uint16_t kProtocolVersionPlaced = 8;
 constexpr size_t kHeaderSize = 28;
 constexpr size_t kMaxFrameSize = 16u << 20;  // header + body
 constexpr size_t kMaxBodySize = kMaxFrameSize - kHeaderSize;
@@ -76,8 +81,12 @@ constexpr size_t kMaxDetailLen = 4096;   // FAIL / ABORT detail text
 constexpr size_t kMaxHeldFrameLen = 16384;
 constexpr size_t kConnRecordSize = 112;  // fixed part; docs/WIRE.md gives the layout
 constexpr size_t kCompactRecordSize = 84;  // a compact update (version 7), docs/WIRE.md
+constexpr size_t kPlacedRecordSize = 88;   // the same and its placement (version 8)
 // The kind byte (offset 4) of a record: version 1 called it "deleted".
-constexpr uint8_t kRecordEntry = 0, kRecordTombstone = 1, kRecordCompact = 2;
+constexpr uint8_t kRecordEntry = 0, kRecordTombstone = 1, kRecordCompact = 2, kRecordPlaced = 3;
+// A placement (PLACED, a placed update): a token of the destination's making, which the source
+// only echoes; kNoPlace: none (the record was not installed, or the source has none).
+constexpr uint32_t kNoPlace = 0xffffffffu;
 constexpr size_t kXlateExtSize = 16;     // the translation after a record with flag 0x20
 // Version 3 parts after the extension, present when its parts byte (offset 13) says so.
 constexpr size_t kMappingPartSize = 16;
@@ -115,8 +124,9 @@ enum class MsgKind : uint16_t {
   kAbort = 12,
   kResume = 13,
   kVmCounters = 14,  // version 6
+  kPlaced = 15,      // version 8
 };
-constexpr uint16_t kMsgKindMax = 14;
+constexpr uint16_t kMsgKindMax = 15;
 const char* msg_kind_name(MsgKind k);
 bool msg_kind_known(uint16_t v);
 
@@ -303,6 +313,7 @@ struct ConnRecord {
   // flags has no kXlate meaning (the destination keeps the translation it installed).
   bool compact = false;
   uint64_t fingerprint = 0;
+  uint32_t place = kNoPlace;  // a compact update's placement (version 8), if it has one
 
   // x: the connection's translation record when e has kXlate; without one the flag is dropped.
   static ConnRecord from_entry(const FlowKey& key, const ConnEntry& e, const ConnCounters& c,
@@ -339,8 +350,10 @@ struct ConnRecord {
   static size_t encode_tombstone(const FlowKey& key, uint32_t version, uint8_t* out);
   // A compact update of entry e (kCompactRecordSize bytes): fingerprint names its key, proto
   // is the key's.
+  // With a placement (not kNoPlace), a placed update (kPlacedRecordSize bytes).
   static size_t encode_compact(uint64_t fingerprint, uint8_t proto, const ConnEntry& e,
-                               const ConnCounters& c, uint32_t now_s, uint8_t* out);
+                               const ConnCounters& c, uint32_t now_s, uint8_t* out,
+                               uint32_t place = kNoPlace);
   // The kCompactRecordSize bytes of a compact update at p (its kind byte checked by the
   // caller), straight into where they go: decode_compact's record, or the destination's
   // update for its owner (all of *u but the slot). False on a value outside its domain
@@ -353,10 +366,17 @@ struct ConnRecord {
     std::memcpy(&be, p + 12, sizeof be);
     return __builtin_bswap64(be);
   }
+  // The placement a placed update at p carries (after its first 84 bytes).
+  static uint32_t placed_place(const uint8_t* p) {
+    uint32_t be;
+    std::memcpy(&be, p + kCompactRecordSize, sizeof be);
+    return __builtin_bswap32(be);
+  }
   // Length of the encoded record at p (its flags byte says whether an extension follows, the
   // extension's parts byte what follows that).
   static size_t wire_size(const uint8_t* p) {
     if (p[4] == kRecordCompact) return kCompactRecordSize;
+    if (p[4] == kRecordPlaced) return kPlacedRecordSize;
     return (p[46] & connflag::kXlate)
                ? kConnRecordSize + kXlateExtSize + xlate_parts_size(p[kConnRecordSize + 13])
                : kConnRecordSize;
@@ -365,7 +385,7 @@ struct ConnRecord {
 
  private:
   bool decode_fixed(Reader& r);  // the 112 bytes
-  bool decode_compact(Reader& r);  // the 84 bytes of a compact update
+  bool decode_compact(Reader& r, bool placed);  // a compact (84 bytes) or placed (88) update
 };
 
 struct KindCount {
@@ -559,6 +579,18 @@ struct AckMsg {
   void encode(Writer& w) const;
   bool decode(Reader& r);
   bool operator==(const AckMsg&) const = default;
+};
+
+// Destination -> source, version 8, before the ACK of a ROUND_END: where the round's entry
+// records (kind 0, in the order they were sent; tombstones and updates are not counted) went,
+// one placement each (kNoPlace: not installed). The source may name them in later updates.
+struct PlacedMsg {
+  static constexpr MsgKind kKind = MsgKind::kPlaced;
+  uint32_t round = 0;
+  std::vector<uint32_t> places;
+  void encode(Writer& w) const;
+  bool decode(Reader& r);
+  bool operator==(const PlacedMsg&) const = default;
 };
 
 struct AbortMsg {

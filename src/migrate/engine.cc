@@ -120,6 +120,9 @@ struct Link {
   std::deque<std::pair<uint64_t, std::vector<uint8_t>>> unacked;  // seq order, all > acked
   size_t unacked_bytes = 0;
   std::deque<Frame> inbox;  // frames read while looking for ACKs, for the next recv()
+  // A source's: where the peer placed a round's entry records (PLACED, version 8), taken in
+  // wherever frames are read; unset, they are dropped.
+  std::function<void(const migrate::PlacedMsg&)> on_placed;
   uint32_t resumes = 0;
   // From ACTIVATE on, a silent connection is resumed like a dropped one: waiting longer on it
   // cannot tell whether the peer activated, a new connection can (docs/WIRE.md, "Cut around
@@ -172,7 +175,7 @@ struct Link {
   Msg expect(int timeout_ms) {
     Frame f;
     do recv(&f, timeout_ms);
-    while (Msg::kKind != MsgKind::kAck && absorb(f));
+    while (take_placed(f) || (Msg::kKind != MsgKind::kAck && absorb(f)));
     throw_if_refused(f, name);
     Msg m;
     migrate::CodecError ce = migrate::decode_body(f, &m);
@@ -241,10 +244,21 @@ struct Link {
   // An ACK is consumed here (true); a FAIL or ABORT ends the session; anything else is the
   // caller's.
   bool absorb(const Frame& f) {
+    if (take_placed(f)) return true;
     throw_if_refused(f, name);
     migrate::AckMsg a;
     if (migrate::decode_body(f, &a) != migrate::CodecError::kOk) return false;
     note_ack(a.acked_seq);
+    return true;
+  }
+  // A PLACED is consumed here (true); a malformed one ends the session.
+  bool take_placed(const Frame& f) {
+    if (f.header.kind != MsgKind::kPlaced) return false;
+    migrate::PlacedMsg m;
+    if (version < migrate::kProtocolVersionPlaced ||
+        migrate::decode_body(f, &m) != migrate::CodecError::kOk)
+      fail(FailReason::kTransfer, name + ": bad PLACED");
+    if (on_placed) on_placed(m);
     return true;
   }
   void note_ack(uint64_t n) {
@@ -452,7 +466,7 @@ json MigrationReport::to_json() const {
           {"detail", detail},
           {"entries", {{"snapshot", entries_snapshot}, {"delta", entries_delta},
                        {"final", entries_final}, {"tombstones", tombstones},
-                       {"compact", compact},
+                       {"compact", compact}, {"placed", placed},
                        {"installed", entries_installed}, {"stale", entries_stale}}},
           {"final_seq_moved", final_seq_moved},
           {"rounds", rounds},
@@ -586,6 +600,9 @@ struct MigrationEngine::InSession {
     applied = seq;
     send_or_close(migrate::AckMsg{seq});
   }
+  // Where the round's entry records went (version 8), just before the round's ACK: a lost
+  // one only means the source's updates keep naming fingerprints.
+  void placed(const migrate::PlacedMsg& m) { send_or_close(m); }
   void answer_activate(const migrate::ActivatedMsg& am) {
     activated = am;
     send_or_close(am);
@@ -911,6 +928,16 @@ void MigrationEngine::run_out(OutSession& s) {
         fail(FailReason::kResources, "local: " + err);
     }
     migrate::VmReader reader(dp_, s.vm, mid);  // the migration id seeds the fingerprints
+    // One destination names its placements in our updates; for several, each would need its
+    // own frames (1:n sends the same ones to all), and fingerprints serve them all.
+    if (links.size() == 1)
+      links[0].on_placed = [&reader](const migrate::PlacedMsg& m) { reader.apply_placed(m); };
+    struct Unhook {  // the reader goes before the links (a rollback still reads from them)
+      std::vector<Link>& links;
+      ~Unhook() {
+        for (Link& l : links) l.on_placed = nullptr;
+      }
+    } unhook{links};
     auto t_precopy = Clock::now();
     if (s.mode == MigrationMode::kFull) {
       if (!migrate::begin_epoch(dp_, s.vm, tmo))
@@ -949,6 +976,7 @@ void MigrationEngine::run_out(OutSession& s) {
         r.entries_delta += d.records;
         r.tombstones += d.tombstones;
         r.compact += d.compact;
+        r.placed += d.placed;
         r.rounds++;
       });
       round++;
@@ -987,6 +1015,7 @@ void MigrationEngine::run_out(OutSession& s) {
       r.entries_final = fin.records;
       r.tombstones += fin.tombstones;
       r.compact += fin.compact;
+      r.placed += fin.placed;
       r.final_seq_moved = fin.seq_moved;
       r.rounds++;
       r.final_delta_ms = final_ms;
@@ -1495,6 +1524,13 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
             final_seen = true;
             t_final = Clock::now();
             rep.phase = MigrationPhase::kFrozen;
+          } else if (link.version >= migrate::kProtocolVersionPlaced) {
+            migrate::RoundEndMsg re;
+            if (migrate::decode_body(fr, &re) != migrate::CodecError::kOk)
+              fail(FailReason::kTransfer, "bad ROUND_END");
+            session->placed(migrate::PlacedMsg{re.round, inst.take_places()});
+          } else {
+            inst.take_places();  // nobody to tell
           }
           session->ack(fr.header.seq);
           break;

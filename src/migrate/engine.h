@@ -81,6 +81,7 @@ struct MigrationReport {
   std::string detail;
   uint64_t entries_snapshot = 0, entries_delta = 0, entries_final = 0, tombstones = 0;
   uint64_t compact = 0;  // of the delta and final records, compact updates (protocol 7)
+  uint64_t placed = 0;   // of those, updates naming their place at the peer (protocol 8)
   uint64_t entries_installed = 0, entries_stale = 0;
   uint64_t final_seq_moved = 0;  // TCP entries whose seq/ack moved after they were last sent
   uint32_t rounds = 0;

@@ -105,6 +105,7 @@ void VmReader::SentMap::grow() {
 // ---- VmReader ---------------------------------------------------------------------------------
 
 struct VmReader::VectorOut {
+  static constexpr bool kStreamed = false;  // no PLACED answers these records
   std::vector<ConnRecord>* v;
   uint16_t version = kProtocolVersionMax;
   void record(const FlowKey& k, const ConnEntry& e, const ConnCounters& c, uint32_t now_s,
@@ -116,10 +117,11 @@ struct VmReader::VectorOut {
   }
   uint32_t round() const { return 0; }
   bool compact_ok(uint32_t) const { return false; }  // records only
-  void compact(uint64_t, uint8_t, const ConnEntry&, const ConnCounters&, uint32_t) {}
+  void compact(uint64_t, uint8_t, const ConnEntry&, const ConnCounters&, uint32_t, uint32_t) {}
 };
 
 struct VmReader::WireOut {
+  static constexpr bool kStreamed = true;
   EntriesFrameWriter& w;
   const FrameOut& fo;
   Counts c;
@@ -149,9 +151,11 @@ struct VmReader::WireOut {
     return version >= kProtocolVersionCompact && first_round < fo.round;
   }
   void compact(uint64_t fp, uint8_t proto, const ConnEntry& e, const ConnCounters& ctr,
-               uint32_t now_s) {
-    ConnRecord::encode_compact(fp, proto, e, ctr, now_s, next());
+               uint32_t now_s, uint32_t place) {
+    if (version < kProtocolVersionPlaced) place = kNoPlace;
+    ConnRecord::encode_compact(fp, proto, e, ctr, now_s, next(), place);
     c.compact++;
+    c.placed += place != kNoPlace;
   }
   // Hands over the records gathered so far (if any) and starts the next frame.
   void flush() {
@@ -206,7 +210,7 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
     it->end[1] = e.peer[1].end;
     // An L7 connection's phase travels in its translation's l7 part: whole records only.
     if (out.compact_ok(it->round) && !(e.flags & connflag::kL7)) {
-      out.compact(fp, k.proto, e, ctr, now_s);
+      out.compact(fp, k.proto, e, ctr, now_s, it->place);
       return;
     }
   } else {
@@ -222,6 +226,7 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   if (x && out.version >= kProtocolVersionHandoff && dp_.translator())
     dp_.translator()->describe(shard, *x, now_s, &h);
   out.record(k, e, ctr, now_s, x, x ? &h : nullptr, l7.has ? &l7 : nullptr);
+  if (Out::kStreamed && out.version >= kProtocolVersionPlaced) sent_order_.emplace_back(shard, slot);
 }
 
 namespace {
@@ -351,6 +356,8 @@ std::vector<ConnRecord> VmReader::delta(Drain which, uint64_t* seq_moved) {
 }
 
 VmReader::Counts VmReader::snapshot(const FrameOut& fo) {
+  sent_order_.clear();
+  sent_order_round_ = fo.round;
   WireOut out{writer_, fo, {}, fo.version};
   writer_.begin(fo.migration_id, fo.round, fo.per_frame, fo.version);
   snapshot_into(out);
@@ -359,11 +366,31 @@ VmReader::Counts VmReader::snapshot(const FrameOut& fo) {
 }
 
 VmReader::Counts VmReader::delta(Drain which, const FrameOut& fo) {
+  sent_order_.clear();
+  sent_order_round_ = fo.round;
   WireOut out{writer_, fo, {}, fo.version};
   writer_.begin(fo.migration_id, fo.round, fo.per_frame, fo.version);
   delta_into(which, out, &out.c.seq_moved);
   out.flush();
   return out.c;
+}
+
+bool VmReader::apply_placed(const PlacedMsg& m) {
+  if (m.round != sent_order_round_ || m.places.size() != sent_order_.size()) return false;
+  // Each cell was put or updated by this round's record (a round reads a slot once), and no
+  // round ran since: the cell is that record's. Cells are found at random: asked for ahead.
+  const size_t n = m.places.size();
+  auto ask = [&](size_t i) {
+    if (const Sent* c = sent_[sent_order_[i].first].home_cell(sent_order_[i].second))
+      __builtin_prefetch(c, 1, 3);
+  };
+  for (size_t i = 0; i < std::min(n, kAhead); i++) ask(i);
+  for (size_t i = 0; i < n; i++) {
+    if (i + kAhead < n) ask(i + kAhead);
+    if (Sent* s = sent_[sent_order_[i].first].find(sent_order_[i].second)) s->place = m.places[i];
+  }
+  sent_order_.clear();
+  return true;
 }
 
 uint64_t VmReader::live() const {
@@ -509,6 +536,10 @@ void FingerprintSlots::grow(size_t at_least) {
 
 // ---- VmInstaller ------------------------------------------------------------------------------
 
+VmInstaller::VmInstaller(Dataplane& dp, uint16_t vm, uint64_t fp_seed)
+    : dp_(dp), vm_(vm), fp_seed_(fp_seed),
+      place_bits_(static_cast<uint8_t>(std::bit_width(dp.worker_count() - 1u))) {}
+
 WorkerCommand& VmInstaller::start(uint16_t w) {
   std::unique_ptr<WorkerCommand>& c = building_[w];
   c = take_command();
@@ -538,8 +569,22 @@ ConnUpdate* VmInstaller::compact_update(uint64_t fp, size_t n) {
   return &u;
 }
 
-bool VmInstaller::add_compact(const uint8_t* p, size_t n) {
-  ConnUpdate* u = compact_update(ConnRecord::compact_fingerprint(p), n);
+ConnUpdate* VmInstaller::placed_update(uint32_t place, size_t n) {
+  // The slot is checked where it is used: the worker applies an update only where its slot
+  // still holds its key (Worker::apply_updates), so a stale or forged placement places nothing.
+  const uint16_t w = static_cast<uint16_t>(place & ((1u << place_bits_) - 1));
+  if (place == kNoPlace || w >= dp_.worker_count()) {
+    unmatched++;
+    return nullptr;
+  }
+  ConnUpdate& u = append(command_for(w).updates, n);
+  u.slot = place >> place_bits_;
+  return &u;
+}
+
+bool VmInstaller::add_compact(const uint8_t* p, size_t n, bool placed) {
+  ConnUpdate* u = placed ? placed_update(ConnRecord::placed_place(p), n)
+                         : compact_update(ConnRecord::compact_fingerprint(p), n);
   if (!u) {  // placed nowhere (counted); its bytes are checked all the same
     ConnUpdate scratch;
     return ConnRecord::parse_compact(p, &scratch);
@@ -550,7 +595,8 @@ bool VmInstaller::add_compact(const uint8_t* p, size_t n) {
 
 void VmInstaller::add(const ConnRecord& r, size_t n) {
   if (r.compact) {  // a decoded one (the vector path); frames take add_compact
-    ConnUpdate* u = compact_update(r.fingerprint, n);
+    ConnUpdate* u =
+        r.place != kNoPlace ? placed_update(r.place, n) : compact_update(r.fingerprint, n);
     if (!u) return;
     u->version = r.version;
     u->fingerprint = r.fingerprint;
@@ -577,6 +623,10 @@ void VmInstaller::add(const ConnRecord& r, size_t n) {
   InstallItem& it = append(c.items, n);
   it.key = r.key;
   it.deleted = r.deleted;
+  if (!r.deleted) {
+    it.order = static_cast<uint32_t>(places_.size());
+    places_.push_back(kNoPlace);
+  }
   it.idle_s = r.idle_s;
   if (r.flags & connflag::kXlate) {
     it.xlate = static_cast<uint32_t>(c.xlates.size());
@@ -641,6 +691,8 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
     if (left >= kCompactRecordSize && ahead[4] == kRecordCompact) {
       slots_.prefetch(ConnRecord::compact_fingerprint(ahead));
       size = kCompactRecordSize;
+    } else if (left >= kPlacedRecordSize && ahead[4] == kRecordPlaced) {
+      size = kPlacedRecordSize;  // no lookup to ask for
     } else if (left >= kConnRecordSize + kXlateExtSize) {
       size = ConnRecord::wire_size(ahead);
     }
@@ -652,6 +704,7 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
   for (uint32_t i = 0; i < kAhead && left; i++) look_ahead();
   ConnRecord rec;  // decode() sets every field: one record reused (no zeroing per record)
   const bool compact = f.header.version >= kProtocolVersionCompact;
+  const bool placed = f.header.version >= kProtocolVersionPlaced;
   bool ok = true;
   for (uint32_t i = 0; ok && i < n; i++) {
     if (left) look_ahead();
@@ -660,7 +713,12 @@ CodecError VmInstaller::submit(const Frame& f, int timeout_ms, bool* queued, uin
     const uint8_t* p = compact ? r.peek(kCompactRecordSize) : nullptr;
     if (p && p[4] == kRecordCompact) {
       r.skip(kCompactRecordSize);
-      ok = add_compact(p, n) || r.fail(CodecError::kBadValue);
+      ok = add_compact(p, n, false) || r.fail(CodecError::kBadValue);
+      continue;
+    }
+    if (p && p[4] == kRecordPlaced && placed && (p = r.peek(kPlacedRecordSize))) {
+      r.skip(kPlacedRecordSize);
+      ok = add_compact(p, n, true) || r.fail(CodecError::kBadValue);
       continue;
     }
     ok = rec.decode(r, f.header.version);
@@ -732,10 +790,13 @@ void VmInstaller::learn(uint16_t worker, const WorkerCommand& c) {
     const uint64_t fp = fps[i % kAhead];
     const int32_t installed = c.items[i].installed;
     if (i + kAhead < n) fp_at(i + kAhead);
-    if (installed >= 0)
+    if (installed >= 0) {
       slots_.put(fp, worker, static_cast<uint32_t>(installed));
-    else
+      if (c.items[i].order < places_.size())
+        places_[c.items[i].order] = place_of(worker, static_cast<uint32_t>(installed));
+    } else {
       slots_.erase(fp);
+    }
   }
 }
 

@@ -35,6 +35,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "dataplane/vm_table.h"
@@ -104,8 +105,9 @@ class VmReader {
     std::function<void(uint8_t* frame, size_t len, uint32_t records)> emit;
   };
   struct Counts {
-    // records counts every record; tombstones and compact (version 7 updates) are among them.
-    uint64_t records = 0, tombstones = 0, seq_moved = 0, compact = 0;
+    // records counts every record; tombstones and compact (version 7 updates) are among them,
+    // placed (version 8: naming their place at the destination) among the compact ones.
+    uint64_t records = 0, tombstones = 0, seq_moved = 0, compact = 0, placed = 0;
   };
   // snapshot() and delta() as frames; same records in the same order.
   Counts snapshot(const FrameOut& out);
@@ -113,6 +115,12 @@ class VmReader {
 
   // Live entries sent and not since deleted.
   uint64_t live() const;
+
+  // The destination's PLACED for the last streamed round (one destination only: the frames of
+  // 1:n are the same for all, and each destination places entries its own way): later updates
+  // of those entries name their placement. False, and nothing taken, when it is not for the
+  // last round or does not count its entry records.
+  bool apply_placed(const PlacedMsg& m);
 
   // What the VM's entries need at a destination, per StateKind (PREPARE's counts): every entry
   // is a conn; the distinct dynamic mappings its SNAT and hairpin connections hold are
@@ -152,6 +160,7 @@ class VmReader {
     uint32_t end[2];
     uint64_t fp;     // the key's fingerprint
     uint32_t round;  // in which the key was first sent from this slot
+    uint32_t place = kNoPlace;  // at the destination (PLACED), named by placed updates
   };
   static_assert(sizeof(Sent) == 32);
   // slot -> Sent, one per shard: open addressing (linear probing, power-of-two size, at most
@@ -219,6 +228,10 @@ class VmReader {
   // Kept from round to round, so a round allocates nothing once they have their size.
   std::vector<uint32_t> slots_, gone_;
   EntriesFrameWriter writer_;
+  // The last streamed round's entry records (shard, slot), in the order sent: what its PLACED
+  // counts (version 8 frames only).
+  std::vector<std::pair<uint16_t, uint32_t>> sent_order_;
+  uint32_t sent_order_round_ = 0;
 };
 
 // fingerprint -> where a migration's entry with that key is at the destination (owner worker,
@@ -264,8 +277,7 @@ class FingerprintSlots {
 class VmInstaller {
  public:
   // fp_seed: the migration's fingerprint seed, the source's VmReader's (compact updates).
-  VmInstaller(Dataplane& dp, uint16_t vm, uint64_t fp_seed = 0)
-      : dp_(dp), vm_(vm), fp_seed_(fp_seed) {}
+  VmInstaller(Dataplane& dp, uint16_t vm, uint64_t fp_seed = 0);
   ~VmInstaller();
 
   // Splits records by owner and queues one command per owner. False if a command ring stayed
@@ -280,6 +292,11 @@ class VmInstaller {
   // Sizes what the installer learns per entry for n entries (PREPARE's count), so that a
   // snapshot does not grow it step by step.
   void expect(uint64_t n) { slots_.reserve(n); }
+
+  // Where this round's entry records went, in the order they came (PLACED's placements; call
+  // after wait()), and a new round starts counting. A placement is (slot << place_bits_) |
+  // worker: a placed update names the slot and its owner with no lookup.
+  std::vector<uint32_t> take_places() { return std::exchange(places_, {}); }
 
   uint64_t applied = 0, stale = 0, failed = 0, removed = 0;
   // Compact updates this instance could not place: no entry of this migration has their key
@@ -306,8 +323,9 @@ class VmInstaller {
   void learn(uint16_t worker, const WorkerCommand& c);
   // Appends r to its owner's command in building_ (taken with room for `hint` items).
   void add(const ConnRecord& r, size_t hint);
-  // The same for the compact update at p (kCompactRecordSize bytes); false on a bad value.
-  bool add_compact(const uint8_t* p, size_t hint);
+  // The same for the compact update at p (kCompactRecordSize bytes, or kPlacedRecordSize when
+  // placed); false on a bad value.
+  bool add_compact(const uint8_t* p, size_t hint, bool placed);
   // building_[w], taken from the pool if there is none yet.
   WorkerCommand& command_for(uint16_t w) { return building_[w] ? *building_[w] : start(w); }
   WorkerCommand& start(uint16_t w);
@@ -323,6 +341,12 @@ class VmInstaller {
   // A compact update for the owner its key is with, its slot filled in; nullptr (counted in
   // unmatched) when this migration holds no entry of that fingerprint.
   ConnUpdate* compact_update(uint64_t fp, size_t hint);
+  // The update of a placed one (no lookup): nullptr when the placement names no worker here.
+  ConnUpdate* placed_update(uint32_t place, size_t hint);
+  uint32_t place_of(uint16_t worker, uint32_t slot) const {
+    const uint64_t p = (uint64_t{slot} << place_bits_) | worker;
+    return p >= kNoPlace ? kNoPlace : static_cast<uint32_t>(p);
+  }
   // Queues building_'s commands on their owners' rings; false if one stayed full (that one and
   // those after it go back to the pool).
   bool queue(int timeout_ms);
@@ -340,6 +364,8 @@ class VmInstaller {
   std::unique_ptr<WorkerCommand> building_[kMaxWorkers];  // per owner, during a submit
   std::vector<Pending> pending_;
   FingerprintSlots slots_;
+  uint8_t place_bits_;           // bits of a placement that name the worker
+  std::vector<uint32_t> places_;  // this round's, per entry record (InstallItem::order)
   // Finished install commands kept with their item capacity: a round's chunks reuse the
   // memory of the previous round's instead of faulting in fresh pages.
   std::vector<std::unique_ptr<WorkerCommand>> free_;

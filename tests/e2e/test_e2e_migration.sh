@@ -98,9 +98,12 @@ h=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1") | .half_open.lim
 api_get "$A_API" /v1/vms | jq -e '[.[] | select(.name == "vm1")] | length == 0' >/dev/null || die "A still holds vm1"
 rep=$(api_get "$A_API" /v1/vms/vm1/migration)
 # The long-lived connections were installed by the snapshot: their later changes travel as
-# compact updates (protocol 7), which B placed (an unplaced one FAILs the migration).
+# compact updates (protocol 7), which B placed (an unplaced one FAILs the migration), naming
+# the place B's PLACED gave for them (protocol 8: one destination).
 compact=$(jq .entries.compact <<<"$rep")
 [ "$compact" -gt 0 ] || die "no compact updates in the report: $(jq -c .entries <<<"$rep")"
+placed=$(jq .entries.placed <<<"$rep")
+[ "$placed" -gt 0 ] || die "no placed updates in the report: $(jq -c .entries <<<"$rep")"
 # B carries A's count of the VM's traffic as of the freeze (at least what A said before the
 # pause), exactly as the report says, and counts on from there.
 carried=$(api_get "$B_API" /v1/vms | jq '.[] | select(.name == "vm1") | .carried | .from_vm.bytes + .to_vm.bytes')

@@ -227,6 +227,24 @@ TEST(Codec, RoundTripsEveryMessageKind) {
   expect_round_trip(AckMsg{77});
   expect_round_trip(AbortMsg{FailReason::kAborted, "operator"});
   expect_round_trip(VmCountersMsg{VmTraffic{{1, 0xffffffffffull}, {1500, 0x0102030405060708ull}}});
+  expect_round_trip(PlacedMsg{3, {0, 0x01020304, kNoPlace}});
+  expect_round_trip(PlacedMsg{0, {}});
+}
+
+// PLACED (version 8): round u32, count u32, a u32 placement per entry record, big-endian.
+TEST(Codec, PlacedHasItsDocumentedLayout) {
+  auto f = encode_frame(PlacedMsg{7, {0x0a0b0c0d, kNoPlace}}, 1, 2);
+  ASSERT_EQ(f.size(), kHeaderSize + 16);
+  const std::vector<uint8_t> body(f.begin() + kHeaderSize, f.end());
+  EXPECT_EQ(body, (std::vector<uint8_t>{0, 0, 0, 7, 0, 0, 0, 2, 0x0a, 0x0b, 0x0c, 0x0d, 0xff,
+                                        0xff, 0xff, 0xff}));
+  EXPECT_STREQ(msg_kind_name(MsgKind::kPlaced), "PLACED");
+  std::vector<uint8_t> lying(f);  // counts three placements, holds two
+  lying[kHeaderSize + 7] = 3;
+  Frame g;
+  ASSERT_EQ(decode_frame(lying.data(), lying.size(), &g), CodecError::kOk);
+  PlacedMsg m;
+  EXPECT_NE(decode_body(g, &m), CodecError::kOk);
 }
 
 // VM_COUNTERS (version 6): four u64, big-endian: from_vm packets and bytes, to_vm packets and
@@ -421,6 +439,53 @@ TEST(Codec, CompactUpdateIsRefusedBeforeVersion7AndWithGarbage) {
   }
 }
 
+// Version 8's placed update: the compact update's 84 bytes with kind byte 3, then the
+// placement (u32); refused before version 8, without its placement, and with kNoPlace.
+TEST(Codec, PlacedUpdateIsACompactUpdateAndItsPlacement) {
+  std::mt19937_64 rng(78);
+  for (int i = 0; i < 100; i++) {
+    const ConnRecord src = random_record(rng);
+    ConnEntry e;
+    e.version.store(src.version);
+    e.l4_state = src.l4_state;
+    e.flags = src.flags;
+    e.zone = src.zone;
+    e.peer[0] = src.peer[0];
+    e.peer[1] = src.peer[1];
+    const uint64_t fp = src.key.fingerprint(9);
+    const uint32_t place = static_cast<uint32_t>(rng()) & 0x7fffffff;
+    uint8_t compact[kCompactRecordSize], b[kPlacedRecordSize + 4];
+    std::memset(b, 0xa5, sizeof b);
+    ConnRecord::encode_compact(fp, src.key.proto, e, src.counters(), 0, compact);
+    ASSERT_EQ(ConnRecord::encode_compact(fp, src.key.proto, e, src.counters(), 0, b, place),
+              kPlacedRecordSize);
+    EXPECT_EQ(b[kPlacedRecordSize], 0xa5) << "writes its 88 bytes only";
+    EXPECT_EQ(b[4], kRecordPlaced);
+    EXPECT_EQ(ConnRecord::wire_size(b), kPlacedRecordSize);
+    EXPECT_EQ(std::memcmp(b, compact, 4), 0);
+    EXPECT_EQ(std::memcmp(b + 5, compact + 5, kCompactRecordSize - 5), 0);
+    EXPECT_EQ(b[84] << 24 | b[85] << 16 | b[86] << 8 | b[87], static_cast<int>(place));
+    Reader r(b, kPlacedRecordSize);
+    ConnRecord out;
+    ASSERT_TRUE(out.decode(r, kProtocolVersionPlaced)) << codec_error_name(r.error());
+    EXPECT_TRUE(r.finish());
+    EXPECT_TRUE(out.compact);
+    EXPECT_EQ(out.place, place);
+    EXPECT_EQ(out.fingerprint, fp);
+    uint8_t again[kMaxConnRecordSize];
+    ASSERT_EQ(out.encode_to(again), kPlacedRecordSize);
+    EXPECT_EQ(std::memcmp(again, b, kPlacedRecordSize), 0);
+    Reader r7(b, kPlacedRecordSize);
+    EXPECT_FALSE(ConnRecord().decode(r7, kProtocolVersionCompact)) << "a version-7 frame";
+    EXPECT_EQ(r7.error(), CodecError::kBadValue);
+    Reader cut(b, kCompactRecordSize);
+    EXPECT_FALSE(ConnRecord().decode(cut, kProtocolVersionPlaced)) << "no placement";
+    std::memset(b + 84, 0xff, 4);
+    Reader none(b, kPlacedRecordSize);
+    EXPECT_FALSE(ConnRecord().decode(none, kProtocolVersionPlaced)) << "placed nowhere";
+  }
+}
+
 // The key a compact update names: every byte of the key and the seed count, for any seed
 // (0 too) and for keys that differ in one field only, as a host's connections do.
 TEST(Codec, FingerprintSeesEveryByteOfTheKeyAndTheSeed) {
@@ -502,6 +567,7 @@ TEST(Codec, RejectsTruncationAtEveryLength) {
   expect_every_truncation_rejected(AckMsg{5});
   expect_every_truncation_rejected(AbortMsg{FailReason::kAborted, "x"});
   expect_every_truncation_rejected(VmCountersMsg{VmTraffic{{1, 2}, {3, 4}}});
+  expect_every_truncation_rejected(PlacedMsg{1, {5, 6}});
 }
 
 class CodecCorrupt : public ::testing::Test {

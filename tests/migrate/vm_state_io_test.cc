@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 #include <rte_eal.h>
 
+#include <bit>
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -408,6 +410,81 @@ TEST_F(VmStateIo, CompactUpdatesLandOnTheEntriesTheSnapshotInstalled) {
   ConnCounters ctr;
   ASSERT_TRUE(state_at_b(3, &e, &ctr));
   EXPECT_NE(e.version.load(), 1000u);
+}
+
+// Version 8: B's PLACED for the snapshot round (a placement per entry record, in the order A
+// sent them) teaches A where each entry went; the next round's updates name their places and
+// land there with no fingerprint lookup (an installer that never learnt a fingerprint applies
+// them), while a placement that names another entry's slot places nothing.
+TEST_F(VmStateIo, PlacedUpdatesLandWherePlacedSaidWithNoLookup) {
+  for (uint32_t i = 0; i < 300; i++) add(i);
+  constexpr uint64_t kSeed = 0x91ace;
+  VmReader r(*a, vm_a, kSeed);
+  VmInstaller inst(*b, vm_b, kSeed);
+  Frames frames;
+  r.snapshot(keep(&frames, 0));
+  install(inst, frames);
+  ASSERT_EQ(inst.applied, 300u);
+  const std::vector<uint32_t> places = inst.take_places();
+  ASSERT_EQ(places.size(), 300u);
+  EXPECT_TRUE(inst.take_places().empty()) << "the next round counts afresh";
+  const unsigned bits = std::bit_width(b->worker_count() - 1u);
+  auto place_of = [&](uint32_t i) {
+    const FlowKey k = key_of(i);
+    const uint16_t w = b->owner_of(k);
+    return static_cast<uint32_t>(b->shard(w).lookup(k)) << bits | w;
+  };
+  std::set<uint32_t> expected, got(places.begin(), places.end());
+  for (uint32_t i = 0; i < 300; i++) expected.insert(place_of(i));
+  EXPECT_EQ(got, expected) << "each entry's slot and owner, once";
+  EXPECT_FALSE(r.apply_placed(PlacedMsg{1, places})) << "another round's";
+  EXPECT_FALSE(r.apply_placed(PlacedMsg{0, {places.begin(), places.end() - 1}})) << "one short";
+  ASSERT_TRUE(r.apply_placed(PlacedMsg{0, places}));
+  EXPECT_FALSE(r.apply_placed(PlacedMsg{0, places})) << "taken once";
+
+  for (uint32_t i = 0; i < 300; i += 3) advance(i, 7);
+  frames.clear();
+  VmReader::Counts c = r.delta(VmReader::Drain::kAll, keep(&frames, 1));
+  EXPECT_EQ(c.compact, 100u);
+  EXPECT_EQ(c.placed, 100u);
+  VmInstaller fresh(*b, vm_b, kSeed);  // knows no fingerprint
+  install(fresh, frames);
+  EXPECT_EQ(fresh.applied, 100u);
+  EXPECT_EQ(fresh.unmatched, 0u);
+  for (uint32_t i = 0; i < 300; i++) {
+    const FlowKey k = key_of(i);
+    ConnEntry e;
+    ConnTable& t = b->shard(b->owner_of(k));
+    ASSERT_TRUE(t.read(static_cast<uint32_t>(t.lookup(k)), &e, nullptr, nullptr));
+    EXPECT_EQ(e.peer[0].end, 1000 + i + (i % 3 == 0 ? 7 : 0)) << "flow " << i;
+  }
+
+  // Flow 6's update sent with flow 7's place: nothing lands, and flow 7 is untouched.
+  EntriesMsg m;
+  ConnRecord u;
+  u.compact = true;
+  u.fingerprint = key_of(6).fingerprint(kSeed);
+  u.key.proto = key_of(6).proto;
+  u.place = place_of(7);
+  u.version = 1000;
+  u.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
+  m.records.push_back(u);
+  u.place = (b->shard(0).slots() + 5) << bits;  // no such slot
+  m.records.push_back(u);
+  const std::vector<uint8_t> forged = encode_frame(m, 5, 1);
+  Frame f;
+  ASSERT_EQ(decode_frame(forged.data(), forged.size(), &f), CodecError::kOk);
+  bool queued = false;
+  uint32_t n = 0;
+  ASSERT_EQ(fresh.submit(f, 1000, &queued, &n), CodecError::kOk);
+  apply_at_b(fresh);
+  EXPECT_EQ(fresh.unmatched, 2u);
+  EXPECT_EQ(fresh.applied, 100u);
+  const FlowKey k7 = key_of(7);
+  ConnEntry e7;
+  ConnTable& t7 = b->shard(b->owner_of(k7));
+  ASSERT_TRUE(t7.read(static_cast<uint32_t>(t7.lookup(k7)), &e7, nullptr, nullptr));
+  EXPECT_NE(e7.version.load(), 1000u);
 }
 
 // The owner's side of a compact update: it lands only on a live entry of the command's VM,
