@@ -586,6 +586,7 @@ struct AckMsg {
 // one placement each (kNoPlace: not installed). The source may name them in later updates.
 struct PlacedMsg {
   static constexpr MsgKind kKind = MsgKind::kPlaced;
+  static constexpr size_t kMaxPlaces = (kMaxBodySize - 8) / 4;  // what one frame holds
   uint32_t round = 0;
   std::vector<uint32_t> places;
   void encode(Writer& w) const;

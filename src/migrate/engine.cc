@@ -1524,13 +1524,18 @@ void MigrationEngine::run_in(std::unique_ptr<PeerLink> plink, Frame f) {
             final_seen = true;
             t_final = Clock::now();
             rep.phase = MigrationPhase::kFrozen;
-          } else if (link.version >= migrate::kProtocolVersionPlaced) {
-            migrate::RoundEndMsg re;
-            if (migrate::decode_body(fr, &re) != migrate::CodecError::kOk)
-              fail(FailReason::kTransfer, "bad ROUND_END");
-            session->placed(migrate::PlacedMsg{re.round, inst.take_places()});
           } else {
-            inst.take_places();  // nobody to tell
+            // A round of more entry records than one frame holds (4M) goes unplaced: the
+            // source's updates of it stay compact.
+            migrate::PlacedMsg pm{0, inst.take_places()};
+            if (link.version >= migrate::kProtocolVersionPlaced &&
+                pm.places.size() <= migrate::PlacedMsg::kMaxPlaces) {
+              migrate::RoundEndMsg re;
+              if (migrate::decode_body(fr, &re) != migrate::CodecError::kOk)
+                fail(FailReason::kTransfer, "bad ROUND_END");
+              pm.round = re.round;
+              session->placed(pm);
+            }
           }
           session->ack(fr.header.seq);
           break;
