@@ -226,7 +226,7 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   if (x && out.version >= kProtocolVersionHandoff && dp_.translator())
     dp_.translator()->describe(shard, *x, now_s, &h);
   out.record(k, e, ctr, now_s, x, x ? &h : nullptr, l7.has ? &l7 : nullptr);
-  if (Out::kStreamed && out.version >= kProtocolVersionPlaced) sent_order_.emplace_back(shard, slot);
+  if (Out::kStreamed && out.version >= kProtocolVersionPlaced) sent_order_.add(shard, slot);
 }
 
 namespace {
@@ -276,6 +276,7 @@ void VmReader::snapshot_into(Out& out) {
       const uint32_t n = t.vm_count(vm_);
       sent_[w].reset(n);
       slots_.reserve(n);
+      if (Out::kStreamed) sent_order_.slots.reserve(sent_order_.slots.size() + n);
       t.for_each_in_vm(vm_, [&](uint32_t slot) { slots_.push_back(slot); });
     }
     for (size_t i = 0; i < slots_.size(); i += kSlotsPerGuard) {
@@ -356,8 +357,7 @@ std::vector<ConnRecord> VmReader::delta(Drain which, uint64_t* seq_moved) {
 }
 
 VmReader::Counts VmReader::snapshot(const FrameOut& fo) {
-  sent_order_.clear();
-  sent_order_round_ = fo.round;
+  sent_order_.restart(fo.round);
   WireOut out{writer_, fo, {}, fo.version};
   writer_.begin(fo.migration_id, fo.round, fo.per_frame, fo.version);
   snapshot_into(out);
@@ -366,8 +366,7 @@ VmReader::Counts VmReader::snapshot(const FrameOut& fo) {
 }
 
 VmReader::Counts VmReader::delta(Drain which, const FrameOut& fo) {
-  sent_order_.clear();
-  sent_order_round_ = fo.round;
+  sent_order_.restart(fo.round);
   WireOut out{writer_, fo, {}, fo.version};
   writer_.begin(fo.migration_id, fo.round, fo.per_frame, fo.version);
   delta_into(which, out, &out.c.seq_moved);
@@ -376,20 +375,23 @@ VmReader::Counts VmReader::delta(Drain which, const FrameOut& fo) {
 }
 
 bool VmReader::apply_placed(const PlacedMsg& m) {
-  if (m.round != sent_order_round_ || m.places.size() != sent_order_.size()) return false;
+  const SentOrder& o = sent_order_;
+  if (m.round != o.round || m.places.size() != o.slots.size()) return false;
   // Each cell was put or updated by this round's record (a round reads a slot once), and no
   // round ran since: the cell is that record's. Cells are found at random: asked for ahead.
-  const size_t n = m.places.size();
-  auto ask = [&](size_t i) {
-    if (const Sent* c = sent_[sent_order_[i].first].home_cell(sent_order_[i].second))
-      __builtin_prefetch(c, 1, 3);
-  };
-  for (size_t i = 0; i < std::min(n, kAhead); i++) ask(i);
-  for (size_t i = 0; i < n; i++) {
-    if (i + kAhead < n) ask(i + kAhead);
-    if (Sent* s = sent_[sent_order_[i].first].find(sent_order_[i].second)) s->place = m.places[i];
+  for (size_t run = 0; run < o.runs.size(); run++) {
+    SentMap& sent = sent_[o.runs[run].shard];
+    const size_t end = o.end(run);
+    auto ask = [&](size_t i) {
+      if (const Sent* c = sent.home_cell(o.slots[i])) __builtin_prefetch(c, 1, 3);
+    };
+    for (size_t i = o.runs[run].begin; i < std::min(end, o.runs[run].begin + kAhead); i++) ask(i);
+    for (size_t i = o.runs[run].begin; i < end; i++) {
+      if (i + kAhead < end) ask(i + kAhead);
+      if (Sent* s = sent.find(o.slots[i])) s->place = m.places[i];
+    }
   }
-  sent_order_.clear();
+  sent_order_.restart(o.round);
   return true;
 }
 

@@ -228,10 +228,32 @@ class VmReader {
   // Kept from round to round, so a round allocates nothing once they have their size.
   std::vector<uint32_t> slots_, gone_;
   EntriesFrameWriter writer_;
-  // The last streamed round's entry records (shard, slot), in the order sent: what its PLACED
-  // counts (version 8 frames only).
-  std::vector<std::pair<uint16_t, uint32_t>> sent_order_;
-  uint32_t sent_order_round_ = 0;
+  // The last streamed round's entry records, in the order sent: what its PLACED counts
+  // (version 8 frames only). A round reads shard after shard, so the slots are kept alone (4
+  // bytes a record: this stream is on the snapshot's per-record path, and at 8 bytes it cost
+  // 15 % of the snapshot rate) with where each shard's run starts.
+  class SentOrder {
+   public:
+    struct Run {
+      uint16_t shard;
+      size_t begin;
+    };
+    void restart(uint32_t round) {
+      slots.clear();
+      runs.clear();
+      this->round = round;
+    }
+    void add(uint16_t shard, uint32_t slot) {
+      if (runs.empty() || runs.back().shard != shard) [[unlikely]]
+        runs.push_back({shard, slots.size()});
+      slots.push_back(slot);
+    }
+    size_t end(size_t run) const { return run + 1 < runs.size() ? runs[run + 1].begin : slots.size(); }
+    std::vector<uint32_t> slots;
+    std::vector<Run> runs;
+    uint32_t round = 0;
+  };
+  SentOrder sent_order_;
 };
 
 // fingerprint -> where a migration's entry with that key is at the destination (owner worker,
