@@ -316,15 +316,16 @@ inside the `rte_rdtsc` brackets.
   difference is far below the run-to-run noise of this shared machine, so the figure may even be
   negative: read it as "not measurable here", and see the callgrind count for a stable figure.
 * **migrate_freeze_ms_p99_10k / _100k**: in-process, two Dataplanes in one EAL, one worker each,
-  A's table holding twice the changed entries. Each of 20 repetitions changes 10k (100k) entries
+  A's table holding twice the changed entries. Each of 100 repetitions changes 10k (100k) entries
   in a delta round through A's pipeline, then times, from the pause to B active: VM frozen,
   grace period, the final `VmReader::delta()` streamed as frames of 1,024 records (each record
   encoded straight from its entry), each frame handed to B as it fills; B (its own thread, pinned
   to the second CPU, as the other host) decodes each frame into worker commands and its worker
   applies them (Worker::housekeeping on B's thread), waits for all at the end, activates (one
   store, grace period). Frames cross through a 4-frame queue (a socket's buffers); no TLS, no
-  network. p99 of 20 is the worst repetition; `migrate_freeze_ms_median_*` is the median of the
-  same 20. `BATON_BENCH_SERIAL=1` runs B on A's thread; stderr shows each repetition's split.
+  network. The p99 of 100 is the second worst repetition (`migrate_freeze_ms_max_*` the worst;
+  until session 13, 20 repetitions and their worst as the p99); `migrate_freeze_ms_median_*` is
+  the median of the same 100. `BATON_BENCH_SERIAL=1` runs B on A's thread; stderr shows each repetition's split.
 * **migrate_1m_total_seconds / _bytes**: in-process, 1,000,000 entries, as above: tracking on,
   snapshot streamed to B, freeze, final delta, activate. Bytes are the ENTRIES frames (header +
   112-byte records).
