@@ -217,6 +217,11 @@ class ConnTable {
     }
     return k;
   }
+  // key(slot).proto, read from the stored key.
+  uint8_t key_proto(uint32_t slot) const {
+    static_assert(offsetof(FlowKey, proto) == FlowKeyV4::kTailOffset + 4);
+    return stored_key(slot)[(slot < fam_[1].first ? 8 : FlowKeyV4::kTailOffset) + 4];
+  }
   // key(slot).fingerprint(seed), without building the FlowKey of an IPv4 key.
   uint64_t key_fingerprint(uint32_t slot, uint64_t seed) const {
     const uint8_t* p = stored_key(slot);

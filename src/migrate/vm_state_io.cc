@@ -174,10 +174,12 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   SentMap& sent = sent_[shard];
   Sent* it = sent.find(slot);
   ConnEntry e;
-  FlowKey k;
   ConnCounters ctr;
-  bool live = t.read(slot, &e, &k, &ctr) && e.vm_id == vm_;
-  const uint64_t fp = live ? k.fingerprint(fp_seed_) : 0;
+  bool live = t.read(slot, &e, nullptr, &ctr) && e.vm_id == vm_;
+  // The key as its fingerprint from the stored form, no FlowKey built: most slots of a delta
+  // are updates, which need no more of it. It is the entry's key: we are online, and a slot is
+  // reused only after a grace period.
+  const uint64_t fp = live ? t.key_fingerprint(slot, fp_seed_) : 0;
   // An L7 connection travels with its splice state (l7_proxy.h L7Handoff), and only when it
   // holds no head buffer: until then it is not sent (a tombstone if it was), as if absent.
   L7Handoff l7;
@@ -197,11 +199,11 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   if (!live) return;
   const uint32_t version = e.version.load(std::memory_order_relaxed);
   if (it && it->version == version) return;  // queued, but nothing new since we sent it
-  if (moved && it && k.proto == 6 &&
+  if (moved && it && t.key_proto(slot) == 6 &&
       (it->end[0] != e.peer[0].end || it->end[1] != e.peer[1].end))
     (*moved)++;
   if (it) {
-    // The cell of this slot, found above (no second probe), and its key is k's. Only the
+    // The cell of this slot, found above (no second probe), and its key is the slot's. Only the
     // changed fields are written: assigning a whole Sent built on the stack made GCC copy it
     // through mismatched halves (a store-forwarding stall, the top of the final delta's
     // profile at the source: 10k records read in 0.66 instead of 1.06 ms).
@@ -210,12 +212,12 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
     it->end[1] = e.peer[1].end;
     // An L7 connection's phase travels in its translation's l7 part: whole records only.
     if (out.compact_ok(it->round) && !(e.flags & connflag::kL7)) {
-      out.compact(fp, k.proto, e, ctr, now_s, it->place);
+      out.compact(fp, t.key_proto(slot), e, ctr, now_s, it->place);
       return;
     }
-  } else {
-    sent.put({slot, version, {e.peer[0].end, e.peer[1].end}, fp, out.round()}, k);
   }
+  const FlowKey k = t.key(slot);
+  if (!it) sent.put({slot, version, {e.peer[0].end, e.peer[1].end}, fp, out.round()}, k);
   // A translated connection's record is fixed while its flag is set and its slot is not reused
   // before a grace period (conn_xlate.h): we are online, so it is stable here.
   const ConnXlateTable* xt = dp_.xlate(shard);
