@@ -5,7 +5,7 @@
     plot_migration.py RESULTS_JSON OUT_SVG
 
 Log-log: the whole migration of a VM with N tracked connections (migrate_total_seconds_<n>;
-for 1M the issue's key migrate_1m_total_seconds), and the freeze with N entries changed in the
+for 1M migrate_1m_inprocess_total_seconds, the same in-process measure), and the freeze with N entries changed in the
 final round (migrate_freeze_ms_p99_<n> and the median of the same repetitions,
 migrate_freeze_ms_median_<n>), with the issue's targets. scripts/bench.sh calls it after writing
 results.json; a missing figure is left out of its series. Needs matplotlib (python3-matplotlib,
@@ -37,7 +37,7 @@ def main():
         sys.exit(__doc__)
     with open(sys.argv[1]) as f:
         r = json.load(f)
-    total = series(r, lambda t: "migrate_1m_total_seconds" if t == "1m"
+    total = series(r, lambda t: "migrate_1m_inprocess_total_seconds" if t == "1m"
                    else f"migrate_total_seconds_{t}")
     freeze = series(r, lambda t: f"migrate_freeze_ms_p99_{t}")
     freeze_med = series(r, lambda t: f"migrate_freeze_ms_median_{t}")

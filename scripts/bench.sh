@@ -117,7 +117,11 @@ run migfreeze -m 3072 migfreeze
 if want migfreezehuge && hugepages_ready; then  # the same on hugepages (keys end in _huge)
   run migfreezehuge --huge -m 5000 migfreeze
 fi
-run mig1m -m 4096 mig1m
+run mig1m -m 4096 mig1m   # in-process (keys migrate_1m_inprocess_*)
+# The 1M figure: two batond processes, the VM's 1M connections opened by baton-pktgen.
+if want mig1md && [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 6000 ]; then
+  measure mig1md env BATON_BUILD="$PWD/$dir" bash bench/mig_daemons.sh
+fi
 run migfreezetls -m 4096 migfreezetls   # the same through TLS over loopback (context)
 # Points of the migration plot the groups above do not give (a 1M freeze: 2M entries at A).
 if [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 9000 ]; then
@@ -326,7 +330,14 @@ inside the `rte_rdtsc` brackets.
   network. The p99 of 100 is the second worst repetition (`migrate_freeze_ms_max_*` the worst;
   until session 13, 20 repetitions and their worst as the p99); `migrate_freeze_ms_median_*` is
   the median of the same 100. `BATON_BENCH_SERIAL=1` runs B on A's thread; stderr shows each repetition's split.
-* **migrate_1m_total_seconds / _bytes**: in-process, 1,000,000 entries, as above: tracking on,
+* **migrate_1m_total_seconds / _bytes** (`bench/mig_daemons.sh`): two batond processes (one
+  worker each, net_memif ports, `--no-huge`), the VM's 1,000,000 connections opened through A by
+  `baton-pktgen --open` (every SYN, SYN|ACK and ACK through A's strict tracking), then A's
+  control API: prepare, pause as soon as the snapshot round is acknowledged, resume as soon as the
+  VM is frozen; B must hold all 1M. The time is A's report: prepare + pre-copy + Baton's part of
+  the freeze (the pre-copy includes the script's reaction to the snapshot round, a 10 ms poll and
+  a curl); the bytes are the frames A sent (TLS records not counted). `_daemons_*` keys: context.
+* **migrate_1m_inprocess_total_seconds / _bytes**: in-process, 1,000,000 entries, as above: tracking on,
   snapshot streamed to B, freeze, final delta, activate. Bytes are the ENTRIES frames (header +
   112-byte records).
 * **migrate_freeze_tls_ms_p99_* / migrate_1m_tls_total_seconds** (context): the same, but the
@@ -358,7 +369,7 @@ inside the `rte_rdtsc` brackets.
   and the veth softirqs share the CPUs with whatever else runs: with builds running, single
   rounds gave ratios from 0.67 to 1.54, so the figure means something only on an idle machine.
 * **Migration plot** (below; `bench/plot_migration.py`): whole migrations of N flows
-  (`migrate_total_seconds_1k/_10k/_100k`, median of 3, and `migrate_1m_total_seconds`) and
+  (`migrate_total_seconds_1k/_10k/_100k`, median of 3, and `migrate_1m_inprocess_total_seconds`) and
   freezes with N entries changed in the final round (`migrate_freeze_ms_p99_*` and `_median_*`
   for 1k, 10k, 100k, 1M; 1M: 5 repetitions), as above.
 

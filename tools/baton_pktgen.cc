@@ -18,11 +18,20 @@
 // that comes through only after its wait expired is counted as late, not lost: the
 // conversation goes on without it, as a strict device's state does not depend on it arriving.
 // Exit 0 when every conversation packet came through and no attack did.
+//
+//   baton-pktgen [EAL args] -- --open --flows N [--clients C] [--timeout-ms T]
+//
+// --open only opens the connections, as fast as the device takes them, and leaves them open
+// (the state a migration benchmark moves): every SYN in bursts, then every SYN|ACK, then every
+// ACK, at most kWindow packets in flight. Clients are C addresses from 10.0.0.1 (default 64;
+// flow i uses port 10000 + i / C). Prints flows, sent, received, lost and seconds; exit 0 when
+// nothing was lost.
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +49,8 @@ struct Options {
   uint32_t flows = 16;
   uint32_t segments = 4;
   bool attack = false;
+  bool open = false;
+  uint32_t clients = 64;
   uint32_t timeout_ms = 1000;
 };
 
@@ -62,6 +73,10 @@ bool parse_options(int argc, char** argv, Options* o) {
       if (!num(&o->timeout_ms)) return false;
     } else if (a == "--attack") {
       o->attack = true;
+    } else if (a == "--open") {
+      o->open = true;
+    } else if (a == "--clients") {
+      if (!num(&o->clients)) return false;
     } else {
       return false;
     }
@@ -165,6 +180,55 @@ bool expect(uint16_t port, const std::vector<uint8_t>& bytes, uint32_t timeout_m
   return false;
 }
 
+// --open: one phase of the handshakes (packets all from one side) in bursts, at most kWindow in
+// flight; returns how many came out of the other port.
+uint64_t send_phase(rte_mempool* pool, const std::vector<const GenPacket*>& phase, uint16_t out,
+                    uint32_t timeout_ms, uint64_t* send_failed) {
+  constexpr uint32_t kBurst = 32, kWindow = 256;
+  const uint16_t in = static_cast<uint16_t>(1 - out);
+  uint64_t sent = 0, received = 0;
+  rte_mbuf* pkts[kBurst];
+  auto drain = [&] {
+    const uint16_t n = rte_eth_rx_burst(in, 0, pkts, kBurst);
+    received += n;
+    rte_pktmbuf_free_bulk(pkts, n);
+    return n;
+  };
+  for (size_t i = 0; i < phase.size();) {
+    if (sent - received >= kWindow) {
+      const uint64_t deadline = rte_get_tsc_cycles() + rte_get_tsc_hz() / 1000 * timeout_ms;
+      while (sent - received >= kWindow / 2 && rte_get_tsc_cycles() < deadline)
+        if (!drain()) rte_pause();
+      if (sent - received >= kWindow / 2) break;  // the device stopped answering
+    }
+    const uint32_t n = static_cast<uint32_t>(std::min<size_t>(kBurst, phase.size() - i));
+    if (rte_pktmbuf_alloc_bulk(pool, pkts, n) != 0) {
+      drain();
+      continue;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+      const auto& b = phase[i + k]->bytes;
+      std::memcpy(rte_pktmbuf_append(pkts[k], static_cast<uint16_t>(b.size())), b.data(),
+                  b.size());
+    }
+    uint16_t done = 0;
+    for (int tries = 0; done < n && tries < 1000; tries++) {
+      done = static_cast<uint16_t>(done + rte_eth_tx_burst(out, 0, pkts + done, n - done));
+      drain();
+    }
+    if (done < n) {
+      rte_pktmbuf_free_bulk(pkts + done, n - done);
+      *send_failed += n - done;
+    }
+    sent += done;
+    i += n;
+  }
+  const uint64_t deadline = rte_get_tsc_cycles() + rte_get_tsc_hz() / 1000 * timeout_ms;
+  while (received < sent && rte_get_tsc_cycles() < deadline)
+    if (!drain()) rte_pause();
+  return received;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -177,6 +241,8 @@ int main(int argc, char** argv) {
   if (!parse_options(argc - used - 1, argv + used + 1, &opt)) {
     std::fprintf(stderr,
                  "usage: baton-pktgen [EAL args] -- --flows N [--segments M] [--attack] "
+                 "[--timeout-ms T]\n"
+                 "       baton-pktgen [EAL args] -- --open --flows N [--clients C] "
                  "[--timeout-ms T]\n");
     return 2;
   }
@@ -197,7 +263,35 @@ int main(int argc, char** argv) {
   baton::pktgen::FlowgenConfig cfg;
   cfg.flows = opt.flows;
   cfg.data_segments = opt.segments;
+  cfg.clients = opt.clients;
+  if (opt.open && 10000 + (opt.flows - 1) / opt.clients > 65535) {
+    std::fprintf(stderr, "baton-pktgen: %u flows need more than %u clients (ports run out)\n",
+                 opt.flows, opt.clients);
+    return 2;
+  }
   baton::pktgen::TcpFlowgen gen(cfg);
+
+  if (opt.open) {
+    const std::vector<GenPacket> hs = gen.handshakes();
+    std::vector<const GenPacket*> phase[3];  // SYN, SYN|ACK, ACK
+    for (const GenPacket& g : hs)
+      phase[(g.flags & baton::tcpflag::kSyn) ? ((g.flags & baton::tcpflag::kAck) ? 1 : 0) : 2]
+          .push_back(&g);
+    uint64_t sent = 0, received = 0, send_failed = 0;
+    const uint64_t t0 = rte_get_tsc_cycles();
+    for (int k = 0; k < 3; k++) {
+      received += send_phase(pool, phase[k], k == 1 ? 1 : 0, opt.timeout_ms, &send_failed);
+      sent += phase[k].size();
+    }
+    const double s = static_cast<double>(rte_get_tsc_cycles() - t0) / rte_get_tsc_hz();
+    std::printf("{\"flows\": %u, \"sent\": %lu, \"received\": %lu, \"lost\": %lu, "
+                "\"send_failed\": %lu, \"seconds\": %.3f}\n",
+                opt.flows, sent, received, sent - received, send_failed, s);
+    rte_eth_dev_stop(0);
+    rte_eth_dev_stop(1);
+    rte_eal_cleanup();
+    return received == sent ? 0 : 1;
+  }
 
   // Handshakes first, then (optionally) one attack per flow, then data and teardown.
   std::vector<GenPacket> script = gen.handshakes();
