@@ -183,15 +183,22 @@ struct FlowKey {
   // 40 bytes: keyed, so that without the seed nobody picks a key to collide with another's, and
   // each 128-bit multiply takes the chained state as one operand, so that the zero words of an
   // IPv4 key (addresses are 16-byte fields) cannot zero a product.
-  uint64_t fingerprint(uint64_t seed) const {
+  // A seed with its first round done: it depends on the seed alone, so whoever fingerprints
+  // many keys under one seed (a migration) does it once, a multiply off each key's chain.
+  struct Seed {
+    explicit Seed(uint64_t seed) : mixed(seed ^ mum(seed ^ kS0, kS1)) {}
+    uint64_t mixed;
+  };
+  uint64_t fingerprint(Seed seed) const {
     uint64_t w[5];
     std::memcpy(w, this, sizeof w);
     return fingerprint_of(w, seed);
   }
+  uint64_t fingerprint(uint64_t seed) const { return fingerprint(Seed(seed)); }
   // The same of a key's five words (FlowKeyV4 has them without building the FlowKey).
-  static uint64_t fingerprint_of(const uint64_t (&w)[5], uint64_t seed) {
-    constexpr uint64_t s0 = 0xa0761d6478bd642full, s1 = 0xe7037ed1a0b428dbull;
-    seed ^= mum(seed ^ s0, s1);
+  static uint64_t fingerprint_of(const uint64_t (&w)[5], Seed s) {
+    constexpr uint64_t s0 = kS0, s1 = kS1;
+    uint64_t seed = s.mixed;
     seed = mum(w[0] ^ s1, w[1] ^ seed);
     seed = mum(w[2] ^ s1, w[3] ^ seed);
     const unsigned __int128 r = static_cast<unsigned __int128>(w[3] ^ s1) * (w[4] ^ seed);
@@ -201,6 +208,7 @@ struct FlowKey {
   }
 
  private:
+  static constexpr uint64_t kS0 = 0xa0761d6478bd642full, kS1 = 0xe7037ed1a0b428dbull;
   static uint64_t mum(uint64_t a, uint64_t b) {
     const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
     return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
@@ -226,10 +234,11 @@ struct FlowKeyV4 {
   // FlowKey load it in 16-byte halves, and a load that spans several smaller stores cannot be
   // forwarded from them. With four-byte stores here, that stall was the top of the migration
   // reader's profile (a 10k-entry final delta read in 0.85 ms, 0.73 ms with this).
-  uint64_t fingerprint(uint64_t seed) const {  // expand().fingerprint(seed)
+  uint64_t fingerprint(FlowKey::Seed seed) const {  // expand().fingerprint(seed)
     const uint64_t w[5] = {addrs & 0xffffffffu, 0, addrs >> 32, 0, tail};
     return FlowKey::fingerprint_of(w, seed);
   }
+  uint64_t fingerprint(uint64_t seed) const { return fingerprint(FlowKey::Seed(seed)); }
   FlowKey expand() const {
     using u64x2 = uint64_t __attribute__((vector_size(16)));
     const u64x2 lo = {addrs & 0xffffffffu, 0}, hi = {addrs >> 32, 0};

@@ -223,16 +223,16 @@ class ConnTable {
     return stored_key(slot)[(slot < fam_[1].first ? 8 : FlowKeyV4::kTailOffset) + 4];
   }
   // key(slot).fingerprint(seed), without building the FlowKey of an IPv4 key.
-  uint64_t key_fingerprint(uint32_t slot, uint64_t seed) const {
+  uint64_t key_fingerprint(uint32_t slot, FlowKey::Seed seed) const {
     const uint8_t* p = stored_key(slot);
     if (slot < fam_[1].first) {
       FlowKeyV4 v;
       std::memcpy(&v, p, sizeof v);
       return v.fingerprint(seed);
     }
-    FlowKey k;
-    std::memcpy(static_cast<void*>(&k), p, sizeof k);
-    return k.fingerprint(seed);
+    uint64_t w[5];  // the stored FlowKey's words
+    std::memcpy(w, p, sizeof w);
+    return FlowKey::fingerprint_of(w, seed);
   }
   void prefetch_key(uint32_t slot) const {
     const uint8_t* p = stored_key(slot);

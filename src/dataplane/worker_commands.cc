@@ -160,11 +160,12 @@ void Worker::apply_updates(WorkerCommand& c) {
       table_->prefetch_key(s);
     }
   };
+  const FlowKey::Seed seed(c.fp_seed);
   auto holds = [&](const ConnUpdate& u) {
     if (!table_->live(u.slot)) return false;
     const ConnEntry& e = table_->entry(u.slot);
     return e.vm_id == c.vm && (e.flags & connflag::kFromPeer) &&
-           table_->key_fingerprint(u.slot, c.fp_seed) == u.fingerprint;
+           table_->key_fingerprint(u.slot, seed) == u.fingerprint;
   };
   for (size_t i = 0; i < std::min(n, kAhead); i++) ask(i);
   for (size_t i = 0; i < n; i++) {

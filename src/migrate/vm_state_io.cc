@@ -179,7 +179,7 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   // The key as its fingerprint from the stored form, no FlowKey built: most slots of a delta
   // are updates, which need no more of it. It is the entry's key: we are online, and a slot is
   // reused only after a grace period.
-  const uint64_t fp = live ? t.key_fingerprint(slot, fp_seed_) : 0;
+  const uint64_t fp = live ? t.key_fingerprint(slot, fp_mix_) : 0;
   // An L7 connection travels with its splice state (l7_proxy.h L7Handoff), and only when it
   // holds no head buffer: until then it is not sent (a tombstone if it was), as if absent.
   L7Handoff l7;
@@ -785,7 +785,7 @@ void VmInstaller::learn(uint16_t worker, const WorkerCommand& c) {
   uint64_t fps[kAhead];
   const size_t n = c.items.size();
   auto fp_at = [&](size_t i) {
-    const uint64_t fp = c.items[i].key.fingerprint(fp_seed_);
+    const uint64_t fp = c.items[i].key.fingerprint(fp_mix_);
     slots_.prefetch(fp);
     fps[i % kAhead] = fp;
   };

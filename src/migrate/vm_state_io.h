@@ -224,6 +224,7 @@ class VmReader {
   Dataplane& dp_;
   uint16_t vm_;
   uint64_t fp_seed_;
+  FlowKey::Seed fp_mix_{fp_seed_};  // fp_seed_ mixed once (FlowKey::Seed)
   std::vector<SentMap> sent_;  // per shard
   // Kept from round to round, so a round allocates nothing once they have their size.
   std::vector<uint32_t> slots_, gone_;
@@ -383,6 +384,7 @@ class VmInstaller {
   Dataplane& dp_;
   uint16_t vm_;
   uint64_t fp_seed_;
+  FlowKey::Seed fp_mix_{fp_seed_};
   std::unique_ptr<WorkerCommand> building_[kMaxWorkers];  // per owner, during a submit
   std::vector<Pending> pending_;
   FingerprintSlots slots_;
