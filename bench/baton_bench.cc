@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_pause.h>
 #include <sched.h>
@@ -368,6 +369,51 @@ void bench_fw(uint32_t entries, const std::string& key) {
   rte_pktmbuf_free_bulk(pkts.data(), static_cast<unsigned>(pkts.size()));
   rte_mempool_free(ring_pool);
   rte_mempool_free(pool);
+}
+
+// What memory gives a lookup on this machine, in the EAL's memory (4 KiB or 2 MiB pages) and at
+// the footprint of each fw table (entries x 177 bytes, fw_bytes_per_conn_2p20): cycles per
+// line for 4M random independent line loads, as many in flight as the core allows (the floor
+// for a packet that touches L such lines is L times this, whatever the prefetching), and the
+// latency of one (a dependent chase). docs/PERFORMANCE.md compares the fw figures with them.
+void bench_memfloor() {
+  constexpr size_t kLoads = size_t{1} << 22;
+  std::vector<uint32_t> idx(kLoads);
+  std::mt19937_64 rng(12345);
+  for (auto [entries, tag] : {std::pair<uint64_t, const char*>{1u << 16, "64k"}, {1u << 20, "1m"},
+                              {1u << 24, "16m"}}) {
+    const size_t bytes = entries * 177, lines = bytes / 64;
+    auto* m = static_cast<uint8_t*>(rte_malloc("memfloor", bytes, 64));
+    if (m == nullptr) {
+      std::fprintf(stderr, "memfloor: cannot allocate %zu bytes\n", bytes);
+      continue;
+    }
+    std::memset(m, 1, bytes);
+    for (auto& v : idx) v = static_cast<uint32_t>(rng() % lines);
+    uint64_t best = UINT64_MAX, sum = 0;
+    for (int r = 0; r < 5; r++) {
+      const uint64_t t0 = rte_rdtsc();
+      for (uint32_t i : idx) sum += m[size_t{i} * 64];
+      best = std::min(best, rte_rdtsc() - t0);
+    }
+    // A chase through a random cycle of up to 1M lines spread over the whole region.
+    const size_t n = std::min<size_t>(lines, 1u << 20), stride = lines / n;
+    std::vector<uint32_t> perm(n);
+    for (size_t i = 0; i < n; i++) perm[i] = static_cast<uint32_t>(i);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (size_t i = 0; i < n; i++) {
+      const uint64_t next = size_t{perm[(i + 1) % n]} * stride * 64;
+      std::memcpy(m + size_t{perm[i]} * stride * 64, &next, 8);
+    }
+    uint64_t at = size_t{perm[0]} * stride * 64;
+    const uint64_t t0 = rte_rdtsc();
+    for (size_t i = 0; i < n; i++) std::memcpy(&at, m + at, 8);
+    const uint64_t chase = rte_rdtsc() - t0;
+    put(std::string("mem_random_line_cycles_") + tag, static_cast<double>(best) / kLoads);
+    put(std::string("mem_latency_cycles_") + tag, static_cast<double>(chase) / n);
+    if ((sum + at) == 42) std::fprintf(stderr, " ");  // keeps the loads
+    rte_free(m);
+  }
 }
 
 // Memory per connection of capacity, all tables and indexes counted. "1M" is 1,000,000; 2^20 is
@@ -1025,6 +1071,7 @@ int main(int argc, char** argv) {
     else if (g == "fw1m") bench_fw(1u << 20, "fw_cycles_per_packet_1m");
     else if (g == "fw16m") bench_fw(1u << 24, "fw_cycles_per_packet_16m");
     else if (g == "bytes") bench_bytes();
+    else if (g == "memfloor") bench_memfloor();
     else if (g == "newconn") bench_newconn();
     else if (g == "scaling") bench_scaling();
     else if (g == "migsnap") bench_migsnap();

@@ -99,6 +99,10 @@ elif want fw16m; then
   echo '{"fw_cycles_per_packet_16m": null}' >"$out/fw16m.json"
 fi
 run bytes bytes
+# The memory under those tables (cycles per random line, latency) at their footprints; 16M's is 3 GB.
+if [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 6000 ]; then
+  run memfloor -m 4096 memfloor
+fi
 # Without per-connection counters (conntrack.accounting: false): keys end in _no_accounting.
 if [ "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)" -gt 9000 ]; then
   run fwnoacct --no-accounting -m 8192 fw64k fw1m fw16m bytes
@@ -108,6 +112,9 @@ fi
 if { want fwhuge || want fwhuge_noacct; } && hugepages_ready; then
   run fwhuge --huge -m 5800 fw64k fw1m fw16m
   run fwhuge_noacct --huge --no-accounting -m 5800 fw64k fw1m fw16m
+fi
+if want memfloorhuge && hugepages_ready; then
+  run memfloorhuge --huge -m 5800 memfloor
 fi
 run newconn -m 2048 newconn
 run scaling scaling

@@ -50,35 +50,50 @@ static_assert(offsetof(Tuple, dst) == 16 && offsetof(Tuple, sport) == 32 &&
               offsetof(Tuple, family) == 37 && offsetof(Tuple, vlan) == 38);
 static_assert(std::endian::native == std::endian::little);  // the word layouts below
 
-// The key of a tuple given as words: addresses as they lie in memory (two words each), and
+// The key of a tuple given as words: each address as the two words it lies in memory as, and
 // `tail`, the last word in the layout of both Tuple and FlowKey (ports, proto, family, vlan).
-inline void canonical_key(uint64_t s[2], uint64_t d[2], uint64_t tail, FlowKey* k, Dir* dir) {
-  const uint64_t s0 = __builtin_bswap64(s[0]), d0 = __builtin_bswap64(d[0]);
-  const uint64_t s1 = __builtin_bswap64(s[1]), d1 = __builtin_bswap64(d[1]);
+// Scalars and selects, not arrays swapped in place: those went through the stack, and a 16-byte
+// reload of two 8-byte stores cannot be forwarded either.
+inline void canonical_key(uint64_t s0, uint64_t s1, uint64_t d0, uint64_t d1, uint64_t tail,
+                          FlowKey* k, Dir* dir) {
+  const uint64_t bs0 = __builtin_bswap64(s0), bd0 = __builtin_bswap64(d0);
+  const uint64_t bs1 = __builtin_bswap64(s1), bd1 = __builtin_bswap64(d1);
   const uint16_t sport = static_cast<uint16_t>(tail), dport = static_cast<uint16_t>(tail >> 16);
-  const bool src_is_lo = s0 != d0   ? s0 < d0
-                         : s1 != d1 ? s1 < d1
-                                    : __builtin_bswap16(sport) <= __builtin_bswap16(dport);
-  if (!src_is_lo) {  // the addresses and the two ports change places
-    std::swap(s[0], d[0]);
-    std::swap(s[1], d[1]);
-    tail = (tail & ~uint64_t{0xffffffff}) | uint64_t{sport} << 16 | dport;
-  }
-  // Word by word from registers (a staging array would be one more store-forwarding trap).
+  const bool src_is_lo = bs0 != bd0   ? bs0 < bd0
+                         : bs1 != bd1 ? bs1 < bd1
+                                      : __builtin_bswap16(sport) <= __builtin_bswap16(dport);
+  // Otherwise the addresses and the two ports change places.
+  const uint64_t swapped = (tail & ~uint64_t{0xffffffff}) | uint64_t{sport} << 16 | dport;
+  const uint64_t w[5] = {src_is_lo ? s0 : d0, src_is_lo ? s1 : d1, src_is_lo ? d0 : s0,
+                         src_is_lo ? d1 : s1, src_is_lo ? tail : swapped};
   auto* out = reinterpret_cast<uint8_t*>(k);
-  std::memcpy(out, &s[0], 8);
-  std::memcpy(out + 8, &s[1], 8);
-  std::memcpy(out + 16, &d[0], 8);
-  std::memcpy(out + 24, &d[1], 8);
-  std::memcpy(out + 32, &tail, 8);
+  for (int i = 0; i < 5; i++) std::memcpy(out + 8 * i, &w[i], 8);  // word by word
   *dir = src_is_lo ? Dir::kLoToHi : Dir::kHiToLo;
 }
+// A value as loaded, hidden from the optimiser: GCC merges loads of adjacent narrow fields that
+// are OR-ed into one word into a single wide load, which is what must not happen below.
+template <class T>
+inline T as_loaded(T v) {
+  asm("" : "+r"(v));
+  return v;
+}
 inline void canonical_key(const Tuple& t, FlowKey* k, Dir* dir) {
-  uint64_t s[2], d[2], tail;
+  // Each field read as the parser wrote it: its stores are narrower than these words (an IPv4
+  // address's four bytes into a zeroed 16-byte one; the tail's five fields one by one), and a
+  // load spanning several stores cannot be forwarded from them (a stall of a dozen cycles
+  // each, three a packet).
+  const uint64_t tail = uint64_t{as_loaded(t.sport.raw())} |
+                        uint64_t{as_loaded(t.dport.raw())} << 16 |
+                        uint64_t{as_loaded(t.proto)} << 32 |
+                        uint64_t{as_loaded(static_cast<uint8_t>(t.family))} << 40 |
+                        uint64_t{as_loaded(t.vlan)} << 48;
+  if (t.family == Family::kV4)
+    return canonical_key(as_loaded(t.src.as_v4().raw()), 0, as_loaded(t.dst.as_v4().raw()), 0,
+                         tail, k, dir);
+  uint64_t s[2], d[2];  // IpAddr::v6 wrote each address whole
   std::memcpy(s, t.src.b.data(), 16);
   std::memcpy(d, t.dst.b.data(), 16);
-  std::memcpy(&tail, &t.sport, 8);
-  canonical_key(s, d, tail, k, dir);
+  canonical_key(s[0], s[1], d[0], d[1], tail, k, dir);
 }
 inline FlowKey canonical_key(const Tuple& t, Dir* dir) {
   FlowKey k;
@@ -89,12 +104,11 @@ inline FlowKey canonical_key(const Tuple& t, Dir* dir) {
 // between was built by narrow stores (an IPv4 address into a zeroed 16-byte one) that the key's
 // 8-byte loads could not forward, a stall on every translated connection's creation and end.
 inline FlowKey reply_key(const ConnXlate& x, uint8_t proto, uint16_t vlan, Dir* dir) {
-  uint64_t s[2] = {x.reply_src.raw(), 0}, d[2] = {x.reply_dst.raw(), 0};  // IpAddr::v4's bytes
   const uint64_t tail = x.reply_sport.raw() | uint64_t{x.reply_dport.raw()} << 16 |
                         uint64_t{proto} << 32 | uint64_t{static_cast<uint8_t>(Family::kV4)} << 40 |
                         uint64_t{vlan} << 48;
-  FlowKey k;
-  canonical_key(s, d, tail, &k, dir);
+  FlowKey k;  // the addresses as IpAddr::v4 lays them out
+  canonical_key(x.reply_src.raw(), 0, x.reply_dst.raw(), 0, tail, &k, dir);
   return k;
 }
 
