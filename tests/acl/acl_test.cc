@@ -2,36 +2,19 @@
 #include "dataplane/acl.h"
 
 #include <gtest/gtest.h>
-#include <rte_eal.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "tests/support/eal_env.h"
 
 namespace baton {
 namespace {
 
 // rte_acl allocates from rte_malloc: one EAL for the whole binary, without hugepages or PCI.
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::string prefix = "--file-prefix=acl_test_" + std::to_string(getpid());
-    std::vector<std::string> args = {"acl_test", "--no-huge", "-m", "256", "--no-pci",
-                                      prefix,     "-l",        "0",  "--log-level=error"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
-  }
-  void TearDown() override {
-    std::string dir = rte_eal_get_runtime_dir();  // per-pid prefix: nothing to share, remove it
-    rte_eal_cleanup();
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-};
-const auto* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+::testing::Environment* const kEal =
+    ::testing::AddGlobalTestEnvironment(new EalEnv("acl_test", 256, {"-l", "0"}));
 
 Prefix pfx(const char* s) { return *Prefix::parse(s); }
 

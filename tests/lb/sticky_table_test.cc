@@ -20,29 +20,13 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/eal_env.h"
+
 namespace baton {
 namespace {
 
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::vector<std::string> args = {"lb_test",
-                                     "--no-huge",
-                                     "-m",
-                                     "256",
-                                     "--no-pci",
-                                     "--file-prefix",
-                                     "lb_test_" + std::to_string(getpid()),
-                                     "--log-level=error",
-                                     "-l",
-                                     "0"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0) << "rte_eal_init failed";
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+::testing::Environment* const kEal =
+    ::testing::AddGlobalTestEnvironment(new EalEnv("lb_test", 256, {"-l", "0"}));
 
 IpAddr v4(uint32_t host) { return IpAddr::v4(be32::from_host(host)); }
 

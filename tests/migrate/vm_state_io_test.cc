@@ -21,24 +21,13 @@
 #include "dataplane/dataplane.h"
 #include "migrate/codec.h"
 #include "migrate/vm_state_io.h"
+#include "tests/support/eal_env.h"
 
 namespace baton::migrate {
 namespace {
 
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::vector<std::string> args = {"migrate_test", "--no-huge", "-m", "1024", "--no-pci",
-                                     "-l", "0", "--file-prefix",
-                                     "migrate_test_" + std::to_string(getpid()),
-                                     "--log-level=error"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0) << "rte_eal_init failed";
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+::testing::Environment* const kEal =
+    ::testing::AddGlobalTestEnvironment(new EalEnv("migrate_test", 1024, {"-l", "0"}));
 
 std::unique_ptr<Dataplane> make_dp(const std::string& instance, bool with_vm,
                                    int workers = 2) {

@@ -17,25 +17,15 @@
 #include <thread>
 
 #include "nat_table_fixture.h"
+#include "tests/support/eal_env.h"
 
 namespace baton {
 namespace {
 
 using namespace nattest;
 
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::vector<std::string> args = {"nat_test", "--no-huge", "-m", "256", "--no-pci",
-                                     "--file-prefix", "nat_test_" + std::to_string(getpid()),
-                                     "--log-level=error", "-l", "0"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0) << "rte_eal_init failed";
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+::testing::Environment* const kEal =
+    ::testing::AddGlobalTestEnvironment(new EalEnv("nat_test", 256, {"-l", "0"}));
 
 using NatMappingTableTest = NatTableTest;
 

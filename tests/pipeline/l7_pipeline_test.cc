@@ -30,6 +30,8 @@
 #include "pktgen/packet_builder.h"
 #include "tests/pipeline/handoff_steps.h"
 #include "tests/pipeline/l7_topology.h"
+#include "tests/support/eal_env.h"
+#include "tests/support/frame_capture.h"
 
 namespace baton {
 namespace {
@@ -38,40 +40,11 @@ using pktgen::Bytes;
 using pktgen::Pkt;
 using namespace tcpflag;
 
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::vector<std::string> args = {"l7_pipeline_test", "--no-huge", "-m", "256", "--no-pci",
-                                     "--file-prefix", "l7_test_" + std::to_string(getpid()),
-                                     "--log-level=error"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+::testing::Environment* const kEal =
+    ::testing::AddGlobalTestEnvironment(new EalEnv("l7_pipeline_test", 256));
 
 using namespace l7topo;
 constexpr uint16_t kSynAckWindow = kMaxHead + L7Proxy::kTailBytes;  // the head buffer
-
-struct Sent {
-  uint16_t port;
-  Bytes frame;
-};
-
-struct Capture {
-  TxSink sink{&Capture::on_tx, this};
-  std::vector<Sent> sent;
-  static void on_tx(void* ctx, uint16_t port, rte_mbuf** pkts, uint32_t n) {
-    auto* c = static_cast<Capture*>(ctx);
-    for (uint32_t i = 0; i < n; i++) {
-      const uint8_t* p = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
-      c->sent.push_back({port, Bytes(p, p + pkts[i]->data_len)});
-      rte_pktmbuf_free(pkts[i]);
-    }
-  }
-};
 
 // Frames compared with the offset of the first difference, which gtest's dump does not show.
 std::string first_diff(const Bytes& got, const Bytes& want) {

@@ -35,6 +35,7 @@
 #include "migrate/vm_state_io.h"
 #include "pktgen/packet_builder.h"
 #include "pktgen/tcp_flowgen.h"
+#include "tests/support/eal_env.h"
 
 namespace baton {
 namespace {
@@ -43,22 +44,10 @@ using pktgen::Bytes;
 using pktgen::Pkt;
 using namespace tcpflag;
 
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    // Lcore 0 is the control (test) thread; lcores 1 and 2 exist for the two-worker test's
-    // worker threads only (the machines this runs on may have 2 CPUs, so they share them).
-    std::vector<std::string> args = {"pipeline_test", "--no-huge", "-m", "1024", "--no-pci",
-                                     "--lcores", "0@0,1@(0-1),2@(0-1)",
-                                     "--file-prefix", "pipe_test_" + std::to_string(getpid()),
-                                     "--log-level=error"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0) << "rte_eal_init failed";
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+// Lcore 0 is the control (test) thread; lcores 1 and 2 exist for the two-worker test's
+// worker threads only (the machines this runs on may have 2 CPUs, so they share them).
+::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(
+    new EalEnv("pipeline_test", 1024, {"--lcores", "0@0,1@(0-1),2@(0-1)"}));
 
 // Port index 0 faces the outside (default deny), 1 the inside (default permit).
 constexpr uint16_t kOut = 0, kIn = 1;

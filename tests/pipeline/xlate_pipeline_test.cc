@@ -30,6 +30,8 @@
 #include "migrate/vm_state_io.h"
 #include "tests/pipeline/handoff_steps.h"
 #include "pktgen/packet_builder.h"
+#include "tests/support/eal_env.h"
+#include "tests/support/frame_capture.h"
 
 namespace baton {
 namespace {
@@ -38,21 +40,9 @@ using pktgen::Bytes;
 using pktgen::Pkt;
 using namespace tcpflag;
 
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    // Lcores 1 and 2 for the two-worker case's worker threads (sharing the machine's CPUs).
-    std::vector<std::string> args = {"xlate_pipeline_test", "--no-huge", "-m", "256", "--no-pci",
-                                     "--lcores", "0@0,1@(0-1),2@(0-1)",
-                                     "--file-prefix", "xlate_test_" + std::to_string(getpid()),
-                                     "--log-level=error"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+// Lcores 1 and 2 for the two-worker case's worker threads (sharing the machine's CPUs).
+::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(
+    new EalEnv("xlate_pipeline_test", 256, {"--lcores", "0@0,1@(0-1),2@(0-1)"}));
 
 constexpr uint16_t kOut = 0, kIn = 1;
 // Without ports, port index i has MAC 02:ba:70:00:00:0(i+1) (dataplane.cc).
@@ -61,24 +51,6 @@ const char* kInMac = "02:ba:70:00:00:02";
 const char* kRemoteMac = "02:00:00:00:09:09";
 const char* kHostMac[] = {"02:00:00:00:01:05", "02:00:00:00:01:06", "02:00:00:00:01:07"};
 const char* kHostIp[] = {"10.1.0.5", "10.1.0.6", "10.1.0.7"};
-
-struct Sent {
-  uint16_t port;
-  Bytes frame;
-};
-
-struct Capture {
-  TxSink sink{&Capture::on_tx, this};
-  std::vector<Sent> sent;
-  static void on_tx(void* ctx, uint16_t port, rte_mbuf** pkts, uint32_t n) {
-    auto* c = static_cast<Capture*>(ctx);
-    for (uint32_t i = 0; i < n; i++) {
-      const uint8_t* p = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
-      c->sent.push_back({port, Bytes(p, p + pkts[i]->data_len)});
-      rte_pktmbuf_free(pkts[i]);
-    }
-  }
-};
 
 const char* kBaseYaml =
     "mode: l3\n"

@@ -18,6 +18,8 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/router.h"
 #include "pktgen/packet_builder.h"
+#include "tests/support/eal_env.h"
+#include "tests/support/frame_capture.h"
 
 namespace baton {
 namespace {
@@ -25,43 +27,14 @@ namespace {
 using pktgen::Bytes;
 using pktgen::Pkt;
 
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::vector<std::string> args = {"router_pipeline_test", "--no-huge", "-m", "256", "--no-pci",
-                                     "--file-prefix", "l3_test_" + std::to_string(getpid()),
-                                     "--log-level=error"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+::testing::Environment* const kEal =
+    ::testing::AddGlobalTestEnvironment(new EalEnv("router_pipeline_test", 256));
 
 // Without ports, port index i has MAC 02:ba:70:00:00:0(i+1) (dataplane.cc).
 const char* kOutMac = "02:ba:70:00:00:01";
 const char* kInMac = "02:ba:70:00:00:02";
 const char* kCliMac = "02:00:00:91:01:02";
 const char* kSrvMac = "02:00:00:91:02:02";
-
-struct Sent {
-  uint16_t port;
-  Bytes frame;
-};
-
-struct Capture {
-  TxSink sink{&Capture::on_tx, this};
-  std::vector<Sent> sent;
-  static void on_tx(void* ctx, uint16_t port, rte_mbuf** pkts, uint32_t n) {
-    auto* c = static_cast<Capture*>(ctx);
-    for (uint32_t i = 0; i < n; i++) {
-      const uint8_t* p = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
-      c->sent.push_back({port, Bytes(p, p + pkts[i]->data_len)});
-      rte_pktmbuf_free(pkts[i]);
-    }
-  }
-};
 
 class L3Pipeline : public ::testing::Test {
  protected:

@@ -22,22 +22,13 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/eal_env.h"
+
 namespace baton {
 namespace {
 
-class EalEnv : public ::testing::Environment {
- public:
-  void SetUp() override {
-    std::vector<std::string> args = {"table_test", "--no-huge", "-m", "512", "--no-pci",
-                                     "--file-prefix", "table_test_" + std::to_string(getpid()),
-                                     "--log-level=error", "-l", "0"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0) << "rte_eal_init failed";
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new EalEnv);
+::testing::Environment* const kEal =
+    ::testing::AddGlobalTestEnvironment(new EalEnv("table_test", 512, {"-l", "0"}));
 
 // Key i of VM vm: 10.0.x.y:(1024 + i % 50000) -> 11.0.0.1:(1000 + vm), TCP. The VM is encoded
 // in the key so that a reader can check a (key, entry) pair it copied belongs together.
