@@ -40,6 +40,8 @@
 #include "migrate/peer_link.h"
 #include "migrate/vm_state_io.h"
 #include "test_pki.h"
+#include "tests/migrate/vm_flow_keys.h"
+#include "tests/support/test_dataplane.h"
 
 namespace baton::migrate {
 namespace {
@@ -282,29 +284,7 @@ std::string yaml(const std::string& instance, bool source, uint16_t listen, uint
 }
 
 std::unique_ptr<Dataplane> make_dp(const std::string& y) {
-  ConfigError cerr;
-  auto cfg = parse_config(y, "resume.yaml", &cerr);
-  EXPECT_TRUE(cfg) << cerr.to_string();
-  if (!cfg) return nullptr;
-  std::string err;
-  auto dp = Dataplane::create(*cfg, false, &err);
-  EXPECT_TRUE(dp) << err;
-  return dp;
-}
-
-FlowKey key_of(uint32_t i) {
-  FlowKey k;
-  k.family = Family::kV4;
-  k.proto = 6;
-  k.lo_addr.b[0] = 10;
-  k.lo_addr.b[1] = 1;
-  k.lo_addr.b[3] = 10;
-  k.hi_addr.b[0] = 192;
-  k.hi_addr.b[2] = static_cast<uint8_t>(i >> 8);
-  k.hi_addr.b[3] = static_cast<uint8_t>(i);
-  k.lo_port = be16::from_host(80);
-  k.hi_port = be16::from_host(static_cast<uint16_t>(10000 + i));
-  return k;
+  return test_dataplane(y, "resume.yaml");
 }
 
 bool precopy_acked(const nlohmann::json& r) {
@@ -373,7 +353,7 @@ class Resume : public ::testing::Test {
     e.peer[1].end = 5000 + i;
     ConnCounters c;
     c.packets[0] = i;
-    int32_t slot = a_->shard(0).insert(key_of(i), e, &c);
+    int32_t slot = a_->shard(0).insert(vm_flow_key(i), e, &c);
     ASSERT_GE(slot, 0);
     slots_[i] = static_cast<uint32_t>(slot);
     expect_[i] = {2, 1000 + i, i};
@@ -464,10 +444,10 @@ class Resume : public ::testing::Test {
     std::vector<ConnRecord> got = reader.snapshot();
     EXPECT_EQ(got.size(), expect_.size());
     for (const ConnRecord& r : got) {
-      const uint32_t i = r.key.hi_port.host() - 10000u;  // key_of(i)
+      const uint32_t i = r.key.hi_port.host() - 10000u;  // vm_flow_key(i)
       auto it = expect_.find(i);
       ASSERT_NE(it, expect_.end()) << "unexpected entry of flow " << i;
-      EXPECT_TRUE(r.key == key_of(i)) << "flow " << i;
+      EXPECT_TRUE(r.key == vm_flow_key(i)) << "flow " << i;
       EXPECT_FALSE(r.deleted) << "flow " << i;
       EXPECT_EQ(r.version, it->second.version) << "flow " << i;
       EXPECT_EQ(r.peer[0].end, it->second.end0) << "flow " << i;

@@ -21,7 +21,9 @@
 #include "dataplane/dataplane.h"
 #include "migrate/codec.h"
 #include "migrate/vm_state_io.h"
+#include "tests/migrate/vm_flow_keys.h"
 #include "tests/support/eal_env.h"
+#include "tests/support/test_dataplane.h"
 
 namespace baton::migrate {
 namespace {
@@ -42,36 +44,12 @@ std::unique_ptr<Dataplane> make_dp(const std::string& instance, bool with_vm,
                   "conntrack:\n  capacity: 8192\n"
                   "migration:\n  enabled: false\n";
   if (with_vm) y += "vms:\n  - {name: web1, mac: \"02:00:00:00:01:10\", ipv4: [10.1.0.10]}\n";
-  ConfigError cerr;
-  auto cfg = parse_config(y, "vm_state_io.yaml", &cerr);
-  EXPECT_TRUE(cfg) << cerr.to_string();
-  if (!cfg) return nullptr;
-  std::string err;
-  auto dp = Dataplane::create(*cfg, false, &err);
-  EXPECT_TRUE(dp) << err;
-  return dp;
+  return test_dataplane(y, "vm_state_io.yaml");
 }
 
 std::string unique_name(const char* base) {
   static int n = 0;
   return std::string(base) + std::to_string(n++);
-}
-
-FlowKey key_of(uint32_t i) {
-  FlowKey k;
-  k.family = Family::kV4;
-  k.proto = 6;
-  k.lo_addr.b[0] = 10;
-  k.lo_addr.b[1] = 1;
-  k.lo_addr.b[2] = 0;
-  k.lo_addr.b[3] = 10;
-  k.hi_addr.b[0] = 192;
-  k.hi_addr.b[1] = 0;
-  k.hi_addr.b[2] = static_cast<uint8_t>(i >> 8);
-  k.hi_addr.b[3] = static_cast<uint8_t>(i);
-  k.lo_port = be16::from_host(80);
-  k.hi_port = be16::from_host(static_cast<uint16_t>(10000 + i));
-  return k;
 }
 
 // Source A with `n` established entries of VM web1 spread over both shards, tracked; the
@@ -148,7 +126,7 @@ class VmStateIo : public ::testing::Test {
 
   // Inserts flow i at its owner in A (as the owner would).
   void add(uint32_t i) {
-    FlowKey k = key_of(i);
+    FlowKey k = vm_flow_key(i);
     ConnEntry e;
     e.vm_id = vm_a;
     e.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
@@ -163,7 +141,7 @@ class VmStateIo : public ::testing::Test {
   }
   // Moves flow i's sequence state on, as tracking the next segment would, and queues it.
   void advance(uint32_t i, uint32_t bytes) {
-    FlowKey k = key_of(i);
+    FlowKey k = vm_flow_key(i);
     uint16_t w = a->owner_of(k);
     ConnTable& t = a->shard(w);
     t.begin_write(slots[i]);
@@ -173,7 +151,7 @@ class VmStateIo : public ::testing::Test {
     queue(w, slots[i]);
   }
   void remove(uint32_t i) {
-    FlowKey k = key_of(i);
+    FlowKey k = vm_flow_key(i);
     uint16_t w = a->owner_of(k);
     a->shard(w).remove(slots[i]);
     queue(w, slots[i]);
@@ -289,7 +267,7 @@ TEST_F(VmStateIo, StreamedDeltaSendsChangedEntriesAndTombstonesOnly) {
   EXPECT_EQ(n.seq_moved, 10u);
   ASSERT_EQ(d.msgs.size(), 3u);
   std::map<uint64_t, uint32_t> flow_of;  // fingerprint -> flow
-  for (uint32_t i = 0; i < 40; i++) flow_of[key_of(i).fingerprint(kSeed)] = i;
+  for (uint32_t i = 0; i < 40; i++) flow_of[vm_flow_key(i).fingerprint(kSeed)] = i;
   std::map<uint32_t, ConnRecord> got;  // by flow
   for (const ConnRecord& rec : d.all())
     got[rec.compact ? flow_of.at(rec.fingerprint) : rec.key.hi_port.host() - 10000] = rec;
@@ -298,7 +276,7 @@ TEST_F(VmStateIo, StreamedDeltaSendsChangedEntriesAndTombstonesOnly) {
     ASSERT_TRUE(got.count(i));
     EXPECT_TRUE(got[i].compact);
     EXPECT_FALSE(got[i].deleted);
-    EXPECT_EQ(got[i].key.proto, key_of(i).proto);
+    EXPECT_EQ(got[i].key.proto, vm_flow_key(i).proto);
     EXPECT_EQ(got[i].peer[0].end, 1000 + i + (i == 3 ? 200 : 100));
     EXPECT_EQ(got[i].bytes[0], i == 3 ? 200u : 100u);
   }
@@ -350,7 +328,7 @@ TEST_F(VmStateIo, CompactUpdatesLandOnTheEntriesTheSnapshotInstalled) {
   EXPECT_EQ(inst.applied, 400u);
   EXPECT_EQ(inst.unmatched, 0u);
   auto state_at_b = [&](uint32_t i, ConnEntry* e, ConnCounters* ctr) {
-    const FlowKey k = key_of(i);
+    const FlowKey k = vm_flow_key(i);
     const int32_t s = b->shard(b->owner_of(k)).lookup(k);
     return s >= 0 && b->shard(b->owner_of(k)).read(s, e, nullptr, ctr);
   };
@@ -363,7 +341,7 @@ TEST_F(VmStateIo, CompactUpdatesLandOnTheEntriesTheSnapshotInstalled) {
     EXPECT_TRUE(e.flags & connflag::kPending);
   }
   // Flow 6's entry vanishes at the destination: its next compact update finds no entry.
-  const FlowKey k6 = key_of(6);
+  const FlowKey k6 = vm_flow_key(6);
   ConnTable& t6 = b->shard(b->owner_of(k6));
   t6.remove(static_cast<uint32_t>(t6.lookup(k6)));
   advance(6, 1);
@@ -379,8 +357,8 @@ TEST_F(VmStateIo, CompactUpdatesLandOnTheEntriesTheSnapshotInstalled) {
   for (uint32_t i : {3u, 12u, 15u}) {
     ConnRecord u;
     u.compact = true;
-    u.fingerprint = key_of(i).fingerprint(kSeed);
-    u.key.proto = key_of(i).proto;
+    u.fingerprint = vm_flow_key(i).fingerprint(kSeed);
+    u.key.proto = vm_flow_key(i).proto;
     u.version = 1000;
     u.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
     m.records.push_back(u);
@@ -419,7 +397,7 @@ TEST_F(VmStateIo, PlacedUpdatesLandWherePlacedSaidWithNoLookup) {
   EXPECT_TRUE(inst.take_places().empty()) << "the next round counts afresh";
   const unsigned bits = std::bit_width(b->worker_count() - 1u);
   auto place_of = [&](uint32_t i) {
-    const FlowKey k = key_of(i);
+    const FlowKey k = vm_flow_key(i);
     const uint16_t w = b->owner_of(k);
     return static_cast<uint32_t>(b->shard(w).lookup(k)) << bits | w;
   };
@@ -441,7 +419,7 @@ TEST_F(VmStateIo, PlacedUpdatesLandWherePlacedSaidWithNoLookup) {
   EXPECT_EQ(fresh.applied, 100u);
   EXPECT_EQ(fresh.unmatched, 0u);
   for (uint32_t i = 0; i < 300; i++) {
-    const FlowKey k = key_of(i);
+    const FlowKey k = vm_flow_key(i);
     ConnEntry e;
     ConnTable& t = b->shard(b->owner_of(k));
     ASSERT_TRUE(t.read(static_cast<uint32_t>(t.lookup(k)), &e, nullptr, nullptr));
@@ -452,8 +430,8 @@ TEST_F(VmStateIo, PlacedUpdatesLandWherePlacedSaidWithNoLookup) {
   EntriesMsg m;
   ConnRecord u;
   u.compact = true;
-  u.fingerprint = key_of(6).fingerprint(kSeed);
-  u.key.proto = key_of(6).proto;
+  u.fingerprint = vm_flow_key(6).fingerprint(kSeed);
+  u.key.proto = vm_flow_key(6).proto;
   u.place = place_of(7);
   u.version = 1000;
   u.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
@@ -469,7 +447,7 @@ TEST_F(VmStateIo, PlacedUpdatesLandWherePlacedSaidWithNoLookup) {
   apply_at_b(fresh);
   EXPECT_EQ(fresh.unmatched, 2u);
   EXPECT_EQ(fresh.applied, 100u);
-  const FlowKey k7 = key_of(7);
+  const FlowKey k7 = vm_flow_key(7);
   ConnEntry e7;
   ConnTable& t7 = b->shard(b->owner_of(k7));
   ASSERT_TRUE(t7.read(static_cast<uint32_t>(t7.lookup(k7)), &e7, nullptr, nullptr));
@@ -488,7 +466,7 @@ TEST_F(VmStateIo, AnUpdateLandsOnlyWhereItsSlotStillHoldsItsKey) {
   r.snapshot(keep(&frames, 0));
   install(inst, frames);
   ASSERT_EQ(inst.applied, 8u);
-  const FlowKey k3 = key_of(3), k4 = key_of(4);
+  const FlowKey k3 = vm_flow_key(3), k4 = vm_flow_key(4);
   const uint16_t w = b->owner_of(k3);
   ConnTable& t = b->shard(w);
   const int32_t s3 = t.lookup(k3);
@@ -557,7 +535,7 @@ TEST_F(VmStateIo, FramesInstallAtTheOwnersExactlyAndTwiceIsANoOp) {
   EXPECT_EQ(inst.failed, 0u);
   EXPECT_EQ(b->shard(0).vm_count(vm_b) + b->shard(1).vm_count(vm_b), 300u);
   for (uint32_t i = 0; i < 300; i++) {
-    FlowKey k = key_of(i);
+    FlowKey k = vm_flow_key(i);
     uint16_t w = b->owner_of(k);
     int32_t s = b->shard(w).lookup(k);
     ASSERT_GE(s, 0) << "flow " << i;
@@ -584,7 +562,7 @@ TEST_F(VmStateIo, AKeyBackInAnotherSlotAfterARingOverflowArrivesAsTheNewEntry) {
   advance(5, 100);
   ASSERT_TRUE(inst.submit(r.delta(VmReader::Drain::kAll, nullptr), 1000));
   apply_at_b(inst);
-  const FlowKey k = key_of(5);
+  const FlowKey k = vm_flow_key(5);
   const uint16_t wb = b->owner_of(k);
   ASSERT_GE(b->shard(wb).lookup(k), 0);
   ASSERT_EQ(b->shard(wb).entry(b->shard(wb).lookup(k)).peer[0].end, 1205u);
@@ -607,7 +585,7 @@ TEST_F(VmStateIo, AKeyBackInAnotherSlotAfterARingOverflowArrivesAsTheNewEntry) {
 TEST_F(VmStateIo, RepeatedKeyWithinABatchSeesTheEarlierRecord) {
   auto rec = [](uint32_t i, uint32_t version, uint32_t end) {
     ConnRecord r;
-    r.key = key_of(i);
+    r.key = vm_flow_key(i);
     r.version = version;
     r.l4_state = static_cast<uint8_t>(TcpState::kEstablished);
     r.peer[0].end = end;
@@ -616,13 +594,13 @@ TEST_F(VmStateIo, RepeatedKeyWithinABatchSeesTheEarlierRecord) {
   EntriesMsg m;
   for (uint32_t i = 0; i < 20; i++) m.records.push_back(rec(i, 2, 100));
   m.records.push_back(rec(3, 4, 200));                   // update of an insert of this batch
-  m.records.push_back(ConnRecord::tombstone(key_of(5), 4));  // removal of one
+  m.records.push_back(ConnRecord::tombstone(vm_flow_key(5), 4));  // removal of one
   m.records.push_back(rec(5, 6, 300));                   // and again
-  m.records.push_back(ConnRecord::tombstone(key_of(7), 4));
+  m.records.push_back(ConnRecord::tombstone(vm_flow_key(7), 4));
   for (uint32_t i = 20; i < 40; i++) m.records.push_back(rec(i, 2, 100));  // past one batch
   m.records.push_back(rec(39, 8, 400));
   m.records.push_back(rec(0, 4, 500));                   // inserted by the batch before
-  m.records.push_back(ConnRecord::tombstone(key_of(1), 4));  // and removed from it
+  m.records.push_back(ConnRecord::tombstone(vm_flow_key(1), 4));  // and removed from it
   std::vector<uint8_t> fr = encode_frame(m, 1, 1);
   Frame f;
   ASSERT_EQ(decode_frame(fr.data(), fr.size(), &f), CodecError::kOk);
@@ -642,7 +620,7 @@ TEST_F(VmStateIo, RepeatedKeyWithinABatchSeesTheEarlierRecord) {
   EXPECT_EQ(inst.failed, 0u);
   EXPECT_EQ(inst.removed, 3u);
   auto end_of = [&](uint32_t i) -> int64_t {
-    FlowKey k = key_of(i);
+    FlowKey k = vm_flow_key(i);
     int32_t s = b->shard(b->owner_of(k)).lookup(k);
     if (s < 0) return -1;
     return b->shard(b->owner_of(k)).entry(s).peer[0].end;
@@ -661,7 +639,7 @@ TEST_F(VmStateIo, ABadFrameQueuesNothing) {
   EntriesMsg m;
   for (uint32_t i = 0; i < 10; i++) {
     ConnRecord r;
-    r.key = key_of(i);
+    r.key = vm_flow_key(i);
     r.version = 2;
     m.records.push_back(r);
   }

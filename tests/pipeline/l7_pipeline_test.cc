@@ -32,6 +32,7 @@
 #include "tests/pipeline/l7_topology.h"
 #include "tests/support/eal_env.h"
 #include "tests/support/frame_capture.h"
+#include "tests/support/test_dataplane.h"
 
 namespace baton {
 namespace {
@@ -69,12 +70,8 @@ class L7Pipeline : public ::testing::Test {
  protected:
   void SetUp() override {
     static int n = 0;
-    ConfigError ce;
-    auto cfg = parse_config("instance: l7p" + std::to_string(n++) + "\n" + config_yaml(4096), "l7.yaml", &ce);
-    ASSERT_TRUE(cfg) << ce.to_string();
-    std::string err;
-    dp_ = Dataplane::create(*cfg, false, &err);
-    ASSERT_TRUE(dp_) << err;
+    dp_ = test_dataplane("instance: l7p" + std::to_string(n++) + "\n" + config_yaml(4096), "l7.yaml");
+    ASSERT_TRUE(dp_);
     w_ = dp_->workers()[0].get();
     w_->set_tx_sink(&cap_.sink);
     w_->set_now(100);
@@ -449,18 +446,13 @@ class L7Migration : public ::testing::Test {
   void start(const std::function<void(Config&)>& edit_b = [](Config&) {}) {
     static int n = 0;
     auto make = [](const std::string& name, bool with_vm, const std::function<void(Config&)>& edit) {
-      ConfigError ce;
-      auto cfg = parse_config("instance: " + name + "\n" + config_yaml(4096) +
-                                  (with_vm ? "vms:\n  - {name: api, mac: \"02:00:00:00:01:06\", ipv4: [10.1.0.6]}\n" : ""),
-                              "l7.yaml", &ce);
-      EXPECT_TRUE(cfg) << ce.to_string();
-      cfg->nat.capacity = 4096;  // two dataplanes share the test's 256 MB
-      cfg->lb.sticky_capacity = 4096;
-      edit(*cfg);
-      std::string err;
-      auto dp = Dataplane::create(*cfg, false, &err);
-      EXPECT_TRUE(dp) << err;
-      return dp;
+      return test_dataplane("instance: " + name + "\n" + config_yaml(4096) +
+                                (with_vm ? "vms:\n  - {name: api, mac: \"02:00:00:00:01:06\", ipv4: [10.1.0.6]}\n" : ""),
+                            "l7.yaml", [&](Config& c) {
+                              c.nat.capacity = 4096;  // two dataplanes share the test's 256 MB
+                              c.lb.sticky_capacity = 4096;
+                              edit(c);
+                            });
     };
     a_ = make("l7a" + std::to_string(n), true, [](Config&) {});
     b_ = make("l7b" + std::to_string(n++), false, edit_b);

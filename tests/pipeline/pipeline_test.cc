@@ -36,6 +36,7 @@
 #include "pktgen/packet_builder.h"
 #include "pktgen/tcp_flowgen.h"
 #include "tests/support/eal_env.h"
+#include "tests/support/test_dataplane.h"
 
 namespace baton {
 namespace {
@@ -77,16 +78,7 @@ std::string config_yaml(const std::string& instance, uint32_t capacity, uint16_t
   return y;
 }
 
-std::unique_ptr<Dataplane> make_dp(const std::string& yaml) {
-  ConfigError cerr;
-  auto cfg = parse_config(yaml, "pipeline.yaml", &cerr);
-  EXPECT_TRUE(cfg) << cerr.to_string();
-  if (!cfg) return nullptr;
-  std::string err;
-  auto dp = Dataplane::create(*cfg, false, &err);
-  EXPECT_TRUE(dp) << err;
-  return dp;
-}
+std::unique_ptr<Dataplane> make_dp(const std::string& yaml) { return test_dataplane(yaml, "pipeline.yaml"); }
 
 std::string unique_name(const char* base) {
   static int n = 0;

@@ -32,6 +32,7 @@
 #include "pktgen/packet_builder.h"
 #include "tests/support/eal_env.h"
 #include "tests/support/frame_capture.h"
+#include "tests/support/test_dataplane.h"
 
 namespace baton {
 namespace {
@@ -89,13 +90,8 @@ class XlatePipeline : public ::testing::Test {
   // itself (an ARP request for the gateway teaches the router its address).
   void start(const std::function<void(Config&)>& edit) {
     static int n = 0;
-    ConfigError ce;
-    auto cfg = parse_config("instance: xl" + std::to_string(n++) + "\n" + kBaseYaml, "x.yaml", &ce);
-    ASSERT_TRUE(cfg) << ce.to_string();
-    edit(*cfg);
-    std::string err;
-    dp_ = Dataplane::create(*cfg, false, &err);
-    ASSERT_TRUE(dp_) << err;
+    dp_ = test_dataplane("instance: xl" + std::to_string(n++) + "\n" + kBaseYaml, "x.yaml", edit);
+    ASSERT_TRUE(dp_);
     w_ = dp_->workers()[0].get();
     w_->set_tx_sink(&cap_.sink);
     w_->set_now(100);
@@ -444,18 +440,13 @@ class XlateMigration : public ::testing::Test {
   void start(const std::function<void(Config&)>& edit_a, const std::function<void(Config&)>& edit_b) {
     static int n = 0;
     auto make = [](const std::string& name, bool with_vm, const std::function<void(Config&)>& edit) {
-      ConfigError ce;
-      auto cfg = parse_config("instance: " + name + "\n" + kBaseYaml +
-                                  (with_vm ? "vms:\n  - {name: web, mac: \"02:00:00:00:01:05\", ipv4: [10.1.0.5]}\n" : ""),
-                              "x.yaml", &ce);
-      EXPECT_TRUE(cfg) << ce.to_string();
-      cfg->nat.capacity = 4096;  // two dataplanes share the test's 256 MB
-      cfg->lb.sticky_capacity = 4096;
-      edit(*cfg);
-      std::string err;
-      auto dp = Dataplane::create(*cfg, false, &err);
-      EXPECT_TRUE(dp) << err;
-      return dp;
+      return test_dataplane("instance: " + name + "\n" + kBaseYaml +
+                                (with_vm ? "vms:\n  - {name: web, mac: \"02:00:00:00:01:05\", ipv4: [10.1.0.5]}\n" : ""),
+                            "x.yaml", [&](Config& c) {
+                              c.nat.capacity = 4096;  // two dataplanes share the test's 256 MB
+                              c.lb.sticky_capacity = 4096;
+                              edit(c);
+                            });
     };
     a_ = make("xha" + std::to_string(n), true, edit_a);
     b_ = make("xhb" + std::to_string(n++), false, edit_b);
@@ -559,16 +550,11 @@ class XlateMigration : public ::testing::Test {
 TEST_F(XlateMigration, StaticNatConnectionContinuesAtDestination) {
   // The VM is declared at A; B learns it from PREPARE.
   auto make = [](const std::string& name, bool with_vm) {
-    ConfigError ce;
-    auto cfg = parse_config("instance: " + name + "\n" + kBaseYaml +
-                                (with_vm ? "vms:\n  - {name: web, mac: \"02:00:00:00:01:05\", ipv4: [10.1.0.5]}\n" : ""),
-                            "x.yaml", &ce);
-    EXPECT_TRUE(cfg) << ce.to_string();
-    cfg->nat.static_nat.push_back({v4("10.1.0.5"), v4("203.0.113.50")});
-    std::string err;
-    auto dp = Dataplane::create(*cfg, false, &err);
-    EXPECT_TRUE(dp) << err;
-    return dp;
+    return test_dataplane("instance: " + name + "\n" + kBaseYaml +
+                              (with_vm ? "vms:\n  - {name: web, mac: \"02:00:00:00:01:05\", ipv4: [10.1.0.5]}\n" : ""),
+                          "x.yaml", [](Config& c) {
+                            c.nat.static_nat.push_back({v4("10.1.0.5"), v4("203.0.113.50")});
+                          });
   };
   static int n = 0;
   auto a = make("xma" + std::to_string(n), true);

@@ -20,6 +20,7 @@
 #include "pktgen/packet_builder.h"
 #include "tests/support/eal_env.h"
 #include "tests/support/frame_capture.h"
+#include "tests/support/test_dataplane.h"
 
 namespace baton {
 namespace {
@@ -59,12 +60,8 @@ class L3Pipeline : public ::testing::Test {
                     "    - {port: inside, address: 10.91.2.1/24}\n"
                     "  routes:\n"
                     "    - {prefix: 10.50.0.0/16, via: 10.91.2.9, port: inside}\n";
-    ConfigError ce;
-    auto cfg = parse_config(y, "l3.yaml", &ce);
-    ASSERT_TRUE(cfg) << ce.to_string();
-    std::string err;
-    dp_ = Dataplane::create(*cfg, false, &err);
-    ASSERT_TRUE(dp_) << err;
+    dp_ = test_dataplane(y, "l3.yaml");
+    ASSERT_TRUE(dp_);
     w_ = dp_->workers()[0].get();
     w_->set_tx_sink(&cap_.sink);
     w_->set_now(100);
