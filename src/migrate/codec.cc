@@ -994,18 +994,26 @@ bool operator==(const PrepareMsg& a, const PrepareMsg& b) {
   return true;
 }
 
-void FailMsg::encode(Writer& w) const {
+namespace {
+
+// FAIL and ABORT: a reason (never kNone) and its detail, cut to kMaxDetailLen.
+void encode_reason(Writer& w, FailReason reason, const std::string& detail) {
   w.u8(static_cast<uint8_t>(reason));
   w.str(detail.substr(0, kMaxDetailLen));
 }
-bool FailMsg::decode(Reader& r) {
+bool decode_reason(Reader& r, FailReason* reason, std::string* detail) {
   uint8_t v;
-  if (!r.u8(&v) || !r.str(&detail, kMaxDetailLen)) return false;
+  if (!r.u8(&v) || !r.str(detail, kMaxDetailLen)) return false;
   auto fr = fail_reason_from_wire(v);
   if (!fr || *fr == FailReason::kNone) return r.fail(CodecError::kBadValue);
-  reason = *fr;
+  *reason = *fr;
   return true;
 }
+
+}  // namespace
+
+void FailMsg::encode(Writer& w) const { encode_reason(w, reason, detail); }
+bool FailMsg::decode(Reader& r) { return decode_reason(r, &reason, &detail); }
 
 void EntriesMsg::encode(Writer& w) const {
   assert(records.size() <= kMaxRecordsPerFrame);
@@ -1134,18 +1142,8 @@ bool ResumeMsg::decode(Reader& r) {
   return acked_seq <= sent_seq || r.fail(CodecError::kBadValue);
 }
 
-void AbortMsg::encode(Writer& w) const {
-  w.u8(static_cast<uint8_t>(reason));
-  w.str(detail.substr(0, kMaxDetailLen));
-}
-bool AbortMsg::decode(Reader& r) {
-  uint8_t v;
-  if (!r.u8(&v) || !r.str(&detail, kMaxDetailLen)) return false;
-  auto fr = fail_reason_from_wire(v);
-  if (!fr || *fr == FailReason::kNone) return r.fail(CodecError::kBadValue);
-  reason = *fr;
-  return true;
-}
+void AbortMsg::encode(Writer& w) const { encode_reason(w, reason, detail); }
+bool AbortMsg::decode(Reader& r) { return decode_reason(r, &reason, &detail); }
 
 // ---- frames -----------------------------------------------------------------------------------
 

@@ -145,6 +145,32 @@ void set_error(Error* err, LinkError code, std::string detail) {
   err->codec = CodecError::kOk;
 }
 
+struct AddrInfoFree {
+  void operator()(addrinfo* a) const { freeaddrinfo(a); }
+};
+using AddrInfo = std::unique_ptr<addrinfo, AddrInfoFree>;
+
+// "host:port" (IPv6 hosts in brackets) resolved for a stream socket; passive: to listen on,
+// where an empty host means every address. nullptr (and *err) if malformed or unresolved.
+AddrInfo resolve(const std::string& address, bool passive, Error* err) {
+  std::string host, port;
+  if (!split_address(address, &host, &port)) {
+    set_error(err, LinkError::kSetup, "bad address '" + address + "' (want host:port)");
+    return nullptr;
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_family = AF_UNSPEC;
+  if (passive) hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  const char* node = passive && host.empty() ? nullptr : host.c_str();
+  if (int rc = getaddrinfo(node, port.c_str(), &hints, &res); rc != 0) {
+    set_error(err, LinkError::kSetup, "resolve " + address + ": " + gai_strerror(rc));
+    return nullptr;
+  }
+  return AddrInfo(res);
+}
+
 }  // namespace
 
 // ---- TlsContext -------------------------------------------------------------------------------
@@ -320,23 +346,12 @@ std::unique_ptr<PeerLink> PeerLink::connect(TlsContext& ctx, const std::string& 
     set_error(err, LinkError::kSetup, "connect needs a client TLS context");
     return nullptr;
   }
-  std::string host, port;
-  if (!split_address(address, &host, &port)) {
-    set_error(err, LinkError::kSetup, "bad address '" + address + "' (want host:port)");
-    return nullptr;
-  }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_family = AF_UNSPEC;
-  addrinfo* res = nullptr;
-  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    set_error(err, LinkError::kSetup, "resolve " + address + ": " + gai_strerror(rc));
-    return nullptr;
-  }
+  const AddrInfo res = resolve(address, false, err);
+  if (!res) return nullptr;
   int fd = -1;
   Error last;
   set_error(&last, LinkError::kTransfer, "no address for " + address);
-  for (addrinfo* ai = res; ai && fd < 0; ai = ai->ai_next) {
+  for (const addrinfo* ai = res.get(); ai && fd < 0; ai = ai->ai_next) {
     int s = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                      ai->ai_protocol);
     if (s < 0) {
@@ -364,7 +379,6 @@ std::unique_ptr<PeerLink> PeerLink::connect(TlsContext& ctx, const std::string& 
     }
     fd = s;
   }
-  freeaddrinfo(res);
   if (fd < 0) {
     if (err) *err = last;
     return nullptr;
@@ -486,23 +500,11 @@ std::unique_ptr<PeerListener> PeerListener::listen(TlsContext& ctx, const std::s
     set_error(err, LinkError::kSetup, "listen needs a server TLS context");
     return nullptr;
   }
-  std::string host, port;
-  if (!split_address(address, &host, &port)) {
-    set_error(err, LinkError::kSetup, "bad address '" + address + "' (want host:port)");
-    return nullptr;
-  }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* res = nullptr;
-  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res);
-      rc != 0) {
-    set_error(err, LinkError::kSetup, "resolve " + address + ": " + gai_strerror(rc));
-    return nullptr;
-  }
+  const AddrInfo res = resolve(address, true, err);
+  if (!res) return nullptr;
   int fd = -1;
   std::string why = "no address";
-  for (addrinfo* ai = res; ai && fd < 0; ai = ai->ai_next) {
+  for (const addrinfo* ai = res.get(); ai && fd < 0; ai = ai->ai_next) {
     int s = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                      ai->ai_protocol);
     if (s < 0) {
@@ -518,7 +520,6 @@ std::unique_ptr<PeerListener> PeerListener::listen(TlsContext& ctx, const std::s
     }
     fd = s;
   }
-  freeaddrinfo(res);
   if (fd < 0) {
     set_error(err, LinkError::kSetup, "listen " + address + ": " + why);
     return nullptr;
