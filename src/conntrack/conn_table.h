@@ -92,6 +92,7 @@
 #include <string>
 #include <vector>
 
+#include "common/live_flags.h"
 #include "common/net_types.h"
 #include "conntrack/conn_entry.h"
 
@@ -292,7 +293,7 @@ class ConnTable {
   bool read(uint32_t slot, ConnEntry* out, FlowKey* key_out,
             ConnCounters* counters_out = nullptr) const;
   bool live(uint32_t slot) const {
-    return slot < slots_ && std::atomic_ref<uint8_t>(live_[slot]).load(std::memory_order_acquire);
+    return slot < slots_ && live_flag(live_, slot);
   }
 
   // Walks VM vm's entries: fn(uint32_t slot) for each entry live when visited. Safe against
@@ -444,17 +445,7 @@ void ConnTable::for_each_in_vm(uint16_t vm, Fn&& fn) const {
 
 template <class Fn>
 void ConnTable::for_each(Fn&& fn) const {
-  uint32_t s = 0;
-  // Skip empty stretches 8 flags at a time.
-  for (; s + 8 <= slots_; s += 8) {
-    uint64_t w;
-    std::memcpy(&w, live_ + s, 8);
-    if (w == 0) continue;
-    for (uint32_t i = s; i < s + 8; ++i)
-      if (live(i)) fn(i);
-  }
-  for (; s < slots_; ++s)
-    if (live(s)) fn(s);
+  for_each_live(live_, slots_, fn);
 }
 
 template <class TimeoutFn, class ExpireFn>

@@ -67,6 +67,7 @@
 #include <string>
 #include <type_traits>
 
+#include "common/live_flags.h"
 #include "common/net_types.h"
 #include "nat/nat_policy.h"
 #include "nat/port_allocator.h"
@@ -208,7 +209,7 @@ class NatMappingTable {
   // Consistent copy of a live mapping; false if the slot is not live.
   bool read(uint32_t slot, NatMapping& out) const;
   bool live(uint32_t slot) const {
-    return slot < slots_ && std::atomic_ref<uint8_t>(live_[slot]).load(std::memory_order_acquire);
+    return slot < slots_ && live_flag(live_, slot);
   }
   // fn(uint32_t slot) for every live slot; O(slots), for listings.
   template <class Fn>
@@ -343,16 +344,7 @@ inline bool NatMappingTable::read(uint32_t slot, NatMapping& out) const {
 
 template <class Fn>
 void NatMappingTable::for_each(Fn&& fn) const {
-  uint32_t s = 0;
-  for (; s + 8 <= slots_; s += 8) {  // skip empty stretches 8 flags at a time
-    uint64_t w;
-    std::memcpy(&w, live_ + s, 8);
-    if (w == 0) continue;
-    for (uint32_t i = s; i < s + 8; ++i)
-      if (live(i)) fn(i);
-  }
-  for (; s < slots_; ++s)
-    if (live(s)) fn(s);
+  for_each_live(live_, slots_, fn);
 }
 
 template <class Fn>
