@@ -374,8 +374,10 @@ void bench_fw(uint32_t entries, const std::string& key) {
 // What memory gives a lookup on this machine, in the EAL's memory (4 KiB or 2 MiB pages) and at
 // the footprint of each fw table (entries x 177 bytes, fw_bytes_per_conn_2p20): cycles per
 // line for 4M random independent line loads, as many in flight as the core allows (the floor
-// for a packet that touches L such lines is L times this, whatever the prefetching), and the
-// latency of one (a dependent chase). docs/PERFORMANCE.md compares the fw figures with them.
+// for a packet that touches L such lines is L times this, whatever the prefetching); the same
+// for a random 96-byte row read at both ends (an entry and its counters: two adjacent lines,
+// the second cheaper than a random one); and the latency of one line (a dependent chase).
+// docs/PERFORMANCE.md compares the fw figures with them.
 void bench_memfloor() {
   constexpr size_t kLoads = size_t{1} << 22;
   std::vector<uint32_t> idx(kLoads);
@@ -390,11 +392,20 @@ void bench_memfloor() {
     }
     std::memset(m, 1, bytes);
     for (auto& v : idx) v = static_cast<uint32_t>(rng() % lines);
-    uint64_t best = UINT64_MAX, sum = 0;
+    uint64_t best = UINT64_MAX, best_row = UINT64_MAX, sum = 0;
     for (int r = 0; r < 5; r++) {
       const uint64_t t0 = rte_rdtsc();
       for (uint32_t i : idx) sum += m[size_t{i} * 64];
       best = std::min(best, rte_rdtsc() - t0);
+    }
+    const size_t rows = bytes / 96;
+    for (int r = 0; r < 5; r++) {
+      const uint64_t t0 = rte_rdtsc();
+      for (uint32_t i : idx) {
+        const size_t at = size_t{i} % rows * 96;
+        sum += m[at] + m[at + 95];
+      }
+      best_row = std::min(best_row, rte_rdtsc() - t0);
     }
     // A chase through a random cycle of up to 1M lines spread over the whole region.
     const size_t n = std::min<size_t>(lines, 1u << 20), stride = lines / n;
@@ -410,6 +421,7 @@ void bench_memfloor() {
     for (size_t i = 0; i < n; i++) std::memcpy(&at, m + at, 8);
     const uint64_t chase = rte_rdtsc() - t0;
     put(std::string("mem_random_line_cycles_") + tag, static_cast<double>(best) / kLoads);
+    put(std::string("mem_random_row_cycles_") + tag, static_cast<double>(best_row) / kLoads);
     put(std::string("mem_latency_cycles_") + tag, static_cast<double>(chase) / n);
     if ((sum + at) == 42) std::fprintf(stderr, " ");  // keeps the loads
     rte_free(m);
