@@ -43,13 +43,7 @@ conntrack: {capacity: $CAP, capacity_v6: 1024}
 $vms
 control: {listen: ${API[$x]}}
 metrics: {listen: ${MET[$x]}}
-migration:
-  listen: ${MIG[$x]}
-  cert: $WORK/certs/$x.pem
-  key: $WORK/certs/$x.key
-  ca: $WORK/certs/ca.pem
-  peers: [{name: $other, address: "${MIG[$other]}"}]
-  timeout_ms: 20000
+$(mig_section "$x" "${MIG[$x]}" "${MIG[$other]}" 20000)
 YAML
 done
 start_batond "$WORK/a.yaml" "${API[a]}" a; PID_A=$BATOND_PID

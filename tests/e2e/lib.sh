@@ -221,13 +221,29 @@ gen_certs() {
   )
 }
 
+# The migration section of instance $1's config (a|b; its peer is the other one): listening
+# on $2, the peer at $3, peer timeout $4 ms. Certificate ${CERT:-$1} (from gen_certs in
+# $WORK/certs); EXTRA_PEER (a YAML mapping) is appended to the peer list.
+mig_section() {
+  local x=$1 other=b cert=${CERT:-$1}
+  [ "$x" = b ] && other=a
+  cat <<YAML
+migration:
+  listen: $2
+  cert: $WORK/certs/$cert.pem
+  key: $WORK/certs/$cert.key
+  ca: $WORK/certs/ca.pem
+  peers: [{name: $other, address: "$3"}${EXTRA_PEER:+, $EXTRA_PEER}]
+  timeout_ms: $4
+YAML
+}
+
 # Writes the config of instance $1 (a|b) to $WORK/$1.yaml. Environment knobs:
 #   CAPACITY (default 100000), CERT (certificate name, default $1),
 #   EXTRA_PEER (a YAML mapping appended to the peer list)
 mig_config() {
   local x=$1 api=$2 met=$3 mig=$4 peer_addr=$5
-  local cert=${CERT:-$x} cap=${CAPACITY:-100000} other=b
-  [ "$x" = b ] && other=a
+  local cap=${CAPACITY:-100000}
   local vms="vms: []"
   if [ "$x" = a ]; then  # the VM starts behind A; B learns of it through the handoff
     # Its profile closes port 5202 to the client, which the zone ACL opens: the rule travels.
@@ -257,13 +273,7 @@ conntrack: {capacity: $cap}
 $vms
 control: {listen: $api}
 metrics: {listen: $met}
-migration:
-  listen: $mig
-  cert: $WORK/certs/$cert.pem
-  key: $WORK/certs/$cert.key
-  ca: $WORK/certs/ca.pem
-  peers: [{name: $other, address: "$peer_addr"}${EXTRA_PEER:+, $EXTRA_PEER}]
-  timeout_ms: ${MIG_TIMEOUT_MS:-3000}
+$(mig_section "$x" "$mig" "$peer_addr" "${MIG_TIMEOUT_MS:-3000}")
 YAML
 }
 

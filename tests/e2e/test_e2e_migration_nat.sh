@@ -56,8 +56,7 @@ ip -n "$SRV" route add $POOL/32 via ${OUT_IP[a]}
 gen_certs "$WORK/certs"
 # Writes $WORK/$1.yaml. $6: the SNAT pool address (B's negative control uses another one).
 nat_mig_config() {  # x api met mig peer_addr pool
-  local x=$1 other=b vms="vms: []"
-  [ "$x" = b ] && other=a
+  local x=$1 vms="vms: []"
   [ "$x" = a ] && vms="vms:
   - {name: vm1, mac: \"$VM_MAC\", ipv4: [$VM_IP]}"
   cat >"$WORK/$x.yaml" <<YAML
@@ -83,13 +82,7 @@ nat:
     - {name: egress, source: 10.89.0.0/24, pool: [$6], ports: 20000-29999, block_size: 64}
 control: {listen: $2}
 metrics: {listen: $3}
-migration:
-  listen: $4
-  cert: $WORK/certs/$x.pem
-  key: $WORK/certs/$x.key
-  ca: $WORK/certs/ca.pem
-  peers: [{name: $other, address: "$5"}]
-  timeout_ms: 3000
+$(mig_section "$x" "$4" "$5" 3000)
 YAML
 }
 start_nat_pair() {  # B's pool
