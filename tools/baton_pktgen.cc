@@ -194,13 +194,16 @@ uint64_t send_phase(rte_mempool* pool, const std::vector<const GenPacket*>& phas
     rte_pktmbuf_free_bulk(pkts, n);
     return n;
   };
+  // Drains until at most `left` packets are in flight or timeout_ms passes; true if they are.
+  auto wait_for = [&](uint64_t left) {
+    const uint64_t deadline = rte_get_tsc_cycles() + rte_get_tsc_hz() / 1000 * timeout_ms;
+    while (sent - received > left && rte_get_tsc_cycles() < deadline)
+      if (!drain()) rte_pause();
+    return sent - received <= left;
+  };
   for (size_t i = 0; i < phase.size();) {
-    if (sent - received >= kWindow) {
-      const uint64_t deadline = rte_get_tsc_cycles() + rte_get_tsc_hz() / 1000 * timeout_ms;
-      while (sent - received >= kWindow / 2 && rte_get_tsc_cycles() < deadline)
-        if (!drain()) rte_pause();
-      if (sent - received >= kWindow / 2) break;  // the device stopped answering
-    }
+    if (sent - received >= kWindow && !wait_for(kWindow / 2 - 1))
+      break;  // the device stopped answering
     const uint32_t n = static_cast<uint32_t>(std::min<size_t>(kBurst, phase.size() - i));
     if (rte_pktmbuf_alloc_bulk(pool, pkts, n) != 0) {
       drain();
@@ -223,9 +226,7 @@ uint64_t send_phase(rte_mempool* pool, const std::vector<const GenPacket*>& phas
     sent += done;
     i += n;
   }
-  const uint64_t deadline = rte_get_tsc_cycles() + rte_get_tsc_hz() / 1000 * timeout_ms;
-  while (received < sent && rte_get_tsc_cycles() < deadline)
-    if (!drain()) rte_pause();
+  wait_for(0);
   return received;
 }
 

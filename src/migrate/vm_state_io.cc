@@ -35,7 +35,7 @@ int64_t now_ms() {
 }  // namespace
 
 VmReader::VmReader(Dataplane& dp, uint16_t vm, uint64_t fp_seed)
-    : dp_(dp), vm_(vm), fp_seed_(fp_seed), sent_(dp.worker_count()) {}
+    : dp_(dp), vm_(vm), fp_mix_(fp_seed), sent_(dp.worker_count()) {}
 
 // ---- SentMap ----------------------------------------------------------------------------------
 
@@ -199,7 +199,8 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
   if (!live) return;
   const uint32_t version = e.version.load(std::memory_order_relaxed);
   if (it && it->version == version) return;  // queued, but nothing new since we sent it
-  if (moved && it && t.key_proto(slot) == 6 &&
+  const uint8_t proto = t.key_proto(slot);
+  if (moved && it && proto == 6 &&
       (it->end[0] != e.peer[0].end || it->end[1] != e.peer[1].end))
     (*moved)++;
   if (it) {
@@ -212,7 +213,7 @@ void VmReader::read_slot(uint16_t shard, uint32_t slot, uint32_t now_s, Out& out
     it->end[1] = e.peer[1].end;
     // An L7 connection's phase travels in its translation's l7 part: whole records only.
     if (out.compact_ok(it->round) && !(e.flags & connflag::kL7)) {
-      out.compact(fp, t.key_proto(slot), e, ctr, now_s, it->place);
+      out.compact(fp, proto, e, ctr, now_s, it->place);
       return;
     }
   }
@@ -328,7 +329,7 @@ void VmReader::delta_into(Drain which, Out& out, uint64_t* moved) {
         sent_[w].for_each([&](const Sent& s) {
           ConnEntry e;
           FlowKey k;
-          if (!dp_.shard(w).read(s.slot, &e, &k) || k.fingerprint(fp_seed_) != s.fp ||
+          if (!dp_.shard(w).read(s.slot, &e, &k) || k.fingerprint(fp_mix_) != s.fp ||
               e.vm_id != vm_)
             gone_.push_back(s.slot);
         });

@@ -223,8 +223,7 @@ class VmReader {
 
   Dataplane& dp_;
   uint16_t vm_;
-  uint64_t fp_seed_;
-  FlowKey::Seed fp_mix_{fp_seed_};  // fp_seed_ mixed once (FlowKey::Seed)
+  FlowKey::Seed fp_mix_;  // the migration's fingerprint seed, mixed once
   std::vector<SentMap> sent_;  // per shard
   // Kept from round to round, so a round allocates nothing once they have their size.
   std::vector<uint32_t> slots_, gone_;
@@ -249,7 +248,9 @@ class VmReader {
         runs.push_back({shard, slots.size()});
       slots.push_back(slot);
     }
-    size_t end(size_t run) const { return run + 1 < runs.size() ? runs[run + 1].begin : slots.size(); }
+    size_t end(size_t run) const {
+      return run + 1 < runs.size() ? runs[run + 1].begin : slots.size();
+    }
     std::vector<uint32_t> slots;
     std::vector<Run> runs;
     uint32_t round = 0;
