@@ -383,7 +383,9 @@ void bench_steady(const char* what, const std::string& extra, uint32_t n,
   rte_mempool* ring = bench_pool(2048);
   pass(w, s, ring);  // warm-up
   std::vector<double> nic, cold;
-  for (int r = 0; r < 5; r++) {  // alternating, so that both see the same machine
+  // BATON_BENCH_ROUNDS: more rounds than the figures need, for a profiler to sample.
+  const int rounds = getenv("BATON_BENCH_ROUNDS") ? atoi(getenv("BATON_BENCH_ROUNDS")) : 5;
+  for (int r = 0; r < rounds; r++) {  // alternating, so that both see the same machine
     nic.push_back(pass(w, s, ring));
     cold.push_back(pass(w, s));
   }

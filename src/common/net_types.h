@@ -92,6 +92,17 @@ struct IpAddr {
 struct MacAddr {
   std::array<uint8_t, 6> b{};
   auto operator<=>(const MacAddr&) const = default;
+  // Two loads each: std::array's == is a memcmp call, and mode l3 compares every frame's
+  // destination with its port's MAC (18 instructions a packet, 5 % of a translated one's time).
+  bool operator==(const MacAddr& o) const {
+    uint32_t x, y;
+    uint16_t u, v;
+    std::memcpy(&x, b.data(), 4);
+    std::memcpy(&y, o.b.data(), 4);
+    std::memcpy(&u, b.data() + 4, 2);
+    std::memcpy(&v, o.b.data() + 4, 2);
+    return ((x ^ y) | (u ^ v)) == 0;
+  }
   bool is_multicast() const { return b[0] & 1; }
   std::string to_string() const;
   static std::optional<MacAddr> parse(const std::string& s);

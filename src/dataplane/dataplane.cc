@@ -79,7 +79,7 @@ std::unique_ptr<Dataplane> Dataplane::create(const Config& cfg, bool with_ports,
     p.rcu = dp->rcu_;
     p.age_classes = kAgeClassCount;
     p.accounting = cfg.conntrack.accounting;
-    if (dp->translator_->enabled()) p.ext_bytes = sizeof(ConnXlate);
+    if (dp->translator_->enabled()) p.ext_bytes = sizeof(XlateRewrite);
     auto t = ConnTable::create(p, err);
     if (!t) return nullptr;
     dp->shards_.push_back(std::move(t));

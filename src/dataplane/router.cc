@@ -180,6 +180,12 @@ std::unique_ptr<Router> Router::build(const std::vector<L3Interface>& ifs,
       r->routes_.push_back(RouteEntry{net, x.len, x.port, be32()});
   }
 
+  if (r->routes_.size() >= kMaxRoutes) {
+    *err = "too many routes: " + std::to_string(r->routes_.size()) + " (at most " +
+           std::to_string(kMaxRoutes - 1) + " with the connected ones)";
+    return nullptr;
+  }
+
   // LPM ranges: every prefix starts a range at its first address and at the one after its
   // last; between two such boundaries the covering prefixes do not change, so a range takes
   // the longest that covers its start. Neighbours with the same route are merged.

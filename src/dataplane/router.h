@@ -113,6 +113,8 @@ class Router {
   static constexpr uint32_t kStaleLifetimeS = 600;
   static constexpr uint32_t kRetryS = 1;
   static constexpr uint32_t kMaxProbes = 3;
+  // Routes, connected ones included: an index is carried in 24 bits (Worker::stash_route).
+  static constexpr uint32_t kMaxRoutes = 1u << 24;
   static constexpr uint32_t kFailedHoldS = 5;
 
   // From the config: l3.addresses (IPv4 only; IPv6 ones are ignored) and l3.routes, with port

@@ -340,13 +340,10 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
   uint64_t reply_hits = 0;  // bit i: slots[i] was found by packet i's reply tuple
   lookup_burst(n, slots, &reply_hits);
   // Every entry's lines requested at once: with a large table each is a cache (and TLB) miss,
-  // and issuing them together overlaps them. A translated connection's record is in its row;
-  // a reply rewrites to the connection's key, which the lookup by the reply key did not read.
+  // and issuing them together overlaps them. A translated connection's rewrite, both
+  // directions, is in its row (conn_xlate.h).
   for (uint32_t i = 0; i < n; i++)
-    if (slots[i] >= 0) {
-      table_->prefetch(static_cast<uint32_t>(slots[i]));
-      if (reply_hits >> i & 1) table_->prefetch_key(static_cast<uint32_t>(slots[i]));
-    }
+    if (slots[i] >= 0) table_->prefetch(static_cast<uint32_t>(slots[i]));
   // A new connection to a load-balanced service reads one slot of its pool's Maglev table
   // (65,537 slots, rarely in cache: that line's miss was 84 % of BackendPool::pick's samples
   // in the full-NAT + LB connections profile). Ask for each miss's slot now, all at once.
@@ -816,7 +813,7 @@ bool Worker::attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint
                           int* rc) {
   // The record first, then the flag inside a write bracket: a reader that sees the flag
   // reads a complete record (conn_xlate.h).
-  xlate_->at(slot) = x;
+  xlate_->set(slot, x);
   Dir rd;
   const FlowKey rk = reply_key(x, proto, vlan, &rd);
   *rc = -EEXIST;
@@ -829,21 +826,18 @@ bool Worker::attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint
 }
 
 bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool orig) {
-  const ConnXlate& x = xlate_->at(slot);
-  V4Endpoints to;
-  if (orig) {
-    to = V4Endpoints{x.reply_dst, x.reply_src, x.reply_dport, x.reply_sport};
-  } else {
-    // The original tuple, from the connection's key and which end initiated.
-    const FlowKey k = table_->key(slot);
-    const bool lo_is_orig = table_->entry(slot).orig_dir() == Dir::kLoToHi;
-    const be32 osrc = (lo_is_orig ? k.lo_addr : k.hi_addr).as_v4();
-    const be32 odst = (lo_is_orig ? k.hi_addr : k.lo_addr).as_v4();
-    const be16 osport = lo_is_orig ? k.lo_port : k.hi_port;
-    const be16 odport = lo_is_orig ? k.hi_port : k.lo_port;
-    to = V4Endpoints{odst, osrc, odport, osport};
-  }
+  const XlateRewrite& r = xlate_->rewrite(slot);
+  const int i = orig ? 0 : 1;
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset;
+  uint8_t* l4 = rte_pktmbuf_mtod(m, uint8_t*) + pm.l4_offset;
+  const uint8_t proto = pm.tuple.proto;
+  if (likely((proto == 6 || proto == 17) && !pm.icmp.is_error) &&
+      rewrite_v4_known(ip, l4, proto == 6, r, i)) {
+    stats_.xlated_packets++;
+    if (l3_ && r.src[1 - i] != pm.tuple.dst.as_v4()) reroute(m, r.src[1 - i]);
+    return true;
+  }
+  const V4Endpoints to = r.to(i);
   if (unlikely(pm.icmp.is_error)) {
     // An ICMP error about a translated packet (RFC 5508 section 4.2): it goes to the translated
     // endpoint (and comes from its translated peer if the peer itself sent it), and the packet
@@ -858,8 +852,7 @@ bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool or
     if (translate_icmp_error(ip, m->data_len - pm.l3_offset, outer, quoted) != XlateError::kOk)
       return false;
   } else {
-    rewrite_v4(ip, rte_pktmbuf_mtod(m, uint8_t*) + pm.l4_offset, pm.tuple.proto,
-               pm.tuple.proto == 1 && pm.icmp.type == 0, to);
+    rewrite_v4(ip, l4, proto, proto == 1 && pm.icmp.type == 0, to);
   }
   stats_.xlated_packets++;
   if (l3_ && (pm.icmp.is_error || to.dst != pm.tuple.dst.as_v4())) reroute(m, to.dst);
@@ -869,7 +862,8 @@ bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool or
 // Mode l3: the route follows a translated destination (l3_ingress routed the original one).
 void Worker::reroute(rte_mbuf* m, be32 dst) {
   const RouteEntry* r = router_->route(dst);
-  m->hash.usr = r ? static_cast<uint32_t>(router_->route_index(r)) : UINT32_MAX;
+  stash_route(m, r ? static_cast<uint32_t>(router_->route_index(r)) : kNoRouteIndex,
+              static_cast<uint16_t>(stashed_l3_offset(m)));
 }
 
 Worker::FragSlot& Worker::frag_slot(const PacketMeta& pm) {
@@ -922,22 +916,22 @@ bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
   // A translated address (VIP, NAT outside address) is routed after translation.
   if (!r && !(translator_ && translator_->is_service_address(dst)))
     return drop(m, DropReason::kNoRoute), false;
-  m->hash.usr = r ? static_cast<uint32_t>(router_->route_index(r)) : UINT32_MAX;
-  m->l2_len = pm.l3_offset;
+  stash_route(m, r ? static_cast<uint32_t>(router_->route_index(r)) : kNoRouteIndex, pm.l3_offset);
   return true;
 }
 
 void Worker::forward_l3(rte_mbuf* m) {
-  ipv4_decrement_ttl(rte_pktmbuf_mtod(m, uint8_t*) + m->l2_len);
+  ipv4_decrement_ttl(rte_pktmbuf_mtod(m, uint8_t*) + stashed_l3_offset(m));
   transmit_l3(m);
 }
 
 // The route stashed in the mbuf (hash.usr), the neighbour's MAC, staged for TX.
 void Worker::transmit_l3(rte_mbuf* m) {
-  if (unlikely(m->hash.usr >= router_->routes().size())) return drop(m, DropReason::kNoRoute);
-  const RouteEntry& r = router_->route_at(m->hash.usr);
+  const uint32_t route = stashed_route(m);
+  if (unlikely(route >= router_->routes().size())) return drop(m, DropReason::kNoRoute);
+  const RouteEntry& r = router_->route_at(route);
   uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
-  uint8_t* ip = eth + m->l2_len;
+  uint8_t* ip = eth + stashed_l3_offset(m);
   uint32_t dst_raw;
   std::memcpy(&dst_raw, ip + 16, 4);
   const be32 nh = r.next_hop(be32::from_raw(dst_raw));

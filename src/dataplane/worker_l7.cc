@@ -110,8 +110,7 @@ uint32_t Worker::l7_emit(const TcpSegmentSpec& s) {
     rte_pktmbuf_free(m);
     return 0;
   }
-  m->l2_len = kEthHeaderLen;
-  m->hash.usr = static_cast<uint32_t>(router_->route_index(r));
+  stash_route(m, static_cast<uint32_t>(router_->route_index(r)), kEthHeaderLen);
   stats_.local_out++;
   transmit_l3(m);
   return static_cast<uint32_t>(len);
@@ -447,7 +446,7 @@ void Worker::l7_bind(rte_mbuf* m, uint32_t slot) {
   } else if (!router_->route(x.reply_src)) {
     why = DropReason::kNoRoute;
   } else {
-    xlate_->at(slot) = x;  // the record before its reply key and flag (conn_xlate.h)
+    xlate_->set(slot, x);  // the record before its reply key and flag (conn_xlate.h)
     Dir rd;
     const FlowKey rk = FlowKey::from_tuple(reply_tuple(x, 6, ct.vlan), &rd);
     int rc = 0;

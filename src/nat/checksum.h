@@ -57,6 +57,21 @@ class CsumDelta {
   }
   constexpr bool empty() const { return sum_ == 0; }
 
+  // The sum folded to 16 bits: what a record keeps (a translation's deltas, conn_xlate.h).
+  constexpr uint16_t folded() const {
+    uint64_t s = sum_;
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    return static_cast<uint16_t>(s);
+  }
+  static constexpr CsumDelta of_folded(uint16_t f) {
+    CsumDelta d;
+    d.sum_ = f;
+    return d;
+  }
+  // The change back: every word from its new value to its old one. In one's complement the
+  // negation of a sum is its complement.
+  constexpr CsumDelta inverse() const { return of_folded(static_cast<uint16_t>(~folded())); }
+
  private:
   uint64_t sum_ = 0;  // wide enough that no fold is needed while adding
 };

@@ -35,7 +35,7 @@ Tuple reply_tuple(const ConnXlate& x, uint8_t proto, uint16_t vlan) {
 std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name,
                                                        const ConnTable& table, uint32_t capacity,
                                                        int socket, std::string* err) {
-  if (table.ext_bytes() != sizeof(ConnXlate)) {
+  if (table.ext_bytes() != sizeof(XlateRewrite)) {
     *err = "connection table " + table.name() + " has no room for translation records";
     return nullptr;
   }
@@ -59,8 +59,21 @@ std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name,
   // the worker's signatures are used only if that holds here.
   t->sigs_ok_ = ConnTable::hash_agrees(t->index_, Family::kV4);
   t->table_ = &table;
-  for (uint32_t s = 0; s < table.slots(); s++) new (table.ext(s)) ConnXlate();
+  t->records_.resize(table.slots());
+  for (uint32_t s = 0; s < table.slots(); s++) new (table.ext(s)) XlateRewrite();
   return t;
+}
+
+void ConnXlateTable::set(uint32_t slot, const ConnXlate& x) {
+  records_[slot] = x;
+  // The original tuple from the connection's key and which end initiated.
+  const FlowKey k = table_->key(slot);
+  const bool lo_is_orig = table_->entry(slot).orig_dir() == Dir::kLoToHi;
+  const V4Endpoints orig{(lo_is_orig ? k.lo_addr : k.hi_addr).as_v4(),
+                         (lo_is_orig ? k.hi_addr : k.lo_addr).as_v4(),
+                         lo_is_orig ? k.lo_port : k.hi_port, lo_is_orig ? k.hi_port : k.lo_port};
+  const V4Endpoints reply{x.reply_src, x.reply_dst, x.reply_sport, x.reply_dport};
+  *reinterpret_cast<XlateRewrite*>(table_->ext(slot)) = XlateRewrite::make(orig, reply);
 }
 
 ConnXlateTable::~ConnXlateTable() {

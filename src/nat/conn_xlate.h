@@ -8,14 +8,21 @@
 // responder sends it, after translation). Linux conntrack keeps both in one hash; here the
 // reply tuple lives in this table's own index, which maps its canonical FlowKey to the
 // connection's slot. A packet whose key misses the connection table is looked up here; a hit is
-// the reply direction of a translated connection. The record, kept in the connection's row of
-// the connection table (ConnTable::ext: the entry's page, the counters' line), holds the
-// reply tuple, from which both rewrites follow (decide once on the slow path, apply on the fast
-// path):
+// the reply direction of a translated connection. The record (ConnXlate) holds the reply tuple,
+// from which both rewrites follow (decide once on the slow path, apply on the fast path):
 //   orig direction:  (src, dst) := (reply.dst, reply.src)
 //   reply direction: (src, dst) := (orig.dst, orig.src)
 // with the checksums patched incrementally (nat/checksum.h). SNAT, static NAT, port forwarding,
 // hairpinning and both load-balancer modes are all this one rule with a different reply tuple.
+//
+// What a packet reads is not the record but the rewrite derived from it (nat/xlate_rewrite.h):
+// both tuples and both directions' checksum deltas, 32 bytes kept in the connection's row of
+// the connection table (ConnTable::ext: the entry's page, the counters' line), as Linux
+// conntrack keeps its NAT extension with the connection. So neither direction reads a line
+// more than an untranslated packet: a reply no longer reads the connection's key for the
+// original tuple (a line of rte_hash's key store), and no packet sums the eight old and new
+// words of its change. The records themselves (the mapping, service, backend and sticky
+// references the slow path needs) are in an array of their own, by slot.
 //
 // Threads: owner only for writes and for the index. The control core reads records of live
 // connections (API, migration): a record is written before the connection's kXlate flag is set
@@ -34,6 +41,7 @@
 
 #include "common/net_types.h"
 #include "conntrack/conn_table.h"
+#include "nat/xlate_rewrite.h"
 
 namespace baton {
 
@@ -107,17 +115,22 @@ Tuple reply_tuple(const ConnXlate& x, uint8_t proto, uint16_t vlan);
 
 class ConnXlateTable {
  public:
-  // Records live in table's rows (created with ext_bytes = sizeof(ConnXlate)), one per slot;
-  // capacity: reply keys held at most (translated connections live at once).
+  // One record per slot of table, which must have been created with ext_bytes =
+  // sizeof(XlateRewrite); capacity: reply keys held at most (translated connections live at
+  // once).
   static std::unique_ptr<ConnXlateTable> create(const std::string& name, const ConnTable& table,
                                                 uint32_t capacity, int socket, std::string* err);
   ~ConnXlateTable();
   ConnXlateTable(const ConnXlateTable&) = delete;
   ConnXlateTable& operator=(const ConnXlateTable&) = delete;
 
-  ConnXlate& at(uint32_t slot) { return *reinterpret_cast<ConnXlate*>(table_->ext(slot)); }
-  const ConnXlate& at(uint32_t slot) const {
-    return *reinterpret_cast<const ConnXlate*>(table_->ext(slot));
+  // Sets the record of the connection at slot, which is in the table with its key and
+  // direction (IPv4), and derives its rewrite. Before the connection's kXlate flag is set.
+  void set(uint32_t slot, const ConnXlate& x);
+  const ConnXlate& at(uint32_t slot) const { return records_[slot]; }
+  // What the packets of the connection at slot have rewritten (its row's line: ConnTable::ext).
+  const XlateRewrite& rewrite(uint32_t slot) const {
+    return *reinterpret_cast<const XlateRewrite*>(table_->ext(slot));
   }
   uint32_t slots() const { return table_->slots(); }
 
@@ -141,6 +154,9 @@ class ConnXlateTable {
   ConnXlateTable() = default;
   rte_hash* index_ = nullptr;
   const ConnTable* table_ = nullptr;
+  // The records, by slot, apart from the rows: read when a connection is set up, ends or is
+  // handed off, never by its packets, which read only the rewrite in the row.
+  std::vector<ConnXlate> records_;
   bool sigs_ok_ = false;  // ConnTable::hash() == the index's hash (checked in create())
 };
 

@@ -60,6 +60,19 @@ TEST(Address, ParsesAndPrints) {
   EXPECT_FALSE(MacAddr::parse("02:00:00:00:00:0a:ff"));
 }
 
+// MacAddr's own == (word compares) agrees with byte equality: each byte position matters.
+TEST(Address, MacEqualityLooksAtEveryByte) {
+  const MacAddr a = *MacAddr::parse("02:ba:70:00:00:01");
+  EXPECT_TRUE(a == *MacAddr::parse("02:ba:70:00:00:01"));
+  for (int i = 0; i < 6; i++) {
+    MacAddr b = a;
+    b.b[i] ^= 0x10;
+    EXPECT_FALSE(a == b) << "byte " << i;
+    EXPECT_TRUE(a != b) << "byte " << i;
+    EXPECT_NE(a <=> b, std::strong_ordering::equal);
+  }
+}
+
 // The IPv4 store's 16 bytes give the same fingerprint as the whole key they expand to (the
 // destination checks a compact update's key from the store).
 TEST(FlowKey, AnIpv4KeysStoredFormHasItsFingerprint) {

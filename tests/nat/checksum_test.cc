@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Incremental checksum updates (RFC 1624) against full recomputation: CsumDelta over random
-// words, then rewrite_packet() over thousands of random IPv4 TCP/UDP/ICMP packets, compared
-// with the same packet built from scratch with the new endpoints (the builder computes every
-// checksum in full).
+// words, then rewrite_packet() over thousands of random IPv4 TCP/UDP/ICMP packets, and the fast
+// path's rewrite_v4_known() with a connection's folded deltas over random TCP/UDP packets of
+// both its directions, each compared with the same packet built from scratch with the new
+// endpoints (the builder computes every checksum in full).
 #include "nat/checksum.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "nat/icmp_xlate.h"
+#include "nat/xlate_rewrite.h"
 #include "nat_test_util.h"
 #include "pktgen/packet_builder.h"
 
@@ -65,6 +67,25 @@ TEST(CsumDelta, UdpZeroMeansNoChecksumAndStaysZero) {
   one.add16(0, 1);  // adds 0xffff + 1 = 1 (one's complement): apply(c) = ~(~c + 1)
   EXPECT_EQ(one.apply(1), 0);
   EXPECT_EQ(one.apply_udp(1), 0xffff);
+}
+
+TEST(CsumDelta, FoldedAndInverseUndoTheChange) {
+  std::mt19937 rng(3);
+  for (int round = 0; round < 20000; ++round) {
+    std::vector<uint16_t> w(1 + rng() % 20);
+    for (auto& x : w) x = static_cast<uint16_t>(rng());
+    const uint16_t before = full_csum(w);
+    CsumDelta d;
+    for (int c = 0; c < 4; ++c) {
+      size_t i = rng() % w.size();
+      uint16_t to = static_cast<uint16_t>(rng());
+      d.add16(w[i], to);
+      w[i] = to;
+    }
+    const uint16_t after = CsumDelta::of_folded(d.folded()).apply(before);
+    ASSERT_TRUE(same_csum(after, full_csum(w))) << "round " << round;
+    ASSERT_TRUE(same_csum(d.inverse().apply(after), before)) << "round " << round;
+  }
 }
 
 // One random packet description, built with any endpoints.
@@ -152,6 +173,45 @@ TEST(RewritePacket, MatchesFullRecomputationOverRandomPackets) {
     ASSERT_TRUE(same_packet(pkt, want)) << "round " << round << " proto " << int(rp.proto);
   }
   EXPECT_GT(zero_udp, 100);
+}
+
+// A connection's two directions through its precomputed rewrite: the original direction leaves
+// with the reply tuple reversed, the reply direction with the original one reversed, both as a
+// full recomputation would have them (UDP without checksum kept so). A packet that does not
+// carry its direction's tuple is refused untouched (the worker then rewrites from the packet).
+TEST(XlateRewrite, BothDirectionsMatchFullRecomputationOverRandomPackets) {
+  std::mt19937 rng(11);
+  int refused = 0;
+  for (int round = 0; round < 5000; ++round) {
+    RandomPacket rp = RandomPacket::make(rng);
+    if (rp.proto == kIcmp) rp.proto = (rng() & 1) ? kTcp : kUdp;
+    const V4Endpoints orig{be32::from_host(rng()), be32::from_host(rng()),
+                           port(static_cast<uint16_t>(rng())), port(static_cast<uint16_t>(rng()))};
+    V4Endpoints reply = {orig.dst, orig.src, orig.dport, orig.sport};  // then some of it changes
+    if (rng() & 1) reply.src = be32::from_host(rng());
+    if (rng() & 1) reply.dst = be32::from_host(rng());
+    if (rng() & 1) reply.sport = port(static_cast<uint16_t>(rng()));
+    if (rng() & 1) reply.dport = port(static_cast<uint16_t>(rng()));
+    const XlateRewrite r = XlateRewrite::make(orig, reply);
+    const int dir = static_cast<int>(rng() & 1);
+    const V4Endpoints& from = dir == 0 ? orig : reply;
+    const V4Endpoints& other = dir == 0 ? reply : orig;
+    Bytes pkt = rp.build(from.src, from.dst, from.sport.host(), from.dport.host());
+    Bytes want = rp.build(other.dst, other.src, other.dport.host(), other.sport.host());
+    const size_t l4 = 20 + rp.options.size();
+    if (rp.proto == kUdp && rng() % 4 == 0) pkt[l4 + 6] = pkt[l4 + 7] = want[l4 + 6] = want[l4 + 7] = 0;
+    if (rng() % 8 == 0) {  // another tuple's packet
+      pkt[12] ^= 0x80;
+      const Bytes before = pkt;
+      ASSERT_FALSE(rewrite_v4_known(pkt.data(), pkt.data() + l4, rp.proto == kTcp, r, dir));
+      ASSERT_EQ(pkt, before);
+      ++refused;
+      continue;
+    }
+    ASSERT_TRUE(rewrite_v4_known(pkt.data(), pkt.data() + l4, rp.proto == kTcp, r, dir));
+    ASSERT_TRUE(same_packet(pkt, want)) << "round " << round << " dir " << dir;
+  }
+  EXPECT_GT(refused, 100);
 }
 
 TEST(RewritePacket, NonFirstFragmentGetsItsAddressesOnly) {

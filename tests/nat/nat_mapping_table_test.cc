@@ -38,7 +38,7 @@ TEST_F(NatTableTest, ReplyKeysInTheirIpv4Form) {
   tp.name = "xt_conns";
   tp.capacity = 64;
   tp.rcu = rcu_;
-  tp.ext_bytes = sizeof(ConnXlate);
+  tp.ext_bytes = sizeof(XlateRewrite);
   auto conns = ConnTable::create(tp, &err);
   ASSERT_TRUE(conns) << err;
   auto t = ConnXlateTable::create("xt_test", *conns, 64, SOCKET_ID_ANY, &err);
