@@ -813,7 +813,7 @@ bool Worker::attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint
                           int* rc) {
   // The record first, then the flag inside a write bracket: a reader that sees the flag
   // reads a complete record (conn_xlate.h).
-  xlate_->set(slot, x);
+  record_xlate(slot, x);
   Dir rd;
   const FlowKey rk = reply_key(x, proto, vlan, &rd);
   *rc = -EEXIST;
@@ -825,6 +825,15 @@ bool Worker::attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint
   return true;
 }
 
+void Worker::record_xlate(uint32_t slot, const ConnXlate& x) {
+  XlateRewrite& r = xlate_->set(slot, x);
+  if (!l3_) return;
+  for (int i = 0; i < 2; i++) {  // the router does not change under a running dataplane
+    const int route = router_->route_index(router_->route(r.src[1 - i]));
+    if (route >= 0 && route < XlateRewrite::kNoRoute) r.route[i] = static_cast<uint16_t>(route);
+  }
+}
+
 bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool orig) {
   const XlateRewrite& r = xlate_->rewrite(slot);
   const int i = orig ? 0 : 1;
@@ -834,7 +843,13 @@ bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool or
   if (likely((proto == 6 || proto == 17) && !pm.icmp.is_error) &&
       rewrite_v4_known(ip, l4, proto == 6, r, i)) {
     stats_.xlated_packets++;
-    if (l3_ && r.src[1 - i] != pm.tuple.dst.as_v4()) reroute(m, r.src[1 - i]);
+    if (l3_) {
+      // l3_ingress routed the destination the packet came with, if it was not one of ours.
+      if (r.route[i] != XlateRewrite::kNoRoute)
+        stash_route(m, r.route[i], static_cast<uint16_t>(stashed_l3_offset(m)));
+      else if (r.src[1 - i] != pm.tuple.dst.as_v4() || stashed_route(m) == kNoRouteIndex)
+        reroute(m, r.src[1 - i]);
+    }
     return true;
   }
   const V4Endpoints to = r.to(i);
@@ -898,10 +913,12 @@ void Worker::FragSlot::accept(const PacketMeta& pm, uint16_t self, uint32_t unti
 
 // Before conntrack, so that nothing we will not route creates state. Reads only: a packet handed
 // to its flow's owner or parked and re-injected runs it again unchanged. The route found is
-// stashed in the mbuf (hash.usr: the RSS hash is not used past RX; l2_len: where IPv4 starts)
-// for forward_l3, which is where the frame is rewritten. Per-packet LPM rather than a route
-// cached in the conntrack entry: a lookup is one binary search over a few ranges, and a cache
-// would need a side table and invalidation for no measurable gain.
+// stashed in the mbuf (stash_route) for forward_l3, which is where the frame is rewritten.
+// Per-packet LPM rather than a route cached in the conntrack entry: a lookup is one binary
+// search over a few ranges, and a cache would need room in the entry for little gain. A
+// translated connection is the exception: its packets' new destinations are fixed, and their
+// routes are kept with its rewrite (record_xlate), sparing the lookup of the old destination
+// (skipped for our own addresses) and of the new one.
 bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
   const int in = dp_.port_index(m->port);
   if (unlikely(in < 0)) return drop(m, DropReason::kNoRoute), false;
@@ -912,11 +929,15 @@ bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
   const be32 dst = pm.tuple.dst.as_v4();
   if (router_->is_local(dst)) return drop(m, DropReason::kLocalDelivery), false;
   if (pm.ttl <= 1) return drop(m, DropReason::kTtlExceeded), false;  // no ICMP time exceeded
+  // A translated address (VIP, NAT outside address) is routed after translation: a packet to
+  // one that is not translated is not forwarded.
+  if (translator_ && translator_->is_service_address(dst)) {
+    stash_route(m, kNoRouteIndex, pm.l3_offset);
+    return true;
+  }
   const RouteEntry* r = router_->route(dst);
-  // A translated address (VIP, NAT outside address) is routed after translation.
-  if (!r && !(translator_ && translator_->is_service_address(dst)))
-    return drop(m, DropReason::kNoRoute), false;
-  stash_route(m, r ? static_cast<uint32_t>(router_->route_index(r)) : kNoRouteIndex, pm.l3_offset);
+  if (!r) return drop(m, DropReason::kNoRoute), false;
+  stash_route(m, static_cast<uint32_t>(router_->route_index(r)), pm.l3_offset);
   return true;
 }
 

@@ -206,6 +206,8 @@ class Worker {
   // is held by a live connection (*rc = -EEXIST) or the index is full (-ENOSPC); the entry is
   // left untranslated and x's references are the caller's to release.
   bool attach_xlate(uint32_t slot, const ConnXlate& x, uint8_t proto, uint16_t vlan, int* rc);
+  // ConnXlateTable::set, with the routes of both directions' destinations in mode l3.
+  void record_xlate(uint32_t slot, const ConnXlate& x);
   // Migration: the translation of an installed entry, if this instance can hold what stands
   // behind it; false with *why otherwise (nothing held then).
   bool install_xlate(uint32_t slot, const InstallItem& it, const InstallXlate* ix,

@@ -446,7 +446,7 @@ void Worker::l7_bind(rte_mbuf* m, uint32_t slot) {
   } else if (!router_->route(x.reply_src)) {
     why = DropReason::kNoRoute;
   } else {
-    xlate_->set(slot, x);  // the record before its reply key and flag (conn_xlate.h)
+    record_xlate(slot, x);  // the record before its reply key and flag (conn_xlate.h)
     Dir rd;
     const FlowKey rk = FlowKey::from_tuple(reply_tuple(x, 6, ct.vlan), &rd);
     int rc = 0;

@@ -64,7 +64,7 @@ std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name,
   return t;
 }
 
-void ConnXlateTable::set(uint32_t slot, const ConnXlate& x) {
+XlateRewrite& ConnXlateTable::set(uint32_t slot, const ConnXlate& x) {
   records_[slot] = x;
   // The original tuple from the connection's key and which end initiated.
   const FlowKey k = table_->key(slot);
@@ -73,7 +73,9 @@ void ConnXlateTable::set(uint32_t slot, const ConnXlate& x) {
                          (lo_is_orig ? k.hi_addr : k.lo_addr).as_v4(),
                          lo_is_orig ? k.lo_port : k.hi_port, lo_is_orig ? k.hi_port : k.lo_port};
   const V4Endpoints reply{x.reply_src, x.reply_dst, x.reply_sport, x.reply_dport};
-  *reinterpret_cast<XlateRewrite*>(table_->ext(slot)) = XlateRewrite::make(orig, reply);
+  auto* r = reinterpret_cast<XlateRewrite*>(table_->ext(slot));
+  *r = XlateRewrite::make(orig, reply);
+  return *r;
 }
 
 ConnXlateTable::~ConnXlateTable() {

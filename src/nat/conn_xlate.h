@@ -125,8 +125,9 @@ class ConnXlateTable {
   ConnXlateTable& operator=(const ConnXlateTable&) = delete;
 
   // Sets the record of the connection at slot, which is in the table with its key and
-  // direction (IPv4), and derives its rewrite. Before the connection's kXlate flag is set.
-  void set(uint32_t slot, const ConnXlate& x);
+  // direction (IPv4), and derives its rewrite, returned for the caller's route hints. Before
+  // the connection's kXlate flag is set.
+  XlateRewrite& set(uint32_t slot, const ConnXlate& x);
   const ConnXlate& at(uint32_t slot) const { return records_[slot]; }
   // What the packets of the connection at slot have rewritten (its row's line: ConnTable::ext).
   const XlateRewrite& rewrite(uint32_t slot) const {

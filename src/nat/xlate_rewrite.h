@@ -73,10 +73,15 @@ inline void rewrite_v4(uint8_t* ip, uint8_t* l4, uint8_t proto, bool icmp_echo_r
 // packet's eight old and new words each time. Direction 1's deltas are direction 0's inverse.
 // 32 bytes: it is what a translated connection keeps in its row (conn_xlate.h).
 struct XlateRewrite {
+  static constexpr uint16_t kNoRoute = 0xffff;
+
   be32 src[2], dst[2];
   be16 sport[2], dport[2];
-  uint16_t ip_delta[2] = {0, 0};  // the IPv4 header's: the addresses
-  uint16_t l4_delta[2] = {0, 0};  // TCP's and UDP's: the addresses (pseudo-header) and ports
+  uint16_t ip_delta = 0;  // direction 0's, the IPv4 header's: the addresses
+  uint16_t l4_delta = 0;  // direction 0's, TCP's and UDP's: the addresses (pseudo-header), ports
+  // The owner's (mode l3, Worker): route[i] is the route to src[1 - i], where direction i's
+  // packets are sent, found once; kNoRoute when not known (each packet looks it up then).
+  uint16_t route[2] = {kNoRoute, kNoRoute};
 
   static XlateRewrite make(const V4Endpoints& orig, const V4Endpoints& reply) {
     XlateRewrite r;
@@ -86,14 +91,20 @@ struct XlateRewrite {
     ip.add(orig.src, reply.dst).add(orig.dst, reply.src);
     CsumDelta l4 = ip;
     l4.add(orig.sport, reply.dport).add(orig.dport, reply.sport);
-    r.ip_delta[0] = ip.folded();
-    r.ip_delta[1] = ip.inverse().folded();
-    r.l4_delta[0] = l4.folded();
-    r.l4_delta[1] = l4.inverse().folded();
+    r.ip_delta = ip.folded();
+    r.l4_delta = l4.folded();
     return r;
   }
+  CsumDelta ip(int i) const { return delta(ip_delta, i); }
+  CsumDelta l4(int i) const { return delta(l4_delta, i); }
   // Where a packet of direction i goes: tuple 1 - i reversed.
   V4Endpoints to(int i) const { return {dst[1 - i], src[1 - i], dport[1 - i], sport[1 - i]}; }
+
+ private:
+  static CsumDelta delta(uint16_t d, int i) {
+    const CsumDelta c = CsumDelta::of_folded(d);
+    return i ? c.inverse() : c;
+  }
 };
 static_assert(sizeof(XlateRewrite) == 32);
 
@@ -113,13 +124,13 @@ inline bool rewrite_v4_known(uint8_t* ip, uint8_t* l4, bool tcp, const XlateRewr
   const int o = 1 - i;
   uint16_t c;
   std::memcpy(&c, ip + 10, 2);
-  c = CsumDelta::of_folded(r.ip_delta[i]).apply(c);
+  c = r.ip(i).apply(c);
   std::memcpy(ip + 10, &c, 2);
   std::memcpy(ip + 12, &r.dst[o], 4);
   std::memcpy(ip + 16, &r.src[o], 4);
   const int at = tcp ? 16 : 6;
   std::memcpy(&c, l4 + at, 2);
-  const CsumDelta d = CsumDelta::of_folded(r.l4_delta[i]);
+  const CsumDelta d = r.l4(i);
   c = tcp ? d.apply(c) : d.apply_udp(c);
   std::memcpy(l4 + at, &c, 2);
   std::memcpy(l4, &r.dport[o], 2);
