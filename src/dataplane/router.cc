@@ -69,18 +69,6 @@ void build_arp_frame(uint8_t* out, uint16_t op, const MacAddr& eth_dst, const Ma
   std::memcpy(out + 38, &raw, 4);
 }
 
-void ipv4_decrement_ttl(uint8_t* ip) {
-  // RFC 1624 eqn. 3 over the 16-bit word holding TTL (high byte) and protocol.
-  uint16_t old_w = uint16_t(ip[8] << 8 | ip[9]);
-  ip[8]--;
-  uint16_t new_w = uint16_t(ip[8] << 8 | ip[9]);
-  uint16_t hc = uint16_t(ip[10] << 8 | ip[11]);
-  uint32_t sum = uint32_t(uint16_t(~hc)) + uint16_t(~old_w) + new_w;
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  put16(ip + 10, uint16_t(~sum));
-}
-
 // ---- construction ---------------------------------------------------------------------------
 
 std::unique_ptr<Router> Router::build(const Config& cfg, const std::vector<MacAddr>& port_macs,
