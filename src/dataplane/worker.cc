@@ -349,10 +349,10 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
   // in the full-NAT + LB connections profile). Ask for each miss's slot now, all at once.
   if (LoadBalancer* lb = translator_ ? translator_->lb() : nullptr)
     for (uint32_t i = 0; i < n; i++) {
+      if (slots[i] >= 0) continue;
       const PacketMeta& pm = metas_[i];
-      const bool may_open = pm.tuple.proto == 17 ||
-                            (pm.tuple.proto == 6 && TcpTracker::may_create(pm.tcp));
-      if (slots[i] < 0 && may_open) lb->prefetch_choice(pm.tuple);
+      if (pm.tuple.proto == 17 || (pm.tuple.proto == 6 && TcpTracker::may_create(pm.tcp)))
+        lb->prefetch_choice(pm.tuple);
     }
   // The bulk lookup ran before this burst created anything. A miss looks again only if its
   // signature is one of a key created earlier in the burst: a second packet of that flow, or
@@ -837,41 +837,44 @@ void Worker::record_xlate(uint32_t slot, const ConnXlate& x) {
 bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool orig) {
   const XlateRewrite& r = xlate_->rewrite(slot);
   const int i = orig ? 0 : 1;
-  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset;
-  uint8_t* l4 = rte_pktmbuf_mtod(m, uint8_t*) + pm.l4_offset;
   const uint8_t proto = pm.tuple.proto;
-  if (likely((proto == 6 || proto == 17) && !pm.icmp.is_error) &&
-      rewrite_v4_known(ip, l4, proto == 6, r, i)) {
-    stats_.xlated_packets++;
-    if (l3_) {
-      // l3_ingress routed the destination the packet came with, if it was not one of ours.
-      if (r.route[i] != XlateRewrite::kNoRoute)
-        stash_route(m, r.route[i], static_cast<uint16_t>(stashed_l3_offset(m)));
-      else if (r.src[1 - i] != pm.tuple.dst.as_v4() || stashed_route(m) == kNoRouteIndex)
-        reroute(m, r.src[1 - i]);
-    }
+  uint8_t* pkt = rte_pktmbuf_mtod(m, uint8_t*);
+  const bool done = likely((proto == 6 || proto == 17) && !pm.icmp.is_error) &&
+                    rewrite_v4_known(pkt + pm.l3_offset, pkt + pm.l4_offset, proto == 6, r, i);
+  if (!done && !translate_other(m, pm, r.to(i))) return false;
+  stats_.xlated_packets++;
+  if (l3_) {
+    // Where the packet now goes: src[1 - i], whose route the connection keeps (record_xlate).
+    // l3_ingress routed the destination the packet came with, unless it was one of ours.
+    if (r.route[i] != XlateRewrite::kNoRoute)
+      stash_route(m, r.route[i], static_cast<uint16_t>(stashed_l3_offset(m)));
+    else if (r.src[1 - i] != pm.tuple.dst.as_v4() || stashed_route(m) == kNoRouteIndex)
+      reroute(m, r.src[1 - i]);
+  }
+  return true;
+}
+
+// ICMP queries, ICMP errors, and a TCP/UDP packet without its direction's tuple (the rewrite's
+// deltas are not its change): summed from the packet. Out of line: rare, and its locals would
+// cost translate() a stack frame.
+bool Worker::translate_other(rte_mbuf* m, const PacketMeta& pm, const V4Endpoints& to) {
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + pm.l3_offset;
+  if (!pm.icmp.is_error) {
+    rewrite_v4(ip, rte_pktmbuf_mtod(m, uint8_t*) + pm.l4_offset, pm.tuple.proto,
+               pm.tuple.proto == 1 && pm.icmp.type == 0, to);
     return true;
   }
-  const V4Endpoints to = r.to(i);
-  if (unlikely(pm.icmp.is_error)) {
-    // An ICMP error about a translated packet (RFC 5508 section 4.2): it goes to the translated
-    // endpoint (and comes from its translated peer if the peer itself sent it), and the packet
-    // it quotes, which went the other way, is translated back.
-    PacketRewrite outer, quoted;
-    outer.dst_addr = to.dst;
-    if (pm.tuple.src == pm.icmp.inner.dst) outer.src_addr = to.src;
-    quoted.src_addr = to.dst;
-    quoted.src_port = to.dport;
-    quoted.dst_addr = to.src;
-    quoted.dst_port = to.sport;
-    if (translate_icmp_error(ip, m->data_len - pm.l3_offset, outer, quoted) != XlateError::kOk)
-      return false;
-  } else {
-    rewrite_v4(ip, l4, proto, proto == 1 && pm.icmp.type == 0, to);
-  }
-  stats_.xlated_packets++;
-  if (l3_ && (pm.icmp.is_error || to.dst != pm.tuple.dst.as_v4())) reroute(m, to.dst);
-  return true;
+  // An ICMP error about a translated packet (RFC 5508 section 4.2): it goes to the translated
+  // endpoint (and comes from its translated peer if the peer itself sent it), and the packet
+  // it quotes, which went the other way, is translated back.
+  PacketRewrite outer, quoted;
+  outer.dst_addr = to.dst;
+  if (pm.tuple.src == pm.icmp.inner.dst) outer.src_addr = to.src;
+  quoted.src_addr = to.dst;
+  quoted.src_port = to.dport;
+  quoted.dst_addr = to.src;
+  quoted.dst_port = to.sport;
+  return translate_icmp_error(ip, m->data_len - pm.l3_offset, outer, quoted) == XlateError::kOk;
 }
 
 // Mode l3: the route follows a translated destination (l3_ingress routed the original one).

@@ -198,6 +198,7 @@ class Worker {
   // travelling in the original direction (orig) or the reply direction.
   // false: the packet cannot be translated (a malformed ICMP error) and must be dropped.
   bool translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool orig);
+  [[gnu::noinline]] bool translate_other(rte_mbuf* m, const PacketMeta& pm, const V4Endpoints& to);
   // Slow path of a new connection: the translation decision and the VM it belongs to.
   XlateVerdict decide_xlate(const PacketMeta& pm, ConnXlate* x);
   bool reclaim_dead(const FlowKey& reply_key);
