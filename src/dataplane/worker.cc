@@ -399,7 +399,6 @@ void Worker::process_owned(rte_mbuf** pkts, uint32_t n) {
           continue;
         }
         stats_.xlated_packets++;
-        if (l3_ && f.xlate_dst != pm.tuple.dst.as_v4()) reroute(m, f.xlate_dst);
       }
       forward(m);
       continue;
@@ -529,6 +528,10 @@ void Worker::handle_new(rte_mbuf* m, const PacketMeta& pm, const FlowKey& k, Dir
         translator_->is_service_address(pm.tuple.dst.as_v4()))
       return drop(m, DropReason::kLocalDelivery);
   }
+  // Mode l3: nothing we cannot route creates state (a translated connection: below, where it
+  // goes after translation).
+  if (l3_ && xv.kind != XlateVerdict::kTranslate && !router_->route(pm.tuple.dst.as_v4()))
+    return drop(m, DropReason::kNoRoute);
   const bool translated = xv.kind == XlateVerdict::kTranslate;
   // The ACL sees the destination after DNAT and the source before SNAT, as iptables' FORWARD
   // chain does: rules name the inside hosts, whatever their public addresses.
@@ -843,14 +846,10 @@ bool Worker::translate(rte_mbuf* m, const PacketMeta& pm, uint32_t slot, bool or
                     rewrite_v4_known(pkt + pm.l3_offset, pkt + pm.l4_offset, proto == 6, r, i);
   if (!done && !translate_other(m, pm, r.to(i))) return false;
   stats_.xlated_packets++;
-  if (l3_) {
-    // Where the packet now goes: src[1 - i], whose route the connection keeps (record_xlate).
-    // l3_ingress routed the destination the packet came with, unless it was one of ours.
-    if (r.route[i] != XlateRewrite::kNoRoute)
-      stash_route(m, r.route[i], static_cast<uint16_t>(stashed_l3_offset(m)));
-    else if (r.src[1 - i] != pm.tuple.dst.as_v4() || stashed_route(m) == kNoRouteIndex)
-      reroute(m, r.src[1 - i]);
-  }
+  // Where the packet now goes, src[1 - i], has its route kept with the connection
+  // (record_xlate); without one, transmit_l3 routes the new destination.
+  if (l3_ && r.route[i] != XlateRewrite::kNoRoute)
+    stash_route(m, r.route[i], static_cast<uint16_t>(stashed_l3_offset(m)));
   return true;
 }
 
@@ -875,13 +874,6 @@ bool Worker::translate_other(rte_mbuf* m, const PacketMeta& pm, const V4Endpoint
   quoted.dst_addr = to.src;
   quoted.dst_port = to.sport;
   return translate_icmp_error(ip, m->data_len - pm.l3_offset, outer, quoted) == XlateError::kOk;
-}
-
-// Mode l3: the route follows a translated destination (l3_ingress routed the original one).
-void Worker::reroute(rte_mbuf* m, be32 dst) {
-  const RouteEntry* r = router_->route(dst);
-  stash_route(m, r ? static_cast<uint32_t>(router_->route_index(r)) : kNoRouteIndex,
-              static_cast<uint16_t>(stashed_l3_offset(m)));
 }
 
 Worker::FragSlot& Worker::frag_slot(const PacketMeta& pm) {
@@ -914,14 +906,15 @@ void Worker::FragSlot::accept(const PacketMeta& pm, uint16_t self, uint32_t unti
 
 // ---- mode l3 (router.h) ------------------------------------------------------------------------
 
-// Before conntrack, so that nothing we will not route creates state. Reads only: a packet handed
-// to its flow's owner or parked and re-injected runs it again unchanged. The route found is
-// stashed in the mbuf (stash_route) for forward_l3, which is where the frame is rewritten.
+// Before conntrack: what is not ours to route is dropped before it touches state. Reads only: a
+// packet handed to its flow's owner or parked and re-injected runs it again unchanged. Where IPv4
+// starts is stashed in the mbuf (stash_route) for forward_l3, which is where the frame is
+// rewritten, and the route is found there, for the destination the packet leaves with.
 // Per-packet LPM rather than a route cached in the conntrack entry: a lookup is one binary
 // search over a few ranges, and a cache would need room in the entry for little gain. A
 // translated connection is the exception: its packets' new destinations are fixed, and their
-// routes are kept with its rewrite (record_xlate), sparing the lookup of the old destination
-// (skipped for our own addresses) and of the new one.
+// routes are kept with its rewrite (record_xlate): such a packet is routed by no lookup at all
+// (until session 16 by two: its old destination here, its new one after translation).
 bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
   const int in = dp_.port_index(m->port);
   if (unlikely(in < 0)) return drop(m, DropReason::kNoRoute), false;
@@ -932,15 +925,11 @@ bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
   const be32 dst = pm.tuple.dst.as_v4();
   if (router_->is_local(dst)) return drop(m, DropReason::kLocalDelivery), false;
   if (pm.ttl <= 1) return drop(m, DropReason::kTtlExceeded), false;  // no ICMP time exceeded
-  // A translated address (VIP, NAT outside address) is routed after translation: a packet to
-  // one that is not translated is not forwarded.
-  if (translator_ && translator_->is_service_address(dst)) {
-    stash_route(m, kNoRouteIndex, pm.l3_offset);
-    return true;
-  }
-  const RouteEntry* r = router_->route(dst);
-  if (!r) return drop(m, DropReason::kNoRoute), false;
-  stash_route(m, static_cast<uint32_t>(router_->route_index(r)), pm.l3_offset);
+  // Routed when it leaves (transmit_l3), by the destination it leaves with: a translated
+  // connection's packets by the route kept with its rewrite (record_xlate), the others by a
+  // lookup then. A new connection is refused before it creates state if nothing routes where
+  // it goes (handle_new); routes do not change under a running dataplane.
+  stash_route(m, kNoRouteIndex, pm.l3_offset);
   return true;
 }
 
@@ -951,13 +940,18 @@ void Worker::forward_l3(rte_mbuf* m) {
 
 // The route stashed in the mbuf (hash.usr), the neighbour's MAC, staged for TX.
 void Worker::transmit_l3(rte_mbuf* m) {
-  const uint32_t route = stashed_route(m);
-  if (unlikely(route >= router_->routes().size())) return drop(m, DropReason::kNoRoute);
-  const RouteEntry& r = router_->route_at(route);
   uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* ip = eth + stashed_l3_offset(m);
   uint32_t dst_raw;
   std::memcpy(&dst_raw, ip + 16, 4);
+  uint32_t route = stashed_route(m);
+  if (route == kNoRouteIndex) {
+    const int found = router_->route_index(router_->route(be32::from_raw(dst_raw)));
+    if (found < 0) return drop(m, DropReason::kNoRoute);
+    route = static_cast<uint32_t>(found);
+  }
+  if (unlikely(route >= router_->routes().size())) return drop(m, DropReason::kNoRoute);
+  const RouteEntry& r = router_->route_at(route);
   const be32 nh = r.next_hop(be32::from_raw(dst_raw));
   NeighborLookup nb;  // filled in place, then read field by field (router.h)
   neighbors_.lookup(*router_, nh, now_s_, &nb);
