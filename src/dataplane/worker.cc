@@ -913,8 +913,8 @@ void Worker::FragSlot::accept(const PacketMeta& pm, uint16_t self, uint32_t unti
 // Per-packet LPM rather than a route cached in the conntrack entry: a lookup is one binary
 // search over a few ranges, and a cache would need room in the entry for little gain. A
 // translated connection is the exception: its packets' new destinations are fixed, and their
-// routes are kept with its rewrite (record_xlate): such a packet is routed by no lookup at all
-// (until session 16 by two: its old destination here, its new one after translation).
+// routes are kept with its rewrite (record_xlate), so such a packet is routed by no lookup at
+// all, where routing here, before translation, would look up a destination it leaves without.
 bool Worker::l3_ingress(rte_mbuf* m, const PacketMeta& pm) {
   const int in = dp_.port_index(m->port);
   if (unlikely(in < 0)) return drop(m, DropReason::kNoRoute), false;

@@ -162,6 +162,7 @@ TEST_F(L3Pipeline, IngressDropsAreNamed) {
   EXPECT_EQ(drops(DropReason::kLocalDelivery), 1u);
   run(syn(64, "8.8.8.8"), 0);
   EXPECT_EQ(drops(DropReason::kNoRoute), 1u);
+  EXPECT_EQ(dp_->shard(0).size(), 0u);  // refused before it made a connection
   run(Pkt().eth(kCliMac, kOutMac).ipv6("2001:db8::2", "2001:db8:1::2").udp(1, 2).build(), 0);
   EXPECT_EQ(drops(DropReason::kIpv6Unrouted), 1u);
   // Routed but denied by the outside zone's ACL: dropped before any neighbour work.
