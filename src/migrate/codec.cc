@@ -733,8 +733,10 @@ bool ConnRecord::decode(Reader& r, uint16_t wire_version) {
   place = kNoPlace;
   if (!decode_fixed(r)) return false;
   if (!(flags & connflag::kXlate)) return true;
-  // Only version 2 defines the flag; a tombstone never carries a translation.
-  if (wire_version < kProtocolVersionXlate || deleted) return r.fail(CodecError::kBadValue);
+  // Only version 2 defines the flag; a tombstone never carries a translation, nor does an IPv6
+  // connection (translation is IPv4's).
+  if (wire_version < kProtocolVersionXlate || deleted || key.family != Family::kV4)
+    return r.fail(CodecError::kBadValue);
   const uint8_t* p = r.take(kXlateExtSize);
   if (!p) return false;
   if (!get_xlate(p, &xlate)) return r.fail(CodecError::kBadValue);

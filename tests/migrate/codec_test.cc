@@ -86,8 +86,9 @@ ConnRecord random_record(std::mt19937_64& rng) {
     r.packets[d] = rng();
     r.bytes[d] = rng();
   }
-  // A tombstone carries no translation; a live translated record carries a valid one.
-  if (r.deleted) r.flags &= ~connflag::kXlate;
+  // A tombstone carries no translation, nor does an IPv6 connection; a live translated record
+  // carries a valid one.
+  if (r.deleted || r.key.family != Family::kV4) r.flags &= ~connflag::kXlate;
   if (r.flags & connflag::kXlate) {
     r.xlate.reply_src = be32::from_host(static_cast<uint32_t>(rng()));
     r.xlate.reply_dst = be32::from_host(static_cast<uint32_t>(rng()));
@@ -780,7 +781,7 @@ TEST(Feedback, NamesAndRetryAdvice) {
 ConnRecord translated_record() {
   std::mt19937_64 rng(21);
   ConnRecord r;
-  do r = random_record(rng); while (r.deleted);
+  do r = random_record(rng); while (r.deleted || r.key.family != Family::kV4);
   r.flags |= connflag::kXlate;
   r.xlate.reply_src = be32::from_host(0x0a000005);
   r.xlate.reply_dst = be32::from_host(0xc6336401);
@@ -849,6 +850,20 @@ TEST(Codec, TranslationExtensionRejectsGarbage) {
   ConnRecord out;
   EXPECT_FALSE(out.decode(rd, 2));
   EXPECT_EQ(rd.error(), CodecError::kTruncated);
+}
+
+// Translation is IPv4's: a peer's translated record with an IPv6 key is refused, not installed
+// with a rewrite read from the wrong header.
+TEST(Codec, TranslatedRecordOfAnIpv6ConnectionIsRefused) {
+  ConnRecord r = translated_record();
+  r.key.family = Family::kV6;
+  r.key.lo_addr.b[15] = 1;
+  Writer w;
+  r.encode(w);
+  Reader rd(w.buffer().data(), w.size());
+  ConnRecord out;
+  EXPECT_FALSE(out.decode(rd, kProtocolVersionMax));
+  EXPECT_EQ(rd.error(), CodecError::kBadValue);
 }
 
 TEST(Codec, EntriesFrameWriterMixesPlainAndTranslatedRecords) {
