@@ -66,12 +66,9 @@ std::unique_ptr<ConnXlateTable> ConnXlateTable::create(const std::string& name,
 
 XlateRewrite& ConnXlateTable::set(uint32_t slot, const ConnXlate& x) {
   records_[slot] = x;
-  // The original tuple from the connection's key and which end initiated.
-  const FlowKey k = table_->key(slot);
-  const bool lo_is_orig = table_->entry(slot).orig_dir() == Dir::kLoToHi;
-  const V4Endpoints orig{(lo_is_orig ? k.lo_addr : k.hi_addr).as_v4(),
-                         (lo_is_orig ? k.hi_addr : k.lo_addr).as_v4(),
-                         lo_is_orig ? k.lo_port : k.hi_port, lo_is_orig ? k.hi_port : k.lo_port};
+  // The original tuple: the connection's key in the direction its initiator sent.
+  const Tuple o = table_->key(slot).tuple(table_->entry(slot).orig_dir());
+  const V4Endpoints orig{o.src.as_v4(), o.dst.as_v4(), o.sport, o.dport};
   const V4Endpoints reply{x.reply_src, x.reply_dst, x.reply_sport, x.reply_dport};
   auto* r = reinterpret_cast<XlateRewrite*>(table_->ext(slot));
   *r = XlateRewrite::make(orig, reply);

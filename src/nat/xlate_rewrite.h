@@ -121,20 +121,20 @@ inline bool rewrite_v4_known(uint8_t* ip, uint8_t* l4, bool tcp, const XlateRewr
   std::memcpy(&dport, l4 + 2, 2);
   if (src != r.src[i] || dst != r.dst[i] || sport != r.sport[i] || dport != r.dport[i])
     return false;
-  const int o = 1 - i;
+  const V4Endpoints to = r.to(i);
   uint16_t c;
   std::memcpy(&c, ip + 10, 2);
   c = r.ip(i).apply(c);
   std::memcpy(ip + 10, &c, 2);
-  std::memcpy(ip + 12, &r.dst[o], 4);
-  std::memcpy(ip + 16, &r.src[o], 4);
+  std::memcpy(ip + 12, &to.src, 4);
+  std::memcpy(ip + 16, &to.dst, 4);
   const int at = tcp ? 16 : 6;
   std::memcpy(&c, l4 + at, 2);
   const CsumDelta d = r.l4(i);
   c = tcp ? d.apply(c) : d.apply_udp(c);
   std::memcpy(l4 + at, &c, 2);
-  std::memcpy(l4, &r.dport[o], 2);
-  std::memcpy(l4 + 2, &r.sport[o], 2);
+  std::memcpy(l4, &to.sport, 2);
+  std::memcpy(l4 + 2, &to.dport, 2);
   return true;
 }
 
